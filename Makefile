@@ -1,0 +1,64 @@
+# The two commands of the README, and what they need. Both do their own set-up:
+#   make demo   simulated sensors -> gateway -> loopback broker, live
+#   make test   lint, type check and the whole test suite against real peers
+#
+# System packages: installed with apt-get when run as root; otherwise the exact command is
+# printed and make stops.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# command:package pairs the tests and the demo need
+SYSTEM_DEPS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat openssl:openssl
+
+.PHONY: demo test lint typecheck unit bench system-deps venv clean
+
+demo: system-deps venv
+	$(BIN)/cgw demo
+
+test: system-deps venv lint typecheck
+	$(BIN)/pytest -q
+
+unit: venv
+	$(BIN)/pytest -q tests/unit
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: venv
+	$(BIN)/mypy
+
+bench: system-deps venv
+	$(BIN)/python bench/throughput.py
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python >= 3.11 is required ($(PYTHON) is $$($(PYTHON) --version))"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+system-deps:
+	@missing=""; \
+	for pair in $(SYSTEM_DEPS); do \
+		command -v "$${pair%%:*}" >/dev/null 2>&1 || \
+		[ -x "/usr/sbin/$${pair%%:*}" ] || missing="$$missing $${pair##*:}"; \
+	done; \
+	$(PYTHON) -c 'import ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		else \
+			echo "missing system packages. Run:"; \
+			echo "  sudo apt-get update && sudo apt-get install -y$$missing"; \
+			exit 1; \
+		fi; \
+	fi
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis

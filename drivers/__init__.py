@@ -1,0 +1,1 @@
+"""Device drivers, one package per protocol. Only these import protocol libraries."""

@@ -1,0 +1,1 @@
+"""Modbus RTU and TCP: buses, merged block reads, decoding, and the device simulator."""

@@ -1,0 +1,130 @@
+"""``cgw``: the daemon and the installer's tools.
+
+Exit codes: 0 success, 1 runtime failure (systemd restarts), 2 invalid config or usage.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import __version__
+from gateway.config import Config, load_config
+from gateway.errors import ConfigError, GatewayError
+
+log = logging.getLogger("gateway")
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cgw", description="Smart-community edge gateway")
+    parser.add_argument("--version", action="version", version=f"cgw {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the gateway daemon")
+    run.add_argument("-c", "--config", type=Path, required=True, help="config file (YAML)")
+    run.add_argument("--log-format", choices=["auto", "json", "text"], default="auto")
+    check = sub.add_parser("check-config", help="validate a config file and summarise it")
+    check.add_argument("config", type=Path)
+    sub.add_parser("schema", help="print the config JSON Schema")
+    demo = sub.add_parser("demo", help="simulated sensors -> gateway -> loopback broker, live")
+    demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
+    demo.add_argument("--port", type=int, default=1883, help="broker port to use or start")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cgw`` console script."""
+    args = _parser().parse_args(argv)
+    if args.command == "schema":
+        print(json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False))
+        return 0
+    if args.command == "check-config":
+        return _check(args.config)
+    if args.command == "demo":
+        from gateway.demo import run_demo
+
+        return run_demo(args.duration, args.port)
+    return _run(args.config, args.log_format)
+
+
+def _load(path: Path) -> Config | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"{path}: {len(exc.errors)} error(s) in the configuration:", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return None
+
+
+def _check(path: Path) -> int:
+    cfg = _load(path)
+    if cfg is None:
+        return EXIT_CONFIG
+    mqtt = cfg.upstream.mqtt
+    points = sum(len(d.active_points) for d in cfg.devices)
+    print(f"{path}: OK")
+    print(f"  gateway   {cfg.gateway.site_id}/{cfg.gateway.gateway_id}")
+    print(
+        f"  store     {cfg.store.path} (quota {cfg.store.quota.human_readable()},"
+        f" reserve {cfg.store.reserve.human_readable()})"
+    )
+    tls = (
+        "TLS" + (" + client cert" if mqtt.tls and mqtt.tls.cert_file else "")
+        if mqtt.tls
+        else "plain"
+    )
+    print(
+        f"  upstream  mqtt {mqtt.host}:{mqtt.effective_port} ({tls}),"
+        f" topics {mqtt.topic_root}/{cfg.gateway.site_id}/{cfg.gateway.gateway_id}/..."
+    )
+    print(f"  buses     {len(cfg.buses)}: " + ", ".join(f"{b.id} ({b.kind})" for b in cfg.buses))
+    print(f"  devices   {len(cfg.devices)}, points {points}")
+    for d in cfg.devices:
+        profile = f" profile {d.profile}," if d.profile else ""
+        print(
+            f"    {d.id}: {d.kind} unit {d.unit_id} on {d.bus},{profile}"
+            f" {len(d.active_points)} points every {d.interval:g} s"
+        )
+    return 0
+
+
+def _run(path: Path, log_format: str) -> int:
+    from gateway.logs import setup
+
+    cfg = _load(path)
+    if cfg is None:
+        return EXIT_CONFIG
+    setup(cfg.log_level, None if log_format == "auto" else log_format == "json")
+    try:
+        asyncio.run(_daemon(cfg))
+    except GatewayError as exc:
+        log.critical("gateway stopped: %s", exc)
+        return EXIT_FAILURE
+    except ExceptionGroup as group:
+        for leaf in _leaves(group):
+            log.critical("gateway stopped: %s", leaf, exc_info=not isinstance(leaf, GatewayError))
+        return EXIT_FAILURE
+    return 0
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
+async def _daemon(cfg: Config) -> None:
+    from gateway.runtime import Runtime
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await Runtime(cfg).run(stop)

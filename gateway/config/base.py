@@ -1,0 +1,44 @@
+"""Shared building blocks of the config models: strictness, names, secret files."""
+
+import stat
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath
+
+
+class Model(BaseModel):
+    """Every config model: unknown keys are errors, the model is immutable once loaded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Name = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+        description="Identifier: letters, digits, '_', '.', '-'; used in MQTT topics",
+    ),
+]
+
+
+def _private(path: Path) -> Path:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ValueError(
+            f"secret file {path} is readable by group or others (mode {stat.S_IMODE(mode):o});"
+            f" run: chmod 600 {path}"
+        )
+    return path
+
+
+SecretFile = Annotated[
+    FilePath,
+    AfterValidator(_private),
+    Field(description="A file holding a secret; must not be readable by group or others"),
+]
+
+
+def read_secret(path: Path) -> str:
+    """The secret in ``path`` without its trailing newline. Never log the result."""
+    return path.read_text(encoding="utf-8").rstrip("\r\n")

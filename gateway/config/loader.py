@@ -1,0 +1,262 @@
+"""Load and validate the config file, completely, before anything touches hardware.
+
+``load_config`` either returns a valid ``Config`` or raises ``ConfigError`` listing *every*
+problem as ``key.path[index]: reason``. Device profiles are merged into the devices that name
+them first, so a profile's points are checked like any other.
+"""
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from gateway.config.modbus import PointConfig
+from gateway.config.models import Config
+from gateway.errors import ConfigError
+
+BUILTIN_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
+_UNION_TAGS = frozenset({"modbus", "modbus_tcp", "modbus_rtu"})
+
+
+def format_loc(loc: Sequence[int | str]) -> str:
+    """``('devices', 2, 'modbus', 'points', 0)`` -> ``devices[2].points[0]``."""
+    out = ""
+    prev: int | str | None = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(prev, int) and part in _UNION_TAGS:
+            pass  # pydantic names the union member it tried; the user never wrote that key
+        elif "[" in part or part.startswith("function-"):
+            pass  # validator wrappers
+        else:
+            out += f".{part}" if out else part
+        prev = part
+    return out or "(top level)"
+
+
+def _errors(
+    exc: ValidationError, prefix: str = "", skip: frozenset[str] = frozenset()
+) -> list[str]:
+    """One ``path: reason`` line per error; ``skip`` names paths whose missing/empty is no error."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        msg = err["msg"].removeprefix("Value error, ")
+        path = format_loc(err["loc"])
+        if err["type"] in ("missing", "too_short") and path in skip:
+            continue
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            # pydantic reports these at the item; the key the user got wrong is the tag
+            path += "." + str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")
+            if err["type"] == "union_tag_not_found":
+                msg = "required key is missing"
+        if prefix and path == "(top level)":
+            lines.append(f"{prefix.rstrip('.')}: {msg}")  # a model-level error of the item
+        else:
+            lines.append(f"{prefix}{path}: {msg}")
+    return lines
+
+
+def read_yaml(path: Path) -> Any:
+    """Parse a YAML file, turning OS and syntax errors into ``ConfigError``."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from exc
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        pos = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError([f"{path}{pos}: invalid YAML: {reason}"]) from exc
+
+
+def load_profile(path: Path) -> dict[str, Any]:
+    """Read one profile file and check its points; raises ``ConfigError``."""
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not isinstance(data.get("points"), list):
+        raise ConfigError([f"{path}: a profile is a mapping with a 'points' list"])
+    allowed = {"name", "description", "vendor", "model", "max_block", "max_gap", "points", "notes"}
+    problems = [f"{path}: {key}: unknown key" for key in data if key not in allowed]
+    if data.get("name") != path.stem:
+        problems.append(f"{path}: name: must be {path.stem!r} (the file name)")
+    for i, point in enumerate(data["points"]):
+        try:
+            PointConfig.model_validate(point)
+        except ValidationError as exc:
+            problems += _errors(exc, prefix=f"{path}: points[{i}].")
+    if problems:
+        raise ConfigError(problems)
+    return data
+
+
+def _find_profile(name: str, dirs: Iterable[Path]) -> Path | None:
+    for folder in dirs:
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _merge_points(base: list[dict[str, Any]], overrides: list[Any]) -> list[Any]:
+    """Profile points, each overridden by the device's point of the same name; new ones added."""
+    merged: list[Any] = [dict(p) for p in base]
+    index = {p.get("name"): i for i, p in enumerate(merged)}
+    for item in overrides:
+        name = item.get("name") if isinstance(item, Mapping) else None
+        if name in index:
+            merged[index[name]] = {**merged[index[name]], **item}
+        else:
+            merged.append(item)
+    return merged
+
+
+def _apply_profiles(raw: dict[str, Any], dirs: list[Path]) -> tuple[list[str], frozenset[str]]:
+    """Merge profiles into devices; the problems, and the ``points`` paths left unmerged."""
+    problems: list[str] = []
+    unmerged: set[str] = set()
+    devices = raw.get("devices")
+    if not isinstance(devices, list):
+        return problems, frozenset()
+    for i, dev in enumerate(devices):
+        if not isinstance(dev, dict) or dev.get("profile") is None:
+            continue
+        name = dev["profile"]
+        found = _find_profile(str(name), dirs)
+        if found is None:
+            searched = ", ".join(str(d) for d in dirs)
+            problems.append(f"devices[{i}].profile: unknown profile {name!r} (searched {searched})")
+            unmerged.add(f"devices[{i}].points")
+            continue
+        try:
+            profile = load_profile(found)
+        except ConfigError as exc:
+            problems += exc.errors
+            unmerged.add(f"devices[{i}].points")
+            continue
+        own = dev.get("points") or []
+        if not isinstance(own, list):
+            continue  # the model reports the wrong type
+        dev["points"] = _merge_points(profile["points"], own)
+        for key in ("max_block", "max_gap"):
+            if key in profile and key not in dev:
+                dev[key] = profile[key]
+    return problems, frozenset(unmerged)
+
+
+def check_references(cfg: Config) -> list[str]:
+    """Cross-field rules pydantic cannot see from inside one model."""
+    problems: list[str] = []
+    buses: dict[str, int] = {}
+    for i, bus in enumerate(cfg.buses):
+        if bus.id in buses:
+            problems.append(
+                f"buses[{i}].id: duplicate bus id {bus.id!r} (also buses[{buses[bus.id]}])"
+            )
+        buses.setdefault(bus.id, i)
+    devices: dict[str, int] = {}
+    units: dict[tuple[str, int], int] = {}
+    for i, dev in enumerate(cfg.devices):
+        where = f"devices[{i}]"
+        if dev.id in devices:
+            problems.append(
+                f"{where}.id: duplicate device id {dev.id!r} (also devices[{devices[dev.id]}])"
+            )
+        devices.setdefault(dev.id, i)
+        if dev.bus not in buses:
+            problems.append(f"{where}.bus: unknown bus {dev.bus!r}")
+            continue
+        bus = cfg.buses[buses[dev.bus]]
+        key = (dev.bus, dev.unit_id)
+        if key in units:
+            problems.append(
+                f"{where}.unit_id: unit {dev.unit_id} is already used on bus {dev.bus!r}"
+                f" by devices[{units[key]}]"
+            )
+        units.setdefault(key, i)
+        if dev.interval < bus.request_budget:
+            problems.append(
+                f"{where}.interval: {dev.interval} s is shorter than one request's worst case"
+                f" on bus {dev.bus!r} ({bus.timeout} s x {bus.retries + 1} attempts)"
+            )
+        problems += _check_points(dev.points, where)
+    return problems
+
+
+def _check_points(points: Sequence[PointConfig], where: str) -> list[str]:
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    spans: list[tuple[str, int, int, int]] = []
+    for j, p in enumerate(points):
+        if p.name in names:
+            problems.append(f"{where}.points[{j}].name: duplicate point name {p.name!r}")
+        names.setdefault(p.name, j)
+        if not p.enabled:
+            continue
+        for table, start, end, k in spans:
+            if table == p.table and start <= p.address + p.count - 1 and p.address <= end:
+                last = p.address + p.count - 1
+                problems.append(
+                    f"{where}.points[{j}].address: {p.table} {p.address}..{last}"
+                    f" overlaps points[{k}] ({start}..{end})"
+                )
+        spans.append((p.table, p.address, p.address + p.count - 1, j))
+    return problems
+
+
+def validate(raw: Any, base_dir: Path) -> Config:
+    """Validate an already-parsed config document; raises ``ConfigError`` with every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): the config must be a mapping of keys"])
+    extra_dirs = raw.get("profile_dirs") or []
+    dirs = [base_dir / Path(str(d)) for d in extra_dirs] if isinstance(extra_dirs, list) else []
+    dirs += [base_dir / "profiles", BUILTIN_PROFILES]
+    problems, unmerged = _apply_profiles(raw, dirs)
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as exc:
+        # a device whose profile failed lacks the profile's points: that is no second error
+        raise ConfigError(problems + _errors(exc, skip=unmerged)) from None
+    problems += check_references(cfg)
+    if problems:
+        raise ConfigError(problems)
+    return cfg
+
+
+def load_config(path: Path) -> Config:
+    """Read, merge profiles into and validate the config file at ``path``.
+
+    Relative paths inside the file (store, certificates, secrets) are taken relative to the
+    file's folder, so a config and its secrets can move together.
+    """
+    raw = read_yaml(path)
+    base = path.resolve().parent
+    if isinstance(raw, dict):
+        _resolve_paths(raw, base)
+    return validate(raw, base)
+
+
+_PATH_KEYS = {
+    ("store", "path"),
+    ("upstream", "mqtt", "password_file"),
+    ("upstream", "mqtt", "tls", "ca_file"),
+    ("upstream", "mqtt", "tls", "cert_file"),
+    ("upstream", "mqtt", "tls", "key_file"),
+}
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    for keys in _PATH_KEYS:
+        node: Any = raw
+        for key in keys[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+            value = Path(node[keys[-1]]).expanduser()
+            node[keys[-1]] = str(value if value.is_absolute() else base / value)

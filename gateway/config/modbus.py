@@ -1,0 +1,154 @@
+"""Config models of Modbus buses, devices and points.
+
+A *bus* is one physical line (an RS-485 port) or one TCP endpoint: every device on it shares
+one lock, so requests never overlap. A *device* is one unit id on a bus, polled at its own
+interval. A *point* is one value in one register table.
+"""
+
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, model_validator
+
+from gateway.config.base import Model, Name
+
+Table = Literal["holding", "input", "coil", "discrete"]
+DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32"]
+
+REGISTER_COUNT: dict[str, int] = {
+    "bool": 1,
+    "int16": 1,
+    "uint16": 1,
+    "int32": 2,
+    "uint32": 2,
+    "float32": 2,
+}
+BIT_TABLES = ("coil", "discrete")
+
+
+class PointConfig(Model):
+    """One value read from a device."""
+
+    name: Name = Field(description="Point name, unique within the device (e.g. pm25)")
+    table: Table = Field(
+        "holding",
+        description="Register table: holding (FC3), input (FC4), coil (FC1), discrete (FC2)",
+    )
+    address: int = Field(ge=0, le=65535, description="0-based register or bit address")
+    type: DataType = Field("uint16", description="How the registers decode")
+    word_order: Literal["big", "little"] = Field(
+        "big", description="Order of the 16-bit words of a 32-bit value (big: high word first)"
+    )
+    byte_order: Literal["big", "little"] = Field(
+        "big", description="Byte order inside each register (little: swapped, 'BADC'/'DCBA')"
+    )
+    scale: float = Field(1.0, description="value = raw * scale + offset")
+    offset: float = Field(0.0, description="value = raw * scale + offset")
+    unit: str = Field("", max_length=16, description="Unit of the scaled value, e.g. ug/m3")
+    range: tuple[float, float] | None = Field(
+        None,
+        description="Physical range [min, max] of the scaled value; outside it the reading "
+        "is forwarded with quality 'bad'",
+    )
+    enabled: bool = Field(True, description="false drops a point inherited from a profile")
+    description: str = Field("", max_length=200, description="Free text")
+
+    @property
+    def count(self) -> int:
+        """Registers (or bits) this point occupies."""
+        return REGISTER_COUNT[self.type]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        bit_table = self.table in BIT_TABLES
+        if bit_table != (self.type == "bool"):
+            raise ValueError(
+                f"type {self.type!r} does not fit table {self.table!r}: coil and discrete "
+                "points are 'bool', holding and input points are numeric"
+            )
+        if self.address + self.count - 1 > 65535:
+            raise ValueError(f"address {self.address} + {self.count} registers passes 65535")
+        if self.range is not None and self.range[0] >= self.range[1]:
+            raise ValueError(f"range {list(self.range)}: min must be below max")
+        if self.scale == 0:
+            raise ValueError("scale 0 would turn every reading into the offset")
+        return self
+
+
+class _BusBase(Model):
+    id: Name = Field(description="Bus id that devices refer to")
+    timeout: float = Field(
+        1.0,
+        gt=0,
+        le=30,
+        description="Seconds to wait for one response (pymodbus's 3 s is too long)",
+    )
+    retries: int = Field(1, ge=0, le=5, description="Extra attempts per request")
+    gap: float = Field(0.0, ge=0, le=5, description="Pause between two requests on this bus (s)")
+
+    @property
+    def request_budget(self) -> float:
+        """Worst-case seconds one request holds the bus."""
+        return self.timeout * (self.retries + 1)
+
+
+class ModbusTcpBusConfig(_BusBase):
+    """A Modbus TCP endpoint (a gateway or a sensor with Ethernet)."""
+
+    kind: Literal["modbus_tcp"]
+    host: str = Field(min_length=1, description="Host name or address")
+    port: int = Field(502, ge=1, le=65535, description="TCP port")
+
+
+class ModbusRtuBusConfig(_BusBase):
+    """An RS-485 line driven in Modbus RTU."""
+
+    kind: Literal["modbus_rtu"]
+    port: str = Field(
+        min_length=1, description="Serial device; prefer a stable /dev/serial/by-id/... path"
+    )
+    baudrate: Literal[1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200] = Field(
+        9600, description="Line speed"
+    )
+    parity: Literal["N", "E", "O"] = Field("N", description="Parity: none, even, odd")
+    stopbits: Literal[1, 2] = Field(1, description="Stop bits")
+    bytesize: Literal[7, 8] = Field(8, description="Data bits")
+    timeout: float = Field(0.5, gt=0, le=30, description="Seconds to wait for one response")
+    gap: float = Field(
+        0.02, ge=0, le=5, description="Silence between two requests (s); slow sensors need more"
+    )
+
+
+BusConfig = Annotated[ModbusTcpBusConfig | ModbusRtuBusConfig, Field(discriminator="kind")]
+
+
+class ModbusDeviceConfig(Model):
+    """One Modbus device (one unit id on one bus)."""
+
+    kind: Literal["modbus"]
+    id: Name = Field(description="Device id, used in topics (telemetry/<id>)")
+    bus: Name = Field(description="Id of the bus the device hangs on")
+    unit_id: int = Field(ge=1, le=247, description="Modbus unit (slave) id, 1-247")
+    interval: float = Field(10.0, ge=0.1, le=86400, description="Poll interval in seconds")
+    offline_after: int = Field(
+        3, ge=1, le=100, description="Consecutive failed polls before the device is offline"
+    )
+    backoff_max: float = Field(
+        300.0, gt=0, le=3600, description="Longest pause between polls of an offline device (s)"
+    )
+    max_block: int = Field(
+        125, ge=1, le=125, description="Most registers one read may cover (FC3/FC4 allow 125)"
+    )
+    max_gap: int = Field(
+        0,
+        ge=0,
+        le=100,
+        description="Unmapped registers a merged read may span; 0 for devices that refuse them",
+    )
+    profile: Name | None = Field(None, description="Device profile the points come from")
+    points: list[PointConfig] = Field(min_length=1, description="Points to read")
+    description: str = Field("", max_length=200, description="Free text, e.g. the location")
+
+    @property
+    def active_points(self) -> list[PointConfig]:
+        """Points that are enabled."""
+        return [p for p in self.points if p.enabled]

@@ -1,0 +1,116 @@
+"""The root config model: identity, store, upstream, buses and devices."""
+
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import ByteSize, Field, FilePath, model_validator
+
+from gateway.config.base import Model, Name, SecretFile
+from gateway.config.modbus import BusConfig, ModbusDeviceConfig
+
+DeviceConfig = Annotated[ModbusDeviceConfig, Field(discriminator="kind")]
+
+
+class IdentityConfig(Model):
+    """Who this gateway is; both ids appear in every upstream topic."""
+
+    site_id: Name = Field(description="The community (site) id")
+    gateway_id: Name = Field(description="This gateway's id, unique within the platform")
+
+
+class StoreConfig(Model):
+    """The local store-and-forward buffer (SQLite, WAL)."""
+
+    path: Path = Field(description="Database file; its directory must be writable")
+    quota: ByteSize = Field(
+        ByteSize(256 * 1024**2),
+        description="Bytes of buffered messages kept at most (e.g. '256MiB'); when full, the "
+        "oldest telemetry is evicted and reported as a gap",
+    )
+    reserve: ByteSize = Field(
+        ByteSize(16 * 1024**2),
+        description="Part of the quota only alarms and events may use",
+    )
+    commit_interval: float = Field(
+        1.0, gt=0, le=10, description="Telemetry is committed in groups at least this often (s)"
+    )
+
+    @model_validator(mode="after")
+    def _reserve_fits(self) -> Self:
+        if self.quota < 64 * 1024:
+            raise ValueError(f"quota {self.quota} B is below the 64 KiB minimum")
+        if self.reserve >= self.quota:
+            raise ValueError(
+                f"reserve ({self.reserve} B) must be smaller than quota ({self.quota} B)"
+            )
+        return self
+
+
+class TlsConfig(Model):
+    """TLS towards the upstream broker. Verification is always on."""
+
+    ca_file: FilePath = Field(description="CA bundle that signed the broker's certificate")
+    cert_file: FilePath | None = Field(None, description="Client certificate (mutual TLS)")
+    key_file: SecretFile | None = Field(None, description="Client private key (mode 0600)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class MqttConfig(Model):
+    """The upstream MQTT broker of the central platform."""
+
+    host: str = Field(min_length=1, description="Broker host")
+    port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with TLS")
+    tls: TlsConfig | None = Field(None, description="TLS settings; omit for plain TCP")
+    username: str | None = Field(None, min_length=1, description="User name")
+    password_file: SecretFile | None = Field(None, description="File holding the password")
+    client_id: str | None = Field(
+        None, min_length=1, max_length=64, description="Default cgw-<site_id>-<gateway_id>"
+    )
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive (s)")
+    topic_root: str = Field(
+        "cgw",
+        pattern=r"^[^#+/\s][^#+\s]*[^#+/\s]$|^[^#+/\s]$",
+        description="Topic root: <root>/<site>/<gateway>/...; no wildcards or outer slashes",
+    )
+    max_inflight: int = Field(100, ge=1, le=1000, description="QoS 1 publishes awaiting PUBACK")
+    publish_timeout: float = Field(15.0, gt=0, le=120, description="Seconds to wait for a PUBACK")
+    reconnect_max: float = Field(60.0, ge=1, le=3600, description="Longest reconnect pause (s)")
+
+    @model_validator(mode="after")
+    def _auth(self) -> Self:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """The port to connect to."""
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
+
+
+class UpstreamConfig(Model):
+    """Where messages go."""
+
+    mqtt: MqttConfig = Field(description="The platform's MQTT broker")
+
+
+class Config(Model):
+    """The whole gateway configuration (one YAML file)."""
+
+    gateway: IdentityConfig = Field(description="Identity")
+    store: StoreConfig = Field(description="Local buffer")
+    upstream: UpstreamConfig = Field(description="Upstream sinks")
+    buses: list[BusConfig] = Field(default_factory=list, description="Field buses")
+    devices: list[DeviceConfig] = Field(default_factory=list, description="Devices")
+    profile_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Extra folders with device profiles, searched before <config dir>/profiles",
+    )
+    log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level")

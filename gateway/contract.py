@@ -1,0 +1,114 @@
+"""The upstream contract: topics and payloads, version 1 (see docs/mqtt-api.md).
+
+Every stream message is one JSON object: an envelope (``v``, ``gateway_id``, ``site_id``,
+``lane``, ``seq``, ``ts``, ``clock_synced``) followed by the fields of its kind. ``(gateway_id,
+lane, seq)`` is the dedup key: delivery is at-least-once. A JSON Schema for every message
+kind ships in ``gateway/schemas/`` and the tests validate what is published against it.
+"""
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gateway.messages import DeviceStatus, Lane, Record, Sample
+
+SCHEMA_VERSION = 1
+
+
+def iso(ts: float) -> str:
+    """``1800000000.5`` -> ``2027-01-15T08:00:00.500Z`` (UTC, milliseconds)."""
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who publishes: the topic prefix and the envelope's identity fields."""
+
+    root: str
+    site_id: str
+    gateway_id: str
+
+    @property
+    def prefix(self) -> str:
+        """``<root>/<site>/<gateway>``."""
+        return f"{self.root}/{self.site_id}/{self.gateway_id}"
+
+    def topic(self, suffix: str) -> str:
+        """The full topic of a message whose topic below the gateway is ``suffix``."""
+        return f"{self.prefix}/{suffix}"
+
+    def status_payload(self, state: str, ts: float) -> bytes:
+        """The retained gateway status (birth "online", last will "offline")."""
+        return _dumps(
+            {
+                "v": SCHEMA_VERSION,
+                "gateway_id": self.gateway_id,
+                "site_id": self.site_id,
+                "state": state,
+                "ts": iso(ts),
+            }
+        ).encode()
+
+
+class StoredMessage(Protocol):
+    """What ``render`` needs of a stored row."""
+
+    @property
+    def lane(self) -> Lane: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def topic(self) -> str: ...
+    @property
+    def ts(self) -> float: ...
+    @property
+    def synced(self) -> bool: ...
+    @property
+    def body(self) -> str: ...
+
+
+def render(ident: Identity, msg: StoredMessage) -> tuple[str, bytes]:
+    """Topic and payload of a stored message: the envelope spliced before the stored body."""
+    head = (
+        f'{{"v":{SCHEMA_VERSION},"gateway_id":{json.dumps(ident.gateway_id)},'
+        f'"site_id":{json.dumps(ident.site_id)},"lane":"{msg.lane.label}","seq":{msg.seq},'
+        f'"ts":"{iso(msg.ts)}","clock_synced":{"true" if msg.synced else "false"},'
+    )
+    return ident.topic(msg.topic), (head + msg.body[1:]).encode()
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def telemetry_record(sample: Sample, synced: bool) -> Record:
+    """A telemetry message: every point of one device from one poll."""
+    points = [
+        {"name": r.name, "value": r.value, "unit": r.unit, "quality": r.quality.value}
+        for r in sample.readings
+    ]
+    body = _dumps({"device": sample.device, "points": points})
+    return Record(
+        Lane.TELEMETRY, f"telemetry/{sample.device}", body, sample.ts, synced, sample.device
+    )
+
+
+def status_record(status: DeviceStatus, synced: bool) -> Record:
+    """A device availability change, published retained on ``device/<id>/status``."""
+    body = _dumps(
+        {
+            "device": status.device,
+            "state": "online" if status.online else "offline",
+            "reason": status.reason,
+        }
+    )
+    return Record(
+        Lane.EVENT,
+        f"device/{status.device}/status",
+        body,
+        status.ts,
+        synced,
+        status.device,
+        retain=True,
+    )

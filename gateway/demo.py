@@ -1,0 +1,159 @@
+"""``cgw demo``: the gateway's main job on embedded defaults, watched live.
+
+It starts (only if needed) a loopback Mosquitto from ``config/mosquitto/demo.conf``, an
+in-process Modbus TCP simulator serving the shipped sensor profiles with drifting values, and
+the gateway itself with a temporary store; then it prints what reaches the upstream broker.
+Ctrl-C (or ``--duration``) stops everything and removes the temporary files.
+"""
+
+import asyncio
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+
+from drivers.modbus.simulator import SimulatedDevice, Simulator
+from gateway.config import validate
+from gateway.config.loader import BUILTIN_PROFILES
+from gateway.logs import setup
+from gateway.runtime import Runtime
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONF = REPO / "config" / "mosquitto" / "demo.conf"
+DEVICES = [  # (device id, profile, unit id)
+    ("th-1", "th-rs485", 1),
+    ("pm-1", "pm-laser-rs485", 2),
+    ("noise-1", "noise-rs485", 3),
+    ("station-1", "env-station-rs485", 4),
+]
+
+
+def run_demo(duration: float | None, port: int) -> int:
+    """Run the demo until Ctrl-C or ``duration`` seconds; 0 on a clean stop."""
+    setup("WARNING", json_lines=False)
+    with tempfile.TemporaryDirectory(prefix="cgw-demo-") as tmp:
+        broker = None if _listening(port) else _start_broker(Path(tmp), port)
+        try:
+            asyncio.run(_demo(Path(tmp), port, duration))
+        finally:
+            if broker is not None:
+                broker.terminate()
+                broker.wait(5)
+    return 0
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _start_broker(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(DEMO_CONF.read_text().replace("listener 1883 ", f"listener {port} "))
+    # A session of its own: Ctrl-C reaches the demo, which stops the broker last.
+    proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 5
+    while not _listening(port):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            err = proc.stderr.read().decode() if proc.stderr and proc.poll() is not None else ""
+            proc.kill()
+            raise SystemExit(f"could not start mosquitto on 127.0.0.1:{port}: {err.strip()}")
+        time.sleep(0.05)
+    print(f"started a loopback mosquitto on 127.0.0.1:{port} ({DEMO_CONF.name})")
+    return proc
+
+
+def _config(tmp: Path, broker: int, modbus: int) -> dict[str, Any]:
+    return {
+        "gateway": {"site_id": "demo-site", "gateway_id": "gw-demo"},
+        "store": {"path": str(tmp / "buffer.db"), "quota": "16MiB", "reserve": "1MiB"},
+        "upstream": {"mqtt": {"host": "127.0.0.1", "port": broker, "topic_root": "cgw"}},
+        "buses": [
+            {
+                "id": "rs485-gw",
+                "kind": "modbus_tcp",
+                "host": "127.0.0.1",
+                "port": modbus,
+                "timeout": 0.5,
+                "retries": 1,
+            }
+        ],
+        "devices": [
+            {
+                "kind": "modbus",
+                "id": dev,
+                "bus": "rs485-gw",
+                "unit_id": unit,
+                "profile": profile,
+                "interval": 2,
+            }
+            for dev, profile, unit in DEVICES
+        ],
+    }
+
+
+async def _demo(tmp: Path, broker: int, duration: float | None) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if duration is not None:
+        loop.call_later(duration, stop.set)
+    devices = [
+        SimulatedDevice.from_profile(unit, BUILTIN_PROFILES / f"{profile}.yaml")
+        for _, profile, unit in DEVICES
+    ]
+    async with Simulator(devices, port=0, interval=1.0) as sim:
+        cfg = validate(_config(tmp, broker, sim.port), tmp)
+        print(
+            f"Modbus simulator on 127.0.0.1:{sim.port}: {len(devices)} sensors;"
+            f" gateway publishing to 127.0.0.1:{broker} under cgw/demo-site/gw-demo/#"
+        )
+        print("Ctrl-C to stop.\n")
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(_watch(broker, stop), name="demo:watch")
+            await Runtime(cfg).run(stop)
+
+
+async def _watch(port: int, stop: asyncio.Event) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier="cgw-demo-viewer") as client:
+        await client.subscribe("cgw/demo-site/gw-demo/#", qos=1)
+        async for msg in client.messages:
+            payload = msg.payload if isinstance(msg.payload, bytes) else str(msg.payload).encode()
+            print(_line(str(msg.topic), payload))
+            sys.stdout.flush()
+            if stop.is_set():
+                return
+
+
+def _line(topic: str, payload: bytes) -> str:
+    suffix = topic.split("/", 3)[-1]
+    with contextlib.suppress(ValueError):
+        msg = json.loads(payload)
+        clock = msg.get("ts", "")[11:19]
+        if "points" in msg:
+            values = "  ".join(
+                f"{p['name']}={p['value']}{_unit(p['unit'])}"
+                + ("" if p["quality"] == "good" else f"({p['quality']})")
+                for p in msg["points"]
+            )
+            return f"{clock} #{msg['seq']:<5} {msg['device']:<10} {values}"
+        if "state" in msg:
+            who = msg.get("device", "gateway")
+            return f"{clock} {'':6} {who:<10} is {msg['state'].upper()}"
+    return f"{suffix}: {payload[:200]!r}"
+
+
+def _unit(unit: str) -> str:
+    return f" {unit}" if unit else ""

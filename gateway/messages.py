@@ -1,0 +1,78 @@
+"""The core's message types: small, frozen, slotted dataclasses.
+
+Values are ``bool | int | float | str``; a value that could not be read is ``None`` with a
+quality that says why. A missing value is never turned into 0.
+"""
+
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+Value = bool | int | float | str
+
+
+class Lane(IntEnum):
+    """Store lanes, in drain order: a lower number always drains first."""
+
+    ALARM = 0
+    EVENT = 1
+    TELEMETRY = 2
+
+    @property
+    def label(self) -> str:
+        """The lane's name in the upstream contract."""
+        return self.name.lower()
+
+
+class Quality(StrEnum):
+    """How far a reading can be trusted."""
+
+    GOOD = "good"
+    STALE = "stale"  # last known value, repeated
+    COMM_ERROR = "comm_error"  # the device did not deliver this point on this poll
+    BAD = "bad"  # delivered, but outside the point's physical range
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One point of one poll."""
+
+    name: str
+    value: Value | None
+    unit: str
+    quality: Quality
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """All points of one device from one poll."""
+
+    device: str
+    ts: float  # wall-clock seconds at the end of the poll
+    readings: tuple[Reading, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceStatus:
+    """A device's availability changed."""
+
+    device: str
+    online: bool
+    ts: float
+    reason: str  # why it went offline ("timeout", "connection refused", ...) or "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A message ready for the store: its lane, topic (below the gateway's root) and body.
+
+    ``body`` is the JSON text of the message-specific fields; the envelope (gateway id, lane,
+    seq, timestamp, clock flag) is added when a sink publishes it.
+    """
+
+    lane: Lane
+    topic: str
+    body: str
+    ts: float
+    clock_synced: bool
+    device: str = ""
+    retain: bool = False

@@ -1,0 +1,141 @@
+"""Run a polling driver on its schedule and track the device's availability.
+
+Contract:
+- Polls start every ``interval`` on the monotonic clock. A poll that overruns its slot skips
+  the missed slots (counted in ``overruns``); polls never pile up or burst to catch up.
+- ``offline_after`` consecutive failed polls mark the device offline: one WARNING line and one
+  retained status message. An offline device is retried with capped exponential backoff
+  (``interval`` doubling up to ``backoff_max``), so it seldom takes its bus's time. The first
+  good poll marks it online again: one INFO line, one status message.
+- The first outcome after start is always published, so the retained status is fresh.
+- A ``PermanentError`` (nothing left to read) stops this poller alone, never the daemon.
+"""
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Protocol
+
+from gateway.backoff import Backoff
+from gateway.clock import Clock
+from gateway.errors import PermanentError, TransientError
+from gateway.messages import DeviceStatus, Sample
+
+log = logging.getLogger(__name__)
+
+
+class PollingDriver(Protocol):
+    """A device that answers when asked."""
+
+    id: str
+
+    async def poll(self) -> Sample:
+        """Read the device once; raise ``TransientError`` when it does not answer."""
+        ...
+
+
+class Emitter(Protocol):
+    """Where a poller sends what it learns."""
+
+    def sample(self, sample: Sample) -> None:
+        """A poll's readings."""
+        ...
+
+    def status(self, status: DeviceStatus) -> None:
+        """An availability change."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """How often to poll, and when to give up on a device for a while."""
+
+    interval: float
+    offline_after: int
+    backoff_max: float
+
+
+class Poller:
+    """One device's poll loop."""
+
+    def __init__(
+        self, driver: PollingDriver, schedule: Schedule, emit: Emitter, clock: Clock
+    ) -> None:
+        self.driver = driver
+        self.schedule = schedule
+        self.emit = emit
+        self.clock = clock
+        self.online: bool | None = None  # None until the first outcome
+        self.failures = 0  # consecutive
+        self.polls = 0
+        self.failed_polls = 0
+        self.overruns = 0
+        self.last_latency = 0.0
+        self._backoff = Backoff(schedule.interval, max(schedule.interval, schedule.backoff_max))
+
+    async def run(self) -> None:
+        """Poll until cancelled (or until the driver reports a permanent error)."""
+        loop = asyncio.get_running_loop()
+        interval = self.schedule.interval
+        due = loop.time()
+        while True:
+            delay = due - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            started = loop.time()
+            self.polls += 1
+            try:
+                sample = await self.driver.poll()
+            except PermanentError as exc:
+                log.error(
+                    "device %s: polling stopped: %s",
+                    self.driver.id,
+                    exc,
+                    extra={"device": self.driver.id},
+                )
+                self._set_online(False, str(exc))
+                return
+            except TransientError as exc:
+                self._failed(exc)
+            else:
+                self._succeeded(sample)
+            now = loop.time()
+            self.last_latency = now - started
+            if self.online is False:
+                due = now + self._backoff.next()
+                continue
+            due += interval
+            if due < now:
+                missed = int((now - due) // interval) + 1
+                self.overruns += missed
+                due += missed * interval
+
+    def _succeeded(self, sample: Sample) -> None:
+        self.failures = 0
+        self._backoff.reset()
+        self.emit.sample(sample)
+        self._set_online(True, "ok")
+
+    def _failed(self, exc: TransientError) -> None:
+        self.failures += 1
+        self.failed_polls += 1
+        if self.failures >= self.schedule.offline_after:
+            self._set_online(False, str(exc))
+
+    def _set_online(self, online: bool, reason: str) -> None:
+        if self.online is online:
+            return
+        was = self.online
+        self.online = online
+        dev = self.driver.id
+        if online and was is False:
+            log.info("device %s is back online", dev, extra={"device": dev})
+        elif not online:
+            log.warning(
+                "device %s is offline after %d failed polls: %s",
+                dev,
+                self.failures,
+                reason,
+                extra={"device": dev},
+            )
+        self.emit.status(DeviceStatus(dev, online, self.clock.wall(), reason))

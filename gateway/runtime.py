@@ -1,0 +1,98 @@
+"""The daemon: one root TaskGroup holding the store committer, the sink and every poller.
+
+Order of a stop (SIGTERM): pollers are cancelled first, queued readings are committed, then
+the sink publishes "offline" and disconnects, and the store is closed cleanly. Any component
+that fails with something other than a transient error stops the daemon with an error, so
+systemd restarts it; a dead device or an unreachable broker never does.
+"""
+
+import asyncio
+import logging
+
+from drivers.registry import build
+from gateway.clock import Clock, SystemClock
+from gateway.config.models import Config
+from gateway.contract import Identity, status_record, telemetry_record
+from gateway.messages import DeviceStatus, Sample
+from gateway.poller import Poller
+from gateway.sinks.mqtt import MqttSink
+from gateway.store import Store
+from gateway.supervisor import supervise
+from gateway.timesync import SyncState
+
+log = logging.getLogger(__name__)
+
+
+class StoreEmitter:
+    """Turns what pollers learn into records in the store."""
+
+    def __init__(self, store: Store, synced: SyncState) -> None:
+        self.store = store
+        self.synced = synced
+
+    def sample(self, sample: Sample) -> None:
+        self.store.add(telemetry_record(sample, self.synced()))
+
+    def status(self, status: DeviceStatus) -> None:
+        self.store.add(status_record(status, self.synced()))
+
+
+class Runtime:
+    """Everything one gateway runs, built from a validated config."""
+
+    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or SystemClock()
+        self.ident = Identity(
+            cfg.upstream.mqtt.topic_root, cfg.gateway.site_id, cfg.gateway.gateway_id
+        )
+        self.ready = asyncio.Event()
+        self.pollers: list[Poller] = []
+        self.sink: MqttSink | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then shut down in order."""
+        cfg = self.cfg
+        store = await Store.open(
+            cfg.store.path,
+            quota=int(cfg.store.quota),
+            reserve=int(cfg.store.reserve),
+            sinks=[MqttSink.name],
+        )
+        drivers = build(cfg, self.clock)
+        try:
+            emitter = StoreEmitter(store, SyncState(self.clock))
+            self.sink = sink = MqttSink(cfg.upstream.mqtt, self.ident, store, self.clock)
+            self.pollers = [Poller(d, s, emitter, self.clock) for d, s in drivers.polled]
+            async with asyncio.TaskGroup() as tg:
+                committer = tg.create_task(
+                    store.run_committer(cfg.store.commit_interval), name="store:commit"
+                )
+                sink_task = tg.create_task(supervise("sink:mqtt", sink.run), name="sink:mqtt")
+                polls = [
+                    tg.create_task(
+                        supervise(f"driver:{p.driver.id}", p.run), name=f"driver:{p.driver.id}"
+                    )
+                    for p in self.pollers
+                ]
+                log.info(
+                    "gateway %s/%s running: %d devices, upstream %s:%d",
+                    cfg.gateway.site_id,
+                    cfg.gateway.gateway_id,
+                    len(polls),
+                    cfg.upstream.mqtt.host,
+                    cfg.upstream.mqtt.effective_port,
+                )
+                self.ready.set()
+                await stop.wait()
+                log.info("stopping: polling first, then the store, then the uplink")
+                for task in polls:
+                    task.cancel()
+                await asyncio.gather(*polls, return_exceptions=True)
+                await store.flush()
+                sink_task.cancel()
+                committer.cancel()
+        finally:
+            drivers.close()
+            await store.close()
+        log.info("stopped cleanly")

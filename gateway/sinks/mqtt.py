@@ -1,0 +1,218 @@
+"""The upstream MQTT sink: drains the store to the platform's broker, PUBACK-gated.
+
+Contract:
+- One connection at a time, re-made by our own loop (aiomqtt has none) with capped, jittered
+  backoff that resets once a connection is up. Persistent session (clean_session=False, fixed
+  client id), a retained birth "online" and a retained last will "offline" on ``status``.
+- Rows go out as QoS 1 with at most ``max_inflight`` awaiting their PUBACK. A row counts as
+  delivered only after its PUBACK; the sink's cursor advances over the contiguous acknowledged
+  prefix of each lane, so a crash or a cut link re-sends, never skips. Duplicates are possible
+  (at-least-once); consumers dedupe on ``(gateway_id, lane, seq)``.
+- Priority: alarm rows before event rows before telemetry. A telemetry batch being sent is
+  cut short as soon as a higher lane has rows, so an alarm waits for at most the publishes
+  already in flight, never for the backlog.
+- On stop: a retained "offline" is published and the connection closed with DISCONNECT.
+"""
+
+import asyncio
+import logging
+import ssl
+from collections import OrderedDict
+from typing import Any
+
+import aiomqtt
+
+from gateway.backoff import Backoff
+from gateway.clock import Clock
+from gateway.config.base import read_secret
+from gateway.config.models import MqttConfig
+from gateway.contract import Identity, render
+from gateway.messages import Lane
+from gateway.store import Row, Store
+
+log = logging.getLogger(__name__)
+FETCH = 256  # rows read from the store at a time
+ACK_EVERY = 0.2  # seconds between cursor commits while draining
+
+
+class AckTracker:
+    """Rows in flight per lane; yields how far each lane is acknowledged without holes."""
+
+    def __init__(self) -> None:
+        self._flight: dict[Lane, OrderedDict[int, bool]] = {ln: OrderedDict() for ln in Lane}
+        self.upto: dict[Lane, int] = {}
+        self.unsaved = 0
+
+    def sent(self, row: Row) -> None:
+        """``row`` was handed to the client."""
+        self._flight[row.lane][row.id] = False
+
+    def acked(self, row: Row) -> None:
+        """``row`` got its PUBACK."""
+        flight = self._flight[row.lane]
+        flight[row.id] = True
+        while flight:
+            first = next(iter(flight))
+            if not flight[first]:
+                break
+            flight.popitem(last=False)
+            self.upto[row.lane] = first
+        self.unsaved += 1
+
+
+class MqttSink:
+    """Delivers stored rows to the upstream broker."""
+
+    name = "mqtt"
+
+    def __init__(self, cfg: MqttConfig, ident: Identity, store: Store, clock: Clock) -> None:
+        self.cfg = cfg
+        self.ident = ident
+        self.store = store
+        self.clock = clock
+        self.connected = asyncio.Event()
+        self.ever_connected = asyncio.Event()  # readiness: set once the first connect works
+        self.published = 0
+        self.reconnects = 0
+        self.last_error = ""
+        self._password = read_secret(cfg.password_file) if cfg.password_file else None
+        self._tls = _tls_context(cfg) if cfg.tls else None
+
+    @property
+    def client_id(self) -> str:
+        """The MQTT client identifier (fixed, so the broker keeps the session)."""
+        return self.cfg.client_id or f"cgw-{self.ident.site_id}-{self.ident.gateway_id}"
+
+    def _client(self) -> aiomqtt.Client:
+        will = aiomqtt.Will(
+            self.ident.topic("status"),
+            self.ident.status_payload("offline", self.clock.wall()),
+            qos=1,
+            retain=True,
+        )
+        client = aiomqtt.Client(
+            self.cfg.host,
+            self.cfg.effective_port,
+            identifier=self.client_id,
+            username=self.cfg.username,
+            password=self._password,
+            clean_session=False,
+            keepalive=self.cfg.keepalive,
+            will=will,
+            tls_context=self._tls,
+            max_inflight_messages=self.cfg.max_inflight,
+            timeout=self.cfg.publish_timeout,
+        )
+        # aiomqtt warns once per publish above 10 pending calls; a full window is normal here.
+        client.pending_calls_threshold = 10 * self.cfg.max_inflight + 100
+        return client
+
+    async def run(self) -> None:
+        """Connect, drain, reconnect: until cancelled."""
+        backoff = Backoff(1.0, self.cfg.reconnect_max)
+        where = f"{self.cfg.host}:{self.cfg.effective_port}"
+        while True:
+            tracker = AckTracker()
+            try:
+                async with self._client() as client:
+                    backoff.reset()
+                    self.connected.set()
+                    self.ever_connected.set()
+                    log.info("connected to upstream broker %s as %s", where, self.client_id)
+                    await self._serve(client, tracker)
+            except* aiomqtt.MqttError as group:
+                exc = group.exceptions[0]
+                if self.connected.is_set() or not self.last_error:
+                    log.warning("upstream broker %s unreachable: %s; buffering locally", where, exc)
+                self.last_error = str(exc)
+            finally:
+                self.connected.clear()
+                await asyncio.shield(self._save(tracker))
+                self.store.rewind(self.name)
+            self.reconnects += 1
+            await asyncio.sleep(backoff.next())
+
+    async def _serve(self, client: aiomqtt.Client, tracker: AckTracker) -> None:
+        status = self.ident.topic("status")
+        await client.publish(
+            status, self.ident.status_payload("online", self.clock.wall()), qos=1, retain=True
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._watch(client), name="sink:mqtt:watch")
+                tg.create_task(self._save_loop(tracker), name="sink:mqtt:ack")
+                await self._drain(client, tracker, tg)
+        except asyncio.CancelledError:
+            # Stopping: say so while the link is still up (a clean DISCONNECT skips the will).
+            await self._save(tracker)
+            payload = self.ident.status_payload("offline", self.clock.wall())
+            try:
+                await client.publish(status, payload, qos=1, retain=True, timeout=1.0)
+            except aiomqtt.MqttError as exc:
+                log.warning("could not publish offline status: %s", exc)
+            raise
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        """Raise ``MqttError`` as soon as the connection drops (cancels pending publishes)."""
+        async for _message in client.messages:
+            pass  # no subscriptions yet; the command channel will consume these
+
+    async def _drain(
+        self, client: aiomqtt.Client, tracker: AckTracker, tg: asyncio.TaskGroup
+    ) -> None:
+        window = asyncio.Semaphore(self.cfg.max_inflight)
+        while True:
+            rows = await self.store.fetch(self.name, FETCH)
+            if not rows:
+                await self.store.wait_for_rows(self.name)
+                continue
+            for i, row in enumerate(rows):
+                if row.lane is not Lane.ALARM and self.store.has_more_urgent(self.name, row.lane):
+                    self.store.give_back(self.name, rows[i:])
+                    break
+                await window.acquire()
+                tracker.sent(row)
+                tg.create_task(self._publish(client, row, window, tracker))
+
+    async def _publish(
+        self, client: aiomqtt.Client, row: Row, window: asyncio.Semaphore, tracker: AckTracker
+    ) -> None:
+        topic, payload = render(self.ident, row)
+        try:
+            await client.publish(topic, payload, qos=1, retain=row.retain)
+        finally:
+            window.release()
+        tracker.acked(row)
+        self.published += 1
+
+    async def _save_loop(self, tracker: AckTracker) -> None:
+        while True:
+            await asyncio.sleep(ACK_EVERY)
+            await self._save(tracker)
+
+    async def _save(self, tracker: AckTracker) -> None:
+        if tracker.unsaved:
+            tracker.unsaved = 0
+            await self.store.ack(self.name, dict(tracker.upto))
+
+
+def _tls_context(cfg: MqttConfig) -> ssl.SSLContext:
+    """Verification always on, TLS 1.2 at least; mutual TLS when a client cert is given."""
+    assert cfg.tls is not None
+    ctx = ssl.create_default_context(cafile=str(cfg.tls.ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cfg.tls.cert_file is not None and cfg.tls.key_file is not None:
+        ctx.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
+    return ctx
+
+
+def describe(cfg: MqttConfig) -> dict[str, Any]:
+    """A secret-free summary of the upstream settings."""
+    return {
+        "host": cfg.host,
+        "port": cfg.effective_port,
+        "tls": cfg.tls is not None,
+        "mutual_tls": cfg.tls is not None and cfg.tls.cert_file is not None,
+        "username": cfg.username,
+        "topic_root": cfg.topic_root,
+    }

@@ -1,0 +1,1 @@
+"""Integration (real peers: pymodbus server, socat ptys, mosquitto) tests."""

@@ -1,0 +1,1 @@
+"""Unit (pure, no I/O) tests."""

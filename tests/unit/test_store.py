@@ -1,0 +1,309 @@
+"""The store's invariants on real SQLite files: lanes, seq, cursors, quota, corruption."""
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from gateway.errors import StoreError
+from gateway.messages import Lane, Record
+from gateway.store import Row, Store, StoreFullError
+
+QUOTA = 256 * 1024
+RESERVE = 32 * 1024
+
+
+def rec(lane: Lane, device: str = "d1", n: int = 0, size: int = 20, ts: float = 1e9) -> Record:
+    body = json.dumps({"device": device, "n": n, "pad": "x" * size})
+    return Record(lane, f"telemetry/{device}", body, ts + n, True, device)
+
+
+async def open_store(path: Path, sinks: tuple[str, ...] = ("mqtt",), quota: int = QUOTA) -> Store:
+    return await Store.open(path, quota=quota, reserve=RESERVE, sinks=sinks)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    s = await open_store(tmp_path / "buf.db")
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def drain(store: Store, sink: str = "mqtt") -> list[Row]:
+    """Fetch everything for ``sink`` and confirm it."""
+    got: list[Row] = []
+    while rows := await store.fetch(sink, 1000):
+        got += rows
+    upto: dict[Lane, int] = {}
+    for row in got:
+        upto[row.lane] = max(upto.get(row.lane, 0), row.id)
+    await store.ack(sink, upto)
+    return got
+
+
+async def test_lanes_drain_in_priority_order(store: Store) -> None:
+    store.add(rec(Lane.TELEMETRY, n=1))
+    store.add(rec(Lane.EVENT, n=2))
+    store.add(rec(Lane.TELEMETRY, n=3))
+    store.add(rec(Lane.ALARM, n=4))
+    await store.flush()
+    rows = await store.fetch("mqtt", 10)
+    assert [r.lane for r in rows] == [Lane.ALARM, Lane.EVENT, Lane.TELEMETRY, Lane.TELEMETRY]
+    assert [json.loads(r.body)["n"] for r in rows] == [4, 2, 1, 3]
+
+
+async def test_seq_per_lane_is_dense_and_survives_restart(tmp_path: Path) -> None:
+    path = tmp_path / "buf.db"
+    s = await open_store(path)
+    for i in range(3):
+        s.add(rec(Lane.TELEMETRY, n=i))
+    s.add(rec(Lane.EVENT))
+    await s.flush()
+    first = await drain(s)
+    await s.close()
+    s = await open_store(path)
+    try:
+        s.add(rec(Lane.TELEMETRY, n=9))
+        await s.flush()
+        rows = await s.fetch("mqtt", 10)
+    finally:
+        await s.close()
+    assert [(r.lane, r.seq) for r in first] == [
+        (Lane.EVENT, 1),
+        (Lane.TELEMETRY, 1),
+        (Lane.TELEMETRY, 2),
+        (Lane.TELEMETRY, 3),
+    ]
+    assert [(r.lane, r.seq) for r in rows] == [(Lane.TELEMETRY, 4)]
+
+
+async def test_unconfirmed_rows_come_back_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "buf.db"
+    s = await open_store(path)
+    for i in range(5):
+        s.add(rec(Lane.TELEMETRY, n=i))
+    await s.flush()
+    rows = await s.fetch("mqtt", 10)
+    await s.ack("mqtt", {Lane.TELEMETRY: rows[1].id})  # two confirmed, three in flight
+    await s.close()
+    s = await open_store(path)
+    try:
+        again = await s.fetch("mqtt", 10)
+    finally:
+        await s.close()
+    assert [json.loads(r.body)["n"] for r in again] == [2, 3, 4]
+
+
+async def test_rewind_hands_out_unconfirmed_rows_again(store: Store) -> None:
+    for i in range(4):
+        store.add(rec(Lane.TELEMETRY, n=i))
+    await store.flush()
+    rows = await store.fetch("mqtt", 10)
+    assert await store.fetch("mqtt", 10) == []
+    await store.ack("mqtt", {Lane.TELEMETRY: rows[0].id})
+    store.rewind("mqtt")
+    assert [json.loads(r.body)["n"] for r in await store.fetch("mqtt", 10)] == [1, 2, 3]
+
+
+async def test_give_back_returns_the_unsent_tail(store: Store) -> None:
+    for i in range(4):
+        store.add(rec(Lane.TELEMETRY, n=i))
+    await store.flush()
+    rows = await store.fetch("mqtt", 10)
+    store.give_back("mqtt", rows[2:])
+    assert [json.loads(r.body)["n"] for r in await store.fetch("mqtt", 10)] == [2, 3]
+
+
+async def test_rows_stay_until_every_sink_confirms(tmp_path: Path) -> None:
+    s = await open_store(tmp_path / "buf.db", sinks=("mqtt", "influx"))
+    try:
+        for i in range(3):
+            s.add(rec(Lane.TELEMETRY, n=i))
+        await s.flush()
+        await drain(s, "mqtt")
+        assert (await s.count_rows()).get(Lane.TELEMETRY) == 3
+        assert s.backlog("mqtt") == 0
+        await drain(s, "influx")
+        assert (await s.count_rows()).get(Lane.TELEMETRY) is None
+        assert s.stats().used_bytes == 0
+    finally:
+        await s.close()
+
+
+async def test_more_urgent_lane_is_signalled(store: Store) -> None:
+    store.add(rec(Lane.TELEMETRY))
+    await store.flush()
+    await store.fetch("mqtt", 10)
+    assert not store.has_more_urgent("mqtt", Lane.TELEMETRY)
+    store.add(rec(Lane.ALARM))
+    await store.flush()
+    assert store.has_more_urgent("mqtt", Lane.TELEMETRY)
+    assert store.has_more_urgent("mqtt", Lane.EVENT)
+    assert not store.has_more_urgent("mqtt", Lane.ALARM)
+
+
+async def test_quota_evicts_oldest_telemetry_and_reports_a_gap(store: Store) -> None:
+    produced = 0
+    for i in range(600):  # ~600 x 500 B: well over the 224 KiB telemetry share
+        store.add(rec(Lane.TELEMETRY, device="pm-1", n=i, size=400))
+        produced += 1
+        if i % 50 == 0:
+            await store.flush()
+    store.add(rec(Lane.EVENT, device="pm-1", n=10_000))
+    await store.flush()
+    stats = store.stats()
+    assert stats.used_bytes <= QUOTA
+    counts = await store.count_rows()
+    rows = await drain(store)
+    tele = [json.loads(r.body)["n"] for r in rows if r.lane is Lane.TELEMETRY]
+    gaps = [json.loads(r.body) for r in rows if r.topic == "gap"]
+    assert stats.evicted > 0
+    # produced = kept + evicted, exactly; nothing else vanished
+    assert len(tele) + stats.evicted + stats.dropped == produced
+    assert tele == sorted(tele)
+    assert tele[-1] == produced - 1
+    assert tele[0] == stats.evicted  # evicted exactly the oldest ones
+    assert sum(g["count"] for g in gaps) == stats.evicted
+    assert {g["device"] for g in gaps} == {"pm-1"}
+    assert counts[Lane.EVENT] >= 2  # the event itself and the gap report survive
+
+
+async def test_gap_reports_coalesce_until_handed_out(store: Store) -> None:
+    for i in range(1200):
+        store.add(rec(Lane.TELEMETRY, device="pm-1", n=i, size=400))
+        if i % 20 == 0:
+            await store.flush()
+    await store.flush()
+    gaps = [r for r in await store.fetch("mqtt", 5000) if r.topic == "gap"]
+    assert len(gaps) == 1
+    assert json.loads(gaps[0].body)["count"] == store.stats().evicted
+
+
+async def test_alarms_and_events_are_never_evicted(tmp_path: Path) -> None:
+    s = await open_store(tmp_path / "buf.db", quota=128 * 1024)
+    try:
+        for i in range(100):
+            s.add(rec(Lane.ALARM, n=i, size=400))
+        await s.flush()
+        for i in range(400):
+            s.add(rec(Lane.TELEMETRY, n=i, size=400))
+        await s.flush()
+        counts = await s.count_rows()
+        assert counts[Lane.ALARM] == 100
+        assert s.stats().used_bytes <= 128 * 1024
+        # alarms beyond the whole quota are refused loudly, never dropped silently
+        for i in range(400):
+            s.add(rec(Lane.ALARM, n=1000 + i, size=400))
+        with pytest.raises(StoreFullError):
+            await s.flush()
+    finally:
+        await s.close()
+
+
+async def test_corrupt_file_is_quarantined_and_a_fresh_store_opens(tmp_path: Path) -> None:
+    path = tmp_path / "buf.db"
+    path.write_bytes(b"this is not an sqlite database" * 200)
+    s = await open_store(path)
+    try:
+        assert s.quarantined is not None
+        assert s.quarantined.exists()
+        assert s.quarantined.read_bytes().startswith(b"this is not")
+        assert s.stats().quarantined == 1
+        s.add(rec(Lane.TELEMETRY))
+        await s.flush()
+        assert len(await s.fetch("mqtt", 10)) == 1
+    finally:
+        await s.close()
+
+
+async def test_damaged_pages_after_unclean_stop_are_quarantined(tmp_path: Path) -> None:
+    path = tmp_path / "buf.db"
+    s = await open_store(path)
+    for i in range(300):
+        s.add(rec(Lane.TELEMETRY, n=i, size=300))
+    await s.flush()
+    await s.close()
+    with sqlite3.connect(path) as conn:  # as if the process died: no clean-shutdown mark
+        conn.execute("UPDATE meta SET value='0' WHERE key='clean'")
+    conn.close()
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for i in range(2 * page, min(len(data), 10 * page)):  # scribble over b-tree pages
+        data[i] = 0xA5
+    path.write_bytes(bytes(data))
+    s = await open_store(path)
+    try:
+        assert s.quarantined is not None
+        assert await s.fetch("mqtt", 10) == []
+    finally:
+        await s.close()
+
+
+async def test_unusable_path_is_a_clear_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="file"):
+        await open_store(blocker / "sub" / "buf.db")
+
+
+lane_st = st.sampled_from([Lane.ALARM, Lane.EVENT, Lane.TELEMETRY])
+ops_st = st.lists(
+    st.one_of(
+        st.tuples(st.just("add"), lane_st),
+        st.tuples(st.just("flush"), st.none()),
+        st.tuples(st.just("send"), st.tuples(st.integers(1, 8), st.integers(0, 8))),
+        st.tuples(st.just("reconnect"), st.none()),
+        st.tuples(st.just("restart"), st.none()),
+    ),
+    max_size=60,
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=ops_st)
+async def test_model_every_row_is_delivered_once_in_order(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, object]]
+) -> None:
+    """Random adds, partly confirmed sends, reconnects and restarts: each row confirmed once."""
+    path = tmp_path_factory.mktemp("model") / "buf.db"
+    s = await open_store(path, quota=16 * 1024 * 1024)
+    added = 0
+    delivered: dict[Lane, list[int]] = {ln: [] for ln in Lane}
+    try:
+        for op, arg in ops:
+            if op == "add":
+                assert isinstance(arg, Lane)
+                s.add(rec(arg, n=added))
+                added += 1
+            elif op == "flush":
+                await s.flush()
+            elif op == "send":
+                assert isinstance(arg, tuple)
+                rows = await s.fetch("mqtt", arg[0])
+                upto: dict[Lane, int] = {}
+                for r in rows[: arg[1]]:  # the rest "lost their PUBACK"
+                    delivered[r.lane].append(r.seq)
+                    upto[r.lane] = r.id
+                await s.ack("mqtt", upto)
+            elif op == "reconnect":
+                s.rewind("mqtt")
+            else:
+                await s.close()
+                s = await open_store(path, quota=16 * 1024 * 1024)
+        await s.flush()
+        s.rewind("mqtt")
+        for r in await drain(s):
+            delivered[r.lane].append(r.seq)
+    finally:
+        await s.close()
+    assert sum(len(v) for v in delivered.values()) == added
+    for seqs in delivered.values():
+        assert seqs == list(range(1, len(seqs) + 1))
