@@ -186,11 +186,11 @@ def check_references(cfg: Config) -> list[str]:
                 f"{where}.interval: {dev.interval} s is shorter than one request's worst case"
                 f" on bus {dev.bus!r} ({bus.timeout} s x {bus.retries + 1} attempts)"
             )
-        problems += _check_points(dev.points, where)
+        problems += _check_points(dev.points, where, dev.max_block)
     return problems
 
 
-def _check_points(points: Sequence[PointConfig], where: str) -> list[str]:
+def _check_points(points: Sequence[PointConfig], where: str, max_block: int) -> list[str]:
     problems: list[str] = []
     names: dict[str, int] = {}
     spans: list[tuple[str, int, int, int]] = []
@@ -200,6 +200,11 @@ def _check_points(points: Sequence[PointConfig], where: str) -> list[str]:
         names.setdefault(p.name, j)
         if not p.enabled:
             continue
+        if p.count > max_block:  # a read may never split a value, nor exceed max_block
+            problems.append(
+                f"{where}.points[{j}].type: {p.type} needs {p.count} registers,"
+                f" more than max_block {max_block}"
+            )
         for table, start, end, k in spans:
             if table == p.table and start <= p.address + p.count - 1 and p.address <= end:
                 last = p.address + p.count - 1
