@@ -5,6 +5,7 @@ inside each register, so "BADC"/"DCBA" devices get each register swapped first (
 """
 
 import math
+import struct
 from collections.abc import Sequence
 
 from pymodbus.client.mixin import ModbusClientMixin
@@ -31,7 +32,24 @@ def decode(point: PointConfig, registers: Sequence[int]) -> int | float:
         raise TypeError(f"{point.name}: {point.type} decoded to {type(value).__name__}")
     if point.type == "float32" and math.isfinite(value):
         # a float32 holds ~7 significant digits; the rest of the double is conversion noise
-        return float(f"{value:.7g}")
+        return _shortest_float32(value)
+    return value
+
+
+def _shortest_float32(value: float) -> float:
+    """The shortest decimal that is still the same float32 (23.1, not 23.100000381469727).
+
+    A fixed 7 digits would not do: it moves some values to a neighbouring float32 (e.g.
+    1246207175294976.0 and subnormals), so ``encode`` would no longer invert ``decode``.
+    """
+    bits = struct.pack(">f", value)
+    for digits in range(1, 10):  # 9 significant digits identify every float32
+        short = float(f"{value:.{digits}g}")
+        try:
+            if struct.pack(">f", short) == bits:
+                return short
+        except OverflowError:  # rounded up past the largest float32
+            continue
     return value
 
 

@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import ByteSize, Field, FilePath, model_validator
+from pydantic import ByteSize, Field, FilePath, field_validator, model_validator
 
 from gateway.config.base import Model, Name, SecretFile
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
@@ -74,12 +74,23 @@ class MqttConfig(Model):
     keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive (s)")
     topic_root: str = Field(
         "cgw",
-        pattern=r"^[^#+/\s][^#+\s]*[^#+/\s]$|^[^#+/\s]$",
+        min_length=1,
+        max_length=64,
         description="Topic root: <root>/<site>/<gateway>/...; no wildcards or outer slashes",
     )
     max_inflight: int = Field(100, ge=1, le=1000, description="QoS 1 publishes awaiting PUBACK")
     publish_timeout: float = Field(15.0, gt=0, le=120, description="Seconds to wait for a PUBACK")
     reconnect_max: float = Field(60.0, ge=1, le=3600, description="Longest reconnect pause (s)")
+
+    @field_validator("topic_root")
+    @classmethod
+    def _topic_root(cls, root: str) -> str:
+        bad = [c for c in ("#", "+", " ", "\0") if c in root]
+        if bad:
+            raise ValueError(f"{root!r} contains {bad[0]!r}: wildcards and spaces are not allowed")
+        if root.startswith("/") or root.endswith("/") or "//" in root:
+            raise ValueError(f"{root!r}: no leading, trailing or double '/'")
+        return root
 
     @model_validator(mode="after")
     def _auth(self) -> Self:

@@ -94,8 +94,9 @@ async def test_kill_9_loses_no_committed_reading(
         Simulator(counting_devices([1, 2, 3]), port=0, interval=0.1) as sim,
         Recorder(mosquitto.host, mosquitto.port, "cgw/#") as rec,
     ):
-        write_config(daemon.config, gateway_config(db, mosquitto.port, sim.port, [1, 2, 3],
-                                                   interval=0.1))
+        write_config(
+            daemon.config, gateway_config(db, mosquitto.port, sim.port, [1, 2, 3], interval=0.1)
+        )
         daemon.start()
         await rec.wait_count(30, TELEMETRY)
         daemon.kill()
@@ -116,7 +117,9 @@ async def test_sigterm_publishes_offline_and_exits_zero(
         Simulator(counting_devices([1]), port=0, interval=0.1) as sim,
         Recorder(mosquitto.host, mosquitto.port, "cgw/s1/gw1/status") as rec,
     ):
-        write_config(daemon.config, gateway_config(tmp_path / "b.db", mosquitto.port, sim.port, [1]))
+        write_config(
+            daemon.config, gateway_config(tmp_path / "b.db", mosquitto.port, sim.port, [1])
+        )
         daemon.start()
         await rec.wait_for(lambda m: any(b'"online"' in x.payload for x in m))
         rc, took = daemon.terminate()
@@ -137,7 +140,11 @@ def test_invalid_config_exits_2_naming_the_key_and_starts_nothing(tmp_path: Path
     cfg = write_config(tmp_path / "bad.yaml", doc)
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "run", "-c", str(cfg)],
-        capture_output=True, text=True, cwd=REPO, timeout=30, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+        check=False,
     )
     assert proc.returncode == 2
     assert "devices[0].unit_id" in proc.stderr
@@ -149,7 +156,11 @@ def test_demo_shows_live_telemetry(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.run(
         [sys.executable, "-m", "gateway", "demo", "--duration", "5", "--port", str(port)],
-        capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert f"started a loopback mosquitto on 127.0.0.1:{port}" in proc.stdout

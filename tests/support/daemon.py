@@ -32,14 +32,32 @@ def gateway_config(
         "gateway": {"site_id": "s1", "gateway_id": "gw1"},
         "store": {"path": str(store), "quota": "16MiB", "reserve": "1MiB", "commit_interval": 0.2},
         "upstream": {
-            "mqtt": {"host": "127.0.0.1", "port": broker_port, "reconnect_max": 2.0,
-                     "publish_timeout": 3.0}
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": broker_port,
+                "reconnect_max": 2.0,
+                "publish_timeout": 3.0,
+            }
         },
-        "buses": [{"id": "tcp", "kind": "modbus_tcp", "host": "127.0.0.1", "port": modbus_port,
-                   "timeout": 0.1, "retries": 0}],
+        "buses": [
+            {
+                "id": "tcp",
+                "kind": "modbus_tcp",
+                "host": "127.0.0.1",
+                "port": modbus_port,
+                "timeout": 0.1,
+                "retries": 0,
+            }
+        ],
         "devices": [
-            {"kind": "modbus", "id": f"dev-{u}", "bus": "tcp", "unit_id": u, "interval": interval,
-             "points": [{"name": "counter", "address": 0, "type": "uint32"}]}
+            {
+                "kind": "modbus",
+                "id": f"dev-{u}",
+                "bus": "tcp",
+                "unit_id": u,
+                "interval": interval,
+                "points": [{"name": "counter", "address": 0, "type": "uint32"}],
+            }
             for u in units
         ],
     }
@@ -57,9 +75,20 @@ class Daemon:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "gateway", "run", "-c", str(self.config),
-                 "--log-format", "json"],
-                stdout=subprocess.DEVNULL, stderr=log, env=env, cwd=REPO,
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway",
+                    "run",
+                    "-c",
+                    str(self.config),
+                    "--log-format",
+                    "json",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+                env=env,
+                cwd=REPO,
             )
 
     def logs(self) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 # jsonschema ships no type information and the test extras have no stubs for it
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from jsonschema import Draft202012Validator
 
 from gateway.cli import main
 from gateway.config import Config, load_config
@@ -69,6 +69,7 @@ def cfg_dir(tmp_path: Path) -> Path:
     folder = tmp_path.resolve()
     _write(folder / "pw", SECRET + "\n", 0o600)
     _write(folder / "pw-open", SECRET + "\n", 0o644)
+    _write(folder / "pw-group", SECRET + "\n", 0o640)
     _write(folder / "ca.pem", "any file will do: the loader only checks it exists\n", 0o644)
     _write(folder / "client.pem", "certificate\n", 0o644)
     _write(folder / "client.key", "private key\n", 0o600)
@@ -152,6 +153,10 @@ SECOND_D1 = {
 OVERLAPPING = [  # a float32 at 10..11 and a uint16 at 11
     {"name": "f", "address": 10, "type": "float32"},
     {"name": "u", "address": 11, "type": "uint16"},
+]
+BACKWARDS = [  # the later point starts below the earlier one and runs into it
+    {"name": "u", "address": 11, "type": "uint16"},
+    {"name": "f", "address": 10, "type": "float32"},
 ]
 OPEN_KEY_TLS = {"ca_file": "ca.pem", "cert_file": "client.pem", "key_file": "client-open.key"}
 
@@ -304,6 +309,12 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
         ("holding 11..11 overlaps points[0] (10..11)",),
     ),
     (
+        "overlap-listed-backwards",
+        _set(*D0, "points", value=BACKWARDS),
+        "devices[0].points[1].address: ",
+        ("holding 10..11 overlaps points[0] (11..11)",),
+    ),
+    (
         "float32-wider-than-max-block",
         _all(_set(*D0, "max_block", value=1), _set(*P1, "type", value="float32")),
         "devices[0].points[1].type: ",
@@ -369,6 +380,12 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
         ("{dir}/pw-open is readable by group or others (mode 644)", "chmod 600"),
     ),
     (
+        "password-file-mode-0640",
+        _set(*MQTT, "password_file", value="pw-group"),
+        "upstream.mqtt.password_file: ",
+        ("{dir}/pw-group is readable by group or others (mode 640)",),
+    ),
+    (
         "key-file-mode-0644",
         _set(*MQTT, "tls", value=OPEN_KEY_TLS),
         "upstream.mqtt.tls.key_file: ",
@@ -401,13 +418,13 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
         "topic-root-wildcard",
         _set(*MQTT, "topic_root", value="cgw/#"),
         "upstream.mqtt.topic_root: ",
-        ("should match pattern",),
+        ("contains '#'", "wildcards"),
     ),
     (
         "topic-root-leading-slash",
         _set(*MQTT, "topic_root", value="/cgw"),
         "upstream.mqtt.topic_root: ",
-        ("should match pattern",),
+        ("no leading, trailing or double '/'",),
     ),
     (
         "unknown-bus-kind",

@@ -266,7 +266,7 @@ ops_st = st.lists(
 
 
 @settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(ops=ops_st)
 async def test_model_every_row_is_delivered_once_in_order(
@@ -293,6 +293,10 @@ async def test_model_every_row_is_delivered_once_in_order(
                     delivered[r.lane].append(r.seq)
                     upto[r.lane] = r.id
                 await s.ack("mqtt", upto)
+                if arg[1] < len(rows):
+                    # a lost PUBACK ends in a timeout and a new connection, as in the sink:
+                    # a sink never confirms past a row it has not had confirmed
+                    s.rewind("mqtt")
             elif op == "reconnect":
                 s.rewind("mqtt")
             else:

@@ -1,0 +1,184 @@
+"""The Modbus driver and the poller against a real pymodbus server, over TCP and RTU (socat)."""
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+import pytest
+
+from drivers.modbus.bus import Bus
+from drivers.modbus.device import ModbusDevice
+from drivers.modbus.simulator import SimulatedDevice, Simulator
+from gateway.clock import SystemClock
+from gateway.config.loader import BUILTIN_PROFILES, load_profile
+from gateway.config.modbus import (
+    ModbusDeviceConfig,
+    ModbusRtuBusConfig,
+    ModbusTcpBusConfig,
+    PointConfig,
+)
+from gateway.errors import TransientError
+from gateway.messages import DeviceStatus, Quality, Sample
+from gateway.poller import Poller, Schedule
+from tests.support.ports import free_port
+from tests.support.socat import PtyPair
+
+
+class Recording:
+    """An Emitter that keeps what the poller emits and wakes waiters."""
+
+    def __init__(self) -> None:
+        self.samples: list[Sample] = []
+        self.statuses: list[DeviceStatus] = []
+        self._changed = asyncio.Event()
+
+    def sample(self, sample: Sample) -> None:
+        self.samples.append(sample)
+        self._changed.set()
+
+    def status(self, status: DeviceStatus) -> None:
+        self.statuses.append(status)
+        self._changed.set()
+
+    async def until(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while not cond():
+                self._changed.clear()
+                await self._changed.wait()
+
+
+def tcp_bus(port: int, timeout: float = 0.2) -> Bus:
+    return Bus(
+        ModbusTcpBusConfig(
+            kind="modbus_tcp", id="tcp", host="127.0.0.1", port=port, timeout=timeout, retries=0
+        )
+    )
+
+
+def device(unit: int, points: list[PointConfig], **kw: object) -> ModbusDeviceConfig:
+    return ModbusDeviceConfig.model_validate(
+        {
+            "kind": "modbus",
+            "id": f"dev-{unit}",
+            "bus": "b",
+            "unit_id": unit,
+            "points": [p.model_dump() for p in points],
+            **kw,
+        }
+    )
+
+
+def profile_points(name: str) -> list[PointConfig]:
+    data = load_profile(BUILTIN_PROFILES / f"{name}.yaml")
+    return [PointConfig.model_validate(p) for p in data["points"]]
+
+
+async def test_every_shipped_profile_reads_back_what_the_sensor_holds() -> None:
+    names = ["th-rs485", "pm-laser-rs485", "noise-rs485", "env-station-rs485"]
+    sims = [SimulatedDevice(i + 1, profile_points(n)) for i, n in enumerate(names)]
+    async with Simulator(sims, port=0, interval=None) as sim:
+        bus = tcp_bus(sim.port)
+        try:
+            for sd in sims:
+                dev = ModbusDevice(device(sd.unit_id, sd.points), bus, SystemClock())
+                sample = await dev.poll()
+                got = {r.name: r for r in sample.readings}
+                assert set(got) == {p.name for p in sd.points}
+                for p in sd.points:
+                    assert got[p.name].quality is Quality.GOOD
+                    assert got[p.name].value == pytest.approx(
+                        sim.value(sd.unit_id, p.name), rel=1e-6, abs=1e-6
+                    )
+        finally:
+            bus.close()
+
+
+async def test_illegal_address_disables_only_that_point_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = [PointConfig(name="a", address=0), PointConfig(name="b", address=1)]
+    missing = PointConfig(name="ghost", address=2)  # the device does not map register 2
+    async with Simulator([SimulatedDevice(1, good)], port=0, interval=None) as sim:
+        await sim.set_value(1, "a", 7)
+        await sim.set_value(1, "b", 9)
+        bus = tcp_bus(sim.port)
+        try:
+            dev = ModbusDevice(device(1, [*good, missing]), bus, SystemClock())
+            with caplog.at_level(logging.ERROR, logger="drivers.modbus.device"):
+                first = await dev.poll()
+                second = await dev.poll()
+        finally:
+            bus.close()
+    for sample in (first, second):
+        assert {r.name: r.value for r in sample.readings} == {"a": 7, "b": 9}
+    assert dev.disabled == {"ghost"}
+    lines = [r for r in caplog.records if "ghost" in r.getMessage()]
+    assert len(lines) == 1
+    assert "disabled" in lines[0].getMessage()
+
+
+async def test_device_goes_offline_once_and_comes_back() -> None:
+    port = free_port()
+    points = [PointConfig(name="a", address=0)]
+    rec = Recording()
+    bus = tcp_bus(port, timeout=0.1)
+    dev = ModbusDevice(device(1, points), bus, SystemClock())
+    poller = Poller(
+        dev, Schedule(interval=0.1, offline_after=3, backoff_max=0.4), rec, SystemClock()
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(poller.run())
+            async with Simulator([SimulatedDevice(1, points)], port=port, interval=None):
+                await rec.until(lambda: len(rec.samples) >= 3)
+            await rec.until(lambda: len(rec.statuses) >= 2)
+            assert poller.failures >= 3
+            async with Simulator([SimulatedDevice(1, points)], port=port, interval=None):
+                await rec.until(lambda: len(rec.statuses) >= 3)
+                n = len(rec.samples)
+                await rec.until(lambda: len(rec.samples) >= n + 3)
+            task.cancel()
+    finally:
+        bus.close()
+    assert [(s.online, s.reason == "ok") for s in rec.statuses] == [
+        (True, True),
+        (False, False),
+        (True, True),
+    ]
+    assert "connect" in rec.statuses[1].reason
+
+
+async def test_rtu_over_a_pty_pair_reads_two_devices(pty_pair: PtyPair) -> None:
+    th = profile_points("th-rs485")
+    sims = [SimulatedDevice(1, th), SimulatedDevice(2, th)]
+    async with Simulator.rtu(sims, port=str(pty_pair.a), baudrate=19200, interval=None) as sim:
+        await sim.set_value(2, "temperature", -12.5)
+        bus = Bus(
+            ModbusRtuBusConfig(
+                kind="modbus_rtu",
+                id="rs485",
+                port=str(pty_pair.b),
+                baudrate=19200,
+                timeout=0.3,
+                retries=1,
+                gap=0.005,
+            )
+        )
+        try:
+            one = await ModbusDevice(device(1, th), bus, SystemClock()).poll()
+            two = await ModbusDevice(device(2, th), bus, SystemClock()).poll()
+        finally:
+            bus.close()
+    assert {r.name for r in one.readings} == {"temperature", "humidity"}
+    assert {r.name: r.value for r in two.readings}["temperature"] == -12.5
+
+
+async def test_unknown_unit_counts_as_a_failed_poll() -> None:
+    points = [PointConfig(name="a", address=0)]
+    async with Simulator([SimulatedDevice(1, points)], port=0, interval=None) as sim:
+        bus = tcp_bus(sim.port)
+        try:
+            with pytest.raises(TransientError, match="0x04"):
+                await ModbusDevice(device(9, points), bus, SystemClock()).poll()
+        finally:
+            bus.close()
