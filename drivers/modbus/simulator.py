@@ -41,7 +41,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import random
@@ -112,8 +111,11 @@ _TYPICAL: dict[str, float] = {
     "hPa": 1013.0,
     "lux": 800.0,
 }
-_STEP = 0.01  # standard deviation of one random-walk step, as a fraction of the range
-_REVERT = 0.05  # pull towards the start value per tick, so a long demo stays plausible
+# One random-walk step has a standard deviation of _STEP of the range, and is pulled back by
+# _REVERT of the distance to the start value, so the walk settles about 5 steps (1% of the
+# range) around the start: temperature +-1.2 degC, PM2.5 +-10 ug/m3, noise +-1 dB(A).
+_STEP = 0.002
+_REVERT = 0.02
 _FLIP = 0.02  # probability per tick that a free-running bool point changes state
 
 
@@ -175,7 +177,9 @@ class SimulatedDevice:
         unit_id: Modbus unit (slave) id, 1-247.
         points: Points to serve; disabled ones (``enabled: false``) are left out.
         functions: Optional value function per point name, replacing the random walk.
-        initial: Optional start value per point name (default: a typical value for the unit).
+        initial: Optional start value per point name, inside its range; the random walk
+            keeps returning towards it (default: a typical value for the unit, or a quarter
+            into the range).
     """
 
     unit_id: int
@@ -189,11 +193,16 @@ class SimulatedDevice:
         unit_id: int,
         profile: Path,
         functions: Mapping[str, ValueFunction] | None = None,
+        initial: Mapping[str, float] | None = None,
     ) -> SimulatedDevice:
-        """A device serving every point of the profile file ``profile`` (``load_profile``)."""
+        """A device serving every point of the profile file ``profile``.
+
+        Raises:
+            ConfigError: the profile does not load (see ``load_profile``).
+        """
         data = load_profile(profile)
         points = [PointConfig.model_validate(p) for p in data["points"]]
-        return cls(unit_id, points, dict(functions or {}))
+        return cls(unit_id, points, dict(functions or {}), dict(initial or {}))
 
     def __post_init__(self) -> None:
         if not 1 <= self.unit_id <= 247:
@@ -205,6 +214,10 @@ class SimulatedDevice:
             unknown = set(extra) - set(names)
             if unknown:
                 raise ValueError(f"unit {self.unit_id}: no points named {sorted(unknown)}")
+        for p in self.points:
+            start = self.initial.get(p.name)
+            if start is not None and p.range is not None and not p.range[0] <= start <= p.range[1]:
+                raise ValueError(f"{p.name}: initial value {start} is outside {list(p.range)}")
         used: dict[tuple[str, int], str] = {}
         for p in self.active_points:
             for addr in range(p.address, p.address + p.count):
@@ -407,7 +420,7 @@ class Simulator:
         Args:
             devices: The devices to serve, unique unit ids.
             host: Address to listen on.
-            port: TCP port; 0 picks a free port at start (read it from :attr:`port`).
+            port: TCP port; 0 picks a free port at each start (read it from :attr:`port`).
             interval: Seconds between ticks; None disables the ticks (values change only by
                 :meth:`set_value`, :meth:`set_raw` and :meth:`tick`).
             seed: Seed of the random walks, for repeatable runs.
@@ -443,12 +456,16 @@ class Simulator:
             raise ValueError("a simulator needs at least one device")
         if interval is not None and interval <= 0:
             raise ValueError(f"interval {interval}: must be positive (or None)")
+        #: Unit ids whose answers are swallowed: a dead device on a live bus (tests may change
+        #: it at any time). Unknown unit ids are not silent: pymodbus answers them with 0x04.
+        self.silent: set[int] = set()
         self.devices: dict[int, SimulatedDevice] = {}
         for dev in devices:
             if dev.unit_id in self.devices:
                 raise ValueError(f"unit id {dev.unit_id} is used by two devices")
             self.devices[dev.unit_id] = dev
         self._transport = transport
+        self._pick_port = isinstance(transport, _Tcp) and transport.port == 0
         self.interval = interval
         self._rng = random.Random(seed)
         self._states: dict[int, dict[str, _PointState]] = {
@@ -485,6 +502,10 @@ class Simulator:
         """Ticks done so far (the initial values are tick 0)."""
         return self._tick
 
+    def _where(self) -> str:
+        t = self._transport
+        return f"{t.host}:{t.port}" if isinstance(t, _Tcp) else f"{t.port} at {t.baudrate} baud"
+
     def _tcp(self) -> _Tcp:
         if not isinstance(self._transport, _Tcp):
             raise AttributeError("an RTU simulator has no TCP address")
@@ -499,25 +520,25 @@ class Simulator:
         if self._server is not None:
             raise RuntimeError("simulator already running")
         sim_devices = [_sim_device(dev) for dev in self.devices.values()]
-        attempts = 5 if isinstance(self._transport, _Tcp) and self._transport.port == 0 else 1
+        attempts = 5 if self._pick_port else 1  # a picked port may be taken before we bind it
         for attempt in range(attempts):
             server = self._make_server(sim_devices)
             self._server = server
             try:
                 await self._write_all(initial=True)
                 await server.serve_forever(background=True)
-            except RuntimeError:
+            except RuntimeError as exc:  # pymodbus: "Could not start listen"
                 self._server = None
                 await server.shutdown()  # type: ignore[no-untyped-call]
                 if attempt + 1 == attempts:
-                    raise
+                    raise RuntimeError(f"simulator cannot listen on {self._where()}") from exc
                 continue
             except BaseException:
                 self._server = None
                 await server.shutdown()  # type: ignore[no-untyped-call]
                 raise
             break
-        _log.debug("simulating units %s on %s", sorted(self.devices), self._transport)
+        _log.debug("simulating units %s on %s", sorted(self.devices), self._where())
         if self.interval is not None:
             self._task = asyncio.create_task(self._run(self.interval), name="modbus-simulator")
 
@@ -532,10 +553,22 @@ class Simulator:
                 parity=t.parity,
                 stopbits=t.stopbits,
                 bytesize=t.bytesize,
+                trace_packet=self._silence(0),  # RTU frame: unit id first
             )
-        if t.port == 0:
+        if self._pick_port:
             self._transport = t = _Tcp(t.host, _free_port(t.host))
-        return ModbusTcpServer(sim_devices, address=(t.host, t.port))
+        # MBAP header: transaction (2), protocol (2), length (2), then the unit id
+        return ModbusTcpServer(sim_devices, address=(t.host, t.port), trace_packet=self._silence(6))
+
+    def _silence(self, at: int) -> Callable[[bool, bytes], bytes]:
+        """A pymodbus packet hook that swallows the answers of the units in ``silent``."""
+
+        def hook(sending: bool, data: bytes) -> bytes:
+            if sending and len(data) > at and data[at] in self.silent:
+                return b""
+            return data
+
+        return hook
 
     async def stop(self) -> None:
         """Stop ticking and shut the server down; idempotent.
@@ -544,18 +577,18 @@ class Simulator:
             Exception: whatever a value function raised in the tick task.
         """
         task, self._task = self._task, None
-        failure: BaseException | None = None
-        if task is not None:
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            if not task.cancelled():
-                failure = task.exception()
         server, self._server = self._server, None
-        if server is not None:
-            await server.shutdown()  # type: ignore[no-untyped-call]
-            await asyncio.sleep(0)  # let the transports finish closing
+        failure: BaseException | None = None
+        try:
+            if task is not None:
+                task.cancel()  # no-op if it already ended
+                await asyncio.wait([task])
+                if not task.cancelled():
+                    failure = task.exception()
+        finally:
+            if server is not None:
+                await server.shutdown()  # type: ignore[no-untyped-call]
+                await asyncio.sleep(0)  # let the transports finish closing
         if failure is not None:
             raise failure
 

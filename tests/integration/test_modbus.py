@@ -182,3 +182,61 @@ async def test_unknown_unit_counts_as_a_failed_poll() -> None:
                 await ModbusDevice(device(9, points), bus, SystemClock()).poll()
         finally:
             bus.close()
+
+
+async def test_dead_device_does_not_stall_its_shared_rtu_bus(pty_pair: PtyPair) -> None:
+    """Three sensors on one RS-485 line, one of them silent: the other two keep their rate."""
+    th = profile_points("th-rs485")
+    interval = 0.25
+    sims = [SimulatedDevice(u, th) for u in (1, 2, 3)]
+    async with Simulator.rtu(sims, port=str(pty_pair.a), baudrate=38400, interval=None) as sim:
+        sim.silent.add(3)
+        bus = Bus(
+            ModbusRtuBusConfig(
+                kind="modbus_rtu",
+                id="rs485",
+                port=str(pty_pair.b),
+                baudrate=38400,
+                timeout=0.2,
+                retries=1,
+                gap=0.005,
+            )
+        )
+        rec = Recording()
+        pollers = [
+            Poller(
+                ModbusDevice(device(u, th, interval=interval), bus, SystemClock()),
+                Schedule(interval=interval, offline_after=2, backoff_max=4.0),
+                rec,
+                SystemClock(),
+            )
+            for u in (1, 2, 3)
+        ]
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tasks = [tg.create_task(p.run()) for p in pollers]
+                await rec.until(lambda: any(not s.online for s in rec.statuses), timeout=10)
+                loop = asyncio.get_running_loop()
+                start = loop.time()
+                counts = {
+                    d: sum(1 for s in rec.samples if s.device == d) for d in ("dev-1", "dev-2")
+                }
+                await rec.until(
+                    lambda: all(
+                        sum(1 for s in rec.samples if s.device == d) >= counts[d] + 16
+                        for d in counts
+                    ),
+                    timeout=10,
+                )
+                elapsed = loop.time() - start
+                for t in tasks:
+                    t.cancel()
+        finally:
+            bus.close()
+    # 16 polls at 0.25 s take 4 s when nothing stalls; allow one dead-device timeout
+    # (0.2 s x 2 attempts) per backoff slot on top, but far less than 16 stalls would cost.
+    assert elapsed < 16 * interval + 1.5
+    offline = [s for s in rec.statuses if not s.online]
+    assert [s.device for s in offline] == ["dev-3"]
+    assert "no answer from unit 3" in offline[0].reason
+    assert pollers[2].polls < pollers[0].polls / 2  # backed off, not hammering the bus

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from pymodbus.pdu import ModbusPDU
 from drivers.modbus.simulator import SimulatedDevice, Simulator, decode_registers
 from gateway.config.loader import BUILTIN_PROFILES
 from gateway.config.modbus import PointConfig
+from gateway.errors import ConfigError
 from tests.support.ports import free_port
 from tests.support.socat import PtyPair
 
@@ -52,7 +54,7 @@ async def read_pdu(client: Client, table: str, address: int, count: int, unit: i
     return await client.read_discrete_inputs(address, count=count, device_id=unit)
 
 
-def decode(point: PointConfig, registers: list[int]) -> float:
+def decode(point: PointConfig, registers: Sequence[int]) -> float:
     regs = list(registers)
     if point.byte_order == "little":
         regs = [((r & 0xFF) << 8) | (r >> 8) for r in regs]
@@ -165,6 +167,39 @@ async def test_long_drift_stays_inside_range(sim: Simulator, client: Client) -> 
                 for p in dev.active_points:
                     value = await read_point(client, p, dev.unit_id)
                     assert value == pytest.approx(sim.value(dev.unit_id, p.name))
+
+
+async def test_drift_pinned_at_the_edges_stays_inside() -> None:
+    # the walk returns towards its start value; starting on an edge makes it reflect constantly
+    edges = [
+        ("u16-low", "uint16", 0.1, 0.0, (0.0, 10.0), 0.0),
+        ("u16-high", "uint16", 0.1, 0.0, (0.0, 10.0), 10.0),
+        ("i16-neg", "int16", 0.1, 0.0, (-40.0, 80.0), -40.0),
+        ("odd-scale", "uint16", 0.3, 1.0, (2.0, 5.0), 5.0),  # edges between two raw steps
+        ("f32-high", "float32", 1.0, 0.0, (0.0, 0.3), 0.3),  # 0.3 is not a float32
+        ("f32-low", "float32", 0.1, -2.0, (-1.0, 1.1), -1.0),
+    ]
+    points = [
+        PointConfig(name=name, address=i * 2, type=type_, scale=scale, offset=offset, range=bounds)
+        for i, (name, type_, scale, offset, bounds, _) in enumerate(edges)
+    ]
+    initial = {name: start for name, *_, start in edges}
+    dev = SimulatedDevice(4, points, initial=initial)
+    async with Simulator([dev], port=0, interval=None, seed=3) as sim:
+        client = await connect(sim)
+        try:
+            for _ in range(300):
+                await sim.tick()
+                for p in points:
+                    assert in_range(p, await read_point(client, p, 4)), p.name
+        finally:
+            client.close()
+
+
+def test_initial_value_must_be_inside_range() -> None:
+    point = PointConfig(name="t", address=0, type="int16", scale=0.1, range=(-40, 80))
+    with pytest.raises(ValueError, match="outside"):
+        SimulatedDevice(1, [point], initial={"t": 99})
 
 
 async def test_held_value_survives_ticks_until_released(sim: Simulator, client: Client) -> None:
@@ -380,10 +415,22 @@ def test_bad_devices_are_refused() -> None:
         Simulator([SimulatedDevice(1, [a]), SimulatedDevice(1, [b])])
 
 
-async def test_unused_profile_path_is_a_config_error(tmp_path: Path) -> None:
-    from gateway.errors import ConfigError
-
+def test_from_profile_checks_the_profile(tmp_path: Path) -> None:
     bad = tmp_path / "x.yaml"
     bad.write_text("name: y\npoints: []\n", encoding="utf-8")
     with pytest.raises(ConfigError):
         SimulatedDevice.from_profile(1, bad)
+
+
+async def test_busy_port_and_stopped_simulator_are_clear_errors() -> None:
+    dev = SimulatedDevice(1, [PointConfig(name="x", address=0)])
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        sim = Simulator([dev], port=busy.getsockname()[1], interval=None)
+        with pytest.raises(RuntimeError, match="cannot listen on 127"):
+            await sim.start()
+    assert not sim.running
+    with pytest.raises(RuntimeError, match="not running"):
+        await sim.set_value(1, "x", 1)
+    await sim.stop()  # idempotent
