@@ -13,6 +13,7 @@ from gateway.config.modbus import PointConfig
 from tests.support.daemon import REPO, Daemon, gateway_config, stored_telemetry, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
+from tests.support.schemas import validate_message
 from tests.support.subscriber import Received, Recorder
 
 pytestmark = pytest.mark.slow
@@ -74,6 +75,8 @@ async def test_broker_outage_loses_nothing_and_keeps_order(
         received = await rec.wait_for(lambda m: m[-1].topic.endswith("/status"))
     assert rc == 0
     assert took < 5.0
+    for msg in received:  # every message the daemon published keeps the contract
+        validate_message("cgw/s1/gw1", msg.topic, msg.payload)
     top, waiting = stored_telemetry(db)
     got = seqs(received)
     assert got | waiting == set(range(1, top + 1)), "a committed reading went missing"

@@ -1,0 +1,70 @@
+"""Validate what the gateway published against the JSON Schemas it ships (gateway/schemas/).
+
+The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
+
+=========================  ======================
+``status``                 ``status.json``
+``telemetry/<dev>``        ``telemetry.json``
+``device/<dev>/status``    ``device-status.json``
+``gap``                    ``gap.json``
+=========================  ======================
+
+``validate_message`` also checks that a ``<dev>`` in the topic is the payload's ``device``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+
+__all__ = ["SCHEMA_FILES", "schema_name", "validate_message", "validator"]
+
+SCHEMA_FILES = ("status.json", "telemetry.json", "device-status.json", "gap.json")
+
+
+@functools.cache
+def validator(name: str) -> Any:
+    """A checked Draft 2020-12 validator for ``gateway/schemas/<name>``."""
+    text = resources.files("gateway").joinpath("schemas", name).read_text(encoding="utf-8")
+    schema = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def schema_name(suffix: str) -> str | None:
+    """The schema file for a topic ``suffix`` (below the gateway prefix), or None if it has none."""
+    parts = suffix.split("/")
+    if parts == ["status"]:
+        return "status.json"
+    if parts == ["gap"]:
+        return "gap.json"
+    if len(parts) == 2 and parts[0] == "telemetry" and parts[1]:
+        return "telemetry.json"
+    if len(parts) == 3 and parts[0] == "device" and parts[1] and parts[2] == "status":
+        return "device-status.json"
+    return None
+
+
+def validate_message(prefix: str, topic: str, payload: bytes) -> dict[str, Any]:
+    """Parse ``payload`` and validate it by ``topic``; return the decoded object.
+
+    ``prefix`` is ``<root>/<site>/<gateway>`` (with or without the trailing slash). Raises
+    ``AssertionError`` for a topic outside the prefix or without a schema, and
+    ``jsonschema.ValidationError`` for a payload that does not match its schema.
+    """
+    head = prefix.rstrip("/") + "/"
+    assert topic.startswith(head), f"topic {topic!r} is not below {head!r}"
+    suffix = topic[len(head) :]
+    name = schema_name(suffix)
+    assert name is not None, f"no schema for topic {topic!r}"
+    obj = json.loads(payload)
+    assert isinstance(obj, dict), f"{topic}: payload is not a JSON object: {payload!r}"
+    validator(name).validate(obj)
+    parts = suffix.split("/")
+    if name in ("telemetry.json", "device-status.json"):
+        assert obj["device"] == parts[1], f"{topic}: payload device is {obj['device']!r}"
+    return obj
