@@ -281,23 +281,42 @@ class Store:
                 return
             batch, self._queue = self._queue, []
             try:
-                latest = await self._run(self._insert, batch)
+                latest, refused = await self._run(self._insert, batch)
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.path}: write failed: {exc}") from exc
             self._latest.update(latest)
             self._changed.set()
+            if refused:
+                # kept in memory, first in line: they go in as soon as a sink frees room
+                self._queue[:0] = refused
+                raise StoreFullError(
+                    f"store {self.path} is full of undelivered alarms and events:"
+                    f" {len(refused)} waiting in memory"
+                )
 
     async def run_committer(self, interval: float) -> None:
         """Commit queued records every ``interval`` seconds, and at once for alarms and events."""
+        full = False
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._urgent.wait(), interval)
             self._urgent.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except StoreFullError as exc:
+                if not full:
+                    log.error("%s", exc)
+                full = True
+            else:
+                if full:
+                    log.info("store %s has room again", self.path)
+                full = False
 
-    def _insert(self, batch: list[Record]) -> dict[Lane, int]:
+    def _insert(self, batch: list[Record]) -> tuple[dict[Lane, int], list[Record]]:
+        """Insert what fits; return the new last id per lane and the records that did not."""
         conn = self._db
         latest: dict[Lane, int] = {}
+        refused: list[Record] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             seqs = dict(conn.execute("SELECT lane, next FROM lane_seq").fetchall())
@@ -309,8 +328,9 @@ class Store:
                 if self._used + size > limit:
                     if rec.lane is Lane.TELEMETRY:
                         self._count("dropped", 1)
-                        continue
-                    raise StoreFullError(f"store full: no room for a {rec.lane.label} message")
+                    else:
+                        refused.append(rec)
+                    continue
                 seq = seqs.get(int(rec.lane), 1)
                 seqs[int(rec.lane)] = seq + 1
                 cur = conn.execute(
@@ -340,7 +360,7 @@ class Store:
                 conn.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
             )
             raise
-        return latest
+        return latest, refused
 
     def _count(self, name: str, n: int) -> None:
         self._counters[name] += n
