@@ -62,6 +62,23 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class ContactEvent:
+    """A contact input changed: an emergency button, a fire-panel relay, a tamper switch.
+
+    ``active`` is the alarm sense, already corrected for normally-open/normally-closed wiring
+    and the input's active level: True means "pressed" / "in alarm". ``event_id`` is the
+    source's own id where it has one (MQTT buttons), so repeats can be recognised.
+    """
+
+    device: str
+    input: str
+    active: bool
+    ts: float
+    event_id: str = ""
+    held: bool = False  # the input stayed active for its hold time (a long press)
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """A message ready for the store: its lane, topic (below the gateway's root) and body.
 
