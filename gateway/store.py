@@ -29,7 +29,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,7 +281,7 @@ class Store:
                 return
             batch, self._queue = self._queue, []
             try:
-                latest, refused = await self._run(self._insert, batch)
+                latest, refused, _ = await self._run(self._insert, batch)
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.path}: write failed: {exc}") from exc
             self._latest.update(latest)
@@ -293,6 +293,31 @@ class Store:
                     f"store {self.path} is full of undelivered alarms and events:"
                     f" {len(refused)} waiting in memory"
                 )
+
+    async def transact(
+        self, work: Callable[[sqlite3.Connection], T], records: Sequence[Record] = ()
+    ) -> T:
+        """Run ``work`` on the database and insert ``records`` in the same transaction.
+
+        For state that must change together with what is published about it (an alarm and
+        its transition message): either both are committed or neither. ``work`` runs on the
+        store's thread and must not block on anything but the database. Records that do not
+        fit raise ``StoreFullError`` after ``work`` was committed; they are queued like ``add``.
+        """
+        async with self._write_lock:
+            try:
+                latest, refused, result = await self._run(self._insert, list(records), work)
+            except sqlite3.Error as exc:
+                raise StoreError(f"store {self.path}: write failed: {exc}") from exc
+            self._latest.update(latest)
+            self._changed.set()
+        if refused:
+            self._queue[:0] = refused
+            raise StoreFullError(
+                f"store {self.path} is full: {len(refused)} records wait in memory"
+            )
+        out: T = result
+        return out
 
     async def run_committer(self, interval: float) -> None:
         """Commit queued records every ``interval`` seconds, and at once for alarms and events."""
@@ -312,19 +337,26 @@ class Store:
                     log.info("store %s has room again", self.path)
                 full = False
 
-    def _insert(self, batch: list[Record]) -> tuple[dict[Lane, int], list[Record]]:
-        """Insert what fits; return the new last id per lane and the records that did not."""
+    def _insert(
+        self, batch: list[Record], also: Callable[[sqlite3.Connection], Any] | None = None
+    ) -> tuple[dict[Lane, int], list[Record], Any]:
+        """Insert what fits, in one transaction with ``also`` (run first, if given).
+
+        Returns the new last id per lane, the records that did not fit, and what ``also``
+        returned.
+        """
         conn = self._db
         latest: dict[Lane, int] = {}
         refused: list[Record] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            seqs = dict(conn.execute("SELECT lane, next FROM lane_seq").fetchall())
+            result = also(conn) if also is not None else None
+            seqs: dict[int, int] = dict(conn.execute("SELECT lane, next FROM lane_seq").fetchall())
             for rec in batch:
                 size = _size(rec)
                 limit = self.quota - (self.reserve if rec.lane is Lane.TELEMETRY else 0)
                 if self._used + size > limit:
-                    self._evict(self._used + size - limit, rec.ts, latest)
+                    self._evict(self._used + size - limit, rec.ts, latest, seqs)
                 if self._used + size > limit:
                     if rec.lane is Lane.TELEMETRY:
                         self._count("dropped", 1)
@@ -360,7 +392,7 @@ class Store:
                 conn.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0]
             )
             raise
-        return latest, refused
+        return latest, refused, result
 
     def _count(self, name: str, n: int) -> None:
         self._counters[name] += n
@@ -370,7 +402,9 @@ class Store:
             (name, n),
         )
 
-    def _evict(self, needed: int, now: float, latest: dict[Lane, int]) -> None:
+    def _evict(
+        self, needed: int, now: float, latest: dict[Lane, int], seqs: dict[int, int]
+    ) -> None:
         """Delete the oldest telemetry to free ``needed`` bytes (plus slack); report gaps."""
         conn = self._db
         target = max(needed, self.quota // 64)
@@ -396,10 +430,17 @@ class Store:
         self._used -= freed
         self._count("evicted", sum(counts.values()))
         for device, (first, last) in spans.items():
-            self._record_gap(device, first, last, counts[device], now, latest)
+            self._record_gap(device, first, last, counts[device], now, latest, seqs)
 
     def _record_gap(
-        self, device: str, first: str, last: str, count: int, now: float, latest: dict[Lane, int]
+        self,
+        device: str,
+        first: str,
+        last: str,
+        count: int,
+        now: float,
+        latest: dict[Lane, int],
+        seqs: dict[int, int],
     ) -> None:
         """Fold the eviction into this device's newest gap row if no sink has taken it yet."""
         conn = self._db
@@ -419,13 +460,8 @@ class Store:
             conn.execute("UPDATE outbox SET body=?, size=? WHERE id=?", (body, size, row[0]))
             self._used += size - row[2]
             return
-        seq_row = conn.execute(
-            "SELECT next FROM lane_seq WHERE lane=?", (int(Lane.EVENT),)
-        ).fetchone()
-        seq = seq_row[0] if seq_row else 1
-        conn.execute(
-            "INSERT OR REPLACE INTO lane_seq(lane, next) VALUES(?, ?)", (int(Lane.EVENT), seq + 1)
-        )
+        seq = seqs.get(int(Lane.EVENT), 1)
+        seqs[int(Lane.EVENT)] = seq + 1  # written back with the batch's other lanes
         rec = Record(Lane.EVENT, "gap", gap_body(device, first, last, count), now, False, device)
         size = _size(rec)
         cur = conn.execute(

@@ -186,6 +186,40 @@ async def test_gap_reports_coalesce_until_handed_out(store: Store) -> None:
     assert json.loads(gaps[0].body)["count"] == store.stats().evicted
 
 
+async def test_event_seq_stays_unique_when_a_gap_report_is_written(store: Store) -> None:
+    store.add(rec(Lane.EVENT, n=-1))
+    await store.flush()
+    for i in range(700):  # evicts, writing gap reports into the event lane
+        store.add(rec(Lane.TELEMETRY, device="pm-1", n=i, size=400))
+    await store.flush()
+    store.add(rec(Lane.EVENT, n=-2))
+    await store.flush()
+    events = [r.seq for r in await store.fetch("mqtt", 5000) if r.lane is Lane.EVENT]
+    assert store.stats().evicted > 0
+    assert sorted(events) == list(range(1, len(events) + 1))
+
+
+async def test_transact_commits_state_and_records_together(store: Store) -> None:
+    def create(conn: sqlite3.Connection) -> int:
+        conn.execute("CREATE TABLE IF NOT EXISTS t(x INTEGER)")
+        conn.execute("INSERT INTO t(x) VALUES(42)")
+        return 7
+
+    assert await store.transact(create, [rec(Lane.ALARM, n=1)]) == 7
+    rows = await store.fetch("mqtt", 10)
+    assert [(r.lane, r.seq) for r in rows] == [(Lane.ALARM, 1)]
+
+    def fail(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO t(x) VALUES(43)")
+        raise sqlite3.IntegrityError("boom")
+
+    with pytest.raises(StoreError, match="boom"):
+        await store.transact(fail, [rec(Lane.ALARM, n=2)])
+    assert await store.fetch("mqtt", 10) == []  # neither the row nor the state went in
+    count = await store.transact(lambda c: c.execute("SELECT COUNT(*) FROM t").fetchone()[0])
+    assert count == 1
+
+
 async def test_alarms_and_events_are_never_evicted(tmp_path: Path) -> None:
     s = await open_store(tmp_path / "buf.db", quota=128 * 1024)
     try:
