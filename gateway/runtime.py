@@ -10,6 +10,7 @@ import asyncio
 import logging
 
 from drivers.registry import build
+from gateway.alarms.engine import AlarmEngine
 from gateway.clock import Clock, SystemClock
 from gateway.config.models import Config
 from gateway.contract import Identity, status_record, telemetry_record
@@ -24,17 +25,20 @@ log = logging.getLogger(__name__)
 
 
 class StoreEmitter:
-    """Turns what pollers learn into records in the store."""
+    """Turns what pollers learn into records in the store, and shows it to the alarm engine."""
 
-    def __init__(self, store: Store, synced: SyncState) -> None:
+    def __init__(self, store: Store, synced: SyncState, alarms: AlarmEngine) -> None:
         self.store = store
         self.synced = synced
+        self.alarms = alarms
 
     def sample(self, sample: Sample) -> None:
         self.store.add(telemetry_record(sample, self.synced()))
+        self.alarms.sample(sample)
 
     def status(self, status: DeviceStatus) -> None:
         self.store.add(status_record(status, self.synced()))
+        self.alarms.status(status)
 
 
 class Runtime:
@@ -49,6 +53,7 @@ class Runtime:
         self.ready = asyncio.Event()
         self.pollers: list[Poller] = []
         self.sink: MqttSink | None = None
+        self.alarms: AlarmEngine | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
@@ -61,13 +66,18 @@ class Runtime:
         )
         drivers = build(cfg, self.clock)
         try:
-            emitter = StoreEmitter(store, SyncState(self.clock))
+            synced = SyncState(self.clock)
+            self.alarms = alarms = AlarmEngine(
+                cfg.alarms, store, self.clock, synced, site=cfg.gateway.site_id
+            )
+            emitter = StoreEmitter(store, synced, alarms)
             self.sink = sink = MqttSink(cfg.upstream.mqtt, self.ident, store, self.clock)
             self.pollers = [Poller(d, s, emitter, self.clock) for d, s in drivers.polled]
             async with asyncio.TaskGroup() as tg:
                 committer = tg.create_task(
                     store.run_committer(cfg.store.commit_interval), name="store:commit"
                 )
+                alarm_task = tg.create_task(alarms.run(), name="alarms")
                 sink_task = tg.create_task(supervise("sink:mqtt", sink.run), name="sink:mqtt")
                 polls = [
                     tg.create_task(
@@ -89,6 +99,8 @@ class Runtime:
                 for task in polls:
                     task.cancel()
                 await asyncio.gather(*polls, return_exceptions=True)
+                alarm_task.cancel()
+                await asyncio.gather(alarm_task, return_exceptions=True)
                 await store.flush()
                 sink_task.cancel()
                 committer.cancel()

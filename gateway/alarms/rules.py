@@ -63,6 +63,10 @@ class Evaluator:
             track = self._tracks[cause] = _Track()
         return track
 
+    def restore(self, cause: str, active: bool) -> None:
+        """Remember a verdict from before a restart (an alarm that was open and active)."""
+        self._track(cause).active = active
+
     def limits(self, rule: ThresholdRuleConfig, wall: float) -> tuple[float, float]:
         """(limit, clear) in force at wall-clock time ``wall``."""
         now = datetime.fromtimestamp(wall, self.zone).time()

@@ -5,6 +5,7 @@ from typing import Annotated, Self
 
 from pydantic import ByteSize, Field, FilePath, field_validator, model_validator
 
+from gateway.config.alarms import AlarmsConfig
 from gateway.config.base import Model, Name, SecretFile
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
 
@@ -120,6 +121,9 @@ class Config(Model):
     upstream: UpstreamConfig = Field(description="Upstream sinks")
     buses: list[BusConfig] = Field(default_factory=list, description="Field buses")
     devices: list[DeviceConfig] = Field(default_factory=list, description="Devices")
+    alarms: AlarmsConfig = Field(
+        default_factory=AlarmsConfig, description="Alarm rules, escalation ladders, storm control"
+    )
     profile_dirs: list[Path] = Field(
         default_factory=list,
         description="Extra folders with device profiles, searched before <config dir>/profiles",

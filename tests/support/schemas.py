@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 
 __all__ = ["SCHEMA_FILES", "schema_name", "validate_message", "validator"]
 
-SCHEMA_FILES = ("status.json", "telemetry.json", "device-status.json", "gap.json")
+SCHEMA_FILES = ("status.json", "telemetry.json", "device-status.json", "gap.json", "alarm.json")
 
 
 @functools.cache
@@ -44,6 +44,8 @@ def schema_name(suffix: str) -> str | None:
         return "gap.json"
     if len(parts) == 2 and parts[0] == "telemetry" and parts[1]:
         return "telemetry.json"
+    if len(parts) == 2 and parts[0] == "alarm" and parts[1]:
+        return "alarm.json"
     if len(parts) == 3 and parts[0] == "device" and parts[1] and parts[2] == "status":
         return "device-status.json"
     return None

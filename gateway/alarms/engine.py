@@ -1,0 +1,251 @@
+"""The alarm engine: the async shell around the pure rules and lifecycle.
+
+Contract:
+- Inputs (samples, device status, contact events) are queued from the loop thread without
+  blocking and handled in arrival order by ``run``.
+- Every transition is committed together with its ``alarm/<id>`` message in the alarm lane
+  (``Store.transact``): the alarm table and what the platform hears never disagree, and the
+  alarm lane drains before any backlog. Open alarms survive a restart (``open`` reloads them
+  and their escalation timers continue).
+- Notifications go out in their own tasks, so a slow channel never delays the next alarm;
+  every attempt and its result is written into the alarm's history. The first confirmed
+  delivery moves the alarm to "notified". The built-in channel ``log`` writes a log line.
+- ``outputs`` (siren, strobe) is called with the highest severity among unacknowledged
+  alarms whenever that changes, and with None once all are acknowledged: it works with the
+  uplink down, since nothing here waits for the upstream.
+"""
+
+import asyncio
+import json
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.alarms.lifecycle import Lifecycle, to_dict
+from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
+from gateway.alarms.rules import Evaluator
+from gateway.clock import Clock
+from gateway.config.alarms import AlarmsConfig
+from gateway.contract import alarm_record
+from gateway.messages import ContactEvent, DeviceStatus, Quality, Sample
+from gateway.store import Store, StoreFullError
+
+log = logging.getLogger(__name__)
+SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alarms(
+    id TEXT PRIMARY KEY, open INTEGER NOT NULL, raised_at REAL NOT NULL, body TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS alarms_open ON alarms(open, raised_at);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of one attempt on one channel."""
+
+    channel: str
+    ok: bool
+    error: str = ""
+
+
+class Dispatcher(Protocol):
+    """Sends one message to several channels; never raises for delivery failures."""
+
+    async def send(
+        self, channels: Sequence[str], title: str, body: str, severity: str
+    ) -> list[Delivery]:
+        """Deliver; one ``Delivery`` per attempt."""
+        ...
+
+
+class AlarmEngine:
+    """Rules, lifecycle, persistence, notification and outputs for one gateway."""
+
+    def __init__(
+        self,
+        cfg: AlarmsConfig,
+        store: Store,
+        clock: Clock,
+        synced: Callable[[], bool],
+        *,
+        site: str,
+        dispatcher: Dispatcher | None = None,
+        outputs: Callable[[str | None], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.clock = clock
+        self.synced = synced
+        self.site = site
+        self.dispatcher = dispatcher
+        self.outputs = outputs
+        self.rules = Evaluator(cfg)
+        self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
+        self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent] = asyncio.Queue()
+        self._siren: str | None = None
+        self.ready = asyncio.Event()
+
+    # -- inputs (called on the loop thread; never block) ----------------------------------
+
+    def sample(self, sample: Sample) -> None:
+        self._inbox.put_nowait(sample)
+
+    def status(self, status: DeviceStatus) -> None:
+        self._inbox.put_nowait(status)
+
+    def contact(self, event: ContactEvent) -> None:
+        self._inbox.put_nowait(event)
+
+    # -- life -----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Create the alarm table if needed and reload open alarms."""
+
+        def load(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            # statement by statement: executescript() would COMMIT the open transaction
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    conn.execute(stmt)
+            rows = conn.execute("SELECT body FROM alarms WHERE open=1 ORDER BY raised_at")
+            return [json.loads(r[0]) for r in rows]
+
+        rows = await self.store.transact(load)
+        self.lifecycle.load(rows, self.clock.wall(), self.clock.mono())
+        for alarm in self.lifecycle.alarms.values():
+            self.rules.restore(alarm.cause, alarm.active)
+        if rows:
+            log.warning("%d alarms still open from before the restart", len(rows))
+        self._update_outputs()
+
+    async def run(self) -> None:
+        """Handle inputs and timers until cancelled."""
+        await self.open()
+        self.ready.set()
+        async with asyncio.TaskGroup() as tg:
+            while True:
+                deadline = self.lifecycle.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - self.clock.mono())
+                try:
+                    item = await asyncio.wait_for(self._inbox.get(), timeout)
+                except TimeoutError:
+                    item = None
+                if item is not None:
+                    await self._handle(self._conditions(item), tg)
+                notes = self.lifecycle.tick(self.clock.mono())
+                self._send(notes, tg)
+
+    def _conditions(self, item: Sample | DeviceStatus | ContactEvent) -> list[Condition]:
+        if isinstance(item, ContactEvent):
+            return self.rules.on_contact(item)
+        if isinstance(item, DeviceStatus):
+            return self.rules.on_status(item)
+        out = self.rules.on_sample(item, self.clock.mono())
+        for r in item.readings:  # Modbus discrete inputs and coils are contacts too
+            if isinstance(r.value, bool) and r.quality is Quality.GOOD:
+                out += self.rules.on_contact(ContactEvent(item.device, r.name, r.value, item.ts))
+        return out
+
+    async def _handle(self, conditions: list[Condition], tg: asyncio.TaskGroup) -> None:
+        for cond in conditions:
+            transitions, notes = self.lifecycle.on_condition(cond, self.clock.mono())
+            await self._commit(transitions)
+            self._send(notes, tg)
+
+    # -- operators ------------------------------------------------------------------------
+
+    async def acknowledge(self, alarm_id: str, by: str) -> list[Transition]:
+        """Acknowledge an open alarm (raises ``LifecycleError`` if there is none)."""
+        out = self.lifecycle.acknowledge(alarm_id, by, self.clock.wall())
+        await self._commit(out)
+        return out
+
+    async def reset(self, alarm_id: str, by: str) -> list[Transition]:
+        """Reset a latched alarm whose input is back to normal."""
+        out = self.lifecycle.reset(alarm_id, by, self.clock.wall())
+        await self._commit(out)
+        return out
+
+    def open_alarms(self) -> list[Alarm]:
+        """Open alarms, oldest first."""
+        return sorted(self.lifecycle.alarms.values(), key=lambda a: a.raised_at)
+
+    # -- effects --------------------------------------------------------------------------
+
+    async def _commit(self, transitions: Sequence[Transition]) -> None:
+        if not transitions:
+            return
+        synced = self.synced()
+        records = [alarm_record(t, synced) for t in transitions]
+        rows = [
+            (
+                t.alarm.id,
+                int(t.alarm.state.value != "cleared"),
+                t.alarm.raised_at,
+                json.dumps(to_dict(t.alarm)),
+            )
+            for t in transitions
+        ]
+
+        def save(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO alarms(id, open, raised_at, body) VALUES(?, ?, ?, ?)", rows
+            )
+
+        for t in transitions:
+            level = logging.WARNING if t.alarm.severity != "info" else logging.INFO
+            log.log(
+                level,
+                "alarm %s %s: %s (%s)",
+                t.alarm.id,
+                t.alarm.state.value,
+                t.note,
+                t.alarm.device,
+                extra={"alarm": t.alarm.id, "device": t.alarm.device},
+            )
+        try:
+            await self.store.transact(save, records)
+        except StoreFullError as exc:
+            log.error("alarm messages wait in memory: %s", exc)
+        self._update_outputs()
+
+    def _send(self, notes: list[Notify], tg: asyncio.TaskGroup) -> None:
+        for note in notes:
+            tg.create_task(self._deliver(note), name=f"alarm:notify:{note.alarm.id}")
+
+    async def _deliver(self, note: Notify) -> None:
+        alarm = note.alarm
+        title = f"[{alarm.severity.upper()}] {alarm.message} - {alarm.device}"
+        body = (
+            f"Site {self.site}, device {alarm.device}: {alarm.message}.\n"
+            f"Alarm {alarm.id}, raised {alarm.raised_at:.0f}"
+            f"{', repeated' if note.repeat else ''}; escalation step {note.tier + 1}.\n"
+            f"Acknowledge: cgw alarms ack {alarm.id}"
+        )
+        results: list[Delivery] = []
+        external = [c for c in note.channels if c != "log"]
+        if "log" in note.channels:
+            level = logging.CRITICAL if alarm.severity == "critical" else logging.WARNING
+            log.log(level, "ALARM %s", title, extra={"alarm": alarm.id})
+            results.append(Delivery("log", True))
+        if external and self.dispatcher is not None:
+            results += await self.dispatcher.send(external, title, body, alarm.severity)
+        elif external:
+            results += [Delivery(c, False, "no notification channels configured") for c in external]
+        wall = self.clock.wall()
+        for d in results:
+            alarm.history.append(
+                (wall, "notify", f"{d.channel}: {'ok' if d.ok else 'failed: ' + d.error}")
+            )
+        if any(d.ok for d in results):
+            await self._commit(self.lifecycle.notified(alarm.id, wall))
+
+    def _update_outputs(self) -> None:
+        unacked = [a for a in self.lifecycle.alarms.values() if a.state in UNACKED]
+        top = max((a.severity for a in unacked), key=SEVERITY_RANK.__getitem__, default=None)
+        if top != self._siren:
+            self._siren = top
+            if self.outputs is not None:
+                self.outputs(top)

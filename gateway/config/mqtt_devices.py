@@ -1,0 +1,263 @@
+"""Config models of MQTT emergency buttons and contacts on the community's local broker.
+
+The *local broker* is the mosquitto that vendor devices (call buttons, door contacts, smoke
+sensors with a radio bridge) publish to inside the community; it is not the platform's upstream
+broker. A *button* (``kind: mqtt_button``) is one topic filter, possibly with ``+`` wildcards
+covering many devices, plus a *payload mapping* that says where the vendor's JSON keeps the
+event id, the state and (optionally) the input name. A mapping is written inline (``payload:``)
+or named (``profile:``) from ``config/profiles/mqtt/*.yaml``; ``resolve_payload`` finds it.
+
+Checks that span several buttons (duplicate ids, overlapping topic filters) are in
+``check_buttons``, to be run with the other cross-field checks at load time.
+"""
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import (
+    Field,
+    FilePath,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gateway.config.base import Model, Name, SecretFile
+from gateway.errors import ConfigError
+
+BUILTIN_MQTT_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "mqtt"
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # the same rule as ``Name``
+
+JsonPath = Annotated[
+    str,
+    Field(
+        pattern=r"^[^.\s]+(\.[^.\s]+)*$",
+        max_length=128,
+        description="Dotted path into the JSON payload, e.g. 'data.eventId'; a numeric part "
+        "indexes a list ('items.0.id')",
+    ),
+]
+# A JSON scalar as written in YAML. Matching is type-exact: 1 matches 1, not true nor "1".
+StateValue = bool | int | Annotated[str, StringConstraints(max_length=64)]
+
+
+class LocalTlsConfig(Model):
+    """TLS towards the local broker (same shape as the upstream ``tls``). Verification is on."""
+
+    ca_file: FilePath = Field(description="CA bundle that signed the local broker's certificate")
+    cert_file: FilePath | None = Field(None, description="Client certificate (mutual TLS)")
+    key_file: SecretFile | None = Field(None, description="Client private key (mode 0600)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+
+class LocalBrokerConfig(Model):
+    """The community's local MQTT broker that buttons and contacts publish to."""
+
+    host: str = Field("127.0.0.1", min_length=1, description="Broker host")
+    port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with TLS")
+    tls: LocalTlsConfig | None = Field(None, description="TLS settings; omit for plain TCP")
+    username: str | None = Field(None, min_length=1, description="User name")
+    password_file: SecretFile | None = Field(None, description="File holding the password")
+    client_id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="Fixed client id, so the broker keeps our session and queues QoS 1 events "
+        "while we reconnect; default cgw-<site_id>-<gateway_id>-local. Unique per broker",
+    )
+    keepalive: int = Field(15, ge=5, le=3600, description="MQTT keepalive (s)")
+    timeout: float = Field(10.0, gt=0, le=60, description="Seconds to wait for CONNACK and SUBACK")
+    reconnect_max: float = Field(10.0, ge=1, le=300, description="Longest reconnect pause (s)")
+
+    @model_validator(mode="after")
+    def _auth(self) -> Self:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """The port to connect to."""
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
+
+    def client_id_for(self, site_id: str, gateway_id: str) -> str:
+        """``client_id``, or the default derived from the gateway's identity."""
+        return self.client_id or f"cgw-{site_id}-{gateway_id}-local"
+
+
+class PayloadMapConfig(Model):
+    """Where a vendor's JSON payload keeps the event id, the state and the input name."""
+
+    format: Literal["json"] = Field("json", description="Payload encoding (UTF-8 JSON only)")
+    event_id: JsonPath | None = Field(
+        None,
+        description="Path of the device's event id (string or integer), used to drop repeats; "
+        "without it a redelivered or replayed message alarms again",
+    )
+    state: JsonPath = Field(description="Path of the value that says pressed / released")
+    active_values: list[StateValue] = Field(
+        min_length=1, max_length=32, description="State values meaning 'in alarm' (pressed)"
+    )
+    inactive_values: list[StateValue] = Field(
+        default_factory=list,
+        max_length=32,
+        description="State values meaning 'normal' (released); any other value is rejected",
+    )
+    input: Name | None = Field(None, description="Fixed input name; default 'button'")
+    input_path: JsonPath | None = Field(
+        None, description="Path of the input name in the payload, instead of a fixed 'input'"
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.input is not None and self.input_path is not None:
+            raise ValueError("give either input (fixed) or input_path (from the payload)")
+        active = {(type(v), v) for v in self.active_values}
+        both = [v for v in self.inactive_values if (type(v), v) in active]
+        if both:
+            raise ValueError(f"{both[0]!r} is in both active_values and inactive_values")
+        return self
+
+    @property
+    def fixed_input(self) -> str:
+        """The input name when the payload does not carry one."""
+        return self.input or "button"
+
+
+class MqttButtonConfig(Model):
+    """Emergency buttons or contacts publishing on one topic filter of the local broker."""
+
+    kind: Literal["mqtt_button"]
+    id: Name = Field(description="Button id; also the device id unless device_from_topic is set")
+    topic: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Topic filter subscribed with QoS 1; '+' stands for one whole level "
+        "(e.g. 'vendor/+/event'); '#' is not allowed",
+    )
+    device_from_topic: int | None = Field(
+        None,
+        ge=0,
+        le=31,
+        description="0-based topic level that names the device; it must be a '+' level",
+    )
+    profile: Name | None = Field(
+        None, description="Named payload mapping (config/profiles/mqtt/<name>.yaml)"
+    )
+    payload: PayloadMapConfig | None = Field(None, description="Inline payload mapping")
+    max_payload: int = Field(
+        4096, ge=64, le=65536, description="Larger payloads are rejected unread (bytes)"
+    )
+    dedup_window: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="Seconds an event id is remembered"
+    )
+    dedup_size: int = Field(
+        10000, ge=1, le=100_000, description="Event ids remembered at most (oldest go first)"
+    )
+    description: str = Field("", max_length=200, description="Free text, e.g. the location")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, topic: str) -> str:
+        # MQTT 3.1.1 §4.7: '+' fills a whole level; §4.7.2: '$' topics are the broker's own;
+        # §1.5.3: no U+0000. '#' would subscribe to everything below: name the levels instead.
+        if "#" in topic or "\0" in topic:
+            raise ValueError(f"{topic!r}: '#' and NUL are not allowed; use '+' per level")
+        if topic.startswith("$"):
+            raise ValueError(f"{topic!r}: '$' topics belong to the broker")
+        if any("+" in level and level != "+" for level in topic.split("/")):
+            raise ValueError(f"{topic!r}: '+' must fill a whole topic level")
+        return topic
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if (self.profile is None) == (self.payload is None):
+            raise ValueError("give exactly one of profile (a named mapping) or payload (inline)")
+        if self.device_from_topic is not None:
+            levels = self.topic.split("/")
+            i = self.device_from_topic
+            if i >= len(levels) or levels[i] != "+":
+                raise ValueError(f"device_from_topic {i}: level {i} of {self.topic!r} must be '+'")
+        return self
+
+
+def filters_overlap(a: str, b: str) -> bool:
+    """Whether some topic matches both ``+``-only filters ``a`` and ``b``."""
+    la, lb = a.split("/"), b.split("/")
+    return len(la) == len(lb) and all(x == y or "+" in (x, y) for x, y in zip(la, lb, strict=True))
+
+
+def check_buttons(
+    buttons: Sequence[MqttButtonConfig], labels: Sequence[str] | None = None
+) -> list[str]:
+    """Problems between buttons: duplicate ids, and topic filters a message could match twice.
+
+    ``labels`` name each button in the messages (default ``buttons[i]``).
+    """
+    names = list(labels) if labels is not None else [f"buttons[{i}]" for i in range(len(buttons))]
+    problems: list[str] = []
+    for j, b in enumerate(buttons):
+        for i in range(j):
+            a = buttons[i]
+            if a.id == b.id:
+                problems.append(f"{names[j]}.id: duplicate button id {b.id!r} (also {names[i]})")
+            if filters_overlap(a.topic, b.topic):
+                problems.append(
+                    f"{names[j]}.topic: {b.topic!r} overlaps {names[i]} ({a.topic!r}):"
+                    " a message must belong to one button"
+                )
+    return problems
+
+
+# -- named payload mappings -----------------------------------------------------------------
+
+_PROFILE_KEYS = {"name", "description", "vendor", "notes", "example", "payload"}
+
+
+def load_payload_profile(path: Path) -> PayloadMapConfig:
+    """Read one mapping file (``name``, ``description``, ``payload``, ...); raises ConfigError."""
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError([f"{path}: cannot read: {exc}"]) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
+        raise ConfigError([f"{path}: a payload profile is a mapping with a 'payload' mapping"])
+    problems = [f"{path}: {key}: unknown key" for key in data if key not in _PROFILE_KEYS]
+    if data.get("name") != path.stem:
+        problems.append(f"{path}: name: must be {path.stem!r} (the file name)")
+    try:
+        mapping = PayloadMapConfig.model_validate(data["payload"])
+    except ValidationError as exc:
+        problems += [
+            f"{path}: payload.{'.'.join(map(str, e['loc']))}: {e['msg']}"
+            for e in exc.errors(include_url=False)
+        ]
+    if problems:
+        raise ConfigError(problems)
+    return mapping
+
+
+def resolve_payload(button: MqttButtonConfig, dirs: Sequence[Path] = ()) -> PayloadMapConfig:
+    """The button's mapping: inline, or its profile from ``dirs`` then the shipped ones."""
+    if button.payload is not None:
+        return button.payload
+    assert button.profile is not None  # the model guarantees one of the two
+    searched = [*dirs, BUILTIN_MQTT_PROFILES]
+    for folder in searched:
+        candidate = folder / f"{button.profile}.yaml"
+        if candidate.is_file():
+            return load_payload_profile(candidate)
+    where = ", ".join(str(d) for d in searched)
+    raise ConfigError(
+        [f"{button.id}.profile: unknown profile {button.profile!r} (searched {where})"]
+    )

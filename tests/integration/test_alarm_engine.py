@@ -1,0 +1,182 @@
+"""The alarm engine on a real store: transitions committed with their messages, outputs,
+notifications and escalation, acknowledge/reset, and a restart mid-lifecycle."""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.alarms.engine import AlarmEngine, Delivery
+from gateway.alarms.lifecycle import LifecycleError
+from gateway.clock import SystemClock
+from gateway.config.alarms import AlarmsConfig
+from gateway.contract import Identity, render
+from gateway.messages import ContactEvent, Lane, Quality, Reading, Sample
+from gateway.store import Row, Store
+from tests.support.schemas import validate_message
+
+IDENT = Identity("cgw", "s1", "gw1")
+CFG: dict[str, Any] = {
+    "rules": [
+        {"kind": "contact", "id": "sos", "device": "btn-3f", "type": "emergency"},
+        {"kind": "contact", "id": "fire", "device": "plc", "input": "fire_relay", "type": "fire"},
+        {"kind": "threshold", "id": "pm25", "point": "pm25", "limit": 75, "clear": 60},
+    ],
+    "ladders": [
+        {
+            "id": "default",
+            "renotify": 0,
+            "tiers": [
+                {"after": 0, "channels": ["log", "guard"]},
+                {"after": 0.3, "channels": ["manager"]},
+            ],
+        },
+    ],
+}
+
+
+class Recorder:
+    """A Dispatcher (our own seam) that records what it was asked to send."""
+
+    def __init__(self, ok: Callable[[str], bool] = lambda _: True) -> None:
+        self.sent: list[tuple[tuple[str, ...], str]] = []
+        self.ok = ok
+        self.event = asyncio.Event()
+
+    async def send(
+        self, channels: Sequence[str], title: str, body: str, severity: str
+    ) -> list[Delivery]:
+        self.sent.append((tuple(channels), title))
+        self.event.set()
+        return [Delivery(c, self.ok(c), "" if self.ok(c) else "HTTP 500") for c in channels]
+
+
+@asynccontextmanager
+async def engine(
+    path: Path, dispatcher: Recorder, outputs: list[str | None]
+) -> AsyncIterator[tuple[AlarmEngine, Store]]:
+    store = await Store.open(path, quota=4 * 1024**2, reserve=1024**2, sinks=["mqtt"])
+    eng = AlarmEngine(
+        AlarmsConfig.model_validate(CFG),
+        store,
+        SystemClock(),
+        lambda: True,
+        site="s1",
+        dispatcher=dispatcher,
+        outputs=outputs.append,
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(eng.run())
+            await eng.ready.wait()
+            yield eng, store
+            task.cancel()
+    finally:
+        await store.close()
+
+
+async def alarm_messages(store: Store, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:  # noqa: ASYNC109
+    """Wait for ``n`` alarm-lane rows; validate each against the schema; return them."""
+    got: list[Row] = []
+    async with asyncio.timeout(timeout):
+        while len(got) < n:
+            got += [r for r in await store.fetch("mqtt", 100, lanes=[Lane.ALARM])]
+            if len(got) < n:
+                await store.wait_for_rows("mqtt")
+    out = []
+    for row in got:
+        topic, payload = render(IDENT, row)
+        out.append(validate_message(IDENT.prefix, topic, payload))
+    return out
+
+
+async def test_button_press_raises_notifies_and_sounds_the_siren(tmp_path: Path) -> None:
+    rec, outputs = Recorder(), list[str | None]()
+    async with engine(tmp_path / "b.db", rec, outputs) as (eng, store):
+        eng.contact(ContactEvent("btn-3f", "b1", True, 1000.0))
+        msgs = await alarm_messages(store, 2)
+        assert [(m["state"], m["previous"]) for m in msgs] == [
+            ("raised", None),
+            ("notified", "raised"),
+        ]
+        first = msgs[0]
+        assert (first["kind"], first["severity"], first["latched"]) == ("contact", "critical", True)
+        assert first["message"] == "emergency input b1 pressed"
+        assert outputs == ["critical"]
+        assert rec.sent[0] == (("guard",), "[CRITICAL] emergency input b1 pressed - btn-3f")
+        # nobody acknowledges: the next rung goes out at 0.3 s
+        async with asyncio.timeout(5):
+            while len(rec.sent) < 2:
+                rec.event.clear()
+                await rec.event.wait()
+        assert rec.sent[1][0] == ("manager",)
+        (alarm,) = eng.open_alarms()
+        await eng.acknowledge(alarm.id, "guard-wang")
+        acked = (await alarm_messages(store, 1))[0]
+        assert acked["state"] == "acknowledged"
+        assert acked["acked_by"] == "guard-wang"
+        assert acked["time_to_ack_s"] >= 0
+        assert outputs == ["critical", None]  # acknowledging silences the siren
+        with pytest.raises(LifecycleError, match="still active"):
+            await eng.reset(alarm.id, "guard-wang")
+        eng.contact(ContactEvent("btn-3f", "b1", False, 1010.0))
+        released = (await alarm_messages(store, 1))[0]
+        assert (released["state"], released["active"]) == ("acknowledged", False)
+        await eng.reset(alarm.id, "guard-wang")
+        cleared = (await alarm_messages(store, 1))[0]
+        assert cleared["state"] == "cleared"
+        assert eng.open_alarms() == []
+
+
+async def test_failed_channels_leave_the_alarm_raised_and_keep_escalating(tmp_path: Path) -> None:
+    rec, outputs = Recorder(ok=lambda c: False), list[str | None]()
+    async with engine(tmp_path / "b.db", rec, outputs) as (eng, store):
+        eng.contact(ContactEvent("plc", "fire_relay", True, 1000.0))
+        msgs = await alarm_messages(store, 2)  # raised; "log" counts as delivered
+        assert [m["state"] for m in msgs] == ["raised", "notified"]
+        (alarm,) = eng.open_alarms()
+        notes = [h[2] for h in alarm.history if h[1] == "notify"]
+        assert "guard: failed: HTTP 500" in notes
+        assert "log: ok" in notes
+
+
+async def test_open_alarm_survives_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "b.db"
+    rec, outputs = Recorder(), list[str | None]()
+    async with engine(path, rec, outputs) as (eng, store):
+        eng.contact(ContactEvent("btn-3f", "b1", True, 1000.0))
+        await alarm_messages(store, 2)
+        (before,) = eng.open_alarms()
+    outputs.clear()
+    async with engine(path, Recorder(), outputs) as (eng, store):
+        (after,) = eng.open_alarms()
+        assert (after.id, after.state.value, after.latched) == (before.id, "notified", True)
+        assert outputs == ["critical"]  # the siren comes back on with the restored alarm
+        # the same button again is a repeat on the restored alarm, not a second alarm
+        eng.contact(ContactEvent("btn-3f", "b1", False, 1001.0))
+        eng.contact(ContactEvent("btn-3f", "b1", True, 1002.0))
+        msgs = await alarm_messages(store, 4)
+        # the first run's two messages were never confirmed by a sink: they come again, first
+        assert [m["state"] for m in msgs[:2]] == ["raised", "notified"]
+        assert {m["alarm_id"] for m in msgs} == {before.id}
+        assert (msgs[2]["active"], msgs[3]["active"], msgs[3]["repeats"]) == (False, True, 1)
+
+
+async def test_threshold_and_modbus_contact_from_samples(tmp_path: Path) -> None:
+    rec, outputs = Recorder(), list[str | None]()
+    async with engine(tmp_path / "b.db", rec, outputs) as (eng, store):
+        eng.sample(Sample("pm-1", 1000.0, (Reading("pm25", 80, "ug/m3", Quality.GOOD),)))
+        eng.sample(Sample("plc", 1000.0, (Reading("fire_relay", True, "", Quality.GOOD),)))
+        msgs = await alarm_messages(store, 4)
+        raised = {m["rule"]: m for m in msgs if m["state"] == "raised"}
+        assert set(raised) == {"pm25", "fire"}
+        assert raised["pm25"]["value"] == 80
+        assert raised["fire"]["message"] == "fire input fire_relay pressed"
+        eng.sample(Sample("pm-1", 1001.0, (Reading("pm25", 50, "ug/m3", Quality.GOOD),)))
+        cleared = await alarm_messages(store, 1)
+        assert (cleared[0]["rule"], cleared[0]["state"]) == ("pm25", "cleared")
+        assert json.loads(json.dumps(cleared[0]))["time_to_ack_s"] is None
