@@ -17,7 +17,10 @@ from gateway.config.models import Config
 from gateway.errors import ConfigError
 
 BUILTIN_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
-_UNION_TAGS = frozenset({"modbus", "modbus_tcp", "modbus_rtu"})
+_UNION_TAGS = frozenset(
+    {"modbus", "modbus_tcp", "modbus_rtu", "gpio", "mqtt_button"}
+    | {"threshold", "contact", "offline", "sensor_fault"}
+)
 
 
 def format_loc(loc: Sequence[int | str]) -> str:
@@ -187,6 +190,26 @@ def check_references(cfg: Config) -> list[str]:
                 f" on bus {dev.bus!r} ({bus.timeout} s x {bus.retries + 1} attempts)"
             )
         problems += _check_points(dev.points, where, dev.max_block)
+    return problems + _check_alarm_refs(cfg, set(devices))
+
+
+def _check_alarm_refs(cfg: Config, devices: set[str]) -> list[str]:
+    """Alarm rules name devices that exist; ladders name channels that exist."""
+    problems: list[str] = []
+    channels = {"log"} | {c.id for c in getattr(cfg, "channels", [])}
+    for i, rule in enumerate(cfg.alarms.rules):
+        named = [rule.device] if rule.kind == "contact" else rule.devices
+        for dev in named if isinstance(named, list) else []:
+            if dev not in devices:
+                problems.append(f"alarms.rules[{i}]: unknown device {dev!r}")
+    for i, ladder in enumerate(cfg.alarms.ladders):
+        for j, tier in enumerate(ladder.tiers):
+            for name in tier.channels:
+                if name not in channels:
+                    problems.append(
+                        f"alarms.ladders[{i}].tiers[{j}].channels: unknown channel {name!r}"
+                        f" (known: {', '.join(sorted(channels))})"
+                    )
     return problems
 
 
