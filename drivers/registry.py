@@ -3,21 +3,56 @@
 No entry points, no subclass discovery: adding a protocol means adding a line here.
 """
 
-from collections.abc import Callable
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from drivers.gpio import GpioInputs, GpioOutputs, GpioUnavailable, pattern_for
 from drivers.modbus.bus import Bus
 from drivers.modbus.device import ModbusDevice
+from drivers.mqtt.buttons import MqttButtons
 from gateway.clock import Clock
+from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.models import Config
+from gateway.config.mqtt_devices import MqttButtonConfig
+from gateway.messages import ContactEvent
 from gateway.poller import PollingDriver, Schedule
+
+log = logging.getLogger(__name__)
+
+
+class AlarmInputs(Protocol):
+    """What input drivers report to: the alarm engine."""
+
+    def contact(self, event: ContactEvent) -> None: ...
+    async def acknowledge_all(self, by: str) -> int: ...
+    async def reset_all(self, by: str) -> int: ...
+
+
+Severity = str | None  # the worst unacknowledged alarm's severity, or None when all is quiet
 
 
 @dataclass
 class DriverSet:
-    """What the runtime runs: polled devices with their schedules, and buses to close."""
+    """What the runtime runs.
+
+    ``polled``: devices with their schedules (the runtime's pollers drive them).
+    ``streams``: named components that run until cancelled and report to the alarm engine.
+    ``outputs``: sirens and lights, told the worst unacknowledged severity on every change.
+    ``contexts``: what must be open while the gateway runs (output pins).
+    ``closers``: connections and ports to release.
+    """
 
     polled: list[tuple[PollingDriver, Schedule]] = field(default_factory=list)
+    streams: list[tuple[str, Callable[[AlarmInputs], Awaitable[None]]]] = field(
+        default_factory=list
+    )
+    outputs: list[Callable[[Severity], None]] = field(default_factory=list)
+    contexts: list[AbstractAsyncContextManager[Any]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -36,8 +71,71 @@ def build_modbus(cfg: Config, clock: Clock, out: DriverSet) -> None:
             out.polled.append((ModbusDevice(dev, buses[dev.bus], clock), schedule))
 
 
+def build_mqtt_buttons(cfg: Config, clock: Clock, out: DriverSet) -> None:
+    """One subscriber on the local broker for every MQTT button."""
+    buttons = [d for d in cfg.devices if isinstance(d, MqttButtonConfig)]
+    assert cfg.local_broker is not None  # the loader insists on one
+    component = MqttButtons(
+        cfg.local_broker,
+        buttons,
+        cfg.store.path.with_name(cfg.store.path.name + ".button-ids.json"),
+        client_id=cfg.local_broker.client_id_for(cfg.gateway.site_id, cfg.gateway.gateway_id),
+        clock=clock,
+        profile_dirs=cfg.profile_dirs,
+    )
+
+    async def run(inputs: AlarmInputs) -> None:
+        await component.run(inputs.contact)
+
+    out.streams.append(("driver:mqtt_buttons", run))
+
+
+def build_gpio(cfg: Config, clock: Clock, out: DriverSet) -> None:
+    """Contact inputs (alarm, acknowledge, reset) and outputs of each GPIO device."""
+    for dev in cfg.devices:
+        if not isinstance(dev, GpioDeviceConfig):
+            continue
+        if dev.inputs:
+            out.streams.append((f"driver:{dev.id}", functools.partial(_gpio_inputs, dev, clock)))
+        if dev.outputs:
+            outputs = GpioOutputs(dev)
+            out.contexts.append(outputs)
+            out.outputs.append(functools.partial(_sound, dev, outputs))
+
+
+async def _gpio_inputs(dev: GpioDeviceConfig, clock: Clock, inputs: AlarmInputs) -> None:
+    """Run one device's inputs; an ack or reset button acts on every open alarm."""
+    roles = {i.name: i.role for i in dev.inputs}
+
+    def emit(event: ContactEvent) -> None:
+        role = roles.get(event.input, "alarm")
+        if role == "alarm":
+            inputs.contact(event)
+        elif event.active:
+            by = f"{dev.id}/{event.input}"
+            act = inputs.acknowledge_all if role == "ack" else inputs.reset_all
+            _background.add(task := asyncio.get_running_loop().create_task(act(by)))
+            task.add_done_callback(_background.discard)
+
+    try:
+        async with GpioInputs(dev, emit, clock):
+            await asyncio.Future()  # until cancelled
+    except GpioUnavailable as exc:
+        log.error("%s; the gateway runs without GPIO device %s", exc, dev.id)
+
+
+_background: set[asyncio.Task[int]] = set()
+
+
+def _sound(dev: GpioDeviceConfig, outputs: GpioOutputs, severity: Severity) -> None:
+    for out in dev.outputs:
+        outputs.set(out.name, None if severity is None else pattern_for(severity, out.kind))
+
+
 BUILDERS: dict[str, Callable[[Config, Clock, DriverSet], None]] = {
     "modbus": build_modbus,
+    "mqtt_button": build_mqtt_buttons,
+    "gpio": build_gpio,
 }
 
 

@@ -12,8 +12,10 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__
+from gateway import __version__, cli_alarms
 from gateway.config import Config, load_config
+from gateway.config.gpio import GpioDeviceConfig
+from gateway.config.modbus import ModbusDeviceConfig
 from gateway.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
@@ -34,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="simulated sensors -> gateway -> loopback broker, live")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--port", type=int, default=1883, help="broker port to use or start")
+    cli_alarms.add_parser(sub)
     return parser
 
 
@@ -45,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check-config":
         return _check(args.config)
+    if args.command == "alarms":
+        return cli_alarms.run(args)
     if args.command == "demo":
         from gateway.demo import run_demo
 
@@ -67,7 +72,8 @@ def _check(path: Path) -> int:
     if cfg is None:
         return EXIT_CONFIG
     mqtt = cfg.upstream.mqtt
-    points = sum(len(d.active_points) for d in cfg.devices)
+    modbus = [d for d in cfg.devices if isinstance(d, ModbusDeviceConfig)]
+    points = sum(len(d.active_points) for d in modbus)
     print(f"{path}: OK")
     print(f"  gateway   {cfg.gateway.site_id}/{cfg.gateway.gateway_id}")
     print(
@@ -86,11 +92,22 @@ def _check(path: Path) -> int:
     print(f"  buses     {len(cfg.buses)}: " + ", ".join(f"{b.id} ({b.kind})" for b in cfg.buses))
     print(f"  devices   {len(cfg.devices)}, points {points}")
     for d in cfg.devices:
-        profile = f" profile {d.profile}," if d.profile else ""
-        print(
-            f"    {d.id}: {d.kind} unit {d.unit_id} on {d.bus},{profile}"
-            f" {len(d.active_points)} points every {d.interval:g} s"
-        )
+        name = getattr(d, "profile", None)
+        profile = f" profile {name}," if name else ""
+        if isinstance(d, GpioDeviceConfig):
+            print(f"    {d.id}: gpio, {len(d.inputs)} inputs, {len(d.outputs)} outputs")
+        elif isinstance(d, ModbusDeviceConfig):
+            print(
+                f"    {d.id}: {d.kind} unit {d.unit_id} on {d.bus},{profile}"
+                f" {len(d.active_points)} points every {d.interval:g} s"
+            )
+        else:
+            print(f"    {d.id}: {d.kind} on local topic {d.topic},{profile}")
+    rules = cfg.alarms.rules
+    print(
+        f"  alarms    {len(rules)} rules, ladders: "
+        + ", ".join(f"{ld.id} ({len(ld.tiers)} steps)" for ld in cfg.alarms.ladders)
+    )
     return 0
 
 

@@ -7,14 +7,18 @@ systemd restarts it; a dead device or an unreachable broker never does.
 """
 
 import asyncio
+import functools
 import logging
+from contextlib import AsyncExitStack
 
-from drivers.registry import build
-from gateway.alarms.engine import AlarmEngine
+from drivers.registry import DriverSet, build
+from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
+from gateway.api import LocalApi
 from gateway.clock import Clock, SystemClock
 from gateway.config.models import Config
 from gateway.contract import Identity, status_record, telemetry_record
 from gateway.messages import DeviceStatus, Sample
+from gateway.notify import Notifier
 from gateway.poller import Poller
 from gateway.sinks.mqtt import MqttSink
 from gateway.store import Store
@@ -55,6 +59,77 @@ class Runtime:
         self.sink: MqttSink | None = None
         self.alarms: AlarmEngine | None = None
 
+    def _alarms(
+        self, store: Store, synced: SyncState, drivers: DriverSet, stack: AsyncExitStack
+    ) -> AlarmEngine:
+        notifier = Notifier.from_config(self.cfg.channels) if self.cfg.channels else None
+        if notifier is not None:
+            stack.push_async_callback(notifier.aclose)
+
+        def sound(severity: str | None) -> None:
+            for output in drivers.outputs:
+                output(severity)
+
+        return AlarmEngine(
+            self.cfg.alarms,
+            store,
+            self.clock,
+            synced,
+            site=self.cfg.gateway.site_id,
+            dispatcher=NotifierDispatcher(notifier) if notifier else None,
+            outputs=sound,
+        )
+
+    async def _run(
+        self, stop: asyncio.Event, store: Store, drivers: DriverSet, stack: AsyncExitStack
+    ) -> None:
+        cfg = self.cfg
+        for context in drivers.contexts:
+            await stack.enter_async_context(context)
+        synced = SyncState(self.clock)
+        self.alarms = alarms = self._alarms(store, synced, drivers, stack)
+        emitter = StoreEmitter(store, synced, alarms)
+        self.sink = sink = MqttSink(cfg.upstream.mqtt, self.ident, store, self.clock)
+        self.pollers = [Poller(d, s, emitter, self.clock) for d, s in drivers.polled]
+        async with asyncio.TaskGroup() as tg, AsyncExitStack() as api:
+            committer = tg.create_task(
+                store.run_committer(cfg.store.commit_interval), name="store:commit"
+            )
+            alarm_task = tg.create_task(alarms.run(), name="alarms")
+            if cfg.api is not None:
+                await api.enter_async_context(LocalApi(cfg.api, alarms))
+            sink_task = tg.create_task(supervise("sink:mqtt", sink.run), name="sink:mqtt")
+            inputs = [
+                tg.create_task(
+                    supervise(f"driver:{p.driver.id}", p.run), name=f"driver:{p.driver.id}"
+                )
+                for p in self.pollers
+            ]
+            inputs += [
+                tg.create_task(supervise(name, functools.partial(run, alarms)), name=name)
+                for name, run in drivers.streams
+            ]
+            log.info(
+                "gateway %s/%s running: %d inputs, upstream %s:%d",
+                cfg.gateway.site_id,
+                cfg.gateway.gateway_id,
+                len(inputs),
+                cfg.upstream.mqtt.host,
+                cfg.upstream.mqtt.effective_port,
+            )
+            self.ready.set()
+            await stop.wait()
+            log.info("stopping: inputs first, then alarms, the store, and the uplink last")
+            await api.aclose()  # no acknowledgements mid-shutdown
+            for task in inputs:
+                task.cancel()
+            await asyncio.gather(*inputs, return_exceptions=True)
+            alarm_task.cancel()
+            await asyncio.gather(alarm_task, return_exceptions=True)
+            await store.flush()
+            sink_task.cancel()
+            committer.cancel()
+
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
         cfg = self.cfg
@@ -66,44 +141,8 @@ class Runtime:
         )
         drivers = build(cfg, self.clock)
         try:
-            synced = SyncState(self.clock)
-            self.alarms = alarms = AlarmEngine(
-                cfg.alarms, store, self.clock, synced, site=cfg.gateway.site_id
-            )
-            emitter = StoreEmitter(store, synced, alarms)
-            self.sink = sink = MqttSink(cfg.upstream.mqtt, self.ident, store, self.clock)
-            self.pollers = [Poller(d, s, emitter, self.clock) for d, s in drivers.polled]
-            async with asyncio.TaskGroup() as tg:
-                committer = tg.create_task(
-                    store.run_committer(cfg.store.commit_interval), name="store:commit"
-                )
-                alarm_task = tg.create_task(alarms.run(), name="alarms")
-                sink_task = tg.create_task(supervise("sink:mqtt", sink.run), name="sink:mqtt")
-                polls = [
-                    tg.create_task(
-                        supervise(f"driver:{p.driver.id}", p.run), name=f"driver:{p.driver.id}"
-                    )
-                    for p in self.pollers
-                ]
-                log.info(
-                    "gateway %s/%s running: %d devices, upstream %s:%d",
-                    cfg.gateway.site_id,
-                    cfg.gateway.gateway_id,
-                    len(polls),
-                    cfg.upstream.mqtt.host,
-                    cfg.upstream.mqtt.effective_port,
-                )
-                self.ready.set()
-                await stop.wait()
-                log.info("stopping: polling first, then the store, then the uplink")
-                for task in polls:
-                    task.cancel()
-                await asyncio.gather(*polls, return_exceptions=True)
-                alarm_task.cancel()
-                await asyncio.gather(alarm_task, return_exceptions=True)
-                await store.flush()
-                sink_task.cancel()
-                committer.cancel()
+            async with AsyncExitStack() as stack:
+                await self._run(stop, store, drivers, stack)
         finally:
             drivers.close()
             await store.close()

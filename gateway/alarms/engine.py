@@ -22,7 +22,7 @@ import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
@@ -32,6 +32,9 @@ from gateway.config.alarms import AlarmsConfig
 from gateway.contract import alarm_record
 from gateway.messages import ContactEvent, DeviceStatus, Quality, Sample
 from gateway.store import Store, StoreFullError
+
+if TYPE_CHECKING:
+    from gateway.notify import Notifier
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -59,6 +62,20 @@ class Dispatcher(Protocol):
     ) -> list[Delivery]:
         """Deliver; one ``Delivery`` per attempt."""
         ...
+
+
+class NotifierDispatcher:
+    """Adapts ``gateway.notify.Notifier`` to the engine: one ``Delivery`` per attempt."""
+
+    def __init__(self, notifier: "Notifier") -> None:
+        self.notifier = notifier
+
+    async def send(
+        self, channels: Sequence[str], title: str, body: str, severity: str
+    ) -> list[Delivery]:
+        sev: Any = severity
+        results = await self.notifier.send(list(channels), title, body, severity=sev)
+        return [Delivery(cid, a.ok, a.error) for cid, tries in results.items() for a in tries]
 
 
 class AlarmEngine:
@@ -167,6 +184,20 @@ class AlarmEngine:
         out = self.lifecycle.reset(alarm_id, by, self.clock.wall())
         await self._commit(out)
         return out
+
+    async def acknowledge_all(self, by: str) -> int:
+        """Acknowledge every unacknowledged alarm (a physical acknowledge button)."""
+        ids = [a.id for a in self.open_alarms() if a.state in UNACKED]
+        for alarm_id in ids:
+            await self.acknowledge(alarm_id, by)
+        return len(ids)
+
+    async def reset_all(self, by: str) -> int:
+        """Reset every latched alarm whose input is back to normal (a physical reset button)."""
+        ids = [a.id for a in self.open_alarms() if a.latched and not a.active]
+        for alarm_id in ids:
+            await self.reset(alarm_id, by)
+        return len(ids)
 
     def open_alarms(self) -> list[Alarm]:
         """Open alarms, oldest first."""

@@ -99,7 +99,7 @@ class Evaluator:
         """Contact verdicts: every change of an input a contact rule covers."""
         out: list[Condition] = []
         for rule in self.cfg.rules:
-            if not isinstance(rule, ContactRuleConfig) or rule.device != event.device:
+            if not isinstance(rule, ContactRuleConfig) or rule.device not in ("*", event.device):
                 continue
             if rule.input not in ("*", event.input):
                 continue

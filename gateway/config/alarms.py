@@ -61,7 +61,9 @@ class ContactRuleConfig(Model):
 
     kind: Literal["contact"]
     id: Name = Field(description="Rule id")
-    device: Name = Field(description="Device the input belongs to")
+    device: Name | Literal["*"] = Field(
+        description="Device the input belongs to, or '*' (e.g. buttons named by their topic)"
+    )
     input: Name | Literal["*"] = Field("*", description="Input name, or '*' for all inputs")
     type: Literal["emergency", "fire", "tamper", "door", "other"] = Field(
         "emergency", description="What the contact means"

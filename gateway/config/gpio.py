@@ -123,7 +123,7 @@ class GpioOutputConfig(Model):
 class GpioDeviceConfig(Model):
     """The Pi's own GPIO header: contact inputs and local outputs."""
 
-    kind: Literal["gpio"]
+    kind: Literal["gpio"] = Field(description="Device kind: the Pi's own GPIO header")
     id: Name = Field(description="Device id, used in topics and in ContactEvent.device")
     pin_factory: PinFactoryKind = Field(
         "auto",
@@ -144,13 +144,12 @@ class GpioDeviceConfig(Model):
             raise ValueError("a gpio device needs at least one input or output")
         names: set[str] = set()
         pins: dict[int, str] = {}
-        for line in [*self.inputs, *self.outputs]:
-            if line.name in names:
-                raise ValueError(f"name {line.name!r} is used twice")
-            if line.pin in pins:
-                raise ValueError(
-                    f"GPIO{line.pin} is used by both {pins[line.pin]!r} and {line.name!r}"
-                )
-            names.add(line.name)
-            pins[line.pin] = line.name
+        lines = [(i.name, i.pin) for i in self.inputs] + [(o.name, o.pin) for o in self.outputs]
+        for name, pin in lines:
+            if name in names:
+                raise ValueError(f"name {name!r} is used twice")
+            if pin in pins:
+                raise ValueError(f"GPIO{pin} is used by both {pins[pin]!r} and {name!r}")
+            names.add(name)
+            pins[pin] = name
         return self

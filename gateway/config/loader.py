@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from gateway.config.modbus import PointConfig
 from gateway.config.models import Config
+from gateway.config.mqtt_devices import MqttButtonConfig, check_buttons, resolve_payload
 from gateway.errors import ConfigError
 
 BUILTIN_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
@@ -129,8 +130,8 @@ def _apply_profiles(raw: dict[str, Any], dirs: list[Path]) -> tuple[list[str], f
     if not isinstance(devices, list):
         return problems, frozenset()
     for i, dev in enumerate(devices):
-        if not isinstance(dev, dict) or dev.get("profile") is None:
-            continue
+        if not isinstance(dev, dict) or dev.get("profile") is None or dev.get("kind") != "modbus":
+            continue  # (an MQTT button's profile is a payload mapping, resolved later)
         name = dev["profile"]
         found = _find_profile(str(name), dirs)
         if found is None:
@@ -173,6 +174,8 @@ def check_references(cfg: Config) -> list[str]:
                 f"{where}.id: duplicate device id {dev.id!r} (also devices[{devices[dev.id]}])"
             )
         devices.setdefault(dev.id, i)
+        if dev.kind != "modbus":
+            continue
         if dev.bus not in buses:
             problems.append(f"{where}.bus: unknown bus {dev.bus!r}")
             continue
@@ -190,7 +193,26 @@ def check_references(cfg: Config) -> list[str]:
                 f" on bus {dev.bus!r} ({bus.timeout} s x {bus.retries + 1} attempts)"
             )
         problems += _check_points(dev.points, where, dev.max_block)
-    return problems + _check_alarm_refs(cfg, set(devices))
+    return problems + _check_buttons(cfg) + _check_alarm_refs(cfg, set(devices))
+
+
+def _check_buttons(cfg: Config) -> list[str]:
+    """MQTT buttons: a local broker to listen on, distinct topics, payload mappings found."""
+    indexed = [(i, d) for i, d in enumerate(cfg.devices) if isinstance(d, MqttButtonConfig)]
+    if not indexed:
+        return []
+    problems: list[str] = []
+    if cfg.local_broker is None:
+        problems.append(f"devices[{indexed[0][0]}]: an mqtt_button needs a 'local_broker' section")
+    buttons = [d for _, d in indexed]
+    problems += check_buttons(buttons, [f"devices[{i}]" for i, _ in indexed])
+    dirs = list(cfg.profile_dirs)
+    for i, button in indexed:
+        try:
+            resolve_payload(button, dirs)
+        except ConfigError as exc:
+            problems += [f"devices[{i}].profile: {e}" for e in exc.errors]
+    return problems
 
 
 def _check_alarm_refs(cfg: Config, devices: set[str]) -> list[str]:
@@ -198,7 +220,11 @@ def _check_alarm_refs(cfg: Config, devices: set[str]) -> list[str]:
     problems: list[str] = []
     channels = {"log"} | {c.id for c in getattr(cfg, "channels", [])}
     for i, rule in enumerate(cfg.alarms.rules):
-        named = [rule.device] if rule.kind == "contact" else rule.devices
+        named = (
+            ([] if rule.device == "*" else [rule.device])
+            if rule.kind == "contact"
+            else rule.devices
+        )
         for dev in named if isinstance(named, list) else []:
             if dev not in devices:
                 problems.append(f"alarms.rules[{i}]: unknown device {dev!r}")
@@ -272,6 +298,12 @@ def load_config(path: Path) -> Config:
 
 
 _PATH_KEYS = {
+    ("api", "token_file"),
+    ("local_broker", "password_file"),
+    ("local_broker", "tls", "ca_file"),
+    ("local_broker", "tls", "cert_file"),
+    ("local_broker", "tls", "key_file"),
+    ("channels", "*", "url_file"),
     ("store", "path"),
     ("upstream", "mqtt", "password_file"),
     ("upstream", "mqtt", "tls", "ca_file"),
@@ -281,10 +313,15 @@ _PATH_KEYS = {
 
 
 def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """Make the path-valued keys absolute, relative to ``base``; ``*`` walks a list."""
     for keys in _PATH_KEYS:
-        node: Any = raw
+        nodes: list[Any] = [raw]
         for key in keys[:-1]:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-            value = Path(node[keys[-1]]).expanduser()
-            node[keys[-1]] = str(value if value.is_absolute() else base / value)
+            if key == "*":
+                nodes = [item for n in nodes if isinstance(n, list) for item in n]
+            else:
+                nodes = [n.get(key) for n in nodes if isinstance(n, dict)]
+        for node in nodes:
+            if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
+                value = Path(node[keys[-1]]).expanduser()
+                node[keys[-1]] = str(value if value.is_absolute() else base / value)

@@ -6,10 +6,17 @@ from typing import Annotated, Self
 from pydantic import ByteSize, Field, FilePath, field_validator, model_validator
 
 from gateway.config.alarms import AlarmsConfig
+from gateway.config.api import ApiConfig
 from gateway.config.base import Model, Name, SecretFile
+from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
+from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
+from gateway.config.notify import ChannelConfig
 
-DeviceConfig = Annotated[ModbusDeviceConfig, Field(discriminator="kind")]
+# Every device kind, in one place: the config's `kind` picks the model (and the driver).
+DeviceConfig = Annotated[
+    ModbusDeviceConfig | MqttButtonConfig | GpioDeviceConfig, Field(discriminator="kind")
+]
 
 
 class IdentityConfig(Model):
@@ -119,10 +126,19 @@ class Config(Model):
     gateway: IdentityConfig = Field(description="Identity")
     store: StoreConfig = Field(description="Local buffer")
     upstream: UpstreamConfig = Field(description="Upstream sinks")
+    local_broker: LocalBrokerConfig | None = Field(
+        None, description="The community's local MQTT broker (buttons, door terminals)"
+    )
     buses: list[BusConfig] = Field(default_factory=list, description="Field buses")
     devices: list[DeviceConfig] = Field(default_factory=list, description="Devices")
     alarms: AlarmsConfig = Field(
         default_factory=AlarmsConfig, description="Alarm rules, escalation ladders, storm control"
+    )
+    channels: list[ChannelConfig] = Field(
+        default_factory=list, description="Staff notification channels that ladders name"
+    )
+    api: ApiConfig | None = Field(
+        None, description="Local alarm API for the staff console and 'cgw alarms'; off if omitted"
     )
     profile_dirs: list[Path] = Field(
         default_factory=list,

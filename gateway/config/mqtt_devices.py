@@ -137,7 +137,7 @@ class PayloadMapConfig(Model):
 class MqttButtonConfig(Model):
     """Emergency buttons or contacts publishing on one topic filter of the local broker."""
 
-    kind: Literal["mqtt_button"]
+    kind: Literal["mqtt_button"] = Field(description="Device type: a button or contact on MQTT")
     id: Name = Field(description="Button id; also the device id unless device_from_topic is set")
     topic: str = Field(
         min_length=1,

@@ -36,9 +36,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from gateway.alarms.lifecycle import Lifecycle
+from gateway.alarms.model import Condition, Transition
 from gateway.clock import SystemClock
+from gateway.config.alarms import AlarmsConfig
 from gateway.config.models import MqttConfig
-from gateway.contract import Identity, iso, status_record, telemetry_record
+from gateway.contract import Identity, alarm_record, iso, status_record, telemetry_record
 from gateway.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
 from gateway.sinks.mqtt import FETCH, MqttSink
 from gateway.store import Store
@@ -132,6 +135,25 @@ def paho_tls_socket_leak() -> Iterator[None]:
             yield
         finally:
             gc.collect()
+
+
+def raised_alarm() -> Transition:
+    """A real 'raised' transition of an emergency-button alarm, from the lifecycle."""
+    cond = Condition(
+        "sos/b1/b",
+        "sos",
+        "contact",
+        "b1",
+        True,
+        "critical",
+        True,
+        "default",
+        "emergency input b pressed",
+        time.time(),
+        True,
+    )
+    (raised,), _ = Lifecycle(AlarmsConfig()).on_condition(cond, 0.0)
+    return raised
 
 
 def telemetry(device: str, n: int) -> Record:
@@ -460,9 +482,7 @@ async def test_alarm_overtakes_telemetry_backlog(tmp_path: Path, mosquitto: Mosq
         sink = MqttSink(mqtt_config(mosquitto.port), IDENT, store, SystemClock())
         async with running(sink):
             await rec.wait_count(100, PREFIX + "telemetry/")  # the drain is under way
-            store.add(
-                Record(Lane.ALARM, "alarm/test-1", '{"device":"b1"}', time.time(), True, "b1")
-            )
+            store.add(alarm_record(raised_alarm(), True))
             await store.flush()
             # read without yielding to the loop after the commit: rows PUBACKed so far
             acked_at_commit = sink.published
@@ -474,7 +494,8 @@ async def test_alarm_overtakes_telemetry_backlog(tmp_path: Path, mosquitto: Mosq
     lanes = [obj["lane"] for _, obj in stream(got)]
     at = lanes.index("alarm")
     (alarm_msg, alarm) = stream(got)[at]
-    assert alarm_msg.topic == f"{PREFIX}alarm/test-1"
+    assert alarm_msg.topic == f"{PREFIX}alarm/{alarm['alarm_id']}"
+    assert alarm["state"] == "raised"
     assert (alarm["seq"], alarm["device"], alarm["gateway_id"]) == (1, "b1", IDENT.gateway_id)
     # mosquitto keeps one publisher's order towards a subscriber, so `at` telemetry rows
     # reached the broker before the alarm. `acked_at_commit` of them were acknowledged when the

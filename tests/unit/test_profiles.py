@@ -10,6 +10,7 @@ import pytest
 
 from gateway.config.loader import BUILTIN_PROFILES, load_profile, validate
 from gateway.config.modbus import REGISTER_COUNT, ModbusDeviceConfig, PointConfig
+from tests.support.configs import as_modbus
 
 PROFILES = sorted(BUILTIN_PROFILES.glob("*.yaml"))
 ASCII_UNITS = {"ug/m3", "dB(A)", "degC", "%RH", "ppm", "kPa", "lux"}
@@ -86,7 +87,7 @@ def _config(tmp_path: Path, device: dict[str, Any]) -> dict[str, Any]:
 def test_device_takes_profile_points_and_limits(tmp_path: Path, path: Path) -> None:
     data = load_profile(path)
     cfg = validate(_config(tmp_path, {"profile": path.stem}), tmp_path)
-    dev = cfg.devices[0]
+    dev = as_modbus(cfg.devices[0])
     assert dev.points == _points(path)
     assert dev.max_block == data.get("max_block", 125)
     assert dev.max_gap == data.get("max_gap", 0)
@@ -102,7 +103,7 @@ def test_device_overrides_disables_and_adds_points(tmp_path: Path) -> None:
             {"name": "status", "table": "discrete", "address": 0, "type": "bool"},  # extra
         ],
     }
-    dev = validate(_config(tmp_path, device), tmp_path).devices[0]
+    dev = as_modbus(validate(_config(tmp_path, device), tmp_path).devices[0])
     by_name = {p.name: p for p in dev.points}
     assert by_name["pm25"].address == 20
     assert by_name["pm25"].type == "float32"  # the rest of the profile point is kept

@@ -1,0 +1,253 @@
+"""MQTT emergency buttons and contacts on the community's local broker -> ``ContactEvent``.
+
+Contract:
+- ``run(emit)`` connects to the local broker and re-connects by its own loop (aiomqtt has
+  none) with capped, jittered backoff that resets once subscribed; it returns only when
+  cancelled. The session is persistent (``clean_session=False`` and a fixed client id), so the
+  broker queues QoS 1 button events while we are away (up to its ``max_queued_messages``).
+  Every connect subscribes every button's filter again at QoS 1 (a broker that lost its state
+  has lost our subscriptions too).
+- Each message is mapped by ``mapping.parse`` (size limit, UTF-8, JSON, the button's mapping)
+  and then checked against the button's dedup cache by ``(device, event_id, active)``. A new
+  event is passed to ``emit`` (synchronously, in order of arrival) and only then remembered;
+  the memory is written to ``dedup_path`` right after (storms coalesced to one write per
+  ``SAVE_EVERY`` seconds) and on stop, so a restart does not re-alarm a replayed event. A crash
+  before the write forgets the latest ids: a replay may then alarm twice, never not at all.
+- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` and logged at
+  WARNING once per (reason, device), with at most 200 characters of the payload.
+- Anything else (a bug, ``emit`` raising) propagates. ``connected`` is set while subscribed.
+- The component starts no task of its own: one loop timer coalesces dedup writes.
+
+Known gap (RELIABILITY.md §8, open points): aiomqtt 2.5.1 acknowledges a QoS 1 PUBLISH when
+paho receives it, before ``emit`` has handed the event to the store (no manual ack; paho's
+``manual_ack_set`` is not exposed). A crash of the gateway between that PUBACK and the store's
+COMMIT loses that one event: the broker will not resend it. Latched or level-readable buttons
+(re-published state, retained messages) narrow the gap; closing it needs manual acks.
+"""
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import aiomqtt
+
+from drivers.mqtt.dedup import DedupCache, DedupFile
+from drivers.mqtt.mapping import REASONS, Button, Reject, parse
+from gateway.backoff import Backoff
+from gateway.clock import Clock, SystemClock
+from gateway.config.base import read_secret
+from gateway.config.mqtt_devices import (
+    LocalBrokerConfig,
+    MqttButtonConfig,
+    check_buttons,
+    resolve_payload,
+)
+from gateway.errors import ConfigError
+from gateway.messages import ContactEvent
+
+log = logging.getLogger(__name__)
+SAVE_EVERY = 1.0  # seconds between two writes of the dedup file, at most
+LOGGED_MAX = 1024  # (reason, device) pairs remembered for log-once; more are counted silently
+SHOWN = 200  # payload characters a reject log shows
+
+
+class MqttButtons:
+    """Buttons and contacts of the local broker, delivered as ``ContactEvent``."""
+
+    name = "mqtt_buttons"
+
+    def __init__(
+        self,
+        broker: LocalBrokerConfig,
+        buttons: Sequence[MqttButtonConfig],
+        dedup_path: Path,
+        *,
+        client_id: str,
+        clock: Clock | None = None,
+        profile_dirs: Sequence[Path] = (),
+    ) -> None:
+        """Resolve every mapping and load the dedup memory; raises ``ConfigError``."""
+        problems = check_buttons(buttons) or ([] if buttons else ["buttons: none configured"])
+        if problems:
+            raise ConfigError(problems)
+        self.broker = broker
+        self.client_id = client_id
+        self.clock = clock or SystemClock()
+        self.buttons = [Button(b, resolve_payload(b, profile_dirs)) for b in buttons]
+        self.connected = asyncio.Event()
+        self.connects = 0  # sessions that got as far as subscribed
+        self.delivered = 0
+        self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self._logged: set[tuple[str, str]] = set()
+        self._password = read_secret(broker.password_file) if broker.password_file else None
+        self._tls = _tls_context(broker) if broker.tls else None
+        self._file = DedupFile(dedup_path)
+        self._caches = {b.id: DedupCache(b.dedup_window, b.dedup_size) for b in buttons}
+        now = self.clock.wall()
+        for button_id, entries in self._file.load().items():
+            if button_id in self._caches:  # a button since removed from the config is forgotten
+                self._caches[button_id].restore(entries, now)
+        self._save_timer: asyncio.TimerHandle | None = None
+        self._saved_at = float("-inf")  # loop time of the last write
+        self._save_failing = False
+
+    def _client(self) -> aiomqtt.Client:
+        return aiomqtt.Client(
+            self.broker.host,
+            self.broker.effective_port,
+            identifier=self.client_id,
+            username=self.broker.username,
+            password=self._password,
+            clean_session=False,  # MQTT 3.1.1 §3.1.2.4: the broker keeps subscriptions and queue
+            keepalive=self.broker.keepalive,
+            tls_context=self._tls,
+            timeout=self.broker.timeout,
+            # Unbounded: paho has already acknowledged what it queues, so a dropped message
+            # would be a lost alarm. The broker's message_size_limit bounds each one.
+            max_queued_incoming_messages=0,
+        )
+
+    async def run(self, emit: Callable[[ContactEvent], None]) -> None:
+        """Receive, map, dedupe and ``emit`` button events until cancelled."""
+        try:
+            await self._connect_loop(emit)
+        finally:
+            if self._save_timer is not None:
+                self._save_timer.cancel()
+                self._save_timer = None
+            self._save()
+
+    async def _connect_loop(self, emit: Callable[[ContactEvent], None]) -> None:
+        backoff = Backoff(0.5, self.broker.reconnect_max)
+        where = f"{self.broker.host}:{self.broker.effective_port}"
+        failing = False
+        while True:
+            try:
+                async with self._client() as client:
+                    _raise_if_cancelling()
+                    await self._subscribe(client)
+                    backoff.reset()
+                    self.connects += 1
+                    self.connected.set()
+                    log.info(
+                        "subscribed to %d button topics on local broker %s",
+                        len(self.buttons),
+                        where,
+                    )
+                    failing = False
+                    async for message in client.messages:
+                        self._handle(message.topic.value, _as_bytes(message.payload), emit)
+            except aiomqtt.MqttError as exc:
+                if not failing:  # log entering the failed state, not every attempt
+                    log.warning("local broker %s unreachable: %s; buttons are deaf", where, exc)
+                    failing = True
+            finally:
+                self.connected.clear()
+            await asyncio.sleep(backoff.next())
+
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        granted = await client.subscribe([(b.cfg.topic, 1) for b in self.buttons])
+        _raise_if_cancelling()
+        codes = [c if isinstance(c, int) else c.value for c in granted]
+        for button, qos in zip(self.buttons, codes, strict=False):
+            if qos >= 0x80:  # §3.9.3: 0x80 is a refused subscription
+                log.error(
+                    "local broker refused topic %r of button %s", button.cfg.topic, button.cfg.id
+                )
+            elif qos < 1:
+                log.warning(
+                    "local broker granted QoS 0 only on %r: events may be lost", button.cfg.topic
+                )
+
+    def _handle(self, topic: str, payload: bytes, emit: Callable[[ContactEvent], None]) -> None:
+        """One message: map, dedupe, emit; a reject is counted and logged, never raised."""
+        try:
+            button, event = parse(self.buttons, topic, payload, self.clock.wall())
+            key = (event.device, event.event_id, event.active)
+            cache = self._caches[button.cfg.id]
+            if event.event_id and cache.seen(key, event.ts):
+                detail = f"event id {event.event_id[:64]!r} already delivered"
+                raise Reject("duplicate", detail, event.device)
+        except Reject as rej:
+            self._reject(rej, topic, payload)
+            return
+        emit(event)
+        self.delivered += 1
+        if event.event_id:
+            cache.add(key, event.ts)
+            self._schedule_save()
+
+    def _reject(self, rej: Reject, topic: str, payload: bytes) -> None:
+        self.rejected[rej.reason] += 1
+        who = rej.device or topic[:100]
+        if (rej.reason, who) in self._logged or len(self._logged) >= LOGGED_MAX:
+            return
+        self._logged.add((rej.reason, who))
+        shown = payload[: SHOWN * 4].decode("utf-8", "replace")[:SHOWN]
+        log.warning(
+            "button message on %r rejected (%s): %s; further %s rejects of %s are counted,"
+            " not logged; payload %r",
+            topic[:100],
+            rej.reason,
+            rej.detail,
+            rej.reason,
+            who,
+            shown,
+            extra={"device": rej.device, "reason": rej.reason},
+        )
+
+    def _schedule_save(self) -> None:
+        """Write the memory soon: at once if the last write is old, else coalesce a storm."""
+        if self._save_timer is None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._saved_at + SAVE_EVERY - loop.time())
+            self._save_timer = loop.call_later(delay, self._timed_save)
+
+    def _timed_save(self) -> None:
+        self._save_timer = None
+        self._save()
+
+    def _save(self) -> None:
+        self._saved_at = asyncio.get_running_loop().time()
+        now = self.clock.wall()
+        try:
+            self._file.save({bid: cache.entries(now) for bid, cache in self._caches.items()})
+        except OSError as exc:
+            if not self._save_failing:
+                log.warning(
+                    "cannot write dedup file %s: %s; dedup works in memory", self._file.path, exc
+                )
+                self._save_failing = True
+            return
+        if self._save_failing:
+            log.info("dedup file %s written again", self._file.path)
+            self._save_failing = False
+
+
+def _as_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()
+
+
+def _raise_if_cancelling() -> None:
+    """Honour a stop that aiomqtt's ``wait_for`` swallowed (Python 3.11, CPython gh-86296).
+
+    The same guard as in ``gateway.sinks.mqtt``: a cancel that lands as CONNACK or SUBACK
+    arrives is otherwise lost for good.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _tls_context(cfg: LocalBrokerConfig) -> ssl.SSLContext:
+    """Verification always on, TLS 1.2 at least; mutual TLS when a client cert is given."""
+    assert cfg.tls is not None
+    ctx = ssl.create_default_context(cafile=str(cfg.tls.ca_file))
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if cfg.tls.cert_file is not None and cfg.tls.key_file is not None:
+        ctx.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
+    return ctx

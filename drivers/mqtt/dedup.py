@@ -1,0 +1,160 @@
+"""Button events already delivered, remembered across restarts: a bounded, time-windowed cache
+per button, persisted in one small JSON file.
+
+Invariants:
+- A cache holds at most ``size`` keys; when full, the oldest key goes first. The file holds
+  what the caches hold, so it is bounded too.
+- A key is *seen* while its age (wall-clock now minus its first delivery) is within
+  ``[-window, +window]``. Wall-clock, because the window has to span a restart of the machine,
+  which monotonic time does not. A forward clock step shortens the window (a replay may alarm
+  once more: the safe side); a backward step lengthens it by one window at most.
+- ``DedupFile.save`` replaces the file atomically (temp file, fsync, rename, fsync of the
+  folder): after a crash the file holds the previous or the new content, never a mix.
+- A missing file is an empty memory. An unreadable or corrupt file, or a malformed entry, is
+  skipped and counted in ``skipped`` with one WARNING, never a crash: forgetting an event can
+  only cause a duplicate alarm, never a lost one.
+"""
+
+import json
+import logging
+import math
+import os
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, str, bool]  # device, event id, active
+Entry = tuple[Key, float]  # key, wall-clock time of its first delivery
+VERSION = 1
+MAX_FILE = 64 * 1024**2  # bytes; 100k entries of the longest ids fit well below
+
+
+class DedupCache:
+    """The keys delivered within the last ``window`` seconds, at most ``size`` of them."""
+
+    def __init__(self, window: float, size: int) -> None:
+        self.window = window
+        self.size = size
+        self._first: OrderedDict[Key, float] = OrderedDict()  # in delivery order
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def _fresh(self, ts: float, now: float) -> bool:
+        return -self.window <= now - ts <= self.window
+
+    def _expire(self, now: float) -> None:
+        while self._first:
+            key, ts = next(iter(self._first.items()))
+            if self._fresh(ts, now):
+                break
+            del self._first[key]
+
+    def seen(self, key: Key, now: float) -> bool:
+        """Whether ``key`` was delivered within the window."""
+        self._expire(now)
+        ts = self._first.get(key)
+        if ts is None:
+            return False
+        if self._fresh(ts, now):
+            return True
+        del self._first[key]  # out of order after a clock step: stale all the same
+        return False
+
+    def add(self, key: Key, now: float) -> None:
+        """Remember ``key`` as delivered at ``now``; the oldest key goes if the cache is full."""
+        self._first.pop(key, None)
+        self._first[key] = now
+        while len(self._first) > self.size:
+            self._first.popitem(last=False)
+
+    def entries(self, now: float) -> list[Entry]:
+        """The keys still in the window, oldest first (what ``DedupFile.save`` writes)."""
+        return [(k, ts) for k, ts in self._first.items() if self._fresh(ts, now)]
+
+    def restore(self, entries: Sequence[Entry], now: float) -> None:
+        """Take back what ``entries`` gives (oldest first), dropping stale keys and overflow."""
+        for key, ts in entries:
+            if self._fresh(ts, now):
+                self.add(key, ts)
+
+
+def _entry(item: object) -> Entry | None:
+    if not isinstance(item, list) or len(item) != 4:
+        return None
+    device, event_id, active, ts = item
+    if not (isinstance(device, str) and isinstance(event_id, str) and isinstance(active, bool)):
+        return None
+    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
+        return None
+    return (device, event_id, active), float(ts)
+
+
+class DedupFile:
+    """The JSON file at ``path``: ``{"version": 1, "buttons": {id: [[dev, evt, active, ts]]}}``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.skipped = 0  # corrupt files and malformed entries ignored by ``load``
+
+    def load(self) -> dict[str, list[Entry]]:
+        """Every button's entries; ``{}`` for a missing or corrupt file."""
+        try:
+            if self.path.stat().st_size > MAX_FILE:
+                raise ValueError(f"larger than {MAX_FILE} bytes")
+            doc = json.loads(self.path.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+            return self._corrupt(str(exc))
+        buttons = doc.get("buttons") if isinstance(doc, dict) else None
+        if (
+            not isinstance(doc, dict)
+            or doc.get("version") != VERSION
+            or not isinstance(buttons, dict)
+        ):
+            return self._corrupt("not a version 1 dedup file")
+        out: dict[str, list[Entry]] = {}
+        bad = 0
+        for button, items in buttons.items():
+            entries = [_entry(item) for item in items] if isinstance(items, list) else [None]
+            out[button] = [e for e in entries if e is not None]
+            bad += sum(1 for e in entries if e is None)
+        if bad:
+            self.skipped += bad
+            log.warning("dedup file %s: %d malformed entries skipped", self.path, bad)
+        return out
+
+    def _corrupt(self, why: str) -> dict[str, list[Entry]]:
+        self.skipped += 1
+        log.warning(
+            "dedup file %s unusable (%s): starting with an empty memory; a replayed button"
+            " event may alarm once more",
+            self.path,
+            why,
+        )
+        return {}
+
+    def save(self, caches: Mapping[str, Sequence[Entry]]) -> None:
+        """Replace the file atomically with ``caches``; raises ``OSError``."""
+        doc = {
+            "version": VERSION,
+            "buttons": {
+                button: [[*key, ts] for key, ts in entries] for button, entries in caches.items()
+            },
+        }
+        data = json.dumps(doc, separators=(",", ":")).encode()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        folder = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)  # make the rename itself durable
+        finally:
+            os.close(folder)

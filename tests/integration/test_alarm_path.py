@@ -1,0 +1,123 @@
+"""The local alarm path with the uplink down: a GPIO emergency button sounds the GPIO siren and
+reaches staff through a webhook, and the acknowledge button silences it; all in one gateway."""
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from gpiozero import Device
+from gpiozero.pins.mock import MockFactory
+
+from gateway.config import validate
+from gateway.runtime import Runtime
+from tests.support.ports import free_port
+
+BUTTON, ACK, SIREN = 17, 27, 18
+
+
+@pytest.fixture
+def pins() -> Iterator[MockFactory]:
+    factory = MockFactory()
+    Device.pin_factory = factory
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = None
+
+
+class Webhook:
+    """A real HTTP server standing in for the SMS gateway / IM bot."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        self.arrived = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.bodies.append(await request.json())
+        self.arrived.set()
+        return web.json_response({"ok": True})
+
+
+@pytest.fixture
+async def webhook() -> AsyncIterator[tuple[Webhook, int]]:
+    hook = Webhook()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", hook.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    site = web.TCPSite(runner, "127.0.0.1", port)
+    await site.start()
+    try:
+        yield hook, port
+    finally:
+        await runner.cleanup()
+
+
+def config(tmp_path: Path, hook_port: int) -> dict[str, Any]:
+    url = tmp_path / "guard-url"
+    url.write_text(f"json://127.0.0.1:{hook_port}/alarm\n")
+    url.chmod(0o600)
+    return {
+        "gateway": {"site_id": "s1", "gateway_id": "gw1"},
+        "store": {"path": str(tmp_path / "buf.db")},
+        # nothing listens there: the uplink is down for the whole test
+        "upstream": {"mqtt": {"host": "127.0.0.1", "port": free_port(), "reconnect_max": 1}},
+        "devices": [
+            {
+                "kind": "gpio",
+                "id": "hall",
+                "pin_factory": "mock",
+                "inputs": [
+                    {"name": "sos", "pin": BUTTON, "debounce": 0.01},
+                    {"name": "ack", "pin": ACK, "debounce": 0.01, "role": "ack"},
+                ],
+                "outputs": [{"name": "siren", "pin": SIREN, "kind": "siren"}],
+            }
+        ],
+        "channels": [{"id": "guard", "url_file": str(url), "retries": 0, "rate": 600}],
+        "alarms": {
+            "rules": [{"kind": "contact", "id": "sos", "device": "hall", "input": "sos"}],
+            "ladders": [{"id": "default", "tiers": [{"after": 0, "channels": ["guard"]}]}],
+        },
+    }
+
+
+async def wait_until(cond: Any, what: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+    async with asyncio.timeout(timeout):
+        while not cond():  # noqa: ASYNC110 - a pin's state has no event to await
+            await asyncio.sleep(0.01)
+    assert cond(), what
+
+
+async def test_button_sounds_siren_and_notifies_staff_with_the_uplink_down(
+    tmp_path: Path, pins: MockFactory, webhook: tuple[Webhook, int]
+) -> None:
+    hook, port = webhook
+    runtime = Runtime(validate(config(tmp_path, port), tmp_path))
+    stop = asyncio.Event()
+    siren = pins.pin(SIREN)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(runtime.run(stop))
+        await runtime.ready.wait()
+        assert runtime.alarms is not None
+        await runtime.alarms.ready.wait()
+        assert not siren.state
+        pins.pin(BUTTON).drive_low()  # pressed (pull-up, normally open)
+        await asyncio.wait_for(hook.arrived.wait(), 10)
+        await wait_until(lambda: siren.state, "the siren sounds")
+        assert "emergency input sos pressed" in hook.bodies[0]["title"]
+        assert hook.bodies[0]["type"] == "failure"  # apprise's word for critical
+        (alarm,) = runtime.alarms.open_alarms()
+        await wait_until(lambda: alarm.state.value == "notified", "delivery is recorded")
+        assert runtime.sink is not None
+        assert not runtime.sink.connected.is_set()  # all of it without the platform
+        pins.pin(BUTTON).drive_high()
+        pins.pin(ACK).drive_low()  # the guard presses the acknowledge button
+        await wait_until(lambda: not siren.state, "the siren stops")
+        assert runtime.alarms.open_alarms()[0].acked_by == "hall/ack"
+        stop.set()

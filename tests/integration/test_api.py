@@ -1,0 +1,341 @@
+"""The local alarm API over real HTTP, on a real alarm engine and store.
+
+Driven two ways: by an aiohttp client, and by ``cgw alarms`` (``gateway.cli_alarms.run``, sync
+urllib, run in a thread) with a gateway config file pointing at the running server.
+"""
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from gateway import cli_alarms
+from gateway.alarms.engine import AlarmEngine
+from gateway.api import LocalApi
+from gateway.clock import Clock, ManualClock, SystemClock
+from gateway.config.alarms import AlarmsConfig
+from gateway.config.api import ApiConfig
+from gateway.errors import ConfigError
+from gateway.messages import ContactEvent, Lane
+from gateway.store import Store
+from tests.support.ports import free_port
+
+TOKEN = "c0ffee42" * 4
+ALARMS: dict[str, Any] = {
+    "rules": [{"kind": "contact", "id": "sos", "device": "btn-3f", "type": "emergency"}],
+    "ladders": [{"id": "default", "renotify": 0, "tiers": [{"after": 0, "channels": ["log"]}]}],
+}
+
+
+def write_config(folder: Path, api: dict[str, Any] | None) -> Path:
+    """A minimal gateway config file (JSON is YAML) with the given ``api`` section."""
+    doc: dict[str, Any] = {
+        "gateway": {"site_id": "s1", "gateway_id": "gw1"},
+        "store": {"path": str(folder / "unused.db")},
+        "upstream": {"mqtt": {"host": "127.0.0.1"}},
+    }
+    if api is not None:
+        doc["api"] = api
+    path = folder / "gateway.yaml"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Harness:
+    engine: AlarmEngine
+    store: Store
+    api: LocalApi
+    session: aiohttp.ClientSession
+    config: Path  # a gateway config whose api section points at this server
+
+    async def call(
+        self, method: str, path: str, token: str | None = TOKEN, **kwargs: Any
+    ) -> tuple[int, Any, dict[str, str]]:
+        """Status, JSON body and headers of one request (``token=None``: no Authorization)."""
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        async with self.session.request(method, path, headers=headers, **kwargs) as resp:
+            return resp.status, await resp.json(), dict(resp.headers)
+
+    async def message(self, **fields: Any) -> dict[str, Any]:
+        """Wait for the engine to commit an alarm message with these fields; its body."""
+        async with asyncio.timeout(5):
+            while True:
+                for row in await self.store.fetch("mqtt", 100, lanes=[Lane.ALARM]):
+                    body: dict[str, Any] = json.loads(row.body)
+                    if fields.items() <= body.items():
+                        return body
+                await self.store.wait_for_rows("mqtt")
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, clock: Clock | None = None) -> AsyncIterator[Harness]:
+    """Engine on a store, the API on a free loopback port, a client session; all closed after."""
+    token_file = tmp_path / "api.token"
+    token_file.write_text(TOKEN + "\n", encoding="utf-8")
+    os.chmod(token_file, 0o600)
+    store = await Store.open(tmp_path / "b.db", quota=4 * 1024**2, reserve=1024**2, sinks=["mqtt"])
+    engine = AlarmEngine(
+        AlarmsConfig.model_validate(ALARMS), store, SystemClock(), lambda: True, site="s1"
+    )
+    try:
+        async with asyncio.TaskGroup() as tg, AsyncExitStack() as stack:
+            task = tg.create_task(engine.run(), name="alarms")
+            await engine.ready.wait()
+            for attempt in range(3):  # another process may take the free port first
+                api_cfg = {"host": "127.0.0.1", "port": free_port(), "token_file": str(token_file)}
+                try:
+                    api = await stack.enter_async_context(
+                        LocalApi(ApiConfig.model_validate(api_cfg), engine, clock)
+                    )
+                    break
+                except ConfigError:
+                    if attempt == 2:
+                        raise
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(f"http://127.0.0.1:{api_cfg['port']}")
+            )
+            yield Harness(engine, store, api, session, write_config(tmp_path, api_cfg))
+            task.cancel()
+    finally:
+        await store.close()
+
+
+def press(h: Harness, pressed: bool) -> None:
+    h.engine.contact(ContactEvent("btn-3f", "b1", pressed, 1_700_000_000.0 + pressed))
+
+
+# -- over HTTP --------------------------------------------------------------------------------
+
+
+async def test_list_ack_and_reset_over_http(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    async with running(tmp_path) as h:
+        assert (await h.call("GET", "/v1/health", token=None))[:2] == (200, {"ok": True})
+        assert (await h.call("GET", "/v1/alarms"))[:2] == (200, [])
+        press(h, True)
+        await h.message(state="notified")  # the "log" channel confirms at once
+        status, alarms, _ = await h.call("GET", "/v1/alarms")
+        assert status == 200
+        (alarm,) = alarms
+        assert alarm == {
+            "id": alarm["id"],
+            "state": "notified",
+            "severity": "critical",
+            "kind": "contact",
+            "device": "btn-3f",
+            "message": "emergency input b1 pressed",
+            "latched": True,
+            "active": True,
+            "raised_at": "2023-11-14T22:13:21.000Z",
+            "acked_at": None,
+            "acked_by": None,
+            "time_to_ack_s": None,
+            "repeats": 0,
+            "escalation_step": 1,
+        }
+        ack = f"/v1/alarms/{alarm['id']}/ack"
+        reset = f"/v1/alarms/{alarm['id']}/reset"
+
+        status, body, _ = await h.call("POST", ack, json={"by": "guard-wang"})
+        assert (status, body["changed"]) == (200, True)
+        acked = body["alarm"]
+        assert (acked["state"], acked["acked_by"]) == ("acknowledged", "guard-wang")
+        assert acked["time_to_ack_s"] >= 0
+        assert datetime.fromisoformat(acked["acked_at"]) >= datetime.fromisoformat(
+            acked["raised_at"]
+        )
+        status, body, _ = await h.call("POST", ack, json={"by": "li"})  # a second ack: no change
+        assert (status, body["changed"], body["alarm"]["acked_by"]) == (200, False, "guard-wang")
+
+        status, body, _ = await h.call("POST", reset, json={"by": "guard-wang"})
+        assert status == 409
+        assert body["error"].endswith("still active")
+        _, alarms, _ = await h.call("GET", "/v1/alarms")
+        assert [(a["id"], a["state"]) for a in alarms] == [(alarm["id"], "acknowledged")]
+
+        press(h, False)
+        await h.message(active=False)
+        status, body, _ = await h.call("POST", reset, json={"by": "guard-wang"})
+        assert (status, body["alarm"]["state"], body["changed"]) == (200, "cleared", True)
+        assert (await h.call("GET", "/v1/alarms"))[:2] == (200, [])
+    assert f"alarm {alarm['id']} acknowledged by guard-wang (local API)" in caplog.messages
+    assert f"alarm {alarm['id']} reset by guard-wang (local API)" in caplog.messages
+    assert TOKEN not in caplog.text
+
+
+async def test_token_required_and_brute_force_throttled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = ManualClock()
+    async with running(tmp_path, clock) as h:
+        status, body, headers = await h.call("GET", "/v1/alarms", token=None)
+        assert (status, body, headers["WWW-Authenticate"]) == (
+            401,
+            {"error": "missing or wrong bearer token"},
+            "Bearer",
+        )
+        bad = [await h.call("GET", "/v1/alarms", token="wrong" * 4) for _ in range(4)]
+        assert [s for s, _, _ in bad] == [401] * 4
+        assert h.api.failed_auth == 5
+        # the 6th bad token in a row: this peer is refused for 60 s, even with the right token
+        status, body, headers = await h.call("GET", "/v1/alarms", token="wrong" * 4)
+        assert (status, headers["Retry-After"]) == (429, "60")
+        assert "too many failed authentications" in body["error"]
+        assert (await h.call("GET", "/v1/alarms"))[0] == 429
+        assert (await h.call("GET", "/v1/health", token=None))[0] == 200
+        assert (h.api.failed_auth, h.api.throttled) == (5, 2)
+        clock.advance(61)
+        assert (await h.call("GET", "/v1/alarms"))[:2] == (200, [])
+        assert (await h.call("GET", "/v1/alarms", token=None))[0] == 401  # counting anew
+    blocks = [r for r in caplog.records if "failed authentications from" in r.getMessage()]
+    assert [r.levelno for r in blocks] == [logging.WARNING]
+    assert "wrong" not in caplog.text
+
+
+async def test_bad_requests_get_clear_errors(tmp_path: Path) -> None:
+    async with running(tmp_path) as h:
+        for action in ("ack", "reset"):
+            status, body, _ = await h.call("POST", f"/v1/alarms/nope/{action}", json={"by": "x"})
+            assert (status, body) == (404, {"error": "no open alarm 'nope'"})
+        press(h, True)
+        await h.message(state="notified")
+        (alarm,) = h.engine.open_alarms()
+        ack = f"/v1/alarms/{alarm.id}/ack"
+        not_json, not_by = (
+            'the body must be JSON like {"by": "<name>"}',
+            'the body must be a JSON object with one key, "by"',
+        )
+        cases = [
+            (b"{not json", not_json),
+            (b"", not_json),
+            (b"\xff", not_json),
+            (b"[" * 3000, not_json),  # too deep for the parser, yet under 4 KiB
+            (b"[]", not_by),
+            (b'{"by": "x", "note": "y"}', not_by),
+        ]
+        for data, error in cases:
+            assert (await h.call("POST", ack, data=data))[:2] == (400, {"error": error})
+        for by in ["", "   ", "x" * 65, "a\nb", 7]:
+            status, body, _ = await h.call("POST", ack, json={"by": by})
+            assert (status, body["error"]) == (
+                400,
+                '"by" must be a name of 1 to 64 printable characters',
+            )
+
+        status, body, _ = await h.call("POST", ack, json={"by": "x" * 5000})
+        assert (status, body) == (413, {"error": "the request body is larger than 4096 bytes"})
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: caught while reading
+            for _ in range(5):
+                yield b" " * 1024
+
+        assert (await h.call("POST", ack, data=chunks()))[:2] == (
+            413,
+            {"error": "the request body is larger than 4096 bytes"},
+        )
+        assert (await h.call("GET", "/v1/nothing"))[:2] == (404, {"error": "Not Found"})
+        assert (await h.call("GET", "/v1/nothing", token=None))[0] == 401
+        status, body, headers = await h.call("GET", ack)
+        assert (status, body, headers["Allow"]) == (405, {"error": "Method Not Allowed"}, "POST")
+        assert h.engine.open_alarms()[0].state.value == "notified"  # none of it changed anything
+
+
+# -- through cgw alarms -----------------------------------------------------------------------
+
+
+def cgw(*argv: str) -> int:
+    """``cgw alarms <argv>`` with the real argument parser of the subcommand."""
+    parser = argparse.ArgumentParser(prog="cgw")
+    cli_alarms.add_parser(parser.add_subparsers(dest="command", required=True))
+    return cli_alarms.run(parser.parse_args(["alarms", *argv]))
+
+
+async def test_cli_lists_acknowledges_and_resets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with running(tmp_path) as h:
+        cfg = str(h.config)
+        assert await asyncio.to_thread(cgw, "list", "-c", cfg) == 0
+        assert capsys.readouterr().out == "no open alarms\n"
+        press(h, True)
+        await h.message(state="notified")
+        (alarm,) = h.engine.open_alarms()
+
+        assert await asyncio.to_thread(cgw, "list", "-c", cfg) == 0
+        head, row, total = capsys.readouterr().out.splitlines()
+        assert head.split() == [
+            *("ID", "STATE", "SEVERITY", "DEVICE", "INPUT", "RAISED", "ACKED", "BY", "MESSAGE")
+        ]
+        cells = row.split()  # the RAISED column (local time) is two words
+        assert cells[:5] == [alarm.id, "notified", "critical", "btn-3f", "active"]
+        assert cells[7:] == ["-", "emergency", "input", "b1", "pressed"]
+        assert total == "1 open alarm"
+
+        assert await asyncio.to_thread(cgw, "ack", alarm.id, "--by", "guard-wang", "-c", cfg) == 0
+        assert capsys.readouterr().out.startswith(f"alarm {alarm.id} acknowledged by guard-wang, ")
+        assert await asyncio.to_thread(cgw, "list", "-c", cfg) == 0
+        assert " acknowledged " in capsys.readouterr().out
+
+        assert await asyncio.to_thread(cgw, "reset", alarm.id, "--by", "guard-wang", "-c", cfg) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("the gateway refused: ")
+        assert err.endswith("still active (HTTP 409)\n")
+        assert [a.id for a in h.engine.open_alarms()] == [alarm.id]
+
+        press(h, False)
+        await h.message(active=False)
+        assert await asyncio.to_thread(cgw, "reset", alarm.id, "--by", "guard-wang", "-c", cfg) == 0
+        assert capsys.readouterr().out == f"alarm {alarm.id} reset by guard-wang: cleared\n"
+        assert await asyncio.to_thread(cgw, "list", "-c", cfg) == 0
+        assert capsys.readouterr().out == "no open alarms\n"
+
+        assert await asyncio.to_thread(cgw, "ack", "a-gone", "--by", "guard-wang", "-c", cfg) == 1
+        assert capsys.readouterr().err == (
+            "the gateway refused: no open alarm 'a-gone' (HTTP 404)\n"
+        )
+
+
+@pytest.fixture
+def token_file(tmp_path: Path) -> Path:
+    path = tmp_path / "api.token"
+    path.write_text(TOKEN, encoding="utf-8")
+    os.chmod(path, 0o600)
+    return path
+
+
+def test_cli_without_api_section_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cgw("list", "-c", str(write_config(tmp_path, None))) == 2
+    assert "has no 'api' section" in capsys.readouterr().err
+
+
+def test_cli_says_when_the_gateway_cannot_be_reached(
+    tmp_path: Path, token_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens there
+    cfg = write_config(tmp_path, {"port": port, "token_file": str(token_file)})
+    assert cgw("ack", "a1", "--by", "guard-wang", "-c", str(cfg)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"cannot reach the gateway's local API at http://127.0.0.1:{port}/")
+    assert "(is the gateway running?)" in err
+
+
+def test_cli_refuses_a_bad_name(tmp_path: Path, token_file: Path) -> None:
+    cfg = write_config(tmp_path, {"token_file": str(token_file)})
+    with pytest.raises(SystemExit) as exc:
+        cgw("ack", "a1", "--by", "", "-c", str(cfg))
+    assert exc.value.code == 2
