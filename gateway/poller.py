@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from gateway.aio import raise_if_cancelling
 from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.errors import PermanentError, TransientError
@@ -86,6 +87,7 @@ class Poller:
             self.polls += 1
             try:
                 sample = await self.driver.poll()
+                raise_if_cancelling()  # pymodbus waits with wait_for: a stop may be swallowed
             except PermanentError as exc:
                 log.error(
                     "device %s: polling stopped: %s",

@@ -13,6 +13,7 @@ from pymodbus.client.mixin import ModbusClientMixin
 from gateway.config.modbus import PointConfig
 
 _DT = ModbusClientMixin.DATATYPE
+FLOAT32_MIN_NORMAL = 1.1754943508222875e-38
 _TYPES = {
     "int16": _DT.INT16,
     "uint16": _DT.UINT16,
@@ -37,13 +38,18 @@ def decode(point: PointConfig, registers: Sequence[int]) -> int | float:
 
 
 def _shortest_float32(value: float) -> float:
-    """The shortest decimal that is still the same float32 (23.1, not 23.100000381469727).
+    """A short decimal that is still the same float32 (23.1, not 23.100000381469727).
 
-    A fixed 7 digits would not do: it moves some values to a neighbouring float32 (e.g.
-    1246207175294976.0 and subnormals), so ``encode`` would no longer invert ``decode``.
+    For a normal float32 the spacing of 7-digit decimals is wider than the float's own, so
+    if any decimal of 7 digits or fewer is the same float32, the 7-digit rounding is (``g``
+    drops its trailing zeros: 23.1 stays 23.1). One try thus settles almost every value; 8
+    and 9 digits follow for the rest (9 identify every float32, so ``encode`` still inverts
+    ``decode``). Subnormals, whose spacing is coarser, try every length. This runs for every
+    float32 point of every poll, so the common case must be a single format.
     """
     bits = struct.pack(">f", value)
-    for digits in range(1, 10):  # 9 significant digits identify every float32
+    lengths = range(1, 10) if abs(value) < FLOAT32_MIN_NORMAL else (7, 8, 9)
+    for digits in lengths:
         short = float(f"{value:.{digits}g}")
         try:
             if struct.pack(">f", short) == bits:

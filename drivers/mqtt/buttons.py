@@ -35,6 +35,7 @@ import aiomqtt
 
 from drivers.mqtt.dedup import DedupCache, DedupFile
 from drivers.mqtt.mapping import REASONS, Button, Reject, parse
+from gateway.aio import raise_if_cancelling
 from gateway.backoff import Backoff
 from gateway.clock import Clock, SystemClock
 from gateway.config.base import read_secret
@@ -126,7 +127,7 @@ class MqttButtons:
         while True:
             try:
                 async with self._client() as client:
-                    _raise_if_cancelling()
+                    raise_if_cancelling()
                     await self._subscribe(client)
                     backoff.reset()
                     self.connects += 1
@@ -149,7 +150,7 @@ class MqttButtons:
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         granted = await client.subscribe([(b.cfg.topic, 1) for b in self.buttons])
-        _raise_if_cancelling()
+        raise_if_cancelling()
         codes = [c if isinstance(c, int) else c.value for c in granted]
         for button, qos in zip(self.buttons, codes, strict=False):
             if qos >= 0x80:  # §3.9.3: 0x80 is a refused subscription
@@ -230,17 +231,6 @@ def _as_bytes(payload: object) -> bytes:
     if isinstance(payload, bytes | bytearray):
         return bytes(payload)
     return b"" if payload is None else str(payload).encode()
-
-
-def _raise_if_cancelling() -> None:
-    """Honour a stop that aiomqtt's ``wait_for`` swallowed (Python 3.11, CPython gh-86296).
-
-    The same guard as in ``gateway.sinks.mqtt``: a cancel that lands as CONNACK or SUBACK
-    arrives is otherwise lost for good.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _tls_context(cfg: LocalBrokerConfig) -> ssl.SSLContext:

@@ -22,6 +22,7 @@ from typing import Any
 
 import aiomqtt
 
+from gateway.aio import raise_if_cancelling
 from gateway.backoff import Backoff
 from gateway.clock import Clock
 from gateway.config.base import read_secret
@@ -115,7 +116,7 @@ class MqttSink:
             tracker = AckTracker()
             try:
                 async with self._client() as client:
-                    _raise_if_cancelling()
+                    raise_if_cancelling()
                     backoff.reset()
                     self.connected.set()
                     self.ever_connected.set()
@@ -143,7 +144,7 @@ class MqttSink:
         await client.publish(
             status, self.ident.status_payload("online", self.clock.wall()), qos=1, retain=True
         )
-        _raise_if_cancelling()
+        raise_if_cancelling()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(client), name="sink:mqtt:watch")
@@ -201,18 +202,6 @@ class MqttSink:
         if tracker.unsaved:
             tracker.unsaved = 0
             await self.store.ack(self.name, dict(tracker.upto))
-
-
-def _raise_if_cancelling() -> None:
-    """Honour a stop that aiomqtt's ``wait_for`` swallowed.
-
-    On Python 3.11 ``asyncio.wait_for`` returns the result instead of raising when the cancel
-    lands as the awaited future completes (CPython gh-86296, fixed in 3.12). aiomqtt waits for
-    CONNACK and PUBACK that way, so without this check a stop could be lost for good.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _tls_context(cfg: MqttConfig) -> ssl.SSLContext:
