@@ -16,8 +16,9 @@ Contract:
 
 import asyncio
 import logging
+import math
 import ssl
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from typing import Any
 
 import aiomqtt
@@ -40,25 +41,33 @@ class AckTracker:
     """Rows in flight per lane; yields how far each lane is acknowledged without holes."""
 
     def __init__(self) -> None:
-        self._flight: dict[Lane, OrderedDict[int, bool]] = {ln: OrderedDict() for ln in Lane}
+        # per lane, in send order: row id -> monotonic send time, or None once acknowledged
+        self._flight: dict[Lane, OrderedDict[int, float | None]] = {
+            ln: OrderedDict() for ln in Lane
+        }
         self.upto: dict[Lane, int] = {}
         self.unsaved = 0
 
-    def sent(self, row: Row) -> None:
-        """``row`` was handed to the client."""
-        self._flight[row.lane][row.id] = False
+    def sent(self, row: Row, now: float) -> None:
+        """``row`` was handed to the client at monotonic time ``now``."""
+        self._flight[row.lane][row.id] = now
 
     def acked(self, row: Row) -> None:
         """``row`` got its PUBACK."""
         flight = self._flight[row.lane]
-        flight[row.id] = True
+        flight[row.id] = None
         while flight:
             first = next(iter(flight))
-            if not flight[first]:
+            if flight[first] is not None:
                 break
             flight.popitem(last=False)
             self.upto[row.lane] = first
         self.unsaved += 1
+
+    def oldest(self) -> float | None:
+        """Send time of the longest-waiting unacknowledged row (the head of some lane)."""
+        heads = [next(iter(f.values())) for f in self._flight.values() if f]
+        return min((t for t in heads if t is not None), default=None)
 
 
 class MqttSink:
@@ -168,7 +177,22 @@ class MqttSink:
     async def _drain(
         self, client: aiomqtt.Client, tracker: AckTracker, tg: asyncio.TaskGroup
     ) -> None:
+        """Hand rows, most urgent lane first, to ``max_inflight`` long-lived publishers.
+
+        Long-lived workers and no per-publish timeout: a task and an ``asyncio.wait_for`` per
+        row cost more CPU than the publish itself (docs/performance.md). A lost link still
+        ends every pending publish at once (``_watch``); a broker that stops acknowledging is
+        caught by ``_watchdog``.
+        """
+        loop = asyncio.get_running_loop()
         window = asyncio.Semaphore(self.cfg.max_inflight)
+        queue: deque[Row] = deque()
+        ready = asyncio.Event()
+        for n in range(self.cfg.max_inflight):
+            tg.create_task(
+                self._worker(client, queue, ready, window, tracker), name=f"sink:mqtt:{n}"
+            )
+        tg.create_task(self._watchdog(tracker), name="sink:mqtt:watchdog")
         while True:
             rows = await self.store.fetch(self.name, FETCH)
             if not rows:
@@ -178,20 +202,41 @@ class MqttSink:
                 if row.lane is not Lane.ALARM and self.store.has_more_urgent(self.name, row.lane):
                     self.store.give_back(self.name, rows[i:])
                     break
-                await window.acquire()
-                tracker.sent(row)
-                tg.create_task(self._publish(client, row, window, tracker))
+                await window.acquire()  # at most max_inflight rows between here and PUBACK
+                tracker.sent(row, loop.time())
+                queue.append(row)
+                ready.set()
 
-    async def _publish(
-        self, client: aiomqtt.Client, row: Row, window: asyncio.Semaphore, tracker: AckTracker
+    async def _worker(
+        self,
+        client: aiomqtt.Client,
+        queue: deque[Row],
+        ready: asyncio.Event,
+        window: asyncio.Semaphore,
+        tracker: AckTracker,
     ) -> None:
-        topic, payload = render(self.ident, row)
-        try:
-            await client.publish(topic, payload, qos=1, retain=row.retain)
-        finally:
-            window.release()
-        tracker.acked(row)
-        self.published += 1
+        while True:
+            while not queue:
+                ready.clear()
+                await ready.wait()
+            row = queue.popleft()
+            topic, payload = render(self.ident, row)
+            try:
+                await client.publish(topic, payload, qos=1, retain=row.retain, timeout=math.inf)
+            finally:
+                window.release()
+            tracker.acked(row)
+            self.published += 1
+
+    async def _watchdog(self, tracker: AckTracker) -> None:
+        """End the connection when a PUBACK is ``publish_timeout`` late (F02, F07)."""
+        loop = asyncio.get_running_loop()
+        limit = self.cfg.publish_timeout
+        while True:
+            await asyncio.sleep(min(1.0, limit / 4))
+            oldest = tracker.oldest()
+            if oldest is not None and loop.time() - oldest > limit:
+                raise aiomqtt.MqttError(f"publish timed out: no PUBACK for {limit:g} s")
 
     async def _save_loop(self, tracker: AckTracker) -> None:
         while True:
