@@ -120,6 +120,7 @@ class LocalApi:
         app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
         app.router.add_get("/v1/health", self._health)
         app.router.add_get("/v1/alarms", self._list)
+        app.router.add_get("/v1/report", self._report)
         app.router.add_post("/v1/alarms/{id}/ack", self._ack)
         app.router.add_post("/v1/alarms/{id}/reset", self._reset)
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
@@ -209,6 +210,17 @@ class LocalApi:
     async def _list(self, request: web.Request) -> web.Response:
         await self._ready()
         return _reply(200, [alarm_view(a) for a in self.engine.open_alarms()])
+
+    async def _report(self, request: web.Request) -> web.Response:
+        await self._ready()
+        try:
+            days = float(request.query.get("days", "30"))
+        except ValueError:
+            raise _Refused(400, "days must be a number") from None
+        if not 0 < days <= 3660:
+            raise _Refused(400, "days must be between 0 and 3660")
+        since = self.clock.wall() - days * 86400
+        return _reply(200, {"days": days, **await self.engine.response_report(since)})
 
     async def _ack(self, request: web.Request) -> web.Response:
         alarm_id, by = await self._operator_request(request)

@@ -48,6 +48,10 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     alarms = sub.add_parser("alarms", help="list, acknowledge or reset open alarms (local API)")
     actions = alarms.add_subparsers(dest="alarms_command", required=True)
     actions.add_parser("list", parents=[common], help="show the open alarms")
+    report = actions.add_parser(
+        "report", parents=[common], help="time to acknowledge: median, 90th percentile, worst"
+    )
+    report.add_argument("--days", type=float, default=30.0, help="over the last N days")
     for action, text in (
         ("ack", "acknowledge an alarm: escalation and the siren stop"),
         ("reset", "reset a latched alarm whose input is back to normal (acknowledges it too)"),
@@ -81,6 +85,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.alarms_command == "list":
             _print_table(_call(cfg.api, token, "GET", "/v1/alarms"))
+            return 0
+        if args.alarms_command == "report":
+            _print_report(_call(cfg.api, token, "GET", f"/v1/report?days={args.days:g}"))
             return 0
         path = f"/v1/alarms/{quote(args.id, safe='')}/{args.alarms_command}"
         answer = _call(cfg.api, token, "POST", path, {"by": args.by})
@@ -176,3 +183,19 @@ def _outcome(action: str, by: str, answer: dict[str, Any]) -> str:
     after = alarm["time_to_ack_s"]
     took = "" if after is None else f", {after:.1f} s after it was raised"
     return f"alarm {alarm['id']} acknowledged by {by}{took}"
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    print(f"alarms raised in the last {report['days']:g} days, time to acknowledge (seconds):")
+    print(f"  {'':10} {'alarms':>7} {'acked':>6} {'open':>5} {'median':>8} {'p90':>8} {'worst':>8}")
+    for key in ("all", "critical", "warning", "info"):
+        f = report[key]
+
+        def num(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f}"
+
+        print(
+            f"  {key:10} {f['alarms']:>7} {f['acknowledged']:>6} {f['unacknowledged_open']:>5}"
+            f" {num(f['time_to_ack_p50_s']):>8} {num(f['time_to_ack_p90_s']):>8}"
+            f" {num(f['time_to_ack_max_s']):>8}"
+        )

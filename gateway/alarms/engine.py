@@ -199,6 +199,24 @@ class AlarmEngine:
             await self.reset(alarm_id, by)
         return len(ids)
 
+    async def response_report(self, since: float) -> dict[str, Any]:
+        """Time-to-acknowledge figures over alarms raised since wall time ``since``.
+
+        The figure a property company reports against its response promise: how many alarms,
+        how many were acknowledged, and the median, 90th percentile and worst time to
+        acknowledge, overall and per severity. Unacknowledged alarms count as such, never as 0.
+        """
+
+        def load(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+            rows = conn.execute("SELECT body FROM alarms WHERE raised_at >= ?", (since,))
+            return [json.loads(r[0]) for r in rows]
+
+        alarms = await self.store.transact(load)
+        return {"since": since, "all": _figures(alarms)} | {
+            sev: _figures([a for a in alarms if a["severity"] == sev])
+            for sev in ("critical", "warning", "info")
+        }
+
     def open_alarms(self) -> list[Alarm]:
         """Open alarms, oldest first."""
         return sorted(self.lifecycle.alarms.values(), key=lambda a: a.raised_at)
@@ -280,3 +298,28 @@ class AlarmEngine:
             self._siren = top
             if self.outputs is not None:
                 self.outputs(top)
+
+
+def _figures(alarms: list[dict[str, Any]]) -> dict[str, Any]:
+    """Count, acknowledged count and time-to-acknowledge percentiles (seconds) of ``alarms``."""
+    times: list[float] = sorted(
+        float(a["acked_at"]) - float(a["raised_at"])
+        for a in alarms
+        if a.get("acked_at") is not None
+    )
+
+    def pct(q: float) -> float | None:
+        if not times:
+            return None
+        return round(times[min(len(times) - 1, int(q * len(times)))], 3)
+
+    return {
+        "alarms": len(alarms),
+        "acknowledged": len(times),
+        "unacknowledged_open": sum(
+            1 for a in alarms if a.get("acked_at") is None and a.get("cleared_at") is None
+        ),
+        "time_to_ack_p50_s": pct(0.5),
+        "time_to_ack_p90_s": pct(0.9),
+        "time_to_ack_max_s": round(times[-1], 3) if times else None,
+    }

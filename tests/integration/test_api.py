@@ -171,6 +171,24 @@ async def test_list_ack_and_reset_over_http(
         status, body, _ = await h.call("POST", reset, json={"by": "guard-wang"})
         assert (status, body["alarm"]["state"], body["changed"]) == (200, "cleared", True)
         assert (await h.call("GET", "/v1/alarms"))[:2] == (200, [])
+
+        # the response-time figure, over the closed alarm too
+        status, report, _ = await h.call("GET", "/v1/report?days=36500")
+        assert status == 400  # more than ten years is refused
+        status, report, _ = await h.call("GET", "/v1/report?days=3650")
+        assert status == 200
+        assert report["all"]["alarms"] == 1
+        assert report["all"]["acknowledged"] == 1
+        assert report["all"]["time_to_ack_p50_s"] == acked["time_to_ack_s"]
+        assert report["critical"]["alarms"] == 1
+        assert report["warning"] == {
+            "alarms": 0,
+            "acknowledged": 0,
+            "unacknowledged_open": 0,
+            "time_to_ack_p50_s": None,
+            "time_to_ack_p90_s": None,
+            "time_to_ack_max_s": None,
+        }
     assert f"alarm {alarm['id']} acknowledged by guard-wang (local API)" in caplog.messages
     assert f"alarm {alarm['id']} reset by guard-wang (local API)" in caplog.messages
     assert TOKEN not in caplog.text
