@@ -27,7 +27,6 @@ COMMIT loses that one event: the broker will not resend it. Latched or level-rea
 
 import asyncio
 import logging
-import ssl
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -83,7 +82,7 @@ class MqttButtons:
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         self._logged: set[tuple[str, str]] = set()
         self._password = read_secret(broker.password_file) if broker.password_file else None
-        self._tls = _tls_context(broker) if broker.tls else None
+        self._tls = broker.tls.client_context() if broker.tls else None
         self._file = DedupFile(dedup_path)
         self._caches = {b.id: DedupCache(b.dedup_window, b.dedup_size) for b in buttons}
         now = self.clock.wall()
@@ -231,13 +230,3 @@ def _as_bytes(payload: object) -> bytes:
     if isinstance(payload, bytes | bytearray):
         return bytes(payload)
     return b"" if payload is None else str(payload).encode()
-
-
-def _tls_context(cfg: LocalBrokerConfig) -> ssl.SSLContext:
-    """Verification always on, TLS 1.2 at least; mutual TLS when a client cert is given."""
-    assert cfg.tls is not None
-    ctx = ssl.create_default_context(cafile=str(cfg.tls.ca_file))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cfg.tls.cert_file is not None and cfg.tls.key_file is not None:
-        ctx.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
-    return ctx

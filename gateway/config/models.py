@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Annotated, Self
 
-from pydantic import ByteSize, Field, FilePath, field_validator, model_validator
+from pydantic import ByteSize, Field, field_validator, model_validator
 
 from gateway.config.alarms import AlarmsConfig
 from gateway.config.api import ApiConfig
@@ -12,6 +12,7 @@ from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
 from gateway.config.notify import ChannelConfig
+from gateway.config.tls import TlsConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).
 DeviceConfig = Annotated[
@@ -51,20 +52,6 @@ class StoreConfig(Model):
             raise ValueError(
                 f"reserve ({self.reserve} B) must be smaller than quota ({self.quota} B)"
             )
-        return self
-
-
-class TlsConfig(Model):
-    """TLS towards the upstream broker. Verification is always on."""
-
-    ca_file: FilePath = Field(description="CA bundle that signed the broker's certificate")
-    cert_file: FilePath | None = Field(None, description="Client certificate (mutual TLS)")
-    key_file: SecretFile | None = Field(None, description="Client private key (mode 0600)")
-
-    @model_validator(mode="after")
-    def _pair(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
         return self
 
 

@@ -19,7 +19,6 @@ from typing import Annotated, Any, Literal, Self
 import yaml
 from pydantic import (
     Field,
-    FilePath,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -27,6 +26,7 @@ from pydantic import (
 )
 
 from gateway.config.base import Model, Name, SecretFile
+from gateway.config.tls import TlsConfig
 from gateway.errors import ConfigError
 
 BUILTIN_MQTT_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "mqtt"
@@ -45,18 +45,7 @@ JsonPath = Annotated[
 StateValue = bool | int | Annotated[str, StringConstraints(max_length=64)]
 
 
-class LocalTlsConfig(Model):
-    """TLS towards the local broker (same shape as the upstream ``tls``). Verification is on."""
-
-    ca_file: FilePath = Field(description="CA bundle that signed the local broker's certificate")
-    cert_file: FilePath | None = Field(None, description="Client certificate (mutual TLS)")
-    key_file: SecretFile | None = Field(None, description="Client private key (mode 0600)")
-
-    @model_validator(mode="after")
-    def _pair(self) -> Self:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("cert_file and key_file go together")
-        return self
+LocalTlsConfig = TlsConfig  # the same settings as towards the upstream broker
 
 
 class LocalBrokerConfig(Model):

@@ -17,7 +17,6 @@ Contract:
 import asyncio
 import logging
 import math
-import ssl
 from collections import OrderedDict, deque
 from typing import Any
 
@@ -86,7 +85,7 @@ class MqttSink:
         self.reconnects = 0
         self.last_error = ""
         self._password = read_secret(cfg.password_file) if cfg.password_file else None
-        self._tls = _tls_context(cfg) if cfg.tls else None
+        self._tls = cfg.tls.client_context() if cfg.tls else None
 
     @property
     def client_id(self) -> str:
@@ -247,16 +246,6 @@ class MqttSink:
         if tracker.unsaved:
             tracker.unsaved = 0
             await self.store.ack(self.name, dict(tracker.upto))
-
-
-def _tls_context(cfg: MqttConfig) -> ssl.SSLContext:
-    """Verification always on, TLS 1.2 at least; mutual TLS when a client cert is given."""
-    assert cfg.tls is not None
-    ctx = ssl.create_default_context(cafile=str(cfg.tls.ca_file))
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if cfg.tls.cert_file is not None and cfg.tls.key_file is not None:
-        ctx.load_cert_chain(str(cfg.tls.cert_file), str(cfg.tls.key_file))
-    return ctx
 
 
 def describe(cfg: MqttConfig) -> dict[str, Any]:

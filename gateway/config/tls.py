@@ -1,0 +1,30 @@
+"""TLS towards an MQTT broker (upstream or local), and the client context built from it."""
+
+import ssl
+from typing import Self
+
+from pydantic import Field, FilePath, model_validator
+
+from gateway.config.base import Model, SecretFile
+
+
+class TlsConfig(Model):
+    """TLS towards a broker. Verification of its certificate and host name is always on."""
+
+    ca_file: FilePath = Field(description="CA bundle that signed the broker's certificate")
+    cert_file: FilePath | None = Field(None, description="Client certificate (mutual TLS)")
+    key_file: SecretFile | None = Field(None, description="Client private key (mode 0600)")
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        return self
+
+    def client_context(self) -> ssl.SSLContext:
+        """Verification always on, TLS 1.2 at least; mutual TLS when a client cert is given."""
+        ctx = ssl.create_default_context(cafile=str(self.ca_file))
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.cert_file is not None and self.key_file is not None:
+            ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
+        return ctx
