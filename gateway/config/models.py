@@ -74,6 +74,13 @@ class MqttConfig(Model):
         description="Topic root: <root>/<site>/<gateway>/...; no wildcards or outer slashes",
     )
     max_inflight: int = Field(100, ge=1, le=1000, description="QoS 1 publishes awaiting PUBACK")
+    telemetry_inflight: int = Field(
+        20,
+        ge=1,
+        le=1000,
+        description="How many of those telemetry may hold: the rest stays free for alarms and "
+        "events, so an alarm never queues behind a full window of backlog",
+    )
     publish_timeout: float = Field(15.0, gt=0, le=120, description="Seconds to wait for a PUBACK")
     reconnect_max: float = Field(60.0, ge=1, le=3600, description="Longest reconnect pause (s)")
 

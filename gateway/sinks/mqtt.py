@@ -18,6 +18,7 @@ import asyncio
 import logging
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from typing import Any
 
 import aiomqtt
@@ -184,7 +185,7 @@ class MqttSink:
         caught by ``_watchdog``.
         """
         loop = asyncio.get_running_loop()
-        window = asyncio.Semaphore(self.cfg.max_inflight)
+        window = _Window(self.cfg.max_inflight, self.cfg.telemetry_inflight)
         queue: deque[Row] = deque()
         ready = asyncio.Event()
         for n in range(self.cfg.max_inflight):
@@ -201,7 +202,11 @@ class MqttSink:
                 if row.lane is not Lane.ALARM and self.store.has_more_urgent(self.name, row.lane):
                     self.store.give_back(self.name, rows[i:])
                     break
-                await window.acquire()  # at most max_inflight rows between here and PUBACK
+                if not await window.acquire(
+                    row.lane, lambda ln: self.store.has_more_urgent(self.name, ln)
+                ):
+                    self.store.give_back(self.name, rows[i:])  # an alarm came in meanwhile
+                    break
                 tracker.sent(row, loop.time())
                 queue.append(row)
                 ready.set()
@@ -211,7 +216,7 @@ class MqttSink:
         client: aiomqtt.Client,
         queue: deque[Row],
         ready: asyncio.Event,
-        window: asyncio.Semaphore,
+        window: "_Window",
         tracker: AckTracker,
     ) -> None:
         while True:
@@ -223,7 +228,7 @@ class MqttSink:
             try:
                 await client.publish(topic, payload, qos=1, retain=row.retain, timeout=math.inf)
             finally:
-                window.release()
+                window.release(row.lane)
             tracker.acked(row)
             self.published += 1
 
@@ -246,6 +251,34 @@ class MqttSink:
         if tracker.unsaved:
             tracker.unsaved = 0
             await self.store.ack(self.name, dict(tracker.upto))
+
+
+class _Window:
+    """At most ``size`` rows awaiting PUBACK, of which at most ``telemetry`` telemetry rows.
+
+    Telemetry never takes the last slots, so an alarm finds a free one at once instead of
+    queuing behind a full window of backlog in the client, the socket and the broker.
+    """
+
+    def __init__(self, size: int, telemetry: int) -> None:
+        self._all = asyncio.Semaphore(size)
+        self._telemetry = asyncio.Semaphore(max(1, min(telemetry, size)))
+
+    async def acquire(self, lane: Lane, preempted: Callable[[Lane], bool]) -> bool:
+        """Take a slot for a row of ``lane``; False if a more urgent row arrived meanwhile."""
+        if lane is Lane.TELEMETRY:
+            await self._telemetry.acquire()
+            if preempted(lane):
+                self._telemetry.release()
+                return False
+        await self._all.acquire()
+        return True
+
+    def release(self, lane: Lane) -> None:
+        """A row of ``lane`` got its PUBACK (or failed)."""
+        self._all.release()
+        if lane is Lane.TELEMETRY:
+            self._telemetry.release()
 
 
 def describe(cfg: MqttConfig) -> dict[str, Any]:
