@@ -12,6 +12,7 @@ import logging
 from contextlib import AsyncExitStack
 
 from drivers.registry import DriverSet, build
+from gateway import systemd
 from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
 from gateway.api import LocalApi
 from gateway.clock import Clock, SystemClock
@@ -117,8 +118,13 @@ class Runtime:
                 cfg.upstream.mqtt.host,
                 cfg.upstream.mqtt.effective_port,
             )
+            await alarms.ready.wait()  # the local alarm path is up: that is "ready"
             self.ready.set()
+            systemd.notify("READY=1")
+            pinger = tg.create_task(systemd.keep_alive(self.status_line), name="systemd")
             await stop.wait()
+            systemd.notify("STOPPING=1")
+            pinger.cancel()
             log.info("stopping: inputs first, then alarms, the store, and the uplink last")
             await api.aclose()  # no acknowledgements mid-shutdown
             for task in inputs:
@@ -129,6 +135,17 @@ class Runtime:
             await store.flush()
             sink_task.cancel()
             committer.cancel()
+
+    def status_line(self) -> str:
+        """One line for ``systemctl status``: devices, uplink, backlog, open alarms."""
+        online = sum(1 for p in self.pollers if p.online)
+        uplink = "up" if self.sink is not None and self.sink.connected.is_set() else "down"
+        backlog = self.sink.store.backlog(self.sink.name) if self.sink is not None else 0
+        alarms = len(self.alarms.open_alarms()) if self.alarms is not None else 0
+        return (
+            f"{online}/{len(self.pollers)} devices online, uplink {uplink},"
+            f" backlog {backlog}, {alarms} open alarms"
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
