@@ -89,16 +89,39 @@ def _config(tmp: Path, broker: int, modbus: int) -> dict[str, Any]:
                 "retries": 1,
             }
         ],
+        "local_broker": {"host": "127.0.0.1", "port": broker},
+        "alarms": {
+            "rules": [
+                {"kind": "contact", "id": "sos", "device": "lobby-sos", "type": "emergency"},
+                {
+                    "kind": "threshold",
+                    "id": "pm25-high",
+                    "point": "pm25",
+                    "limit": 75,
+                    "clear": 60,
+                    "for_s": 10,
+                    "clear_for_s": 10,
+                },
+            ]
+        },
         "devices": [
             {
-                "kind": "modbus",
-                "id": dev,
-                "bus": "rs485-gw",
-                "unit_id": unit,
-                "profile": profile,
-                "interval": 2,
-            }
-            for dev, profile, unit in DEVICES
+                "kind": "mqtt_button",
+                "id": "lobby-sos",
+                "topic": "demo/lobby/sos",
+                "profile": "sos-state-json",
+            },
+            *(
+                {
+                    "kind": "modbus",
+                    "id": dev,
+                    "bus": "rs485-gw",
+                    "unit_id": unit,
+                    "profile": profile,
+                    "interval": 2,
+                }
+                for dev, profile, unit in DEVICES
+            ),
         ],
     }
 
@@ -121,9 +144,27 @@ async def _demo(tmp: Path, broker: int, duration: float | None) -> None:
             f" gateway publishing to 127.0.0.1:{broker} under cgw/demo-site/gw-demo/#"
         )
         print("Ctrl-C to stop.\n")
+        runtime = Runtime(cfg)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(_watch(broker, stop), name="demo:watch")
-            await Runtime(cfg).run(stop)
+            script = tg.create_task(_emergency(broker, runtime), name="demo:emergency")
+            await runtime.run(stop)
+            script.cancel()
+
+
+async def _emergency(port: int, runtime: Runtime) -> None:
+    """A resident presses the lobby call button; a guard acknowledges it a little later."""
+    await runtime.ready.wait()
+    await asyncio.sleep(5)
+    print("\n>>> a resident presses the emergency button in the lobby\n")
+    async with aiomqtt.Client("127.0.0.1", port, identifier="demo-lobby-button") as button:
+        press = {"id": "demo-press-1", "evt": "sos", "state": "pressed"}
+        await button.publish("demo/lobby/sos", json.dumps(press).encode(), qos=1)
+    await asyncio.sleep(4)
+    assert runtime.alarms is not None
+    for alarm in runtime.alarms.open_alarms():
+        print(f"\n>>> the guard acknowledges alarm {alarm.id} (cgw alarms ack ...)\n")
+        await runtime.alarms.acknowledge(alarm.id, "guard-wang")
 
 
 async def _watch(port: int, stop: asyncio.Event) -> None:
@@ -149,6 +190,13 @@ def _line(topic: str, payload: bytes) -> str:
                 for p in msg["points"]
             )
             return f"{clock} #{msg['seq']:<5} {msg['device']:<10} {values}"
+        if "alarm_id" in msg:
+            took = msg["time_to_ack_s"]
+            after = f" after {took:.1f} s" if took is not None else ""
+            return (
+                f"{clock} ALARM  {msg['device']:<10} {msg['severity'].upper()}:"
+                f" {msg['message']} -> {msg['state'].upper()}{after}"
+            )
         if "state" in msg:
             who = msg.get("device", "gateway")
             return f"{clock} {'':6} {who:<10} is {msg['state'].upper()}"

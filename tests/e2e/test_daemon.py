@@ -158,7 +158,7 @@ def test_invalid_config_exits_2_naming_the_key_and_starts_nothing(tmp_path: Path
 def test_demo_shows_live_telemetry(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.run(
-        [sys.executable, "-m", "gateway", "demo", "--duration", "5", "--port", str(port)],
+        [sys.executable, "-m", "gateway", "demo", "--duration", "12", "--port", str(port)],
         capture_output=True,
         text=True,
         cwd=REPO,
@@ -170,3 +170,6 @@ def test_demo_shows_live_telemetry(tmp_path: Path) -> None:
     assert "pm25=" in proc.stdout
     assert "th-1       is ONLINE" in proc.stdout
     assert "gateway    is OFFLINE" in proc.stdout  # the clean stop was published
+    # the scripted emergency: the lobby button is pressed, then a guard acknowledges
+    assert "ALARM  lobby-sos  CRITICAL: emergency input sos pressed -> RAISED" in proc.stdout
+    assert "-> ACKNOWLEDGED after" in proc.stdout
