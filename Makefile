@@ -9,7 +9,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # command:package pairs the tests and the demo need
-SYSTEM_DEPS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat openssl:openssl
+SYSTEM_DEPS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat openssl:openssl \
+	victoria-metrics:victoria-metrics
 
 .PHONY: demo test lint typecheck unit bench system-deps venv clean
 

@@ -99,7 +99,14 @@ class Runtime:
             alarm_task = tg.create_task(alarms.run(), name="alarms")
             if cfg.api is not None:
                 await api.enter_async_context(LocalApi(cfg.api, alarms))
-            sink_task = tg.create_task(supervise("sink:mqtt", sink.run), name="sink:mqtt")
+            sinks = [tg.create_task(supervise("sink:mqtt", sink.run), name="sink:mqtt")]
+            if cfg.upstream.influx is not None:
+                from gateway.sinks.influx import InfluxSink  # its client library is heavy
+
+                influx = InfluxSink(cfg.upstream.influx, self.ident, store, self.clock)
+                sinks.append(
+                    tg.create_task(supervise("sink:influx", influx.run), name="sink:influx")
+                )
             inputs = [
                 tg.create_task(
                     supervise(f"driver:{p.driver.id}", p.run), name=f"driver:{p.driver.id}"
@@ -133,7 +140,8 @@ class Runtime:
             alarm_task.cancel()
             await asyncio.gather(alarm_task, return_exceptions=True)
             await store.flush()
-            sink_task.cancel()
+            for task in sinks:
+                task.cancel()
             committer.cancel()
 
     def status_line(self) -> str:
@@ -154,7 +162,7 @@ class Runtime:
             cfg.store.path,
             quota=int(cfg.store.quota),
             reserve=int(cfg.store.reserve),
-            sinks=[MqttSink.name],
+            sinks=[MqttSink.name] + (["influx"] if cfg.upstream.influx is not None else []),
         )
         drivers = build(cfg, self.clock)
         try:

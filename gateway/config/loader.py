@@ -299,6 +299,7 @@ def load_config(path: Path) -> Config:
 
 _PATH_KEYS = {
     ("api", "token_file"),
+    ("upstream", "influx", "token_file"),
     ("local_broker", "password_file"),
     ("local_broker", "tls", "ca_file"),
     ("local_broker", "tls", "cert_file"),

@@ -9,6 +9,7 @@ from gateway.config.alarms import AlarmsConfig
 from gateway.config.api import ApiConfig
 from gateway.config.base import Model, Name, SecretFile
 from gateway.config.gpio import GpioDeviceConfig
+from gateway.config.influx import InfluxConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
 from gateway.config.notify import ChannelConfig
@@ -112,6 +113,9 @@ class UpstreamConfig(Model):
     """Where messages go."""
 
     mqtt: MqttConfig = Field(description="The platform's MQTT broker")
+    influx: InfluxConfig | None = Field(
+        None, description="InfluxDB-compatible time-series sink for telemetry; off if omitted"
+    )
 
 
 class Config(Model):

@@ -1,5 +1,6 @@
 """The whole daemon as a process: outages, kill -9, SIGTERM, bad config, the demo."""
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
 from tests.support.schemas import validate_message
 from tests.support.subscriber import Received, Recorder
+from tests.support.victoria import VictoriaMetrics
 
 pytestmark = pytest.mark.slow
 TELEMETRY = "cgw/s1/gw1/telemetry/"
@@ -173,3 +175,39 @@ def test_demo_shows_live_telemetry(tmp_path: Path) -> None:
     # the scripted emergency: the lobby button is pressed, then a guard acknowledges
     assert "ALARM  lobby-sos  CRITICAL: emergency input sos pressed -> RAISED" in proc.stdout
     assert "-> ACKNOWLEDGED after" in proc.stdout
+
+
+async def test_telemetry_reaches_both_mqtt_and_influx(
+    tmp_path: Path, mosquitto: Mosquitto, daemon: Daemon
+) -> None:
+    vm = VictoriaMetrics(tmp_path / "vm")
+    await asyncio.to_thread(vm.start)
+    try:
+        db = tmp_path / "buf.db"
+        doc = gateway_config(db, mosquitto.port, 0, [1])
+        doc["upstream"]["influx"] = {"url": vm.url, "org": "o", "bucket": "b"}
+        async with (
+            Simulator(counting_devices([1]), port=0, interval=0.1) as sim,
+            Recorder(mosquitto.host, mosquitto.port, TELEMETRY + "#") as rec,
+        ):
+            doc["buses"][0]["port"] = sim.port
+            write_config(daemon.config, doc)
+            daemon.start()
+            await rec.wait_count(10, TELEMETRY)
+            await daemon.wait_log("connected to upstream broker")
+            rc, _ = daemon.terminate()
+        assert rc == 0
+        top, waiting = stored_telemetry(db)
+        # rows leave the store only once both sinks confirmed them: every committed reading
+        # is in VictoriaMetrics or still waiting (fresh samples take a moment to be served)
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:
+            got = await vm.query_export('{__name__="cgw_counter"}')
+            points = sum(len(s["values"]) for s in got)
+            if points + len(waiting) >= top or asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.2)  # polling another process's index; bounded
+        assert points + len(waiting) >= top
+        assert {s["metric"]["device"] for s in got} == {"dev-1"}
+    finally:
+        await asyncio.to_thread(vm.stop)
