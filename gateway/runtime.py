@@ -18,7 +18,7 @@ from gateway.api import LocalApi
 from gateway.clock import Clock, SystemClock
 from gateway.config.models import Config
 from gateway.contract import Identity, status_record, telemetry_record
-from gateway.messages import DeviceStatus, Sample
+from gateway.messages import DeviceStatus, Lane, Sample
 from gateway.notify import Notifier
 from gateway.poller import Poller
 from gateway.sinks.mqtt import MqttSink
@@ -163,6 +163,7 @@ class Runtime:
             quota=int(cfg.store.quota),
             reserve=int(cfg.store.reserve),
             sinks=[MqttSink.name] + (["influx"] if cfg.upstream.influx is not None else []),
+            lanes={"influx": [Lane.TELEMETRY]},  # alarms and events go to MQTT only
         )
         drivers = build(cfg, self.clock)
         try:

@@ -29,7 +29,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,11 +103,23 @@ def _size(rec: Record) -> int:
 class Store:
     """The outbox. Create with ``await Store.open(...)``; close with ``await store.close()``."""
 
-    def __init__(self, path: Path, quota: int, reserve: int, sinks: Sequence[str]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        quota: int,
+        reserve: int,
+        sinks: Sequence[str],
+        lanes: Mapping[str, Collection[Lane]] | None = None,
+    ) -> None:
         self.path = path
         self.quota = quota
         self.reserve = reserve
         self.sinks = tuple(sinks)
+        # the lanes each sink takes (default: all); a row waits only for the sinks of its lane
+        self.lanes: dict[str, tuple[Lane, ...]] = {
+            s: tuple(ln for ln in Lane if lanes is None or s not in lanes or ln in lanes[s])
+            for s in self.sinks
+        }
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._conn: sqlite3.Connection | None = None
         self._queue: list[Record] = []
@@ -124,9 +136,21 @@ class Store:
     # -- life cycle ---------------------------------------------------------------------
 
     @classmethod
-    async def open(cls, path: Path, *, quota: int, reserve: int, sinks: Sequence[str]) -> "Store":
-        """Open (creating, checking or quarantining) the database at ``path``."""
-        store = cls(path, quota, reserve, sinks)
+    async def open(
+        cls,
+        path: Path,
+        *,
+        quota: int,
+        reserve: int,
+        sinks: Sequence[str],
+        lanes: Mapping[str, Collection[Lane]] | None = None,
+    ) -> "Store":
+        """Open (creating, checking or quarantining) the database at ``path``.
+
+        ``lanes`` restricts a sink to some lanes (an InfluxDB sink takes only telemetry); rows of
+        the other lanes neither wait for it nor are handed to it.
+        """
+        store = cls(path, quota, reserve, sinks, lanes)
         try:
             await store._run(store._open)
         except BaseException:
@@ -444,7 +468,10 @@ class Store:
     ) -> None:
         """Fold the eviction into this device's newest gap row if no sink has taken it yet."""
         conn = self._db
-        handed = max((h[Lane.EVENT] for h in self._handed.values()), default=0)
+        handed = max(
+            (h[Lane.EVENT] for s, h in self._handed.items() if Lane.EVENT in self.lanes[s]),
+            default=0,
+        )
         row = conn.execute(
             "SELECT id, body, size FROM outbox WHERE lane=? AND topic='gap' AND device=? AND id>?"
             " ORDER BY id DESC LIMIT 1",
@@ -474,10 +501,19 @@ class Store:
 
     # -- reading and confirming -----------------------------------------------------------
 
-    async def fetch(self, sink: str, limit: int, lanes: Iterable[Lane] = Lane) -> list[Row]:
-        """Up to ``limit`` rows this sink has not been handed yet, highest-priority lane first."""
+    async def fetch(
+        self, sink: str, limit: int, lanes: Collection[Lane] | None = None
+    ) -> list[Row]:
+        """Up to ``limit`` rows this sink has not been handed yet, highest-priority lane first.
+
+        ``lanes`` narrows the sink's own lanes further for this read.
+        """
         handed = self._handed[sink]
-        wanted = [ln for ln in lanes if self._latest[ln] > handed[ln]]
+        wanted = [
+            ln
+            for ln in self.lanes[sink]
+            if (lanes is None or ln in lanes) and self._latest[ln] > handed[ln]
+        ]
         if not wanted:
             return []
         rows: list[Row] = await self._run(self._select, dict(handed), wanted, limit)
@@ -503,11 +539,11 @@ class Store:
     def has_more_urgent(self, sink: str, lane: Lane) -> bool:
         """Whether a lane above ``lane`` holds rows this sink has not been handed yet."""
         handed = self._handed[sink]
-        return any(self._latest[ln] > handed[ln] for ln in Lane if ln < lane)
+        return any(self._latest[ln] > handed[ln] for ln in self.lanes[sink] if ln < lane)
 
     def backlog(self, sink: str) -> int:
         """Upper bound of rows this sink has not confirmed (ids are not dense)."""
-        return sum(max(0, self._latest[ln] - self._cursor[sink][ln]) for ln in Lane)
+        return sum(max(0, self._latest[ln] - self._cursor[sink][ln]) for ln in self.lanes[sink])
 
     def give_back(self, sink: str, rows: Sequence[Row]) -> None:
         """Undo handing out ``rows`` (the unsent tail of a fetch): they come again next fetch."""
@@ -521,7 +557,7 @@ class Store:
 
     async def wait_for_rows(self, sink: str) -> None:
         """Wait until there are rows this sink has not been handed yet."""
-        while not any(self._latest[ln] > self._handed[sink][ln] for ln in Lane):
+        while not any(self._latest[ln] > self._handed[sink][ln] for ln in self.lanes[sink]):
             self._changed.clear()
             await self._changed.wait()
 
@@ -547,7 +583,11 @@ class Store:
                 conn.execute(
                     "UPDATE cursors SET last_id=? WHERE sink=? AND lane=?", (last, sink, int(lane))
                 )
-                low = min(last if s == sink else self._cursor[s][lane] for s in self.sinks)
+                low = min(
+                    last if s == sink else self._cursor[s][lane]
+                    for s in self.sinks
+                    if lane in self.lanes[s]
+                )
                 freed += int(
                     conn.execute(
                         "SELECT COALESCE(SUM(size), 0) FROM outbox WHERE lane=? AND id<=?",

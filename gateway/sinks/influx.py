@@ -3,8 +3,8 @@
 Contract:
 - Its own task and its own store cursor: a dead or slow InfluxDB never delays the MQTT sink or
   alarms; its backlog only keeps rows on disk (within the store's quota) until it confirms them.
-- Reads only the telemetry lane. Alarm and event rows are not for this sink: it confirms them
-  at once so they are not kept on disk on its account.
+- Takes only the telemetry lane: the store is opened with ``lanes={"influx": [TELEMETRY]}``,
+  so alarm and event rows neither reach this sink nor wait for it.
 - The store does the batching: ``batch_size`` rows per request through the async API of
   influxdb-client (``InfluxDBClientAsync``), which neither buffers nor retries (P19). The
   client's batching ``WriteApi`` is not used: it drops data when the server is down.
@@ -56,8 +56,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 dead_log = logging.getLogger("gateway.influx_dead_letter")
 
-OTHER_LANES = [ln for ln in Lane if ln is not Lane.TELEMETRY]
-PASS_LIMIT = 1000  # alarm/event rows confirmed per store read
 DEAD_LETTER_KEEP = 100  # dead-lettered rows kept in memory for inspection
 RETRY_AFTER_STATUS = (429, 503)
 
@@ -182,23 +180,11 @@ class InfluxSink:
         ) as client:
             api = client.write_api()
             while True:
-                await self._pass_other_lanes()
-                rows = await self.store.fetch(self.name, self.batch_size, lanes=[Lane.TELEMETRY])
+                rows = await self.store.fetch(self.name, self.batch_size)
                 if not rows:
                     await self.store.wait_for_rows(self.name)
                     continue
                 await self._deliver(api, rows)
-
-    async def _pass_other_lanes(self) -> None:
-        """Confirm alarm and event rows: they are not for this sink (MQTT carries them)."""
-        while True:
-            rows = await self.store.fetch(self.name, PASS_LIMIT, lanes=OTHER_LANES)
-            if not rows:
-                return
-            upto: dict[Lane, int] = {}
-            for row in rows:
-                upto[row.lane] = max(upto.get(row.lane, 0), row.id)
-            await self.store.ack(self.name, upto)
 
     async def _deliver(self, api: Any, rows: Sequence[Row]) -> None:
         """Write ``rows`` in chunks of ``batch_size``, in order, confirming each chunk."""
@@ -279,8 +265,6 @@ class InfluxSink:
         if exc.after is not None:
             delay = min(exc.after, self.cfg.retry_max)
         await asyncio.sleep(delay)
-        # an outage must not keep alarm and event rows on disk on this sink's account
-        await self._pass_other_lanes()
 
     def _ok(self) -> None:
         self._backoff.reset()

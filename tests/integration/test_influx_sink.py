@@ -60,7 +60,11 @@ def config(url: str, **kw: Any) -> InfluxConfig:
 
 async def open_store(path: Path, sinks: list[str] | None = None) -> Store:
     return await Store.open(
-        path / "store.db", quota=64 * 1024**2, reserve=1024**2, sinks=sinks or [SINK]
+        path / "store.db",
+        quota=64 * 1024**2,
+        reserve=1024**2,
+        sinks=sinks or [SINK],
+        lanes={SINK: [Lane.TELEMETRY]},
     )
 
 

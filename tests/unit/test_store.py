@@ -137,6 +137,28 @@ async def test_rows_stay_until_every_sink_confirms(tmp_path: Path) -> None:
         await s.close()
 
 
+async def test_a_sink_restricted_to_telemetry_never_holds_alarms(tmp_path: Path) -> None:
+    s = await Store.open(
+        tmp_path / "buf.db",
+        quota=QUOTA,
+        reserve=RESERVE,
+        sinks=["mqtt", "influx"],
+        lanes={"influx": [Lane.TELEMETRY]},
+    )
+    try:
+        s.add(rec(Lane.ALARM, n=1))
+        s.add(rec(Lane.TELEMETRY, n=2))
+        await s.flush()
+        assert [r.lane for r in await s.fetch("influx", 10)] == [Lane.TELEMETRY]
+        assert not s.has_more_urgent("influx", Lane.TELEMETRY)
+        await drain(s, "mqtt")
+        # the alarm is gone once MQTT confirmed it; the telemetry still waits for influx
+        assert await s.count_rows() == {Lane.TELEMETRY: 1}
+        assert s.backlog("influx") > 0
+    finally:
+        await s.close()
+
+
 async def test_more_urgent_lane_is_signalled(store: Store) -> None:
     store.add(rec(Lane.TELEMETRY))
     await store.flush()
