@@ -7,13 +7,13 @@ from pydantic import ByteSize, Field, field_validator, model_validator
 
 from gateway.config.alarms import AlarmsConfig
 from gateway.config.api import ApiConfig
-from gateway.config.base import Model, Name, SecretFile
+from gateway.config.base import Model, Name
+from gateway.config.broker import BrokerConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.influx import InfluxConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
 from gateway.config.notify import ChannelConfig
-from gateway.config.tls import TlsConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).
 DeviceConfig = Annotated[
@@ -56,14 +56,10 @@ class StoreConfig(Model):
         return self
 
 
-class MqttConfig(Model):
+class MqttConfig(BrokerConfig):
     """The upstream MQTT broker of the central platform."""
 
     host: str = Field(min_length=1, description="Broker host")
-    port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with TLS")
-    tls: TlsConfig | None = Field(None, description="TLS settings; omit for plain TCP")
-    username: str | None = Field(None, min_length=1, description="User name")
-    password_file: SecretFile | None = Field(None, description="File holding the password")
     client_id: str | None = Field(
         None, min_length=1, max_length=64, description="Default cgw-<site_id>-<gateway_id>"
     )
@@ -94,19 +90,6 @@ class MqttConfig(Model):
         if root.startswith("/") or root.endswith("/") or "//" in root:
             raise ValueError(f"{root!r}: no leading, trailing or double '/'")
         return root
-
-    @model_validator(mode="after")
-    def _auth(self) -> Self:
-        if self.password_file is not None and self.username is None:
-            raise ValueError("password_file needs a username")
-        return self
-
-    @property
-    def effective_port(self) -> int:
-        """The port to connect to."""
-        if self.port is not None:
-            return self.port
-        return 8883 if self.tls is not None else 1883
 
 
 class UpstreamConfig(Model):

@@ -25,8 +25,8 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Model, Name, SecretFile
-from gateway.config.tls import TlsConfig
+from gateway.config.base import Model, Name
+from gateway.config.broker import BrokerConfig, TlsConfig
 from gateway.errors import ConfigError
 
 BUILTIN_MQTT_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "mqtt"
@@ -48,14 +48,10 @@ StateValue = bool | int | Annotated[str, StringConstraints(max_length=64)]
 LocalTlsConfig = TlsConfig  # the same settings as towards the upstream broker
 
 
-class LocalBrokerConfig(Model):
+class LocalBrokerConfig(BrokerConfig):
     """The community's local MQTT broker that buttons and contacts publish to."""
 
     host: str = Field("127.0.0.1", min_length=1, description="Broker host")
-    port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with TLS")
-    tls: LocalTlsConfig | None = Field(None, description="TLS settings; omit for plain TCP")
-    username: str | None = Field(None, min_length=1, description="User name")
-    password_file: SecretFile | None = Field(None, description="File holding the password")
     client_id: str | None = Field(
         None,
         pattern=r"^[A-Za-z0-9_.-]{1,64}$",
@@ -65,19 +61,6 @@ class LocalBrokerConfig(Model):
     keepalive: int = Field(15, ge=5, le=3600, description="MQTT keepalive (s)")
     timeout: float = Field(10.0, gt=0, le=60, description="Seconds to wait for CONNACK and SUBACK")
     reconnect_max: float = Field(10.0, ge=1, le=300, description="Longest reconnect pause (s)")
-
-    @model_validator(mode="after")
-    def _auth(self) -> Self:
-        if self.password_file is not None and self.username is None:
-            raise ValueError("password_file needs a username")
-        return self
-
-    @property
-    def effective_port(self) -> int:
-        """The port to connect to."""
-        if self.port is not None:
-            return self.port
-        return 8883 if self.tls is not None else 1883
 
     def client_id_for(self, site_id: str, gateway_id: str) -> str:
         """``client_id``, or the default derived from the gateway's identity."""

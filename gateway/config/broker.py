@@ -1,4 +1,4 @@
-"""TLS towards an MQTT broker (upstream or local), and the client context built from it."""
+"""How to reach an MQTT broker (upstream or local): address, TLS, credentials."""
 
 import ssl
 from typing import Self
@@ -28,3 +28,25 @@ class TlsConfig(Model):
         if self.cert_file is not None and self.key_file is not None:
             ctx.load_cert_chain(str(self.cert_file), str(self.key_file))
         return ctx
+
+
+class BrokerConfig(Model):
+    """Port, TLS and credentials, shared by the upstream and the local broker settings."""
+
+    port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with TLS")
+    tls: TlsConfig | None = Field(None, description="TLS settings; omit for plain TCP")
+    username: str | None = Field(None, min_length=1, description="User name")
+    password_file: SecretFile | None = Field(None, description="File holding the password")
+
+    @model_validator(mode="after")
+    def _auth(self) -> Self:
+        if self.password_file is not None and self.username is None:
+            raise ValueError("password_file needs a username")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        """The port to connect to."""
+        if self.port is not None:
+            return self.port
+        return 8883 if self.tls is not None else 1883
