@@ -149,8 +149,10 @@ class Mosquitto:
         tls: TlsFiles | None = None,
         port: int | None = None,
         extra_config: str = "",
+        persistence: bool = False,
     ) -> None:
         self.workdir = workdir
+        self.persistence = persistence
         self.tls = tls
         self.extra_config = extra_config
         self._fixed_port = port is not None
@@ -173,7 +175,13 @@ class Mosquitto:
         lines = [
             "per_listener_settings false",
             "allow_anonymous true",
-            "persistence false",
+            # With persistence the broker saves sessions and their queued messages on SIGTERM,
+            # so a persistent subscriber misses nothing across ``restart()``.
+            *(
+                ["persistence true", f"persistence_location {self.workdir}/"]
+                if self.persistence
+                else ["persistence false"]
+            ),
             f"user {user}",
             # Test subscribers must never lose QoS 1 messages to the broker's per-client queue.
             "max_queued_messages 1000000",

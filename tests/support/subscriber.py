@@ -59,6 +59,7 @@ class Recorder:
         tls_context: ssl.SSLContext | None = None,
         reconnect_delay: float = 0.05,
         connect_timeout: float = 10.0,
+        clean_session: bool = True,
     ) -> None:
         self.host = host
         self.port = port
@@ -68,6 +69,7 @@ class Recorder:
         self.messages: list[Received] = []
         self.connects = 0
         self._tls_context = tls_context
+        self._clean_session = clean_session
         self._reconnect_delay = reconnect_delay
         self._connect_timeout = connect_timeout
         self._changed = asyncio.Condition()
@@ -106,12 +108,13 @@ class Recorder:
             self._task = None
 
     async def _run(self) -> None:
-        # clean_session=True: after a broker restart (persistence off) a session is gone anyway.
+        # clean_session=False only pays off with a broker that persists sessions across a
+        # restart; then what was published while this subscriber reconnected is queued for it.
         client = aiomqtt.Client(
             self.host,
             self.port,
             identifier=self.identifier,
-            clean_session=True,
+            clean_session=self._clean_session,
             tls_context=self._tls_context,
             max_queued_incoming_messages=0,  # 0 = unbounded: never drop what the broker sent
             timeout=5,
