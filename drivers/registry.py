@@ -5,6 +5,7 @@ No entry points, no subclass discovery: adding a protocol means adding a line he
 
 import asyncio
 import functools
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -45,6 +46,8 @@ class DriverSet:
     ``outputs``: sirens and lights, told the worst unacknowledged severity on every change.
     ``contexts``: what must be open while the gateway runs (output pins).
     ``closers``: connections and ports to release.
+    ``probes``: readiness of connections the health endpoint reports, by name.
+    ``rejects``: per input component, its rejected-message counters by reason.
     """
 
     polled: list[tuple[PollingDriver, Schedule]] = field(default_factory=list)
@@ -54,6 +57,8 @@ class DriverSet:
     outputs: list[Callable[[Severity], None]] = field(default_factory=list)
     contexts: list[AbstractAsyncContextManager[Any]] = field(default_factory=list)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    rejects: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
 
     def close(self) -> None:
         """Release every connection and port."""
@@ -88,6 +93,8 @@ def build_mqtt_buttons(cfg: Config, clock: Clock, out: DriverSet) -> None:
         await component.run(inputs.contact)
 
     out.streams.append(("driver:mqtt_buttons", run))
+    out.probes["local_broker:buttons"] = component.connected.is_set
+    out.rejects["mqtt_buttons"] = lambda: dict(component.rejected)
 
 
 def build_gpio(cfg: Config, clock: Clock, out: DriverSet) -> None:
@@ -137,6 +144,41 @@ BUILDERS: dict[str, Callable[[Config, Clock, DriverSet], None]] = {
     "mqtt_button": build_mqtt_buttons,
     "gpio": build_gpio,
 }
+
+
+def groups(cfg: Config) -> list[tuple[str, str, Config]]:
+    """The drivers split into groups that can restart on their own: ``(name, key, config)``.
+
+    ``config`` is ``cfg`` holding only the group's buses and devices; ``key`` is the JSON of
+    everything the group is built from, so a group restarts only when that changed. One group
+    per Modbus bus (its devices share the bus lock), one for all MQTT buttons (one local
+    broker session), one per GPIO device.
+    """
+    out: list[tuple[str, str, Config]] = []
+
+    def dump(*parts: object) -> str:
+        return json.dumps(parts, sort_keys=True, default=str)
+
+    for bus in cfg.buses:
+        devs = [d for d in cfg.devices if d.kind == "modbus" and d.bus == bus.id]
+        if devs:
+            sub = cfg.model_copy(update={"buses": [bus], "devices": devs})
+            key = dump(bus.model_dump(mode="json"), [d.model_dump(mode="json") for d in devs])
+            out.append((f"modbus:{bus.id}", key, sub))
+    buttons = [d for d in cfg.devices if d.kind == "mqtt_button"]
+    if buttons:
+        sub = cfg.model_copy(update={"buses": [], "devices": buttons})
+        key = dump(
+            cfg.local_broker.model_dump(mode="json") if cfg.local_broker else None,
+            [d.model_dump(mode="json") for d in buttons],
+            [str(p) for p in cfg.profile_dirs],
+        )
+        out.append(("mqtt_buttons", key, sub))
+    for dev in cfg.devices:
+        if dev.kind == "gpio":
+            sub = cfg.model_copy(update={"buses": [], "devices": [dev]})
+            out.append((f"gpio:{dev.id}", dump(dev.model_dump(mode="json")), sub))
+    return out
 
 
 def build(cfg: Config, clock: Clock) -> DriverSet:

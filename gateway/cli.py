@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__, cli_alarms
+from gateway import __version__, cli_alarms, cli_status
 from gateway.config import Config, load_config
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--port", type=int, default=1883, help="broker port to use or start")
     cli_alarms.add_parser(sub)
+    cli_status.add_parser(sub)
     return parser
 
 
@@ -50,6 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args.config)
     if args.command == "alarms":
         return cli_alarms.run(args)
+    if args.command == "status":
+        return cli_status.run(args)
     if args.command == "demo":
         from gateway.demo import run_demo
 
@@ -119,7 +122,7 @@ def _run(path: Path, log_format: str) -> int:
         return EXIT_CONFIG
     setup(cfg.log_level, None if log_format == "auto" else log_format == "json")
     try:
-        asyncio.run(_daemon(cfg))
+        asyncio.run(_daemon(cfg, path))
     except GatewayError as exc:
         log.critical("gateway stopped: %s", exc)
         return EXIT_FAILURE
@@ -137,11 +140,13 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-async def _daemon(cfg: Config) -> None:
+async def _daemon(cfg: Config, path: Path) -> None:
     from gateway.runtime import Runtime
 
     stop = asyncio.Event()
+    runtime = Runtime(cfg, config_path=path)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await Runtime(cfg).run(stop)
+    loop.add_signal_handler(signal.SIGHUP, runtime.request_reload)
+    await runtime.run(stop)

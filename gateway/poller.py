@@ -72,6 +72,7 @@ class Poller:
         self.failed_polls = 0
         self.overruns = 0
         self.last_latency = 0.0
+        self.latency_sum = 0.0  # seconds over all polls, for the metrics' average
         self._backoff = Backoff(schedule.interval, max(schedule.interval, schedule.backoff_max))
 
     async def run(self) -> None:
@@ -103,6 +104,7 @@ class Poller:
                 self._succeeded(sample)
             now = loop.time()
             self.last_latency = now - started
+            self.latency_sum += self.last_latency
             if self.online is False:
                 due = now + self._backoff.next()
                 continue

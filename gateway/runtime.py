@@ -1,23 +1,33 @@
-"""The daemon: one root TaskGroup holding the store committer, the sink and every poller.
+"""The daemon: the store, the alarm engine and every restartable component in one TaskGroup.
 
-Order of a stop (SIGTERM): pollers are cancelled first, queued readings are committed, then
-the sink publishes "offline" and disconnects, and the store is closed cleanly. Any component
-that fails with something other than a transient error stops the daemon with an error, so
+Order of a stop (SIGTERM): the local API and monitor close (no acknowledgements
+mid-shutdown), inputs are cancelled, the alarm engine stops, queued readings are committed,
+then the sinks publish "offline" and disconnect, and the store is closed cleanly. A component
+failing with something other than a transient error stops the daemon with an error, so
 systemd restarts it; a dead device or an unreachable broker never does.
+
+Reload (SIGHUP, ``request_reload``): the file is loaded and validated first; a bad file, or a
+change that needs a full restart (identity, topic root, store, adding or removing a sink),
+keeps the running config and logs why. A good one restarts only the components whose config
+changed (see ``gateway.components``); open alarms live in the store and survive it.
 """
 
 import asyncio
-import functools
+import json
 import logging
 from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from drivers.registry import DriverSet, build
+from drivers.registry import Severity, build, groups
 from gateway import systemd
 from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
-from gateway.api import LocalApi
 from gateway.clock import Clock, SystemClock
+from gateway.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
 from gateway.config.models import Config
 from gateway.contract import Identity, status_record, telemetry_record
+from gateway.errors import ConfigError
 from gateway.messages import DeviceStatus, Lane, Sample
 from gateway.notify import Notifier
 from gateway.poller import Poller
@@ -46,130 +56,316 @@ class StoreEmitter:
         self.alarms.status(status)
 
 
+def _key(*parts: Any) -> str:
+    return json.dumps(parts, sort_keys=True, default=str)
+
+
+def _dump(model: Any) -> Any:
+    return None if model is None else model.model_dump(mode="json")
+
+
+def restart_needed(old: Config, new: Config) -> list[str]:
+    """Changes a reload cannot apply: each needs ``systemctl restart cgw``."""
+    out = []
+    if old.gateway != new.gateway:
+        out.append("gateway (the identity)")
+    if old.upstream.mqtt.topic_root != new.upstream.mqtt.topic_root:
+        out.append("upstream.mqtt.topic_root")
+    if old.store != new.store:
+        out.append("store")
+    if (old.upstream.influx is None) != (new.upstream.influx is None):
+        out.append("upstream.influx (adding or removing a sink)")
+    return out
+
+
+@dataclass
+class Parts:
+    """What the components of one running config expose to health, metrics and status."""
+
+    pollers: dict[str, list[Poller]]
+    probes: dict[str, dict[str, Any]]  # group -> name -> () -> bool
+    rejects: dict[str, dict[str, Any]]  # group -> input -> () -> {reason: count}
+
+
 class Runtime:
     """Everything one gateway runs, built from a validated config."""
 
-    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+    def __init__(
+        self, cfg: Config, clock: Clock | None = None, config_path: Path | None = None
+    ) -> None:
         self.cfg = cfg
+        self.config_path = config_path
         self.clock = clock or SystemClock()
         self.ident = Identity(
             cfg.upstream.mqtt.topic_root, cfg.gateway.site_id, cfg.gateway.gateway_id
         )
         self.ready = asyncio.Event()
-        self.pollers: list[Poller] = []
+        self.store: Store | None = None
         self.sink: MqttSink | None = None
+        self.influx: Any = None  # InfluxSink, imported only when configured
         self.alarms: AlarmEngine | None = None
+        self.api_up = asyncio.Event()
+        self.monitor_up = asyncio.Event()
+        self.parts = Parts({}, {}, {})
+        self.reloads = 0
+        self.reload_failures = 0
+        self.started = self.clock.wall()
+        self._outputs: dict[str, list[Any]] = {}
+        self._severity: Severity = None
+        self._reload_wanted = asyncio.Event()
+        self._components: Components | None = None
+        self._synced: SyncState | None = None
 
-    def _alarms(
-        self, store: Store, synced: SyncState, drivers: DriverSet, stack: AsyncExitStack
-    ) -> AlarmEngine:
-        notifier = Notifier.from_config(self.cfg.channels) if self.cfg.channels else None
-        if notifier is not None:
-            stack.push_async_callback(notifier.aclose)
+    @property
+    def pollers(self) -> list[Poller]:
+        """Every device poller running now."""
+        return [p for group in self.parts.pollers.values() for p in group]
 
-        def sound(severity: str | None) -> None:
-            for output in drivers.outputs:
+    # -- outputs ----------------------------------------------------------------------------
+
+    def _sound(self, severity: Severity) -> None:
+        self._severity = severity
+        for outputs in self._outputs.values():
+            for output in outputs:
                 output(severity)
 
-        return AlarmEngine(
-            self.cfg.alarms,
+    # -- components -------------------------------------------------------------------------
+
+    def _wanted(self, cfg: Config) -> list[Component]:
+        """Every component ``cfg`` asks for, keyed by the config each is built from."""
+        out = [
+            Component("alarms", ALARMS, _key(_dump(cfg.alarms), [_dump(c) for c in cfg.channels]),
+                      lambda: self._run_alarms(cfg)),
+            Component("sink:mqtt", SINKS, _key(_dump(cfg.upstream.mqtt)),
+                      lambda: self._run_mqtt(cfg)),
+        ]  # fmt: skip
+        if cfg.upstream.influx is not None:
+            out.append(
+                Component("sink:influx", SINKS, _key(_dump(cfg.upstream.influx)),
+                          lambda: self._run_influx(cfg))
+            )  # fmt: skip
+        if cfg.api is not None:
+            out.append(Component("api", SERVICES, _key(_dump(cfg.api)), lambda: self._run_api(cfg)))
+        if cfg.monitor is not None:
+            out.append(
+                Component("monitor", SERVICES, _key(_dump(cfg.monitor)),
+                          lambda: self._run_monitor(cfg))
+            )  # fmt: skip
+        for name, key, sub in groups(cfg):
+            out.append(Component(name, INPUTS, key, _bind(self._run_drivers, name, sub)))
+        return out
+
+    async def _run_alarms(self, cfg: Config) -> None:
+        assert self.alarms is not None
+        notifier = Notifier.from_config(cfg.channels) if cfg.channels else None
+        try:
+            self.alarms.reconfigure(cfg.alarms, NotifierDispatcher(notifier) if notifier else None)
+            await self.alarms.run()
+        finally:
+            if notifier is not None:
+                await notifier.aclose()
+
+    async def _run_mqtt(self, cfg: Config) -> None:
+        assert self.store is not None
+        self.sink = MqttSink(cfg.upstream.mqtt, self.ident, self.store, self.clock)
+        await self.sink.run()
+
+    async def _run_influx(self, cfg: Config) -> None:
+        from gateway.sinks.influx import InfluxSink  # its client library is heavy
+
+        assert self.store is not None
+        assert cfg.upstream.influx is not None
+        self.influx = InfluxSink(cfg.upstream.influx, self.ident, self.store, self.clock)
+        await self.influx.run()
+
+    async def _run_api(self, cfg: Config) -> None:
+        from gateway.api import LocalApi
+
+        assert cfg.api is not None
+        assert self.alarms is not None
+        try:
+            async with LocalApi(cfg.api, self.alarms):
+                self.api_up.set()
+                await asyncio.Future()  # until cancelled
+        finally:
+            self.api_up.clear()
+
+    async def _run_monitor(self, cfg: Config) -> None:
+        from gateway.monitor import Monitor
+
+        assert cfg.monitor is not None
+        try:
+            async with Monitor(cfg.monitor, self):
+                self.monitor_up.set()
+                await asyncio.Future()  # until cancelled
+        finally:
+            self.monitor_up.clear()
+
+    async def _run_drivers(self, name: str, cfg: Config) -> None:
+        """One driver group: its devices' pollers and its input streams, with their ports."""
+        assert self.store is not None
+        assert self.alarms is not None
+        assert self._synced is not None
+        drivers = build(cfg, self.clock)
+        emitter = StoreEmitter(self.store, self._synced, self.alarms)
+        pollers = [Poller(d, s, emitter, self.clock) for d, s in drivers.polled]
+        try:
+            async with AsyncExitStack() as stack:
+                stack.callback(drivers.close)
+                for context in drivers.contexts:
+                    await stack.enter_async_context(context)
+                self.parts.pollers[name] = pollers
+                self.parts.probes[name] = dict(drivers.probes)
+                self.parts.rejects[name] = dict(drivers.rejects)
+                self._outputs[name] = list(drivers.outputs)
+                for output in drivers.outputs:  # a restarted siren resumes the current pattern
+                    output(self._severity)
+                async with asyncio.TaskGroup() as tg:
+                    for p in pollers:
+                        label = f"driver:{p.driver.id}"
+                        tg.create_task(supervise(label, p.run), name=label)
+                    for label, run in drivers.streams:
+                        tg.create_task(supervise(label, _bind(run, self.alarms)), name=label)
+        finally:
+            self.parts.pollers.pop(name, None)
+            self.parts.probes.pop(name, None)
+            self.parts.rejects.pop(name, None)
+            self._outputs.pop(name, None)
+
+    # -- reload -----------------------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Ask for a reload of ``config_path`` (the SIGHUP handler calls this)."""
+        self._reload_wanted.set()
+
+    async def reload(self) -> bool:
+        """Load, validate and apply ``config_path``; False (and the old config kept) if bad."""
+        from gateway.config.loader import load_config
+
+        assert self._components is not None
+        if self.config_path is None:
+            log.error("reload asked, but the gateway was not started from a config file")
+            return False
+        systemd.notify("RELOADING=1")
+        try:
+            try:
+                new = load_config(self.config_path)
+            except ConfigError as exc:
+                self.reload_failures += 1
+                log.error(
+                    "reload of %s refused; the running config stays: %s",
+                    self.config_path,
+                    "; ".join(exc.errors),
+                )
+                return False
+            blocked = restart_needed(self.cfg, new)
+            if blocked:
+                self.reload_failures += 1
+                log.error(
+                    "reload of %s refused: %s changed, which needs a restart"
+                    " (systemctl restart cgw); the running config stays",
+                    self.config_path,
+                    ", ".join(blocked),
+                )
+                return False
+            changes = await self._components.apply(self._wanted(new))
+            self.cfg = new
+            logging.getLogger().setLevel(new.log_level)
+            self.reloads += 1
+            log.info("config %s reloaded: %s", self.config_path, changes.summary())
+            return True
+        finally:
+            systemd.notify("READY=1")
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await self._reload_wanted.wait()
+            self._reload_wanted.clear()
+            await self.reload()
+
+    # -- life -------------------------------------------------------------------------------
+
+    async def _run(self, stop: asyncio.Event, store: Store) -> None:
+        cfg = self.cfg
+        self._synced = SyncState(self.clock)
+        self.alarms = AlarmEngine(
+            cfg.alarms,
             store,
             self.clock,
-            synced,
-            site=self.cfg.gateway.site_id,
-            dispatcher=NotifierDispatcher(notifier) if notifier else None,
-            outputs=sound,
+            self._synced,
+            site=cfg.gateway.site_id,
+            dispatcher=None,
+            outputs=self._sound,
         )
-
-    async def _run(
-        self, stop: asyncio.Event, store: Store, drivers: DriverSet, stack: AsyncExitStack
-    ) -> None:
-        cfg = self.cfg
-        for context in drivers.contexts:
-            await stack.enter_async_context(context)
-        synced = SyncState(self.clock)
-        self.alarms = alarms = self._alarms(store, synced, drivers, stack)
-        emitter = StoreEmitter(store, synced, alarms)
-        self.sink = sink = MqttSink(cfg.upstream.mqtt, self.ident, store, self.clock)
-        self.pollers = [Poller(d, s, emitter, self.clock) for d, s in drivers.polled]
-        async with asyncio.TaskGroup() as tg, AsyncExitStack() as api:
+        async with asyncio.TaskGroup() as tg:
             committer = tg.create_task(
                 store.run_committer(cfg.store.commit_interval), name="store:commit"
             )
-            alarm_task = tg.create_task(alarms.run(), name="alarms")
-            if cfg.api is not None:
-                await api.enter_async_context(LocalApi(cfg.api, alarms))
-            sinks = [tg.create_task(supervise("sink:mqtt", sink.run), name="sink:mqtt")]
-            if cfg.upstream.influx is not None:
-                from gateway.sinks.influx import InfluxSink  # its client library is heavy
-
-                influx = InfluxSink(cfg.upstream.influx, self.ident, store, self.clock)
-                sinks.append(
-                    tg.create_task(supervise("sink:influx", influx.run), name="sink:influx")
-                )
-            inputs = [
-                tg.create_task(
-                    supervise(f"driver:{p.driver.id}", p.run), name=f"driver:{p.driver.id}"
-                )
-                for p in self.pollers
-            ]
-            inputs += [
-                tg.create_task(supervise(name, functools.partial(run, alarms)), name=name)
-                for name, run in drivers.streams
-            ]
+            self._components = parts = Components(tg)
+            await parts.apply(self._wanted(cfg))
             log.info(
-                "gateway %s/%s running: %d inputs, upstream %s:%d",
+                "gateway %s/%s running: %d components, upstream %s:%d",
                 cfg.gateway.site_id,
                 cfg.gateway.gateway_id,
-                len(inputs),
+                len(parts.names),
                 cfg.upstream.mqtt.host,
                 cfg.upstream.mqtt.effective_port,
             )
-            await alarms.ready.wait()  # the local alarm path is up: that is "ready"
+            await self.alarms.ready.wait()  # the local alarm path is up: that is "ready"
+            if cfg.api is not None:
+                await self.api_up.wait()
             self.ready.set()
             systemd.notify("READY=1")
             pinger = tg.create_task(systemd.keep_alive(self.status_line), name="systemd")
+            reloader = tg.create_task(self._reload_loop(), name="reload")
             await stop.wait()
             systemd.notify("STOPPING=1")
-            pinger.cancel()
+            for task in (pinger, reloader):
+                task.cancel()
+            await asyncio.gather(pinger, reloader, return_exceptions=True)
             log.info("stopping: inputs first, then alarms, the store, and the uplink last")
-            await api.aclose()  # no acknowledgements mid-shutdown
-            for task in inputs:
-                task.cancel()
-            await asyncio.gather(*inputs, return_exceptions=True)
-            alarm_task.cancel()
-            await asyncio.gather(alarm_task, return_exceptions=True)
+
+            async def before(stage: int) -> None:
+                if stage == SINKS:
+                    await store.flush()
+
+            await parts.stop_all(before)
             await store.flush()
-            for task in sinks:
-                task.cancel()
             committer.cancel()
 
     def status_line(self) -> str:
         """One line for ``systemctl status``: devices, uplink, backlog, open alarms."""
-        online = sum(1 for p in self.pollers if p.online)
+        pollers = self.pollers
+        online = sum(1 for p in pollers if p.online)
         uplink = "up" if self.sink is not None and self.sink.connected.is_set() else "down"
-        backlog = self.sink.store.backlog(self.sink.name) if self.sink is not None else 0
+        backlog = self.store.backlog(MqttSink.name) if self.store is not None else 0
         alarms = len(self.alarms.open_alarms()) if self.alarms is not None else 0
         return (
-            f"{online}/{len(self.pollers)} devices online, uplink {uplink},"
+            f"{online}/{len(pollers)} devices online, uplink {uplink},"
             f" backlog {backlog}, {alarms} open alarms"
         )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
         cfg = self.cfg
-        store = await Store.open(
+        self.store = store = await Store.open(
             cfg.store.path,
             quota=int(cfg.store.quota),
             reserve=int(cfg.store.reserve),
             sinks=[MqttSink.name] + (["influx"] if cfg.upstream.influx is not None else []),
             lanes={"influx": [Lane.TELEMETRY]},  # alarms and events go to MQTT only
         )
-        drivers = build(cfg, self.clock)
         try:
-            async with AsyncExitStack() as stack:
-                await self._run(stop, store, drivers, stack)
+            await self._run(stop, store)
         finally:
-            drivers.close()
             await store.close()
         log.info("stopped cleanly")
+
+
+def _bind(fn: Any, *args: Any) -> Any:
+    """``functools.partial`` that mypy accepts as a zero-argument coroutine function."""
+
+    async def bound() -> None:
+        await fn(*args)
+
+    return bound

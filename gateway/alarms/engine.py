@@ -104,6 +104,20 @@ class AlarmEngine:
         self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent] = asyncio.Queue()
         self._siren: str | None = None
         self.ready = asyncio.Event()
+        # time to acknowledge per severity, for the metrics: (acknowledged alarms, seconds)
+        self.acked: dict[str, tuple[int, float]] = {}
+
+    def reconfigure(self, cfg: AlarmsConfig, dispatcher: Dispatcher | None) -> None:
+        """New rules, ladders and channels; only while ``run`` is not running (a reload).
+
+        The next ``run`` reloads the open alarms from the store, so none is forgotten; what
+        rules were timing (a threshold's minimum duration) starts over. Queued inputs stay.
+        """
+        self.cfg = cfg
+        self.dispatcher = dispatcher
+        self.rules = Evaluator(cfg)
+        self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
+        self.ready.clear()
 
     # -- inputs (called on the loop thread; never block) ----------------------------------
 
@@ -226,6 +240,11 @@ class AlarmEngine:
     async def _commit(self, transitions: Sequence[Transition]) -> None:
         if not transitions:
             return
+        for t in transitions:
+            ack = t.alarm.time_to_ack
+            if ack is not None and t.previous in UNACKED:  # this transition acknowledged it
+                n, total = self.acked.get(t.alarm.severity, (0, 0.0))
+                self.acked[t.alarm.severity] = (n + 1, total + ack)
         synced = self.synced()
         records = [alarm_record(t, synced) for t in transitions]
         rows = [

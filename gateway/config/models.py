@@ -12,6 +12,7 @@ from gateway.config.broker import BrokerConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.influx import InfluxConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
+from gateway.config.monitor import MonitorConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
 from gateway.config.notify import ChannelConfig
 
@@ -120,6 +121,9 @@ class Config(Model):
     )
     api: ApiConfig | None = Field(
         None, description="Local alarm API for the staff console and 'cgw alarms'; off if omitted"
+    )
+    monitor: MonitorConfig | None = Field(
+        None, description="Health and Prometheus metrics endpoint (loopback); off if omitted"
     )
     profile_dirs: list[Path] = Field(
         default_factory=list,

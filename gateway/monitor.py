@@ -1,0 +1,78 @@
+"""The monitoring endpoint: ``GET /health`` (JSON) and ``GET /metrics`` (Prometheus).
+
+Contract:
+- Listens where ``monitor:`` says (loopback by default) inside ``async with Monitor(...)``;
+  a port already taken is a ``ConfigError`` naming the address.
+- ``/health``: 200 with ``status: ok`` when every required component is ok, else 503 with
+  ``status`` ``starting`` or ``degraded`` and ``failing`` naming the components (see
+  ``gateway.health``). ``/metrics``: the text exposition format. Anything else: 404 JSON.
+- Read-only, no token, no request body is read; aiohttp and prometheus_client are imported
+  only when the monitor starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Self
+
+from gateway.errors import ConfigError
+from gateway.health import health
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from prometheus_client import CollectorRegistry
+
+    from gateway.config.monitor import MonitorConfig
+    from gateway.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class Monitor:
+    """The health and metrics server as an async context manager."""
+
+    def __init__(self, cfg: MonitorConfig, runtime: Runtime) -> None:
+        self.cfg = cfg
+        self.runtime = runtime
+        self._runner: web.AppRunner | None = None
+        self._registry: CollectorRegistry | None = None
+
+    async def __aenter__(self) -> Self:
+        from aiohttp import web
+
+        from gateway.metrics import registry_for
+
+        self._registry = registry_for(self.runtime)
+        app = web.Application()
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, self.cfg.host, self.cfg.port).start()
+        except OSError as exc:
+            await runner.cleanup()
+            where = f"{self.cfg.host}:{self.cfg.port}"
+            raise ConfigError([f"monitor: cannot listen on {where}: {exc.strerror}"]) from exc
+        self._runner = runner
+        log.info("health and metrics on %s (/health, /metrics)", self.cfg.url)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
+
+    async def _health(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        status, doc = health(self.runtime)
+        return web.json_response(doc, status=status)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        from gateway.metrics import CONTENT_TYPE, render
+
+        assert self._registry is not None
+        return web.Response(body=render(self._registry), headers={"Content-Type": CONTENT_TYPE})
