@@ -93,3 +93,4 @@ class Record:
     clock_synced: bool
     device: str = ""
     retain: bool = False
+    expires: float | None = None  # wall time its retention ends: purged then, delivered or not

@@ -130,6 +130,9 @@ class GatewayCollector(Collector):
         yield CounterMetricFamily(
             "cgw_store_quarantined", "Corrupt database files moved aside", st.quarantined
         )
+        yield CounterMetricFamily(
+            "cgw_store_purged", "Personal-data rows deleted at the end of retention", st.purged
+        )
         size = 0
         for suffix in ("", "-wal"):
             with contextlib.suppress(OSError):

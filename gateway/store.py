@@ -10,6 +10,8 @@ Invariants (each kept by doing every change inside one ``BEGIN IMMEDIATE ... COM
 4. Only telemetry is ever evicted, oldest first. Every eviction is counted and reported by a
    ``gap`` row in the event lane, written in the same transaction as the deletion.
 5. Alarm and event rows may use the whole quota; telemetry only ``quota - reserve``.
+6. A row with ``expires`` (personal data past its retention) is deleted once that wall time
+   has passed, delivered or not, and counted as ``purged``: retention beats delivery.
 
 Crash consistency: with WAL and ``synchronous=FULL`` a committed transaction survives a killed
 process and, on storage that honours flushes, a power cut. Rows queued by ``add`` but not yet
@@ -50,7 +52,7 @@ CREATE TABLE IF NOT EXISTS outbox(
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     lane INTEGER NOT NULL, seq INTEGER NOT NULL, topic TEXT NOT NULL, device TEXT NOT NULL,
     ts REAL NOT NULL, synced INTEGER NOT NULL, retain INTEGER NOT NULL,
-    body TEXT NOT NULL, size INTEGER NOT NULL);
+    body TEXT NOT NULL, size INTEGER NOT NULL, expires REAL);
 CREATE INDEX IF NOT EXISTS outbox_lane ON outbox(lane, id);
 CREATE TABLE IF NOT EXISTS lane_seq(lane INTEGER PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS cursors(
@@ -94,6 +96,7 @@ class StoreStats:
     evicted: int
     dropped: int
     quarantined: int
+    purged: int = 0  # personal data deleted at the end of its retention
 
 
 def _size(rec: Record) -> int:
@@ -203,7 +206,14 @@ class Store:
             clean = True
         self._conn = conn
         try:
+            columns = {r[1] for r in conn.execute("PRAGMA table_info(outbox)")}
+            if columns and "expires" not in columns:  # a store written by an older version
+                conn.execute("ALTER TABLE outbox ADD COLUMN expires REAL")
             conn.executescript(_SCHEMA)
+            conn.execute(
+                "CREATE INDEX IF NOT EXISTS outbox_expires ON outbox(expires)"
+                " WHERE expires IS NOT NULL"
+            )
             self._load_state(clean)
         except sqlite3.Error as exc:
             raise StoreError(f"cannot initialise store {self.path}: {exc}") from exc
@@ -343,13 +353,49 @@ class Store:
         out: T = result
         return out
 
-    async def run_committer(self, interval: float) -> None:
-        """Commit queued records every ``interval`` seconds, and at once for alarms and events."""
+    async def purge_expired(self, now: float) -> int:
+        """Delete rows whose retention ended by wall time ``now``, delivered or not."""
+
+        def purge() -> int:
+            conn = self._db
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                n, size = conn.execute(
+                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox"
+                    " WHERE expires IS NOT NULL AND expires <= ?",
+                    (now,),
+                ).fetchone()
+                if n:
+                    conn.execute(
+                        "DELETE FROM outbox WHERE expires IS NOT NULL AND expires <= ?", (now,)
+                    )
+                    self._count("purged", n)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._used -= int(size)
+            return int(n)
+
+        purged: int = await self._run(purge)
+        if purged:
+            log.info("store %s: purged %d records past their retention", self.path, purged)
+        return purged
+
+    async def run_committer(self, interval: float, purge_every: float = 60.0) -> None:
+        """Commit queued records every ``interval`` seconds, and at once for alarms and events.
+
+        Every ``purge_every`` seconds, rows past their retention are purged as well.
+        """
         full = False
+        next_purge = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._urgent.wait(), interval)
             self._urgent.clear()
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + purge_every
+                await self.purge_expired(time.time())
             try:
                 await self.flush()
             except StoreFullError as exc:
@@ -390,8 +436,8 @@ class Store:
                 seq = seqs.get(int(rec.lane), 1)
                 seqs[int(rec.lane)] = seq + 1
                 cur = conn.execute(
-                    "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size)"
-                    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size,"
+                    " expires) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         int(rec.lane),
                         seq,
@@ -402,6 +448,7 @@ class Store:
                         int(rec.retain),
                         rec.body,
                         size,
+                        rec.expires,
                     ),
                 )
                 latest[rec.lane] = int(cur.lastrowid or 0)
@@ -610,6 +657,7 @@ class Store:
             evicted=self._counters["evicted"],
             dropped=self._counters["dropped"],
             quarantined=self._counters["quarantined"],
+            purged=self._counters["purged"],
         )
 
     async def count_rows(self) -> dict[Lane, int]:

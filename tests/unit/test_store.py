@@ -1,6 +1,7 @@
 """The store's invariants on real SQLite files: lanes, seq, cursors, quota, corruption."""
 
 import contextlib
+import dataclasses
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -377,3 +378,53 @@ async def test_model_every_row_is_delivered_once_in_order(
     assert sum(len(v) for v in delivered.values()) == added
     for seqs in delivered.values():
         assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_rows_past_retention_are_purged_even_if_never_delivered(tmp_path: Path) -> None:
+    store = await open_store(tmp_path / "r.db")
+    try:
+        personal = Record(Lane.EVENT, "event/door-1", '{"person":"p1:x"}', 1e9, True, "door-1")
+        store.add(dataclasses.replace(personal, expires=1000.0))
+        store.add(dataclasses.replace(personal, expires=2000.0))
+        store.add(rec(Lane.EVENT, n=1))  # no retention: kept until delivered
+        await store.flush()
+        used = store.stats().used_bytes
+
+        assert await store.purge_expired(999.0) == 0
+        assert await store.purge_expired(1500.0) == 1
+        assert store.stats().purged == 1
+        assert store.stats().used_bytes < used
+        left = await drain(store)
+        assert [r.body for r in left] == ['{"person":"p1:x"}', rec(Lane.EVENT, n=1).body]
+    finally:
+        await store.close()
+    again = await open_store(tmp_path / "r.db")  # the count is persisted
+    try:
+        assert again.stats().purged == 1
+    finally:
+        await again.close()
+
+
+async def test_a_store_from_before_retention_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, lane INTEGER NOT NULL,"
+        " seq INTEGER NOT NULL, topic TEXT NOT NULL, device TEXT NOT NULL, ts REAL NOT NULL,"
+        " synced INTEGER NOT NULL, retain INTEGER NOT NULL, body TEXT NOT NULL,"
+        " size INTEGER NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size)"
+        " VALUES(2, 1, 'telemetry/d1', 'd1', 1e9, 1, 0, '{}', 70)"
+    )
+    conn.commit()
+    conn.close()
+    store = await open_store(path)
+    try:
+        assert [r.body for r in await drain(store)] == ["{}"]  # the old row is kept
+        store.add(dataclasses.replace(rec(Lane.EVENT), expires=5.0))
+        await store.flush()
+        assert await store.purge_expired(10.0) == 1
+    finally:
+        await store.close()
