@@ -1,5 +1,6 @@
 """Shared building blocks of the config models: strictness, names, secret files."""
 
+import os
 import stat
 from pathlib import Path
 from typing import Annotated
@@ -22,7 +23,16 @@ Name = Annotated[
 ]
 
 
+def _is_credential(path: Path) -> bool:
+    """A systemd credential: its manager, not the mode bits, keeps it private (0440 + ACL)."""
+    folders = [os.environ.get("CREDENTIALS_DIRECTORY", ""), "/run/credentials"]
+    resolved = path.resolve()
+    return any(folder and resolved.is_relative_to(Path(folder).resolve()) for folder in folders)
+
+
 def _private(path: Path) -> Path:
+    if _is_credential(path):
+        return path
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ValueError(

@@ -55,6 +55,8 @@ def _errors(
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "required key is missing"
+        elif err["type"] in ("path_not_file", "path_not_directory"):
+            msg = f"{msg}: {err['input']}"
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             # pydantic reports these at the item; the key the user got wrong is the tag
             path += "." + str(err.get("ctx", {}).get("discriminator", "kind")).strip("'")

@@ -594,7 +594,10 @@ def test_relative_path_missing_from_config_folder_is_refused(
     doc = _base()
     doc["upstream"]["mqtt"]["tls"] = {"ca_file": "only-here.pem"}
     errors = _errors(_save(cfg_dir, doc))
-    assert errors == ["upstream.mqtt.tls.ca_file: Path does not point to a file"]
+    # the message names the file looked for: beside the config, not in the working directory
+    assert errors == [
+        f"upstream.mqtt.tls.ca_file: Path does not point to a file: {cfg_dir / 'only-here.pem'}"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -711,3 +714,20 @@ def test_schema_is_valid_json_schema_with_devices(
         "$.devices[0].unit_id",
         "$.upstream.mqtt",
     }
+
+
+def test_a_systemd_credential_is_accepted_whatever_its_mode_bits(
+    cfg_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # newer systemd exposes credentials 0440 with an ACL; the service manager keeps them private
+    creds = cfg_dir / "credentials"
+    _write(creds / "cgw_mqtt-password", "secret\n", 0o440)
+    doc = _base()
+    doc["upstream"]["mqtt"]["password_file"] = str(creds / "cgw_mqtt-password")
+    assert _errors(_save(cfg_dir, doc)) == [
+        f"upstream.mqtt.password_file: secret file {creds / 'cgw_mqtt-password'} is readable by"
+        " group or others (mode 440); run: chmod 600 " + str(creds / "cgw_mqtt-password")
+    ]
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    cfg = load_config(_save(cfg_dir, doc))
+    assert cfg.upstream.mqtt.password_file == creds / "cgw_mqtt-password"

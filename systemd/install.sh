@@ -1,0 +1,438 @@
+#!/usr/bin/env bash
+# Install (or upgrade) the community edge gateway on Raspberry Pi OS / Debian, as root:
+#
+#   sudo ./systemd/install.sh [options]
+#
+# Idempotent: a second run changes nothing and says so. What it does, in order:
+#   packages   python3-venv and mosquitto, with apt-get, only if missing
+#   user       system user cgw (groups dialout, gpio; gpio is created if absent)
+#   code       this checkout copied to /opt/cgw; venv /opt/cgw/.venv with the package
+#   config     /etc/cgw/gateway.yaml from config/examples/gateway.pi.yaml, only if absent;
+#              /etc/cgw/credentials/ (root 0700, secrets 0600); /etc/cgw/tls/
+#   broker     /etc/mosquitto/conf.d/cgw-local.conf from config/mosquitto/local.conf, only if
+#              absent; broker user cgw with a generated password (credential local-mqtt-password)
+#   service    /etc/systemd/system/cgw.service; `cgw check-config`; enable and start
+#
+# Exit codes: 0 done; 1 failure; 2 usage; 3 installed, but the config is not valid yet, so the
+# service was neither enabled nor started (the message says what to do).
+set -euo pipefail
+
+PREFIX=/opt/cgw
+CONF=/etc/cgw
+STATE=/var/lib/cgw
+UNIT=/etc/systemd/system/cgw.service
+MOSQ_DIR=/etc/mosquitto/conf.d
+MOSQ_PASSWD=/etc/mosquitto/cgw.passwd
+CRED_PATH=/run/credentials/cgw.service/cgw_ # + file name in $CONF/credentials
+PACKAGES=(python3-venv mosquitto)
+SHIP=(pyproject.toml README.md gateway drivers config systemd docs) # copied to $PREFIX
+
+usage() {
+    cat <<EOF
+Usage: $0 [options]
+
+Installs or upgrades the gateway: code in $PREFIX, config in $CONF, store in $STATE,
+unit cgw.service, local broker config for mosquitto. Run it as root.
+
+Options:
+  --root DIR           install into DIR as a staging root: files only; no apt-get, useradd,
+                       chown or systemctl (those are printed instead); root not needed
+  --dry-run            print what would change, change nothing
+  --no-venv            skip the venv and pip step (and so the config check)
+  --no-start           enable the service but do not start or restart it
+  --lan-listener ADDR  also let the local broker listen on ADDR:1883 (the building LAN),
+                       written to $MOSQ_DIR/cgw-lan.conf
+  --check              only check $CONF/gateway.yaml, reading the secrets it names from
+                       $CONF/credentials; change nothing
+  -h, --help           this text
+EOF
+}
+
+ROOT=""
+DRY_RUN=0
+NO_VENV=0
+NO_START=0
+CHECK_ONLY=0
+LAN_LISTENER=""
+while (($#)); do
+    case $1 in
+    --root)
+        [[ $# -ge 2 && -n $2 ]] || { usage >&2; exit 2; }
+        ROOT=$(realpath -m -- "$2")
+        shift 2
+        ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    --no-venv) NO_VENV=1; shift ;;
+    --no-start) NO_START=1; shift ;;
+    --lan-listener)
+        [[ $# -ge 2 && $2 =~ ^[0-9A-Za-z.:%_-]+$ ]] || { usage >&2; exit 2; }
+        LAN_LISTENER=$2
+        shift 2
+        ;;
+    --check) CHECK_ONLY=1; shift ;;
+    -h | --help) usage; exit 0 ;;
+    *) printf 'unknown option: %s\n\n' "$1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+CHANGES=0
+CODE_CHANGED=0
+RESTART=0 # the running service must be restarted to see what changed
+BROKER_CHANGED=0
+
+t() { printf '%s%s' "$ROOT" "$1"; } # a path on the target system
+say() { printf '%s\n' "$*"; }
+changed() {
+    CHANGES=$((CHANGES + 1))
+    if ((DRY_RUN)); then say "  would: $*"; else say "  + $*"; fi
+}
+die() { printf 'install.sh: %s\n' "$*" >&2; exit 1; }
+
+# A command that changes files under the target root; printed only with --dry-run.
+act() {
+    if ((DRY_RUN)); then show "$@"; else "$@"; fi
+}
+# A command that changes the running system (packages, users, services); printed only with
+# --dry-run or --root.
+sys() {
+    if ((DRY_RUN)) || [[ -n $ROOT ]]; then show "$@"; else "$@"; fi
+}
+show() { say "    \$ $(printf '%q ' "$@")"; }
+
+# ensure_dir PATH MODE OWNER:GROUP
+ensure_dir() {
+    local path mode=$2 owner=$3
+    path=$(t "$1")
+    if [[ ! -d $path ]]; then
+        act install -d -m "$mode" "$path"
+        changed "created $1 ($mode)"
+    elif [[ $(stat -c %a "$path") != "${mode#0}" ]]; then
+        act chmod "$mode" "$path"
+        changed "mode of $1 set to $mode"
+    fi
+    ensure_owner "$1" "$owner"
+}
+
+# ensure_owner PATH OWNER:GROUP (the real system only: under --root, users may not exist)
+ensure_owner() {
+    [[ -z $ROOT ]] || return 0
+    if ((DRY_RUN)) && [[ ! -e $1 ]]; then return 0; fi
+    if [[ $(stat -c %U:%G "$1") != "$2" ]]; then
+        act chown "$2" "$1"
+        changed "owner of $1 set to $2"
+    fi
+}
+
+# install_file SRC DEST MODE: copy if absent or different
+install_file() {
+    local dest
+    dest=$(t "$2")
+    if [[ -f $dest ]] && cmp -s "$1" "$dest"; then return 1; fi
+    ((DRY_RUN)) || install -D -m "$3" "$1" "$dest" # the caller reports it
+    return 0
+}
+
+check_config() { # prints cgw's verdict; returns its exit code
+    local cgw conf tmp rc esc
+    cgw=$(t "$PREFIX")/.venv/bin/cgw
+    conf=$(t "$CONF")/gateway.yaml
+    if [[ ! -x $cgw ]]; then
+        say "  config check skipped: $PREFIX/.venv/bin/cgw is not installed"
+        return 0
+    fi
+    [[ -f $conf ]] || { say "  $CONF/gateway.yaml does not exist"; return 2; }
+    # The config names the secrets as the service sees them; map them to their source files.
+    # The copy stays in $CONF so that paths relative to the config still resolve.
+    tmp=$(mktemp --suffix=.yaml "$(t "$CONF")/.check.XXXXXX")
+    esc=$(t "$CONF")/credentials/
+    esc=${esc//\\/\\\\}
+    esc=${esc//&/\\&}
+    esc=${esc//|/\\|}
+    sed "s|${CRED_PATH//./\\.}|$esc|g" "$conf" >"$tmp"
+    rc=0
+    "$cgw" check-config "$tmp" >"$tmp.out" 2>&1 || rc=$?
+    sed "s|$tmp|$CONF/gateway.yaml|g" "$tmp.out" | sed 's/^/  /'
+    rm -f "$tmp" "$tmp.out"
+    return "$rc"
+}
+
+if ((CHECK_ONLY)); then
+    rc=0
+    check_config || rc=$?
+    exit "$rc"
+fi
+
+if [[ -z $ROOT ]] && ((!DRY_RUN)) && [[ $(id -u) != 0 ]]; then
+    die "run as root (sudo $0), or use --root DIR / --dry-run"
+fi
+[[ -f $SRC/pyproject.toml && -f $SRC/systemd/cgw.service ]] || die "$SRC is not a gateway checkout"
+mode_note=""
+((DRY_RUN)) && mode_note=" (dry run)"
+say "Installing the gateway from $SRC${ROOT:+ into $ROOT}$mode_note"
+
+# -- packages ---------------------------------------------------------------------------------
+say "packages"
+if [[ -n $ROOT ]]; then
+    say "  skipped (--root): apt-get install ${PACKAGES[*]} when missing"
+else
+    missing=()
+    for pkg in "${PACKAGES[@]}"; do
+        dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
+            missing+=("$pkg")
+    done
+    if ((${#missing[@]})); then
+        sys apt-get update -q
+        sys env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}"
+        changed "installed ${missing[*]}"
+    fi
+fi
+
+# -- user and groups --------------------------------------------------------------------------
+say "user cgw"
+if [[ -n $ROOT ]]; then
+    say "  skipped (--root): groupadd --system gpio (if absent); useradd --system cgw;" \
+        "usermod -aG dialout,gpio cgw"
+else
+    new_group=""
+    if ! getent group gpio >/dev/null; then
+        # Raspberry Pi OS has it (owner of /dev/gpiochip*); the unit names it, so it must exist
+        sys groupadd --system gpio
+        changed "created group gpio"
+        new_group=gpio
+    fi
+    if ! getent passwd cgw >/dev/null; then
+        sys useradd --system --user-group --home-dir "$STATE" --no-create-home \
+            --shell /usr/sbin/nologin --comment "community edge gateway" cgw
+        changed "created system user cgw"
+    fi
+    for group in dialout gpio; do
+        if { [[ $group == "$new_group" ]] || getent group "$group" >/dev/null; } &&
+            ! id -nG cgw 2>/dev/null | grep -qw "$group"; then
+            sys usermod -aG "$group" cgw
+            changed "cgw added to group $group"
+        fi
+    done
+fi
+
+# -- code -------------------------------------------------------------------------------------
+say "code in $PREFIX"
+dest=$(t "$PREFIX")
+if [[ $(realpath -m "$dest") == "$SRC" ]]; then
+    say "  running from $PREFIX itself: nothing to copy"
+else
+    ensure_dir "$PREFIX" 0755 root:root
+    copied=0
+    while IFS= read -r -d '' rel; do
+        mode=0644
+        [[ -x $SRC/$rel ]] && mode=0755
+        if install_file "$SRC/$rel" "$PREFIX/$rel" "$mode"; then copied=$((copied + 1)); fi
+    done < <(cd "$SRC" && find "${SHIP[@]}" -type f ! -path '*/__pycache__/*' ! -name '*.pyc' \
+        -print0 | sort -z)
+    removed=0
+    while IFS= read -r -d '' rel; do
+        if [[ ! -f $SRC/$rel ]]; then
+            act rm -f "$dest/$rel"
+            removed=$((removed + 1))
+        fi
+    done < <(cd "$dest" 2>/dev/null && find "${SHIP[@]}" -type f ! -path '*/__pycache__/*' \
+        ! -name '*.pyc' -print0 2>/dev/null)
+    if ((copied + removed)); then
+        changed "$copied file(s) copied to $PREFIX, $removed stale file(s) removed"
+        CODE_CHANGED=1
+        RESTART=1
+    fi
+fi
+
+# -- venv -------------------------------------------------------------------------------------
+venv=$(t "$PREFIX")/.venv
+if ((NO_VENV)); then
+    say "venv: skipped (--no-venv)"
+else
+    say "venv $PREFIX/.venv"
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+        die "Python 3.11 or newer is required ($(python3 --version 2>&1))"
+    if [[ ! -x $venv/bin/python ]]; then
+        act python3 -m venv "$venv"
+        changed "created the venv"
+    fi
+    want=$(sha256sum "$SRC/pyproject.toml" | cut -d' ' -f1)
+    if [[ $(cat "$venv/.cgw-pyproject" 2>/dev/null) != "$want" ]]; then
+        # editable: the package runs from $PREFIX, next to config/profiles, which it reads
+        act "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$(t "$PREFIX")"
+        if grep -qs '^Raspberry Pi' /proc/device-tree/model; then
+            # gpiozero's pin factory for the Pi 5 (and the default on Pi OS)
+            act "$venv/bin/pip" install --quiet --disable-pip-version-check lgpio ||
+                say "  warning: pip could not install lgpio; GPIO devices will stay off"
+        fi
+        if ((!DRY_RUN)); then printf '%s\n' "$want" >"$venv/.cgw-pyproject"; fi
+        changed "installed the package and its dependencies into the venv"
+        RESTART=1
+    fi
+    if ((CODE_CHANGED)); then # the service cannot write __pycache__ (ProtectSystem=strict)
+        act "$venv/bin/python" -m compileall -q "$(t "$PREFIX")/gateway" "$(t "$PREFIX")/drivers" \
+            >/dev/null
+    fi
+fi
+
+link=$(t /usr/local/bin/cgw)
+if [[ $(readlink "$link" 2>/dev/null) != "$PREFIX/.venv/bin/cgw" ]]; then
+    if [[ -e $link || -L $link ]]; then
+        say "  /usr/local/bin/cgw exists and is not ours: left alone"
+    else
+        act install -d -m 0755 "$(dirname "$link")"
+        act ln -s "$PREFIX/.venv/bin/cgw" "$link"
+        changed "linked /usr/local/bin/cgw to $PREFIX/.venv/bin/cgw"
+    fi
+fi
+
+# -- config and secrets -----------------------------------------------------------------------
+say "config in $CONF"
+ensure_dir "$CONF" 0750 root:cgw
+ensure_dir "$CONF/tls" 0755 root:root
+ensure_dir "$CONF/credentials" 0700 root:root
+creds=$(t "$CONF")/credentials
+if [[ -d $creds ]]; then
+    while IFS= read -r -d '' secret; do
+        act chmod 0600 "$secret"
+        changed "mode of ${secret#"$ROOT"} set to 0600"
+    done < <(find "$creds" -type f -perm /077 -print0)
+fi
+if [[ -e $(t "$CONF/gateway.yaml") ]]; then
+    say "  $CONF/gateway.yaml exists: kept as it is"
+else
+    act install -m 0640 "$SRC/config/examples/gateway.pi.yaml" "$(t "$CONF/gateway.yaml")"
+    changed "created $CONF/gateway.yaml from config/examples/gateway.pi.yaml (edit it)"
+fi
+[[ -e $(t "$CONF/gateway.yaml") ]] && ensure_owner "$CONF/gateway.yaml" root:cgw
+
+# -- local broker -----------------------------------------------------------------------------
+say "local broker (mosquitto)"
+ensure_dir "$MOSQ_DIR" 0755 root:root
+local_conf=$(t "$MOSQ_DIR/cgw-local.conf")
+if [[ ! -e $local_conf ]]; then
+    act install -m 0644 "$SRC/config/mosquitto/local.conf" "$local_conf"
+    changed "created $MOSQ_DIR/cgw-local.conf"
+    BROKER_CHANGED=1
+elif ! cmp -s "$SRC/config/mosquitto/local.conf" "$local_conf"; then
+    say "  $MOSQ_DIR/cgw-local.conf differs from config/mosquitto/local.conf: kept as it is"
+fi
+if [[ -n $LAN_LISTENER ]]; then
+    lan=$(t "$MOSQ_DIR/cgw-lan.conf")
+    want="# written by install.sh --lan-listener: the building LAN
+listener 1883 $LAN_LISTENER"
+    if [[ ! -f $lan || $(cat "$lan") != "$want" ]]; then
+        ((DRY_RUN)) || printf '%s\n' "$want" >"$lan"
+        changed "local broker listens on $LAN_LISTENER:1883 too ($MOSQ_DIR/cgw-lan.conf)"
+        BROKER_CHANGED=1
+    fi
+fi
+password=$(t "$CONF/credentials/local-mqtt-password")
+passwd_file=$(t "$MOSQ_PASSWD")
+fresh=0
+if [[ ! -e $password ]]; then
+    if ((!DRY_RUN)); then
+        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$password")
+    fi
+    changed "generated the local broker password $CONF/credentials/local-mqtt-password"
+    fresh=1
+fi
+if ((fresh)) || ! grep -qs '^cgw:' "$passwd_file"; then
+    if ((DRY_RUN)); then
+        changed "broker user cgw in $MOSQ_PASSWD"
+    elif ! command -v mosquitto_passwd >/dev/null; then
+        say "  warning: mosquitto_passwd not found: broker user cgw not created in $MOSQ_PASSWD"
+    else
+        entry=$(mktemp)
+        printf 'cgw:%s\n' "$(cat "$password")" >"$entry" # a file: no secret on a command line
+        mosquitto_passwd -U "$entry"
+        (umask 077 &&
+            { grep -vs '^cgw:' "$passwd_file" || true; cat "$entry"; } >"$passwd_file.new")
+        rm -f "$entry"
+        mv -f "$passwd_file.new" "$passwd_file"
+        changed "broker user cgw set in $MOSQ_PASSWD"
+        BROKER_CHANGED=1
+        RESTART=1
+    fi
+fi
+[[ -e $passwd_file ]] && ensure_owner "$MOSQ_PASSWD" mosquitto:mosquitto
+
+# -- state ------------------------------------------------------------------------------------
+say "store in $STATE"
+ensure_dir "$STATE" 0700 cgw:cgw
+
+# -- unit -------------------------------------------------------------------------------------
+say "unit $UNIT"
+if install_file "$SRC/systemd/cgw.service" "$UNIT" 0644; then
+    changed "installed $UNIT"
+    sys systemctl daemon-reload
+    RESTART=1
+fi
+
+# -- check, enable, start ---------------------------------------------------------------------
+say "config check"
+rc=0
+check_config || rc=$?
+if ((rc != 0)); then
+    conf=$(t "$CONF/gateway.yaml")
+    if [[ -f $conf ]]; then # the secrets the config names that are not there yet
+        pattern="${CRED_PATH//./\\.}[A-Za-z0-9._-]*"
+        sed 's/#.*//' "$conf" | { grep -o "$pattern" || true; } | sort -u |
+            while read -r path; do
+                name=${path#"$CRED_PATH"}
+                [[ -e $(t "$CONF/credentials/$name") ]] ||
+                    say "  missing secret: $CONF/credentials/$name (seen as $path)"
+            done
+    fi
+    cat <<EOF
+
+The configuration is not valid yet, so cgw.service was neither enabled nor started.
+  1. Put each secret the config names in $CONF/credentials/<name> (chmod 600).
+  2. Put the platform's CA and this gateway's certificate in $CONF/tls/.
+  3. Edit $CONF/gateway.yaml (ids, broker, devices, alarms).
+  4. Run this script again (or only the check: $PREFIX/systemd/install.sh --check).
+See $PREFIX/docs/install.md.
+EOF
+    exit 3
+fi
+
+say "service"
+if [[ -n $ROOT ]]; then
+    say "  skipped (--root): systemctl enable --now mosquitto cgw"
+else
+    if ! systemctl is-enabled --quiet mosquitto 2>/dev/null; then
+        sys systemctl enable mosquitto
+        changed "enabled mosquitto"
+    fi
+    if ! systemctl is-active --quiet mosquitto 2>/dev/null; then
+        sys systemctl start mosquitto
+        changed "started mosquitto"
+    elif ((BROKER_CHANGED)); then
+        sys systemctl restart mosquitto
+        changed "restarted mosquitto"
+    fi
+    if ! systemctl is-enabled --quiet cgw 2>/dev/null; then
+        sys systemctl enable cgw
+        changed "enabled cgw"
+    fi
+    if ((NO_START)); then
+        say "  not started (--no-start)"
+    elif ! systemctl is-active --quiet cgw 2>/dev/null; then
+        sys systemctl start cgw
+        changed "started cgw"
+    elif ((RESTART)); then
+        sys systemctl restart cgw
+        changed "restarted cgw"
+    fi
+    if ((!DRY_RUN && !NO_START)) && ! systemctl is-active --quiet cgw 2>/dev/null; then
+        die "cgw did not start: see systemctl status cgw and journalctl -u cgw -n 50"
+    fi
+fi
+
+if ((CHANGES == 0)); then
+    say "Nothing changed: the installation is up to date."
+elif ((DRY_RUN)); then
+    say "Dry run: $CHANGES change(s) would be made."
+else
+    say "Done: $CHANGES change(s)."
+fi

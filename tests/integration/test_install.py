@@ -1,0 +1,350 @@
+"""The production install: the unit, install.sh / uninstall.sh, the Pi config, the broker config.
+
+Nothing here touches the real system. The unit is checked with ``systemd-analyze`` on a copy;
+the scripts run with ``--root <tmp>`` (files only: no apt-get, useradd or systemctl) and
+``--no-venv`` (a venv and pip install would take a minute and need the network); the Pi config
+is validated with its credential paths pointed at temporary files; the local broker config is
+loaded by a real mosquitto on a free loopback port, stopped by PID afterwards.
+"""
+
+import os
+import pwd
+import re
+import shutil
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway import cli
+from tests.support.ports import free_port
+
+REPO = Path(__file__).resolve().parents[2]
+UNIT = REPO / "systemd" / "cgw.service"
+INSTALL = REPO / "systemd" / "install.sh"
+UNINSTALL = REPO / "systemd" / "uninstall.sh"
+PI_CONFIG = REPO / "config" / "examples" / "gateway.pi.yaml"
+LOCAL_CONF = REPO / "config" / "mosquitto" / "local.conf"
+CREDENTIALS = "/run/credentials/cgw.service/cgw_"  # what LoadCredential=cgw:<dir> yields
+MAX_EXPOSURE = 2.0
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+needs_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
+)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def run(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [str(a) for a in args], capture_output=True, text=True, timeout=60, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{args} exited {result.returncode}:\n{result.stdout}{result.stderr}")
+    return result
+
+
+@pytest.fixture
+def unit_copy(tmp_path: Path) -> Path:
+    """The unit with its ExecStart binary swapped for one that exists (verify checks it)."""
+    text = UNIT.read_text()
+    assert "/opt/cgw/.venv/bin/cgw" in text
+    copy = tmp_path / "cgw.service"
+    copy.write_text(text.replace("/opt/cgw/.venv/bin/cgw", shutil.which("true") or "/bin/true"))
+    return copy
+
+
+# -- the unit ---------------------------------------------------------------------------------
+
+
+@needs_analyze
+def test_unit_verifies(unit_copy: Path) -> None:
+    result = run("systemd-analyze", "verify", unit_copy, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "cgw.service" not in result.stderr, result.stderr
+
+
+@needs_analyze
+def test_unit_exposure_is_at_most_2(unit_copy: Path) -> None:
+    result = run("systemd-analyze", "security", "--offline=true", unit_copy)
+    found = re.search(r"Overall exposure level for cgw\.service: (\d+\.\d+) (\w+)", result.stdout)
+    assert found, result.stdout
+    assert float(found[1]) <= MAX_EXPOSURE, result.stdout
+    assert found[2] == "OK"
+
+
+def test_unit_keeps_the_settings_the_gateway_relies_on() -> None:
+    lines = set(UNIT.read_text().splitlines())
+    for setting in (
+        "Type=notify",
+        "NotifyAccess=main",
+        "WatchdogSec=30",
+        "Restart=on-failure",
+        "RestartPreventExitStatus=2",
+        "User=cgw",
+        "SupplementaryGroups=dialout gpio",
+        "StateDirectory=cgw",
+        "LoadCredential=cgw:/etc/cgw/credentials",
+        "CapabilityBoundingSet=",
+        "DevicePolicy=closed",
+        "ExecStart=/opt/cgw/.venv/bin/cgw run -c /etc/cgw/gateway.yaml",
+    ):
+        assert setting in lines, setting
+    assert not any(line.startswith("DynamicUser=") for line in lines)
+
+
+# -- the Pi config ----------------------------------------------------------------------------
+
+
+def credential_names(text: str) -> set[str]:
+    """Credential file names the config refers to, comments left out."""
+    body = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
+    return set(re.findall(re.escape(CREDENTIALS) + r"([A-Za-z0-9._-]+)", body))
+
+
+def test_pi_config_passes_check_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    text = PI_CONFIG.read_text()
+    names = credential_names(text)
+    assert {"mqtt-password", "local-mqtt-password", "api-token"} <= names
+    creds = tmp_path / "credentials"
+    creds.mkdir(mode=0o700)
+    for name in names:
+        secret = creds / name
+        secret.write_text("0123456789abcdef" * 4 + "\n")  # long enough for the API token
+        secret.chmod(0o600)
+    (tmp_path / "tls").mkdir()
+    for public in ("platform-ca.crt", "gw-01.crt"):
+        (tmp_path / "tls" / public).write_text("-----BEGIN CERTIFICATE-----\n")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text.replace(CREDENTIALS, f"{creds}/"))
+
+    assert cli.main(["check-config", str(config)]) == 0, capsys.readouterr().err
+    assert f"{config}: OK" in capsys.readouterr().out
+
+
+def test_pi_config_secrets_are_documented() -> None:
+    guide = (REPO / "docs" / "install.md").read_text()
+    for name in credential_names(PI_CONFIG.read_text()):
+        documented = f"`{name}`" in guide or (
+            name.startswith("notify-") and "`notify-<channel>`" in guide
+        )
+        assert documented, f"credential {name} is not in docs/install.md"
+
+
+def test_pi_config_refuses_a_group_readable_secret(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = PI_CONFIG.read_text()
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    for name in credential_names(text):
+        (creds / name).write_text("0123456789abcdef" * 4 + "\n")
+        (creds / name).chmod(0o600)
+    (creds / "api-token").chmod(0o640)
+    (tmp_path / "tls").mkdir()
+    for public in ("platform-ca.crt", "gw-01.crt"):
+        (tmp_path / "tls" / public).touch()
+    config = tmp_path / "gateway.yaml"
+    config.write_text(text.replace(CREDENTIALS, f"{creds}/"))
+
+    assert cli.main(["check-config", str(config)]) == 2
+    assert "api.token_file" in capsys.readouterr().err
+
+
+# -- install.sh / uninstall.sh ----------------------------------------------------------------
+
+
+def install(root: Path, *extra: str) -> str:
+    return run("bash", INSTALL, "--root", root, "--no-venv", *extra).stdout
+
+
+def uninstall(root: Path, *extra: str) -> str:
+    return run("bash", UNINSTALL, "--root", root, *extra).stdout
+
+
+def test_scripts_parse() -> None:
+    for script in (INSTALL, UNINSTALL):
+        run("bash", "-n", script)
+        assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+def test_install_into_a_root_then_again_changes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    first = install(root)
+    assert "Done:" in first, first
+
+    etc = root / "etc" / "cgw"
+    assert mode(etc) == 0o750
+    assert mode(etc / "credentials") == 0o700
+    assert mode(etc / "credentials" / "local-mqtt-password") == 0o600
+    assert len((etc / "credentials" / "local-mqtt-password").read_text()) >= 32
+    assert mode(etc / "gateway.yaml") == 0o640
+    assert (etc / "gateway.yaml").read_text() == PI_CONFIG.read_text()
+    assert mode(root / "var" / "lib" / "cgw") == 0o700
+    assert (root / "etc" / "systemd" / "system" / "cgw.service").read_text() == UNIT.read_text()
+    local = root / "etc" / "mosquitto" / "conf.d" / "cgw-local.conf"
+    assert local.read_text() == LOCAL_CONF.read_text()
+    opt = root / "opt" / "cgw"
+    assert (opt / "gateway" / "cli.py").read_bytes() == (REPO / "gateway" / "cli.py").read_bytes()
+    assert (opt / "config" / "profiles" / "pm-laser-rs485.yaml").is_file()
+    assert os.access(opt / "systemd" / "install.sh", os.X_OK)
+    assert not (opt / "tests").exists()
+    assert not list(opt.rglob("__pycache__"))
+    assert os.readlink(root / "usr" / "local" / "bin" / "cgw") == "/opt/cgw/.venv/bin/cgw"
+    if shutil.which("mosquitto_passwd"):
+        passwd = root / "etc" / "mosquitto" / "cgw.passwd"
+        assert passwd.read_text().startswith("cgw:$")  # hashed, never the plain password
+        assert mode(passwd) == 0o600
+
+    second = install(root)
+    assert "Nothing changed" in second, second
+    assert "+ " not in second, second
+
+
+def test_install_keeps_an_existing_config_and_fixes_secret_modes(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    creds = root / "etc" / "cgw" / "credentials"
+    creds.mkdir(parents=True)
+    config = root / "etc" / "cgw" / "gateway.yaml"
+    config.write_text("gateway: {site_id: mine, gateway_id: gw-9}\n")
+    (creds / "mqtt-password").write_text("s3cret\n")
+    (creds / "mqtt-password").chmod(0o644)
+    (creds / "local-mqtt-password").write_text("chosen-by-the-installer\n")
+    (creds / "local-mqtt-password").chmod(0o600)
+
+    out = install(root)
+
+    assert config.read_text() == "gateway: {site_id: mine, gateway_id: gw-9}\n"
+    assert "gateway.yaml exists: kept" in out
+    assert mode(creds / "mqtt-password") == 0o600
+    assert "mode of /etc/cgw/credentials/mqtt-password set to 0600" in out
+    assert (creds / "local-mqtt-password").read_text() == "chosen-by-the-installer\n"
+    assert "Nothing changed" in install(root)
+
+
+def test_install_dry_run_writes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    out = install(root, "--dry-run")
+    assert "would:" in out, out
+    assert "Dry run:" in out, out
+    assert not root.exists() or not any(root.iterdir())
+
+
+def test_lan_listener_is_written_once(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--lan-listener", "192.168.10.2")
+    lan = root / "etc" / "mosquitto" / "conf.d" / "cgw-lan.conf"
+    assert "listener 1883 192.168.10.2" in lan.read_text().splitlines()
+    assert "Nothing changed" in install(root, "--lan-listener", "192.168.10.2")
+
+
+def test_install_rejects_unknown_options(tmp_path: Path) -> None:
+    result = run("bash", INSTALL, "--root", tmp_path, "--bogus", check=False)
+    assert result.returncode == 2
+    assert "Usage:" in result.stderr
+
+
+def test_uninstall_keeps_config_and_store_unless_purged(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root)
+    store = root / "var" / "lib" / "cgw" / "buffer.db"
+    store.write_bytes(b"undelivered alarms")
+
+    out = uninstall(root)
+    assert "not yet delivered" in out
+    assert not (root / "opt" / "cgw").exists()
+    assert not (root / "etc" / "systemd" / "system" / "cgw.service").exists()
+    assert not (root / "usr" / "local" / "bin" / "cgw").is_symlink()
+    assert (root / "etc" / "cgw" / "gateway.yaml").is_file()
+    assert (root / "etc" / "cgw" / "credentials" / "local-mqtt-password").is_file()
+    assert store.read_bytes() == b"undelivered alarms"
+    assert "Nothing changed" in uninstall(root)
+
+    purged = uninstall(root, "--purge")
+    assert "deleted with any alarms and events it has not delivered" in purged
+    assert not (root / "etc" / "cgw").exists()
+    assert not (root / "var" / "lib" / "cgw").exists()
+    assert not (root / "etc" / "mosquitto" / "conf.d" / "cgw-local.conf").exists()
+    assert "Nothing changed" in uninstall(root, "--purge")
+
+
+# -- the local broker config ------------------------------------------------------------------
+
+
+def connack(port: int, username: str | None = None, password: str | None = None) -> int:
+    """The return code of an MQTT 3.1.1 CONNECT (0 accepted, 5 not authorised)."""
+
+    def field(text: str) -> bytes:
+        data = text.encode()
+        return len(data).to_bytes(2, "big") + data
+
+    flags = 0x02 | (0x80 if username else 0) | (0x40 if password else 0)
+    body = field("MQTT") + bytes([4, flags]) + (10).to_bytes(2, "big") + field("t-install")
+    body += (field(username) if username else b"") + (field(password) if password else b"")
+    assert len(body) < 128  # one-byte remaining length
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(bytes([0x10, len(body)]) + body)
+        reply = sock.recv(4)
+    assert reply[:2] == b"\x20\x02", reply
+    return reply[3]
+
+
+@pytest.fixture
+def local_broker(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """mosquitto running config/mosquitto/local.conf (paths and port moved into tmp_path)."""
+    if not (os.access(MOSQUITTO, os.X_OK) and shutil.which("mosquitto_passwd")):
+        pytest.skip("mosquitto is not installed")
+    password = "local-broker-test-password"
+    passwd = tmp_path / "cgw.passwd"
+    passwd.write_text(f"cgw:{password}\n")
+    passwd.chmod(0o600)
+    run("mosquitto_passwd", "-U", passwd)
+    port = free_port()
+    conf = LOCAL_CONF.read_text()
+    assert "listener 1883 127.0.0.1" in conf
+    assert "/etc/mosquitto/cgw.passwd" in conf
+    conf = conf.replace("listener 1883 127.0.0.1", f"listener {port} 127.0.0.1")
+    conf = conf.replace("/etc/mosquitto/cgw.passwd", str(passwd))
+    # what Debian's /etc/mosquitto/mosquitto.conf adds, and the test user (see support/)
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    conf += f"persistence true\npersistence_location {tmp_path}/\nuser {user}\n"
+    (tmp_path / "mosquitto.conf").write_text(conf)
+    log = (tmp_path / "mosquitto.log").open("wb")
+    proc = subprocess.Popen(
+        [MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")], stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(
+                        (tmp_path / "mosquitto.log").read_text(errors="replace")
+                    ) from None
+                time.sleep(0.05)
+        yield port, password
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+def test_local_broker_refuses_anonymous_clients(local_broker: tuple[int, str]) -> None:
+    port, password = local_broker
+    assert connack(port) == 5
+    assert connack(port, "cgw", "wrong-password") == 5
+    assert connack(port, "cgw", password) == 0
