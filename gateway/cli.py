@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__, cli_alarms, cli_status
+from gateway import __version__, cli_alarms, cli_commands, cli_status
 from gateway.config import Config, load_config
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
@@ -38,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=1883, help="broker port to use or start")
     cli_alarms.add_parser(sub)
     cli_status.add_parser(sub)
+    cli_commands.add_parser(sub)
     return parser
 
 
@@ -53,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return cli_alarms.run(args)
     if args.command == "status":
         return cli_status.run(args)
+    if args.command in cli_commands.COMMANDS:
+        return cli_commands.run(args)
     if args.command == "demo":
         from gateway.demo import run_demo
 

@@ -115,6 +115,10 @@ class Runtime:
         self._reload_wanted = asyncio.Event()
         self._components: Components | None = None
         self._synced: SyncState | None = None
+        self.commands: Any = None  # CommandService, when the command channel is configured
+        self.commands_dropped = 0  # command messages that arrived while it was not running
+        self.doors: dict[str, Any] = {}  # door id -> the DoorTerminals component that has it
+        self.linkage: Any = None  # FireLinkage, when escape routes are configured
 
     @property
     def pollers(self) -> list[Poller]:
@@ -136,9 +140,14 @@ class Runtime:
         out = [
             Component("alarms", ALARMS, _key(_dump(cfg.alarms), [_dump(c) for c in cfg.channels]),
                       lambda: self._run_alarms(cfg)),
-            Component("sink:mqtt", SINKS, _key(_dump(cfg.upstream.mqtt)),
+            Component("sink:mqtt", SINKS, _key(_dump(cfg.upstream.mqtt), cfg.commands is not None),
                       lambda: self._run_mqtt(cfg)),
         ]  # fmt: skip
+        if cfg.commands is not None:
+            out.append(
+                Component("commands", SERVICES, _key(_dump(cfg.commands)),
+                          lambda: self._run_commands(cfg))
+            )  # fmt: skip
         if cfg.upstream.influx is not None:
             out.append(
                 Component("sink:influx", SINKS, _key(_dump(cfg.upstream.influx)),
@@ -167,8 +176,42 @@ class Runtime:
 
     async def _run_mqtt(self, cfg: Config) -> None:
         assert self.store is not None
-        self.sink = MqttSink(cfg.upstream.mqtt, self.ident, self.store, self.clock)
+        on_command = self._on_command if cfg.commands is not None else None
+        self.sink = MqttSink(cfg.upstream.mqtt, self.ident, self.store, self.clock, on_command)
         await self.sink.run()
+
+    def _on_command(self, name: str, payload: bytes) -> None:
+        if self.commands is None:  # restarting after a reload: the platform will get no answer
+            self.commands_dropped += 1
+            return
+        self.commands.submit(name, payload)
+
+    async def _run_commands(self, cfg: Config) -> None:
+        from gateway.actions import GatewayActions
+        from gateway.commands.service import CommandService
+
+        assert cfg.commands is not None
+        assert self.store is not None
+        assert self._synced is not None
+        service = CommandService(
+            cfg.commands,
+            cfg.store.path,
+            cfg.gateway.site_id,
+            cfg.gateway.gateway_id,
+            self.store.add,
+            self.clock,
+            self._synced,
+            GatewayActions(self),
+        )
+        self.commands = service
+        try:
+            await service.run()
+        finally:
+            self.commands = None
+
+    def door_for(self, door: str) -> Any:
+        """The door-terminal component that drives ``door``, or None."""
+        return self.doors.get(door)
 
     async def _run_influx(self, cfg: Config) -> None:
         from gateway.sinks.influx import InfluxSink  # its client library is heavy

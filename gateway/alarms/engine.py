@@ -103,6 +103,7 @@ class AlarmEngine:
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
         self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent] = asyncio.Queue()
         self._siren: str | None = None
+        self._silenced: set[str] = set()  # alarm ids whose siren was silenced, unacknowledged
         self.ready = asyncio.Event()
         # time to acknowledge per severity, for the metrics: (acknowledged alarms, seconds)
         self.acked: dict[str, tuple[int, float]] = {}
@@ -310,8 +311,24 @@ class AlarmEngine:
         if any(d.ok for d in results):
             await self._commit(self.lifecycle.notified(alarm.id, wall))
 
+    def silence(self) -> int:
+        """Stop the siren for the alarms sounding now without acknowledging them.
+
+        Escalation goes on; a new alarm sounds again. Not kept across a restart: a restarted
+        gateway sounds for every unacknowledged alarm. Returns how many alarms were silenced.
+        """
+        ids = {a.id for a in self.lifecycle.alarms.values() if a.state in UNACKED}
+        self._silenced |= ids
+        self._update_outputs()
+        return len(ids)
+
     def _update_outputs(self) -> None:
-        unacked = [a for a in self.lifecycle.alarms.values() if a.state in UNACKED]
+        self._silenced &= set(self.lifecycle.alarms)  # forget alarms that are closed
+        unacked = [
+            a
+            for a in self.lifecycle.alarms.values()
+            if a.state in UNACKED and a.id not in self._silenced
+        ]
         top = max((a.severity for a in unacked), key=SEVERITY_RANK.__getitem__, default=None)
         if top != self._siren:
             self._siren = top

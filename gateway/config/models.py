@@ -9,6 +9,7 @@ from gateway.config.alarms import AlarmsConfig
 from gateway.config.api import ApiConfig
 from gateway.config.base import Model, Name
 from gateway.config.broker import BrokerConfig
+from gateway.config.commands import CommandsConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.influx import InfluxConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
@@ -121,6 +122,9 @@ class Config(Model):
     )
     api: ApiConfig | None = Field(
         None, description="Local alarm API for the staff console and 'cgw alarms'; off if omitted"
+    )
+    commands: CommandsConfig | None = Field(
+        None, description="Signed commands from the platform on cmd/<name>; off if omitted"
     )
     monitor: MonitorConfig | None = Field(
         None, description="Health and Prometheus metrics endpoint (loopback); off if omitted"

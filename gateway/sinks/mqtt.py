@@ -75,9 +75,18 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, cfg: MqttConfig, ident: Identity, store: Store, clock: Clock) -> None:
+    def __init__(
+        self,
+        cfg: MqttConfig,
+        ident: Identity,
+        store: Store,
+        clock: Clock,
+        on_command: Callable[[str, bytes], None] | None = None,
+    ) -> None:
         self.cfg = cfg
         self.ident = ident
+        self.on_command = on_command  # (command name, payload) for every cmd/<name> message
+        self.commands_received = 0
         self.store = store
         self.clock = clock
         self.connected = asyncio.Event()
@@ -154,6 +163,11 @@ class MqttSink:
             status, self.ident.status_payload("online", self.clock.wall()), qos=1, retain=True
         )
         raise_if_cancelling()
+        if self.on_command is not None:
+            # The session is persistent: commands sent while we were away are queued by the
+            # broker and arrive now (expired ones are reported, never executed).
+            await client.subscribe(self.ident.topic("cmd/+"), qos=1)
+            raise_if_cancelling()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(client), name="sink:mqtt:watch")
@@ -170,9 +184,16 @@ class MqttSink:
             raise
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        """Raise ``MqttError`` as soon as the connection drops (cancels pending publishes)."""
-        async for _message in client.messages:
-            pass  # no subscriptions yet; the command channel will consume these
+        """Hand on commands; raise ``MqttError`` as soon as the connection drops."""
+        prefix = self.ident.topic("cmd/")
+        async for message in client.messages:
+            topic = message.topic.value
+            if self.on_command is None or not topic.startswith(prefix):
+                continue
+            payload = message.payload
+            raw = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
+            self.commands_received += 1
+            self.on_command(topic[len(prefix) :], raw)
 
     async def _drain(
         self, client: aiomqtt.Client, tracker: AckTracker, tg: asyncio.TaskGroup

@@ -7,6 +7,9 @@ The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 ``telemetry/<dev>``        ``telemetry.json``
 ``device/<dev>/status``    ``device-status.json``
 ``gap``                    ``gap.json``
+``alarm/<id>``             ``alarm.json``
+``cmd-result/<id>``        ``cmd-result.json``
+``audit``                  ``audit.json``
 =========================  ======================
 
 ``validate_message`` also checks that a ``<dev>`` in the topic is the payload's ``device``.
@@ -23,7 +26,15 @@ from jsonschema import Draft202012Validator
 
 __all__ = ["SCHEMA_FILES", "schema_name", "validate_message", "validator"]
 
-SCHEMA_FILES = ("status.json", "telemetry.json", "device-status.json", "gap.json", "alarm.json")
+SCHEMA_FILES = (
+    "status.json",
+    "telemetry.json",
+    "device-status.json",
+    "gap.json",
+    "alarm.json",
+    "cmd-result.json",
+    "audit.json",
+)
 
 
 @functools.cache
@@ -42,6 +53,10 @@ def schema_name(suffix: str) -> str | None:
         return "status.json"
     if parts == ["gap"]:
         return "gap.json"
+    if parts == ["audit"]:
+        return "audit.json"
+    if len(parts) == 2 and parts[0] == "cmd-result" and parts[1]:
+        return "cmd-result.json"
     if len(parts) == 2 and parts[0] == "telemetry" and parts[1]:
         return "telemetry.json"
     if len(parts) == 2 and parts[0] == "alarm" and parts[1]:

@@ -1,0 +1,325 @@
+"""Ed25519 signatures over commands: the canonical form, key ids, key files and signing.
+
+The canonical form (docs/commands.md, "Canonical form") is RFC 8785 (JCS) restricted to the
+values a command can hold: objects with string keys, arrays, strings (valid Unicode, no lone
+surrogates), integers within ±(2**53 - 1), ``true``, ``false`` and ``null``. Floats are not
+part of it (JCS would print them through ECMAScript's number formatting, which no Python
+library reproduces by default), so a command never carries one. For that subset JCS is:
+
+- no whitespace; object members sorted by their keys as UTF-16 code units;
+- strings as in ``json.dumps(s, ensure_ascii=False)``: only ``"``, ``\\`` and the control
+  characters U+0000..U+001F are escaped (``\\b \\t \\n \\f \\r`` short forms, the others as
+  ``\\u00xx`` in lowercase hex), everything else is written as itself in UTF-8;
+- integers in plain decimal.
+
+The signed bytes are the UTF-8 of the command object *without* its ``sig`` member in that form.
+``kid`` is inside the signed bytes, so a signature cannot be moved to another key id.
+
+Key ids are the first 16 hex digits of SHA-256 over the 32 raw bytes of the public key, so the
+platform and every gateway compute the same id from the key alone. Only the platform holds a
+private key; a gateway holds public keys, so a gateway taken apart cannot sign commands.
+
+Errors: ``canonical``, ``sign`` and ``make_command`` raise ``ValueError`` on a value outside the
+format; the key loaders raise ``ConfigError`` naming the file; ``keygen`` raises
+``FileExistsError`` rather than overwrite a key and ``OSError`` when it cannot write.
+"""
+
+import base64
+import hashlib
+import json
+import os
+import re
+import secrets
+import stat
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from pydantic import ValidationError
+
+from gateway.commands.model import (
+    ARGS,
+    DEFAULT_MAX_LIFETIME,
+    ID_PATTERN,
+    MAX_INT,
+    NAME_PATTERN,
+    NAMES,
+    NONCE_PATTERN,
+    VERSION,
+)
+from gateway.errors import ConfigError
+
+MAX_DEPTH: Final = 16  # nesting the canonical form accepts; a command needs 2
+SIGNATURE_CHARS: Final = 86  # base64url without padding of a 64-byte Ed25519 signature
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+# -- canonical form ---------------------------------------------------------------------------
+
+
+def canonical(command: Mapping[str, Any]) -> bytes:
+    """The bytes a signature covers: ``command`` without ``sig``, in the canonical form.
+
+    Raises:
+        ValueError: a value outside the canonical subset (a float, a too large integer, a
+            lone surrogate, a non-string key, nesting deeper than ``MAX_DEPTH``).
+    """
+    return _encode({k: v for k, v in command.items() if k != "sig"}, 0).encode("utf-8")
+
+
+def _encode(value: object, depth: int) -> str:
+    if depth > MAX_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is int:
+        if not -MAX_INT <= value <= MAX_INT:
+            raise ValueError(f"integer {value} is outside ±(2**53 - 1)")
+        return str(value)
+    if type(value) is str:
+        return _string(value)
+    if isinstance(value, Mapping):
+        for key in value:
+            if type(key) is not str:
+                raise ValueError(f"object key {key!r} is not a string")
+        members = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
+        return "{" + ",".join(f"{_string(k)}:{_encode(v, depth + 1)}" for k, v in members) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(v, depth + 1) for v in value) + "]"
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} is a float: commands carry integers only")
+    raise ValueError(f"a {type(value).__name__} has no canonical JSON form")
+
+
+def _string(text: str) -> str:
+    if _SURROGATE.search(text):
+        raise ValueError("a string holds a lone surrogate (not valid Unicode)")
+    return json.dumps(text, ensure_ascii=False)
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding (RFC 4648 §5), as the ``sig`` field carries it."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+# -- keys -------------------------------------------------------------------------------------
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """The first 16 hex digits of SHA-256 over the key's 32 raw bytes."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFiles:
+    """What ``keygen`` wrote."""
+
+    private: Path  # PEM PKCS#8, mode 0600: stays on the platform
+    public: Path  # PEM SubjectPublicKeyInfo: goes to every gateway
+    kid: str
+
+
+def keygen(out_dir: Path, name: str = "platform") -> KeyFiles:
+    """Make a key pair: ``<name>.key`` (private, mode 0600) and ``<name>.pub`` in ``out_dir``.
+
+    ``out_dir`` is created (mode 0700) if missing. Existing files are never overwritten.
+
+    Raises:
+        ValueError: ``name`` is not a plain file name (letters, digits, ``_ . -``).
+        FileExistsError: either file exists already.
+        OSError: the files could not be written.
+    """
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ValueError(f"key name {name!r}: letters, digits, '_', '.', '-' (at most 63)")
+    private_path, public_path = out_dir / f"{name}.key", out_dir / f"{name}.pub"
+    for path in (private_path, public_path):
+        if path.exists():
+            raise FileExistsError(f"{path} exists; not overwriting a key")
+    key = Ed25519PrivateKey.generate()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _write_new(private_path, private_pem, 0o600)
+    try:
+        _write_new(public_path, public_pem, 0o644)
+    except OSError:
+        private_path.unlink(missing_ok=True)
+        raise
+    return KeyFiles(private_path, public_path, key_id(key.public_key()))
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> None:
+    # O_EXCL: never follow or replace something that appeared since the check above
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(fd, mode)  # the umask may have taken bits off the public key's mode
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def load_private_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 private key in PEM file ``path`` (unencrypted PKCS#8).
+
+    Raises:
+        ConfigError: unreadable, readable by group or others, not PEM, or not Ed25519.
+    """
+    try:
+        mode = path.stat().st_mode
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            raise ConfigError(
+                [
+                    f"{path}: private key is readable by group or others"
+                    f" (mode {stat.S_IMODE(mode):o}); run: chmod 600 {path}"
+                ]
+            )
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the private key: {exc.strerror}"]) from exc
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ConfigError([f"{path}: not an unencrypted PEM private key"]) from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError([f"{path}: a {type(key).__name__}, not an Ed25519 private key"])
+    return key
+
+
+def load_public_key(path: Path) -> Ed25519PublicKey:
+    """The Ed25519 public key in PEM file ``path`` (SubjectPublicKeyInfo).
+
+    Raises:
+        ConfigError: unreadable, not PEM, or not Ed25519.
+    """
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read the public key: {exc.strerror}"]) from exc
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise ConfigError([f"{path}: not a PEM public key"]) from exc
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError([f"{path}: a {type(key).__name__}, not an Ed25519 public key"])
+    return key
+
+
+def load_public_keys(paths: Iterable[Path]) -> dict[str, Ed25519PublicKey]:
+    """The keys in ``paths`` by key id, for ``Verifier``; during a rotation, old and new.
+
+    Raises:
+        ConfigError: listing every file that failed, an empty list, or the same key twice.
+    """
+    keys: dict[str, Ed25519PublicKey] = {}
+    errors: list[str] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        try:
+            key = load_public_key(path)
+        except ConfigError as exc:
+            errors += exc.errors
+            continue
+        kid = key_id(key)
+        if kid in seen:
+            errors.append(f"{path}: the same key as {seen[kid]} (key id {kid})")
+            continue
+        seen[kid] = path
+        keys[kid] = key
+    if not keys and not errors:
+        errors.append("no command public key configured")
+    if errors:
+        raise ConfigError(errors)
+    return keys
+
+
+# -- making and signing commands ---------------------------------------------------------------
+
+
+def make_command(
+    name: str,
+    args: Mapping[str, Any],
+    *,
+    site_id: str,
+    gateway_id: str,
+    now: float,
+    ttl: int = DEFAULT_MAX_LIFETIME,
+    command_id: str | None = None,
+    nonce: str | None = None,
+) -> dict[str, Any]:
+    """An unsigned command, valid from ``int(now)`` for ``ttl`` seconds; pass it to ``sign``.
+
+    ``command_id`` defaults to a random UUID, ``nonce`` to 128 random bits in base64url.
+
+    Raises:
+        ValueError: an unknown name, arguments its schema refuses, a bad id, nonce or ttl.
+    """
+    if name not in NAMES:
+        raise ValueError(f"unknown command {name!r}: one of {', '.join(NAMES)}")
+    try:
+        ARGS[name].model_validate(dict(args), strict=True)
+    except ValidationError as exc:
+        raise ValueError(f"arguments of {name}: {describe(exc)}") from None
+    for label, value in (("site id", site_id), ("gateway id", gateway_id)):
+        if not re.fullmatch(NAME_PATTERN, value):
+            raise ValueError(f"{label} {value!r}: letters, digits, '_', '.', '-' (at most 63)")
+    command_id = str(uuid.uuid4()) if command_id is None else command_id
+    if not re.fullmatch(ID_PATTERN, command_id):
+        raise ValueError(f"command id {command_id!r}: 1-64 of letters, digits, '_', '.', '-'")
+    nonce = secrets.token_urlsafe(16) if nonce is None else nonce
+    if not re.fullmatch(NONCE_PATTERN, nonce):
+        raise ValueError(f"nonce {nonce!r}: 16-64 of letters, digits, '_', '-'")
+    if type(ttl) is not int or ttl < 1:
+        raise ValueError(f"ttl {ttl!r}: a positive number of seconds")
+    iat = int(now)
+    return {
+        "v": VERSION,
+        "id": command_id,
+        "name": name,
+        "target": {"site_id": site_id, "gateway_id": gateway_id},
+        "args": dict(args),
+        "iat": iat,
+        "exp": iat + ttl,
+        "nonce": nonce,
+    }
+
+
+def sign(private_key: Ed25519PrivateKey, command: Mapping[str, Any]) -> dict[str, Any]:
+    """``command`` with ``kid`` (of ``private_key``) and ``sig`` set; any old ``sig`` replaced.
+
+    Raises:
+        ValueError: ``command`` names another ``kid``, or holds a value outside the canonical
+            form (see ``canonical``).
+    """
+    kid = key_id(private_key.public_key())
+    if command.get("kid", kid) != kid:
+        raise ValueError(f"command names key {command['kid']!r}, the signing key is {kid!r}")
+    body = {k: v for k, v in command.items() if k != "sig"}
+    body["kid"] = kid
+    return {**body, "sig": b64url(private_key.sign(canonical(body)))}
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation error as one short line: ``seconds: Input should be ...; door: ...``."""
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False)[:4]:
+        where = ".".join(str(p) for p in err["loc"]) or "args"
+        parts.append(f"{clip(where)}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters, for messages that quote untrusted input."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
