@@ -33,13 +33,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import throughput as tp
 import yaml
 
 HERE = Path(__file__).resolve()
 REPO = HERE.parents[1]
-sys.path.insert(0, str(REPO))
-
-from bench import throughput as tp  # noqa: E402  (after the path fix, like the other benches)
 
 
 def config(tmp: Path, broker: int, influx_url: str, sim_ports: list[int], devices: int) -> Path:
@@ -161,6 +159,7 @@ def run(args: argparse.Namespace) -> int:
         broker.start()
         influx_url = f"http://127.0.0.1:{tp.free_port()}"
         if shutil.which("victoria-metrics"):
+            sys.path.insert(0, str(REPO))  # the tests' VictoriaMetrics runner
             from tests.support.victoria import VictoriaMetrics
 
             vm = VictoriaMetrics(tmp / "vm")

@@ -12,11 +12,14 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from drivers.doors.terminals import DoorTerminals
 from drivers.gpio import GpioInputs, GpioOutputs, GpioUnavailable, pattern_for
 from drivers.modbus.bus import Bus
 from drivers.modbus.device import ModbusDevice
 from drivers.mqtt.buttons import MqttButtons
+from gateway.access import AccessEvent
 from gateway.clock import Clock
+from gateway.config.doors import DoorTerminalConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.models import Config
 from gateway.config.mqtt_devices import MqttButtonConfig
@@ -27,9 +30,10 @@ log = logging.getLogger(__name__)
 
 
 class AlarmInputs(Protocol):
-    """What input drivers report to: the alarm engine."""
+    """What input drivers report to: the alarm engine (and the store, for door events)."""
 
     def contact(self, event: ContactEvent) -> None: ...
+    def access(self, event: AccessEvent) -> None: ...
     async def acknowledge_all(self, by: str) -> int: ...
     async def reset_all(self, by: str) -> int: ...
 
@@ -59,6 +63,7 @@ class DriverSet:
     closers: list[Callable[[], None]] = field(default_factory=list)
     probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
     rejects: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
+    doors: dict[str, DoorTerminals] = field(default_factory=dict)  # door id -> its terminals
 
     def close(self) -> None:
         """Release every connection and port."""
@@ -95,6 +100,32 @@ def build_mqtt_buttons(cfg: Config, clock: Clock, out: DriverSet) -> None:
     out.streams.append(("driver:mqtt_buttons", run))
     out.probes["local_broker:buttons"] = component.connected.is_set
     out.rejects["mqtt_buttons"] = lambda: dict(component.rejected)
+
+
+def build_door_terminals(cfg: Config, clock: Clock, out: DriverSet) -> None:
+    """One subscriber on the local broker for every door terminal."""
+    terminals = [d for d in cfg.devices if isinstance(d, DoorTerminalConfig)]
+    assert cfg.local_broker is not None
+    assert cfg.privacy is not None
+    site, gateway = cfg.gateway.site_id, cfg.gateway.gateway_id
+    component = DoorTerminals(
+        cfg.local_broker,
+        terminals,
+        cfg.privacy.pseudonymiser(site),
+        cfg.store.path.with_name(cfg.store.path.name + ".door-ids.json"),
+        # not the buttons' client id: two sessions with one id throw each other off
+        client_id=cfg.local_broker.client_id_for(site, gateway) + "-doors",
+        clock=clock,
+        profile_dirs=cfg.profile_dirs,
+    )
+
+    async def run(inputs: AlarmInputs) -> None:
+        await component.run(inputs.access)
+
+    out.streams.append(("driver:door_terminals", run))
+    out.probes["local_broker:doors"] = component.connected.is_set
+    out.rejects["door_terminals"] = lambda: dict(component.rejected)
+    out.doors |= {door.id: component for t in terminals for door in t.doors}
 
 
 def build_gpio(cfg: Config, clock: Clock, out: DriverSet) -> None:
@@ -143,6 +174,7 @@ BUILDERS: dict[str, Callable[[Config, Clock, DriverSet], None]] = {
     "modbus": build_modbus,
     "mqtt_button": build_mqtt_buttons,
     "gpio": build_gpio,
+    "door_terminal": build_door_terminals,
 }
 
 
@@ -174,6 +206,16 @@ def groups(cfg: Config) -> list[tuple[str, str, Config]]:
             [str(p) for p in cfg.profile_dirs],
         )
         out.append(("mqtt_buttons", key, sub))
+    terminals = [d for d in cfg.devices if d.kind == "door_terminal"]
+    if terminals:
+        sub = cfg.model_copy(update={"buses": [], "devices": terminals})
+        key = dump(
+            cfg.local_broker.model_dump(mode="json") if cfg.local_broker else None,
+            cfg.privacy.model_dump(mode="json") if cfg.privacy else None,
+            [d.model_dump(mode="json") for d in terminals],
+            [str(p) for p in cfg.profile_dirs],
+        )
+        out.append(("door_terminals", key, sub))
     for dev in cfg.devices:
         if dev.kind == "gpio":
             sub = cfg.model_copy(update={"buses": [], "devices": [dev]})

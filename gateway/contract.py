@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from gateway.messages import DeviceStatus, Lane, Record, Sample
 
 if TYPE_CHECKING:
+    from gateway.access import AccessEvent
     from gateway.alarms.model import Transition
 
 SCHEMA_VERSION = 1
@@ -147,3 +148,34 @@ def alarm_record(t: "Transition", synced: bool) -> Record:
     )
     ts = a.history[-1][0] if a.history else a.raised_at
     return Record(Lane.ALARM, f"alarm/{a.id}", body, ts, synced, a.device)
+
+
+def access_record(ev: "AccessEvent", synced: bool) -> Record:
+    """A door-terminal event on ``event/<terminal>`` in the event lane.
+
+    A personal event (it names a pseudonymised person or a snapshot) carries its retention:
+    the store purges it then, delivered or not.
+    """
+    body = _dumps(
+        {
+            "device": ev.device,
+            "door": ev.door or None,
+            "kind": ev.kind,
+            "reason": ev.reason or None,
+            "credential": ev.credential,
+            "person": ev.person or None,
+            "person_previous": ev.person_previous or None,
+            "snapshot_ref": ev.snapshot_ref or None,
+            "event_id": ev.event_id or None,
+            "terminal_ts": None if ev.terminal_ts is None else iso(ev.terminal_ts),
+            "gateway_ts": iso(ev.gateway_ts),
+            "skew_s": None if ev.skew is None else round(ev.skew, 3),
+            "skew_flagged": ev.skew_flagged,
+            "data_class": ev.data_class,
+            "retention_s": ev.retention,
+        }
+    )
+    expires = ev.gateway_ts + ev.retention if ev.retention is not None else None
+    return Record(
+        Lane.EVENT, f"event/{ev.device}", body, ev.gateway_ts, synced, ev.device, expires=expires
+    )

@@ -25,9 +25,12 @@ from gateway import systemd
 from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
 from gateway.clock import Clock, SystemClock
 from gateway.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
+from gateway.config.alarms import ContactRuleConfig
+from gateway.config.doors import DoorTerminalConfig
 from gateway.config.models import Config
 from gateway.contract import Identity, status_record, telemetry_record
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, TransientError
+from gateway.inputs import Inputs
 from gateway.messages import DeviceStatus, Lane, Sample
 from gateway.notify import Notifier
 from gateway.poller import Poller
@@ -160,6 +163,12 @@ class Runtime:
                 Component("monitor", SERVICES, _key(_dump(cfg.monitor)),
                           lambda: self._run_monitor(cfg))
             )  # fmt: skip
+        routes = escape_routes(cfg)
+        if routes:
+            out.append(
+                Component("linkage", ALARMS, _key(routes, _dump(cfg.alarms)),
+                          lambda: self._run_linkage(cfg, routes))
+            )  # fmt: skip
         for name, key, sub in groups(cfg):
             out.append(Component(name, INPUTS, key, _bind(self._run_drivers, name, sub)))
         return out
@@ -209,6 +218,35 @@ class Runtime:
         finally:
             self.commands = None
 
+    async def _run_linkage(self, cfg: Config, routes: list[str]) -> None:
+        from gateway.linkage import FireLinkage
+
+        assert self.store is not None
+        assert self.alarms is not None
+        assert self._synced is not None
+        engine = self.alarms
+        fire_rules = {
+            r.id for r in cfg.alarms.rules if isinstance(r, ContactRuleConfig) and r.type == "fire"
+        }
+
+        def fire_alarms() -> list[str]:
+            return [a.id for a in engine.open_alarms() if a.rule in fire_rules]
+
+        async def unlock(door: str, seconds: int, why: str) -> None:
+            terminals = self.door_for(door)
+            if terminals is None:
+                raise TransientError(f"door {door} has no running terminal driver")
+            await terminals.unlock(door, seconds, why)
+
+        linkage = FireLinkage(routes, unlock, fire_alarms, self.store.add, self.clock, self._synced)
+        self.linkage = linkage
+        engine.listeners.append(linkage.wake)
+        try:
+            await linkage.run()
+        finally:
+            engine.listeners.remove(linkage.wake)
+            self.linkage = None
+
     def door_for(self, door: str) -> Any:
         """The door-terminal component that drives ``door``, or None."""
         return self.doors.get(door)
@@ -251,6 +289,7 @@ class Runtime:
         assert self._synced is not None
         drivers = build(cfg, self.clock)
         emitter = StoreEmitter(self.store, self._synced, self.alarms)
+        inputs = Inputs(self.alarms, self.store.add, self._synced)
         pollers = [Poller(d, s, emitter, self.clock) for d, s in drivers.polled]
         try:
             async with AsyncExitStack() as stack:
@@ -261,6 +300,7 @@ class Runtime:
                 self.parts.probes[name] = dict(drivers.probes)
                 self.parts.rejects[name] = dict(drivers.rejects)
                 self._outputs[name] = list(drivers.outputs)
+                self.doors |= drivers.doors
                 for output in drivers.outputs:  # a restarted siren resumes the current pattern
                     output(self._severity)
                 async with asyncio.TaskGroup() as tg:
@@ -268,8 +308,10 @@ class Runtime:
                         label = f"driver:{p.driver.id}"
                         tg.create_task(supervise(label, p.run), name=label)
                     for label, run in drivers.streams:
-                        tg.create_task(supervise(label, _bind(run, self.alarms)), name=label)
+                        tg.create_task(supervise(label, _bind(run, inputs)), name=label)
         finally:
+            for door in drivers.doors:
+                self.doors.pop(door, None)
             self.parts.pollers.pop(name, None)
             self.parts.probes.pop(name, None)
             self.parts.rejects.pop(name, None)
@@ -403,6 +445,17 @@ class Runtime:
         finally:
             await store.close()
         log.info("stopped cleanly")
+
+
+def escape_routes(cfg: Config) -> list[str]:
+    """Ids of the doors configured as escape routes."""
+    return [
+        door.id
+        for dev in cfg.devices
+        if isinstance(dev, DoorTerminalConfig)
+        for door in dev.doors
+        if door.escape_route
+    ]
 
 
 def _bind(fn: Any, *args: Any) -> Any:

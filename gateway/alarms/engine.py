@@ -104,6 +104,7 @@ class AlarmEngine:
         self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent] = asyncio.Queue()
         self._siren: str | None = None
         self._silenced: set[str] = set()  # alarm ids whose siren was silenced, unacknowledged
+        self.listeners: list[Callable[[], None]] = []  # told after every committed change
         self.ready = asyncio.Event()
         # time to acknowledge per severity, for the metrics: (acknowledged alarms, seconds)
         self.acked: dict[str, tuple[int, float]] = {}
@@ -241,6 +242,7 @@ class AlarmEngine:
     async def _commit(self, transitions: Sequence[Transition]) -> None:
         if not transitions:
             return
+        self._tell_listeners()
         for t in transitions:
             ack = t.alarm.time_to_ack
             if ack is not None and t.previous in UNACKED:  # this transition acknowledged it
@@ -310,6 +312,11 @@ class AlarmEngine:
             )
         if any(d.ok for d in results):
             await self._commit(self.lifecycle.notified(alarm.id, wall))
+
+    def _tell_listeners(self) -> None:
+        loop = asyncio.get_running_loop()
+        for listener in self.listeners:  # after this commit is done: they may look at alarms
+            loop.call_soon(listener)
 
     def silence(self) -> int:
         """Stop the siren for the alarms sounding now without acknowledging them.

@@ -12,14 +12,25 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway.config.doors import (
+    DoorTerminalConfig,
+    check_mapping,
+    check_terminals,
+    resolve_door_payload,
+)
 from gateway.config.modbus import PointConfig
 from gateway.config.models import Config
-from gateway.config.mqtt_devices import MqttButtonConfig, check_buttons, resolve_payload
+from gateway.config.mqtt_devices import (
+    MqttButtonConfig,
+    check_buttons,
+    filters_overlap,
+    resolve_payload,
+)
 from gateway.errors import ConfigError
 
 BUILTIN_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
 _UNION_TAGS = frozenset(
-    {"modbus", "modbus_tcp", "modbus_rtu", "gpio", "mqtt_button"}
+    {"modbus", "modbus_tcp", "modbus_rtu", "gpio", "mqtt_button", "door_terminal"}
     | {"threshold", "contact", "offline", "sensor_fault"}
 )
 
@@ -195,7 +206,42 @@ def check_references(cfg: Config) -> list[str]:
                 f" on bus {dev.bus!r} ({bus.timeout} s x {bus.retries + 1} attempts)"
             )
         problems += _check_points(dev.points, where, dev.max_block)
-    return problems + _check_buttons(cfg) + _check_alarm_refs(cfg, set(devices))
+    doors = {d.id for dev in cfg.devices if dev.kind == "door_terminal" for d in dev.doors}
+    known = set(devices) | doors  # a door alarm names the door
+    return problems + _check_buttons(cfg) + _check_doors(cfg) + _check_alarm_refs(cfg, known)
+
+
+def _check_doors(cfg: Config) -> list[str]:
+    """Door terminals: a local broker, a privacy key, distinct ids and topics, mappings."""
+    indexed = [(i, d) for i, d in enumerate(cfg.devices) if isinstance(d, DoorTerminalConfig)]
+    if not indexed:
+        return []
+    first = f"devices[{indexed[0][0]}]"
+    problems: list[str] = []
+    if cfg.local_broker is None:
+        problems.append(f"{first}: a door_terminal needs a 'local_broker' section")
+    if cfg.privacy is None:
+        problems.append(
+            f"{first}: a door_terminal needs a 'privacy' section (the key that pseudonymises"
+            " resident ids)"
+        )
+    problems += check_terminals([d for _, d in indexed], [f"devices[{i}]" for i, _ in indexed])
+    buttons = [d for d in cfg.devices if isinstance(d, MqttButtonConfig)]
+    for i, term in indexed:
+        for button in buttons:
+            if filters_overlap(term.topic, button.topic):
+                problems.append(
+                    f"devices[{i}].topic: {term.topic!r} overlaps button {button.id}"
+                    f" ({button.topic!r})"
+                )
+        try:
+            problems += [
+                f"devices[{i}]: {p}"
+                for p in check_mapping(term, resolve_door_payload(term, list(cfg.profile_dirs)))
+            ]
+        except ConfigError as exc:
+            problems += [f"devices[{i}].profile: {e}" for e in exc.errors]
+    return problems
 
 
 def _check_buttons(cfg: Config) -> list[str]:
@@ -307,6 +353,10 @@ _PATH_KEYS = {
     ("local_broker", "tls", "cert_file"),
     ("local_broker", "tls", "key_file"),
     ("channels", "*", "url_file"),
+    ("commands", "public_keys"),
+    ("commands", "replay_cache"),
+    ("privacy", "key_file"),
+    ("privacy", "previous_key_file"),
     ("store", "path"),
     ("upstream", "mqtt", "password_file"),
     ("upstream", "mqtt", "tls", "ca_file"),
@@ -325,6 +375,15 @@ def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
             else:
                 nodes = [n.get(key) for n in nodes if isinstance(n, dict)]
         for node in nodes:
-            if isinstance(node, dict) and isinstance(node.get(keys[-1]), str):
-                value = Path(node[keys[-1]]).expanduser()
-                node[keys[-1]] = str(value if value.is_absolute() else base / value)
+            if not isinstance(node, dict):
+                continue
+            value = node.get(keys[-1])
+            if isinstance(value, str):
+                node[keys[-1]] = _absolute(value, base)
+            elif isinstance(value, list):  # a list of paths (public keys)
+                node[keys[-1]] = [_absolute(v, base) if isinstance(v, str) else v for v in value]
+
+
+def _absolute(value: str, base: Path) -> str:
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else base / path)

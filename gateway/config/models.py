@@ -10,6 +10,7 @@ from gateway.config.api import ApiConfig
 from gateway.config.base import Model, Name
 from gateway.config.broker import BrokerConfig
 from gateway.config.commands import CommandsConfig
+from gateway.config.doors import DoorTerminalConfig, PrivacyConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.influx import InfluxConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
@@ -19,7 +20,8 @@ from gateway.config.notify import ChannelConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).
 DeviceConfig = Annotated[
-    ModbusDeviceConfig | MqttButtonConfig | GpioDeviceConfig, Field(discriminator="kind")
+    ModbusDeviceConfig | MqttButtonConfig | GpioDeviceConfig | DoorTerminalConfig,
+    Field(discriminator="kind"),
 ]
 
 
@@ -122,6 +124,9 @@ class Config(Model):
     )
     api: ApiConfig | None = Field(
         None, description="Local alarm API for the staff console and 'cgw alarms'; off if omitted"
+    )
+    privacy: PrivacyConfig | None = Field(
+        None, description="The per-site key that pseudonymises resident ids (door terminals)"
     )
     commands: CommandsConfig | None = Field(
         None, description="Signed commands from the platform on cmd/<name>; off if omitted"

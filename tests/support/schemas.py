@@ -10,6 +10,7 @@ The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 ``alarm/<id>``             ``alarm.json``
 ``cmd-result/<id>``        ``cmd-result.json``
 ``audit``                  ``audit.json``
+``event/<dev>``            ``access-event.json``
 =========================  ======================
 
 ``validate_message`` also checks that a ``<dev>`` in the topic is the payload's ``device``.
@@ -34,6 +35,7 @@ SCHEMA_FILES = (
     "alarm.json",
     "cmd-result.json",
     "audit.json",
+    "access-event.json",
 )
 
 
@@ -55,6 +57,8 @@ def schema_name(suffix: str) -> str | None:
         return "gap.json"
     if parts == ["audit"]:
         return "audit.json"
+    if len(parts) == 2 and parts[0] == "event" and parts[1]:
+        return "access-event.json"
     if len(parts) == 2 and parts[0] == "cmd-result" and parts[1]:
         return "cmd-result.json"
     if len(parts) == 2 and parts[0] == "telemetry" and parts[1]:
