@@ -69,6 +69,16 @@ async def wait_health(
     raise AssertionError(f"health never matched; last: {last}")
 
 
+async def wait_metrics(url: str, predicate: Callable[[str], bool]) -> str:
+    """Poll ``/metrics`` (another process's server) until ``predicate(text)`` holds."""
+    async with asyncio.timeout(20):
+        while True:
+            status, text = await get(url + "/metrics")
+            if status == 200 and predicate(text):
+                return text
+            await asyncio.sleep(0.1)  # bounded poll of another process's endpoint
+
+
 def metric(text: str, name: str, **labels: str) -> float:
     """The value of one sample in a Prometheus text exposition (fails if absent)."""
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
@@ -105,8 +115,9 @@ async def test_health_metrics_and_status_follow_the_uplink(
         assert health["uplink"] == "up"
         assert set(health["components"]) == {"store", "alarms", "sink:mqtt"}
 
-        status, text = await get(url + "/metrics")
-        assert status == 200
+        text = await wait_metrics(
+            url, lambda t: metric(t, "cgw_sink_delivered_total", sink="mqtt") > 0
+        )
         assert metric(text, "cgw_device_polls_total", device="dev-1") > 0
         assert metric(text, "cgw_device_online", device="dev-2") == 1
         assert metric(text, "cgw_sink_connected", sink="mqtt") == 1
