@@ -45,7 +45,7 @@ from pathlib import Path
 import aiomqtt
 
 from drivers.doors.mapping import REASONS, Heartbeat, Reject, Terminal, parse, unlock_payload
-from drivers.mqtt.dedup import DedupCache, DedupFile
+from drivers.mqtt.dedup import DedupMemory
 from gateway.access import AccessEvent, DoorPolicy, DoorTracker, TerminalWatch
 from gateway.aio import raise_if_cancelling
 from gateway.backoff import Backoff
@@ -62,7 +62,6 @@ from gateway.errors import ConfigError, PermanentError, TransientError
 from gateway.privacy import Pseudonymiser
 
 log = logging.getLogger(__name__)
-SAVE_EVERY = 1.0  # seconds between two writes of the dedup file, at most
 LOGGED_MAX = 1024  # (reason, terminal) pairs remembered for log-once
 MAX_UNLOCK = 3600  # seconds a door may be unlocked by one command
 Emit = Callable[[AccessEvent], None]
@@ -74,50 +73,6 @@ class NotConnected(TransientError):
 
 class UnlockRefused(PermanentError):
     """The unlock can never be delivered as asked (unknown door, no command topic, bad args)."""
-
-
-class _Memory:
-    """Event ids delivered, per config: bounded caches, saved to one file (as for buttons)."""
-
-    def __init__(self, path: Path, windows: dict[str, tuple[float, int]], clock: Clock) -> None:
-        self.file = DedupFile(path)
-        self.clock = clock
-        self.caches = {cid: DedupCache(w, size) for cid, (w, size) in windows.items()}
-        for cid, entries in self.file.load().items():
-            if cid in self.caches:  # a config since removed is forgotten
-                self.caches[cid].restore(entries, clock.wall())
-        self._timer: asyncio.TimerHandle | None = None
-        self._saved_at = float("-inf")  # loop time of the last write
-        self._failing = False
-
-    def save_soon(self) -> None:
-        """Write at once if the last write is old, else coalesce a storm into one write."""
-        if self._timer is None:
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, self._saved_at + SAVE_EVERY - loop.time())
-            self._timer = loop.call_later(delay, self.save)
-
-    def save(self) -> None:
-        """Write the caches now; a failure is logged once and dedup goes on in memory."""
-        self._timer = None
-        self._saved_at = asyncio.get_running_loop().time()
-        now = self.clock.wall()
-        try:
-            self.file.save({cid: c.entries(now) for cid, c in self.caches.items()})
-        except OSError as exc:
-            if not self._failing:
-                log.warning("cannot write dedup file %s: %s", self.file.path, exc)
-                self._failing = True
-            return
-        if self._failing:
-            log.info("dedup file %s written again", self.file.path)
-            self._failing = False
-
-    def close(self) -> None:
-        """Cancel a pending write and write now."""
-        if self._timer is not None:
-            self._timer.cancel()
-        self.save()
 
 
 class DoorTerminals:
@@ -174,7 +129,7 @@ class DoorTerminals:
             for t in self.terminals
         ]
         windows = {t.cfg.id: (t.cfg.dedup_window, t.cfg.dedup_size) for t in self.terminals}
-        self._memory = _Memory(dedup_path, windows, self.clock)
+        self._memory = DedupMemory(dedup_path, windows, self.clock)
 
     def online(self, terminal: str) -> bool | None:
         """Whether ``terminal`` is online; None before its first message or timeout."""

@@ -10,9 +10,9 @@ Contract:
 - Each message is mapped by ``mapping.parse`` (size limit, UTF-8, JSON, the button's mapping)
   and then checked against the button's dedup cache by ``(device, event_id, active)``. A new
   event is passed to ``emit`` (synchronously, in order of arrival) and only then remembered;
-  the memory is written to ``dedup_path`` right after (storms coalesced to one write per
-  ``SAVE_EVERY`` seconds) and on stop, so a restart does not re-alarm a replayed event. A crash
-  before the write forgets the latest ids: a replay may then alarm twice, never not at all.
+  the memory is written to ``dedup_path`` right after (``DedupMemory`` coalesces storms)
+  and on stop, so a restart does not re-alarm a replayed event. A crash before the write
+  forgets the latest ids: a replay may then alarm twice, never not at all.
 - Bad input never ends the loop: every reject is counted in ``rejected[reason]`` and logged at
   WARNING once per (reason, device), with at most 200 characters of the payload.
 - Anything else (a bug, ``emit`` raising) propagates. ``connected`` is set while subscribed.
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from drivers.mqtt.dedup import DedupCache, DedupFile
+from drivers.mqtt.dedup import DedupMemory
 from drivers.mqtt.mapping import REASONS, Button, Reject, parse
 from gateway.aio import raise_if_cancelling
 from gateway.backoff import Backoff
@@ -48,7 +48,6 @@ from gateway.errors import ConfigError
 from gateway.messages import ContactEvent
 
 log = logging.getLogger(__name__)
-SAVE_EVERY = 1.0  # seconds between two writes of the dedup file, at most
 LOGGED_MAX = 1024  # (reason, device) pairs remembered for log-once; more are counted silently
 SHOWN = 200  # payload characters a reject log shows
 
@@ -83,15 +82,8 @@ class MqttButtons:
         self._logged: set[tuple[str, str]] = set()
         self._password = read_secret(broker.password_file) if broker.password_file else None
         self._tls = broker.tls.client_context() if broker.tls else None
-        self._file = DedupFile(dedup_path)
-        self._caches = {b.id: DedupCache(b.dedup_window, b.dedup_size) for b in buttons}
-        now = self.clock.wall()
-        for button_id, entries in self._file.load().items():
-            if button_id in self._caches:  # a button since removed from the config is forgotten
-                self._caches[button_id].restore(entries, now)
-        self._save_timer: asyncio.TimerHandle | None = None
-        self._saved_at = float("-inf")  # loop time of the last write
-        self._save_failing = False
+        windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons}
+        self._memory = DedupMemory(dedup_path, windows, self.clock)
 
     def _client(self) -> aiomqtt.Client:
         return aiomqtt.Client(
@@ -114,10 +106,7 @@ class MqttButtons:
         try:
             await self._connect_loop(emit)
         finally:
-            if self._save_timer is not None:
-                self._save_timer.cancel()
-                self._save_timer = None
-            self._save()
+            self._memory.close()
 
     async def _connect_loop(self, emit: Callable[[ContactEvent], None]) -> None:
         backoff = Backoff(0.5, self.broker.reconnect_max)
@@ -166,7 +155,7 @@ class MqttButtons:
         try:
             button, event = parse(self.buttons, topic, payload, self.clock.wall())
             key = (event.device, event.event_id, event.active)
-            cache = self._caches[button.cfg.id]
+            cache = self._memory.caches[button.cfg.id]
             if event.event_id and cache.seen(key, event.ts):
                 detail = f"event id {event.event_id[:64]!r} already delivered"
                 raise Reject("duplicate", detail, event.device)
@@ -177,7 +166,7 @@ class MqttButtons:
         self.delivered += 1
         if event.event_id:
             cache.add(key, event.ts)
-            self._schedule_save()
+            self._memory.save_soon()
 
     def _reject(self, rej: Reject, topic: str, payload: bytes) -> None:
         self.rejected[rej.reason] += 1
@@ -197,33 +186,6 @@ class MqttButtons:
             shown,
             extra={"device": rej.device, "reason": rej.reason},
         )
-
-    def _schedule_save(self) -> None:
-        """Write the memory soon: at once if the last write is old, else coalesce a storm."""
-        if self._save_timer is None:
-            loop = asyncio.get_running_loop()
-            delay = max(0.0, self._saved_at + SAVE_EVERY - loop.time())
-            self._save_timer = loop.call_later(delay, self._timed_save)
-
-    def _timed_save(self) -> None:
-        self._save_timer = None
-        self._save()
-
-    def _save(self) -> None:
-        self._saved_at = asyncio.get_running_loop().time()
-        now = self.clock.wall()
-        try:
-            self._file.save({bid: cache.entries(now) for bid, cache in self._caches.items()})
-        except OSError as exc:
-            if not self._save_failing:
-                log.warning(
-                    "cannot write dedup file %s: %s; dedup works in memory", self._file.path, exc
-                )
-                self._save_failing = True
-            return
-        if self._save_failing:
-            log.info("dedup file %s written again", self._file.path)
-            self._save_failing = False
 
 
 def _as_bytes(payload: object) -> bytes:

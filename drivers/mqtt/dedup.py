@@ -1,5 +1,5 @@
-"""Button events already delivered, remembered across restarts: a bounded, time-windowed cache
-per button, persisted in one small JSON file.
+"""Button and door events already delivered, remembered across restarts: a bounded,
+time-windowed cache per button or terminal config, persisted in one small JSON file.
 
 Invariants:
 - A cache holds at most ``size`` keys; when full, the oldest key goes first. The file holds
@@ -15,6 +15,7 @@ Invariants:
   only cause a duplicate alarm, never a lost one.
 """
 
+import asyncio
 import json
 import logging
 import math
@@ -23,12 +24,15 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gateway.clock import Clock
+
 log = logging.getLogger(__name__)
 
 Key = tuple[str, str, bool]  # device, event id, active
 Entry = tuple[Key, float]  # key, wall-clock time of its first delivery
 VERSION = 1
 MAX_FILE = 64 * 1024**2  # bytes; 100k entries of the longest ids fit well below
+SAVE_EVERY = 1.0  # seconds between two writes of the dedup file, at most
 
 
 class DedupCache:
@@ -158,3 +162,51 @@ class DedupFile:
             os.fsync(folder)  # make the rename itself durable
         finally:
             os.close(folder)
+
+
+class DedupMemory:
+    """Event ids delivered, per config id: bounded caches, saved to one file.
+
+    Writes are coalesced: at once if the last one is old, else one write per ``SAVE_EVERY``
+    seconds of a storm. A failing write is logged once; dedup goes on in memory.
+    """
+
+    def __init__(self, path: Path, windows: dict[str, tuple[float, int]], clock: Clock) -> None:
+        self.file = DedupFile(path)
+        self.clock = clock
+        self.caches = {cid: DedupCache(w, size) for cid, (w, size) in windows.items()}
+        for cid, entries in self.file.load().items():
+            if cid in self.caches:  # a config since removed is forgotten
+                self.caches[cid].restore(entries, clock.wall())
+        self._timer: asyncio.TimerHandle | None = None
+        self._saved_at = float("-inf")  # loop time of the last write
+        self._failing = False
+
+    def save_soon(self) -> None:
+        """Write at once if the last write is old, else coalesce a storm into one write."""
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._saved_at + SAVE_EVERY - loop.time())
+            self._timer = loop.call_later(delay, self.save)
+
+    def save(self) -> None:
+        """Write the caches now; a failure is logged once and dedup goes on in memory."""
+        self._timer = None
+        self._saved_at = asyncio.get_running_loop().time()
+        now = self.clock.wall()
+        try:
+            self.file.save({cid: c.entries(now) for cid, c in self.caches.items()})
+        except OSError as exc:
+            if not self._failing:
+                log.warning("cannot write dedup file %s: %s", self.file.path, exc)
+                self._failing = True
+            return
+        if self._failing:
+            log.info("dedup file %s written again", self.file.path)
+            self._failing = False
+
+    def close(self) -> None:
+        """Cancel a pending write and write now."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self.save()
