@@ -16,23 +16,26 @@ Checks that span terminals are in ``check_terminals``; those that need the resol
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Literal, Self
 
-import yaml
 from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
     JsonValue,
     StrictInt,
-    ValidationError,
     model_validator,
 )
 
 from gateway.access import Credential, DenyReason, Kind
 from gateway.config.base import Model, Name, SecretFile
-from gateway.config.mqtt_devices import JsonPath, StateValue, filters_overlap
-from gateway.errors import ConfigError
+from gateway.config.mqtt_devices import (
+    JsonPath,
+    StateValue,
+    filters_overlap,
+    find_mapping_profile,
+    load_mapping_profile,
+)
 from gateway.privacy import Pseudonymiser
 
 BUILTIN_DOOR_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "doors"
@@ -347,30 +350,11 @@ def check_mapping(cfg: DoorTerminalConfig, mapping: DoorPayloadMapConfig) -> lis
 
 # -- named payload mappings -----------------------------------------------------------------
 
-_PROFILE_KEYS = {"name", "description", "vendor", "notes", "example", "heartbeat_example"}
-
 
 def load_door_profile(path: Path) -> DoorPayloadMapConfig:
     """Read one door mapping file; raises ``ConfigError``."""
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError([f"{path}: cannot read: {exc}"]) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
-        raise ConfigError([f"{path}: a door profile is a mapping with a 'payload' mapping"])
-    problems = [f"{path}: {k}: unknown key" for k in data if k not in _PROFILE_KEYS | {"payload"}]
-    if data.get("name") != path.stem:
-        problems.append(f"{path}: name: must be {path.stem!r} (the file name)")
-    try:
-        mapping = DoorPayloadMapConfig.model_validate(data["payload"])
-    except ValidationError as exc:
-        problems += [
-            f"{path}: payload.{'.'.join(map(str, e['loc']))}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        ]
-    if problems:
-        raise ConfigError(problems)
-    return mapping
+    extra = frozenset({"heartbeat_example"})
+    return load_mapping_profile(path, DoorPayloadMapConfig, "door profile", extra)
 
 
 def resolve_door_payload(
@@ -380,10 +364,4 @@ def resolve_door_payload(
     if cfg.payload is not None:
         return cfg.payload
     assert cfg.profile is not None  # the model guarantees one of the two
-    searched = [*dirs, BUILTIN_DOOR_PROFILES]
-    for folder in searched:
-        candidate = folder / f"{cfg.profile}.yaml"
-        if candidate.is_file():
-            return load_door_profile(candidate)
-    where = ", ".join(str(d) for d in searched)
-    raise ConfigError([f"{cfg.id}.profile: unknown profile {cfg.profile!r} (searched {where})"])
+    return find_mapping_profile(cfg.id, cfg.profile, dirs, BUILTIN_DOOR_PROFILES, load_door_profile)

@@ -12,12 +12,13 @@ Checks that span several buttons (duplicate ids, overlapping topic filters) are 
 """
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, TypeVar
 
 import yaml
 from pydantic import (
+    BaseModel,
     Field,
     StringConstraints,
     ValidationError,
@@ -193,22 +194,33 @@ def check_buttons(
 
 # -- named payload mappings -----------------------------------------------------------------
 
-_PROFILE_KEYS = {"name", "description", "vendor", "notes", "example", "payload"}
+_PROFILE_KEYS = frozenset({"name", "description", "vendor", "notes", "example", "payload"})
+M = TypeVar("M", bound=BaseModel)
 
 
-def load_payload_profile(path: Path) -> PayloadMapConfig:
-    """Read one mapping file (``name``, ``description``, ``payload``, ...); raises ConfigError."""
+def load_mapping_profile(
+    path: Path,
+    model: type[M],
+    what: str = "payload profile",
+    extra_keys: frozenset[str] = frozenset(),
+) -> M:
+    """Read one mapping file (``name``, ``description``, ..., ``payload``); raises ConfigError.
+
+    ``model`` validates the ``payload`` mapping; ``extra_keys`` are further documentation keys
+    the file may carry. ``what`` names the kind of file in the messages.
+    """
     try:
         data: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from exc
     if not isinstance(data, dict) or not isinstance(data.get("payload"), dict):
-        raise ConfigError([f"{path}: a payload profile is a mapping with a 'payload' mapping"])
-    problems = [f"{path}: {key}: unknown key" for key in data if key not in _PROFILE_KEYS]
+        raise ConfigError([f"{path}: a {what} is a mapping with a 'payload' mapping"])
+    allowed = _PROFILE_KEYS | extra_keys
+    problems = [f"{path}: {key}: unknown key" for key in data if key not in allowed]
     if data.get("name") != path.stem:
         problems.append(f"{path}: name: must be {path.stem!r} (the file name)")
     try:
-        mapping = PayloadMapConfig.model_validate(data["payload"])
+        mapping = model.model_validate(data["payload"])
     except ValidationError as exc:
         problems += [
             f"{path}: payload.{'.'.join(map(str, e['loc']))}: {e['msg']}"
@@ -219,17 +231,29 @@ def load_payload_profile(path: Path) -> PayloadMapConfig:
     return mapping
 
 
+def find_mapping_profile(
+    owner: str, name: str, dirs: Sequence[Path], builtin: Path, load: Callable[[Path], M]
+) -> M:
+    """Profile ``name`` of device ``owner``: from ``dirs``, then ``builtin``; else ConfigError."""
+    searched = [*dirs, builtin]
+    for folder in searched:
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return load(candidate)
+    where = ", ".join(str(d) for d in searched)
+    raise ConfigError([f"{owner}.profile: unknown profile {name!r} (searched {where})"])
+
+
+def load_payload_profile(path: Path) -> PayloadMapConfig:
+    """Read one button mapping file; raises ConfigError."""
+    return load_mapping_profile(path, PayloadMapConfig)
+
+
 def resolve_payload(button: MqttButtonConfig, dirs: Sequence[Path] = ()) -> PayloadMapConfig:
     """The button's mapping: inline, or its profile from ``dirs`` then the shipped ones."""
     if button.payload is not None:
         return button.payload
     assert button.profile is not None  # the model guarantees one of the two
-    searched = [*dirs, BUILTIN_MQTT_PROFILES]
-    for folder in searched:
-        candidate = folder / f"{button.profile}.yaml"
-        if candidate.is_file():
-            return load_payload_profile(candidate)
-    where = ", ".join(str(d) for d in searched)
-    raise ConfigError(
-        [f"{button.id}.profile: unknown profile {button.profile!r} (searched {where})"]
+    return find_mapping_profile(
+        button.id, button.profile, dirs, BUILTIN_MQTT_PROFILES, load_payload_profile
     )
