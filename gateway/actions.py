@@ -14,6 +14,7 @@ from gateway.errors import GatewayError
 from gateway.health import health
 
 if TYPE_CHECKING:
+    from gateway.alarms.engine import AlarmEngine
     from gateway.runtime import Runtime
 
 
@@ -23,7 +24,7 @@ class GatewayActions:
     def __init__(self, rt: "Runtime") -> None:
         self.rt = rt
 
-    def _engine(self) -> Any:
+    def _engine(self) -> "AlarmEngine":
         engine = self.rt.alarms
         if engine is None or not engine.ready.is_set():
             raise ActionFailed("the alarm engine is starting; try again")

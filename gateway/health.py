@@ -64,8 +64,8 @@ def components(rt: "Runtime") -> dict[str, dict[str, Any]]:
             "ok": up,
             "detail": "writing" if up else f"failing: {error or 'no write yet'}",
         }
-    for probes in rt.parts.probes.values():
-        for name, probe in probes.items():
+    for group in rt.groups.values():
+        for name, probe in group.drivers.probes.items():
             up = bool(probe())
             out[name] = {"ok": up, "detail": "subscribed" if up else "not connected"}
     return out

@@ -1,7 +1,9 @@
-"""What input drivers report to: the alarm engine, and the store for door-terminal events.
+"""What drivers report to: the store (what goes upstream) and the alarm engine (what alarms).
 
-Door events become records on ``event/<terminal>`` (personal ones with their retention) and,
-where they mean an alarm, contacts of the door for the alarm engine's contact rules:
+Poll samples and device status changes become telemetry and ``device/<id>/status`` records and
+are shown to the alarm engine; contacts go to the alarm engine only. Door events become records
+on ``event/<terminal>`` (personal ones with their retention) and, where they mean an alarm,
+contacts of the door for the alarm engine's contact rules:
 
 =====================  ===========================================================
 ``forced``             input ``forced`` of the door, active until ``door_closed``
@@ -15,12 +17,12 @@ from collections.abc import Callable
 
 from gateway.access import AccessEvent
 from gateway.alarms.engine import AlarmEngine
-from gateway.contract import access_record, status_record
-from gateway.messages import ContactEvent, DeviceStatus, Record
+from gateway.contract import access_record, status_record, telemetry_record
+from gateway.messages import ContactEvent, DeviceStatus, Record, Sample
 
 
 class Inputs:
-    """The ``AlarmInputs`` of the driver registry, plus ``access`` for door terminals."""
+    """The pollers' ``Emitter`` and the driver registry's ``AlarmInputs``."""
 
     def __init__(
         self, engine: AlarmEngine, add: Callable[[Record], None], synced: Callable[[], bool]
@@ -28,6 +30,14 @@ class Inputs:
         self.engine = engine
         self.add = add
         self.synced = synced
+
+    def sample(self, sample: Sample) -> None:
+        self.add(telemetry_record(sample, self.synced()))
+        self.engine.sample(sample)
+
+    def status(self, status: DeviceStatus) -> None:
+        self.add(status_record(status, self.synced()))
+        self.engine.status(status)
 
     def contact(self, event: ContactEvent) -> None:
         self.engine.contact(event)
@@ -40,15 +50,14 @@ class Inputs:
 
     def access(self, ev: AccessEvent) -> None:
         """Store a door event and show the alarm engine what it means."""
-        synced = self.synced()
-        self.add(access_record(ev, synced))
+        self.add(access_record(ev, self.synced()))
         for contact in door_contacts(ev):
             self.engine.contact(contact)
         if ev.kind in ("terminal_offline", "terminal_online"):
             online = ev.kind == "terminal_online"
-            status = DeviceStatus(ev.device, online, ev.gateway_ts, "ok" if online else "silent")
-            self.add(status_record(status, synced))
-            self.engine.status(status)
+            self.status(
+                DeviceStatus(ev.device, online, ev.gateway_ts, "ok" if online else "silent")
+            )
 
 
 def door_contacts(ev: AccessEvent) -> list[ContactEvent]:

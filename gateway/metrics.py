@@ -52,8 +52,8 @@ class GatewayCollector(Collector):
         rejected = CounterMetricFamily(
             "cgw_input_rejected", "Input messages rejected, by reason", labels=["input", "reason"]
         )
-        for group in rt.parts.rejects.values():
-            for name, counts in group.items():
+        for group in rt.groups.values():
+            for name, counts in group.drivers.rejects.items():
                 for reason, n in sorted(counts().items()):
                     rejected.add_metric([name, reason], n)
         yield rejected

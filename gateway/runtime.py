@@ -13,14 +13,15 @@ changed (see ``gateway.components``); open alarms live in the store and survive 
 """
 
 import asyncio
+import functools
 import json
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from drivers.registry import Severity, build, groups
+from drivers.registry import DriverSet, Severity, build, groups
 from gateway import systemd
 from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
 from gateway.clock import Clock, SystemClock
@@ -28,10 +29,10 @@ from gateway.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Compo
 from gateway.config.alarms import ContactRuleConfig
 from gateway.config.doors import DoorTerminalConfig
 from gateway.config.models import Config
-from gateway.contract import Identity, status_record, telemetry_record
+from gateway.contract import Identity
 from gateway.errors import ConfigError, TransientError
 from gateway.inputs import Inputs
-from gateway.messages import DeviceStatus, Lane, Sample
+from gateway.messages import Lane
 from gateway.notify import Notifier
 from gateway.poller import Poller
 from gateway.sinks.mqtt import MqttSink
@@ -39,24 +40,13 @@ from gateway.store import Store
 from gateway.supervisor import supervise
 from gateway.timesync import SyncState
 
+if TYPE_CHECKING:
+    from drivers.doors.terminals import DoorTerminals
+    from gateway.commands.service import CommandService
+    from gateway.linkage import FireLinkage
+    from gateway.sinks.influx import InfluxSink
+
 log = logging.getLogger(__name__)
-
-
-class StoreEmitter:
-    """Turns what pollers learn into records in the store, and shows it to the alarm engine."""
-
-    def __init__(self, store: Store, synced: SyncState, alarms: AlarmEngine) -> None:
-        self.store = store
-        self.synced = synced
-        self.alarms = alarms
-
-    def sample(self, sample: Sample) -> None:
-        self.store.add(telemetry_record(sample, self.synced()))
-        self.alarms.sample(sample)
-
-    def status(self, status: DeviceStatus) -> None:
-        self.store.add(status_record(status, self.synced()))
-        self.alarms.status(status)
 
 
 def _key(*parts: Any) -> str:
@@ -81,13 +71,12 @@ def restart_needed(old: Config, new: Config) -> list[str]:
     return out
 
 
-@dataclass
-class Parts:
-    """What the components of one running config expose to health, metrics and status."""
+@dataclass(frozen=True)
+class RunningGroup:
+    """A driver group while it runs: what it built and its pollers."""
 
-    pollers: dict[str, list[Poller]]
-    probes: dict[str, dict[str, Any]]  # group -> name -> () -> bool
-    rejects: dict[str, dict[str, Any]]  # group -> input -> () -> {reason: count}
+    drivers: DriverSet
+    pollers: list[Poller]
 
 
 class Runtime:
@@ -105,35 +94,33 @@ class Runtime:
         self.ready = asyncio.Event()
         self.store: Store | None = None
         self.sink: MqttSink | None = None
-        self.influx: Any = None  # InfluxSink, imported only when configured
+        self.influx: InfluxSink | None = None  # imported only when configured
         self.alarms: AlarmEngine | None = None
         self.api_up = asyncio.Event()
         self.monitor_up = asyncio.Event()
-        self.parts = Parts({}, {}, {})
+        self.groups: dict[str, RunningGroup] = {}  # driver groups running now, by name
         self.reloads = 0
         self.reload_failures = 0
         self.started = self.clock.wall()
-        self._outputs: dict[str, list[Any]] = {}
         self._severity: Severity = None
         self._reload_wanted = asyncio.Event()
         self._components: Components | None = None
         self._synced: SyncState | None = None
-        self.commands: Any = None  # CommandService, when the command channel is configured
+        self.commands: CommandService | None = None  # when the command channel is configured
         self.commands_dropped = 0  # command messages that arrived while it was not running
-        self.doors: dict[str, Any] = {}  # door id -> the DoorTerminals component that has it
-        self.linkage: Any = None  # FireLinkage, when escape routes are configured
+        self.linkage: FireLinkage | None = None  # when escape routes are configured
 
     @property
     def pollers(self) -> list[Poller]:
         """Every device poller running now."""
-        return [p for group in self.parts.pollers.values() for p in group]
+        return [p for group in self.groups.values() for p in group.pollers]
 
     # -- outputs ----------------------------------------------------------------------------
 
     def _sound(self, severity: Severity) -> None:
         self._severity = severity
-        for outputs in self._outputs.values():
-            for output in outputs:
+        for group in self.groups.values():
+            for output in group.drivers.outputs:
                 output(severity)
 
     # -- components -------------------------------------------------------------------------
@@ -170,7 +157,9 @@ class Runtime:
                           lambda: self._run_linkage(cfg, routes))
             )  # fmt: skip
         for name, key, sub in groups(cfg):
-            out.append(Component(name, INPUTS, key, _bind(self._run_drivers, name, sub)))
+            out.append(
+                Component(name, INPUTS, key, functools.partial(self._run_drivers, name, sub))
+            )
         return out
 
     async def _run_alarms(self, cfg: Config) -> None:
@@ -247,9 +236,12 @@ class Runtime:
             engine.listeners.remove(linkage.wake)
             self.linkage = None
 
-    def door_for(self, door: str) -> Any:
+    def door_for(self, door: str) -> "DoorTerminals | None":
         """The door-terminal component that drives ``door``, or None."""
-        return self.doors.get(door)
+        for group in self.groups.values():
+            if door in group.drivers.doors:
+                return group.drivers.doors[door]
+        return None
 
     async def _run_influx(self, cfg: Config) -> None:
         from gateway.sinks.influx import InfluxSink  # its client library is heavy
@@ -288,19 +280,14 @@ class Runtime:
         assert self.alarms is not None
         assert self._synced is not None
         drivers = build(cfg, self.clock)
-        emitter = StoreEmitter(self.store, self._synced, self.alarms)
         inputs = Inputs(self.alarms, self.store.add, self._synced)
-        pollers = [Poller(d, s, emitter, self.clock) for d, s in drivers.polled]
+        pollers = [Poller(d, s, inputs, self.clock) for d, s in drivers.polled]
         try:
             async with AsyncExitStack() as stack:
                 stack.callback(drivers.close)
                 for context in drivers.contexts:
                     await stack.enter_async_context(context)
-                self.parts.pollers[name] = pollers
-                self.parts.probes[name] = dict(drivers.probes)
-                self.parts.rejects[name] = dict(drivers.rejects)
-                self._outputs[name] = list(drivers.outputs)
-                self.doors |= drivers.doors
+                self.groups[name] = RunningGroup(drivers, pollers)
                 for output in drivers.outputs:  # a restarted siren resumes the current pattern
                     output(self._severity)
                 async with asyncio.TaskGroup() as tg:
@@ -308,14 +295,10 @@ class Runtime:
                         label = f"driver:{p.driver.id}"
                         tg.create_task(supervise(label, p.run), name=label)
                     for label, run in drivers.streams:
-                        tg.create_task(supervise(label, _bind(run, inputs)), name=label)
+                        task = functools.partial(run, inputs)
+                        tg.create_task(supervise(label, task), name=label)
         finally:
-            for door in drivers.doors:
-                self.doors.pop(door, None)
-            self.parts.pollers.pop(name, None)
-            self.parts.probes.pop(name, None)
-            self.parts.rejects.pop(name, None)
-            self._outputs.pop(name, None)
+            self.groups.pop(name, None)
 
     # -- reload -----------------------------------------------------------------------------
 
@@ -456,12 +439,3 @@ def escape_routes(cfg: Config) -> list[str]:
         for door in dev.doors
         if door.escape_route
     ]
-
-
-def _bind(fn: Any, *args: Any) -> Any:
-    """``functools.partial`` that mypy accepts as a zero-argument coroutine function."""
-
-    async def bound() -> None:
-        await fn(*args)
-
-    return bound

@@ -242,12 +242,6 @@ class AlarmEngine:
     async def _commit(self, transitions: Sequence[Transition]) -> None:
         if not transitions:
             return
-        self._tell_listeners()
-        for t in transitions:
-            ack = t.alarm.time_to_ack
-            if ack is not None and t.previous in UNACKED:  # this transition acknowledged it
-                n, total = self.acked.get(t.alarm.severity, (0, 0.0))
-                self.acked[t.alarm.severity] = (n + 1, total + ack)
         synced = self.synced()
         records = [alarm_record(t, synced) for t in transitions]
         rows = [
@@ -280,7 +274,14 @@ class AlarmEngine:
             await self.store.transact(save, records)
         except StoreFullError as exc:
             log.error("alarm messages wait in memory: %s", exc)
+        for t in transitions:
+            ack = t.alarm.time_to_ack
+            if ack is not None and t.previous in UNACKED:  # this transition acknowledged it
+                n, total = self.acked.get(t.alarm.severity, (0, 0.0))
+                self.acked[t.alarm.severity] = (n + 1, total + ack)
         self._update_outputs()
+        for listener in self.listeners:
+            listener()
 
     def _send(self, notes: list[Notify], tg: asyncio.TaskGroup) -> None:
         for note in notes:
@@ -312,11 +313,6 @@ class AlarmEngine:
             )
         if any(d.ok for d in results):
             await self._commit(self.lifecycle.notified(alarm.id, wall))
-
-    def _tell_listeners(self) -> None:
-        loop = asyncio.get_running_loop()
-        for listener in self.listeners:  # after this commit is done: they may look at alarms
-            loop.call_soon(listener)
 
     def silence(self) -> int:
         """Stop the siren for the alarms sounding now without acknowledging them.
