@@ -57,12 +57,42 @@ class GatewayCollector(Collector):
                 for reason, n in sorted(counts().items()):
                     rejected.add_metric([name, reason], n)
         yield rejected
+        yield from self._commands()
         reloads = CounterMetricFamily(
             "cgw_config_reloads", "Config reloads, by result", labels=["result"]
         )
         reloads.add_metric(["applied"], rt.reloads)
         reloads.add_metric(["refused"], rt.reload_failures)
         yield reloads
+
+    def _commands(self) -> Iterator[Metric]:
+        rt = self.rt
+        service = rt.commands
+        rejected = CounterMetricFamily(
+            "cgw_commands_rejected", "Platform commands not executed, by reason", labels=["reason"]
+        )
+        if service is not None:
+            yield CounterMetricFamily(
+                "cgw_commands_executed", "Platform commands executed", service.executed
+            )
+            yield CounterMetricFamily(
+                "cgw_commands_unaudited",
+                "Rejections of unsigned messages counted but not audited (rate limit)",
+                service.unaudited,
+            )
+            for reason, n in sorted(service.rejected.items()):
+                rejected.add_metric([reason], n)
+        if rt.commands_dropped:
+            rejected.add_metric(["not_running"], rt.commands_dropped)
+        yield rejected
+        if rt.linkage is not None:
+            yield GaugeMetricFamily(
+                "cgw_fire_linkage_active", "1 while escape routes are held released",
+                int(rt.linkage.active),
+            )  # fmt: skip
+            yield CounterMetricFamily(
+                "cgw_fire_linkage_unlocks", "Unlocks sent to escape routes", rt.linkage.unlocks_sent
+            )
 
     def _devices(self) -> Iterator[Metric]:
         online = GaugeMetricFamily("cgw_device_online", "1 online, 0 offline", labels=["device"])

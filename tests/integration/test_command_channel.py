@@ -11,6 +11,7 @@ import aiomqtt
 from gateway.commands.signing import keygen, load_private_key, make_command, sign
 from gateway.config import validate
 from gateway.messages import ContactEvent
+from gateway.metrics import registry_for, render
 from gateway.runtime import Runtime
 from tests.support.mosquitto import Mosquitto
 from tests.support.schemas import validate_message
@@ -90,6 +91,9 @@ async def test_platform_acknowledges_an_alarm_once_though_the_command_arrives_tw
         )
         outcomes = [json.loads(x.payload)["outcome"] for x in audits if x.topic.endswith("/audit")]
         assert outcomes == ["executed", "duplicate", "rejected"]
+        metrics = render(registry_for(runtime)).decode()
+        assert "cgw_commands_executed_total 1.0" in metrics
+        assert 'cgw_commands_rejected_total{reason="bad_signature"} 1.0' in metrics
         for msg in audits:  # everything the gateway published keeps the contract
             if "/cmd/" not in msg.topic:
                 validate_message(PREFIX, msg.topic, msg.payload)
