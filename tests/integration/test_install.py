@@ -10,6 +10,7 @@ loaded by a real mosquitto on a free loopback port, stopped by PID afterwards.
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import stat
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from gateway import cli
+from gateway.commands.signing import keygen
 from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -113,12 +115,16 @@ def test_pi_config_passes_check_config(tmp_path: Path, capsys: pytest.CaptureFix
     text = PI_CONFIG.read_text()
     names = credential_names(text)
     assert {"mqtt-password", "local-mqtt-password", "api-token"} <= names
+    assert {"privacy-key", "command-pubkey"} <= names
     creds = tmp_path / "credentials"
     creds.mkdir(mode=0o700)
     for name in names:
         secret = creds / name
         secret.write_text("0123456789abcdef" * 4 + "\n")  # long enough for the API token
         secret.chmod(0o600)
+    (creds / "privacy-key").write_text(secrets.token_hex(32) + "\n")  # a random key
+    keygen(tmp_path / "keys")  # the platform's public key, as the installer copies it
+    shutil.copy(tmp_path / "keys" / "platform.pub", creds / "command-pubkey")
     (tmp_path / "tls").mkdir()
     for public in ("platform-ca.crt", "gw-01.crt"):
         (tmp_path / "tls" / public).write_text("-----BEGIN CERTIFICATE-----\n")
