@@ -31,7 +31,7 @@ import logging
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,32 +355,36 @@ class Store:
 
     async def purge_expired(self, now: float) -> int:
         """Delete rows whose retention ended by wall time ``now``, delivered or not."""
+        where = "FROM outbox WHERE expires IS NOT NULL AND expires <= ?"
 
-        def purge() -> int:
-            conn = self._db
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                n, size = conn.execute(
-                    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox"
-                    " WHERE expires IS NOT NULL AND expires <= ?",
-                    (now,),
-                ).fetchone()
+        def purge() -> tuple[int, int]:
+            with self._immediate() as conn:
+                found = conn.execute(f"SELECT COUNT(*), COALESCE(SUM(size), 0) {where}", (now,))
+                n, size = found.fetchone()
                 if n:
-                    conn.execute(
-                        "DELETE FROM outbox WHERE expires IS NOT NULL AND expires <= ?", (now,)
-                    )
+                    conn.execute(f"DELETE {where}", (now,))
                     self._count("purged", n)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            self._used -= int(size)
-            return int(n)
+            return int(n), int(size)
 
-        purged: int = await self._run(purge)
+        async with self._write_lock:  # like every write: one at a time with its memory update
+            counted: tuple[int, int] = await self._run(purge)
+            purged, size = counted
+            self._used -= size
         if purged:
             log.info("store %s: purged %d records past their retention", self.path, purged)
         return purged
+
+    @contextlib.contextmanager
+    def _immediate(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed if the block ends, rolled back if it raises."""
+        conn = self._db
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:  # cancelled or failed, the transaction must not stay open
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     async def run_committer(self, interval: float, purge_every: float = 60.0) -> None:
         """Commit queued records every ``interval`` seconds, and at once for alarms and events.
@@ -622,10 +626,8 @@ class Store:
             self._used -= freed
 
     def _ack(self, sink: str, moves: dict[Lane, int]) -> int:
-        conn = self._db
         freed = 0
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._immediate() as conn:
             for lane, last in moves.items():
                 conn.execute(
                     "UPDATE cursors SET last_id=? WHERE sink=? AND lane=?", (last, sink, int(lane))
@@ -642,10 +644,6 @@ class Store:
                     ).fetchone()[0]
                 )
                 conn.execute("DELETE FROM outbox WHERE lane=? AND id<=?", (int(lane), low))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return freed
 
     def stats(self) -> StoreStats:
