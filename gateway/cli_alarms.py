@@ -19,14 +19,13 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway.config import load_config
-from gateway.config.api import ApiConfig
+from gateway.config.api import ApiConfig, local_url
 from gateway.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/cgw/gateway.yaml")
 TIMEOUT = 5.0  # seconds per request
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
-_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
 
 
 class _Failed(Exception):
@@ -100,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
 def base_url(api: ApiConfig) -> str:
     """Where the API of ``api`` answers on this machine."""
-    host = _WILDCARDS.get(api.host, api.host)
-    return f"http://[{host}]:{api.port}" if ":" in host else f"http://{host}:{api.port}"
+    return local_url(api.host, api.port)
 
 
 def _call(

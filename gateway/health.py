@@ -15,6 +15,7 @@ Contract:
 from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
+from gateway.alarms.engine import SEVERITY_RANK
 from gateway.alarms.model import UNACKED
 
 if TYPE_CHECKING:
@@ -97,16 +98,13 @@ def health(rt: "Runtime") -> tuple[int, dict[str, Any]]:
         "alarms": {
             "open": len(open_alarms),
             "unacknowledged": sum(1 for a in open_alarms if a.state in UNACKED),
-            "worst": _worst([a.severity for a in open_alarms if a.state in UNACKED]),
+            "worst": max(
+                (a.severity for a in open_alarms if a.state in UNACKED),
+                key=SEVERITY_RANK.__getitem__,
+                default=None,
+            ),
         },
         "uplink": "up" if rt.sink is not None and rt.sink.connected.is_set() else "down",
         "reloads": {"ok": rt.reloads, "refused": rt.reload_failures},
     }
     return (200 if status == "ok" else 503), doc
-
-
-def _worst(severities: list[str]) -> str | None:
-    for sev in ("critical", "warning", "info"):
-        if sev in severities:
-            return sev
-    return None

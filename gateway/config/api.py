@@ -32,6 +32,15 @@ def is_loopback(host: str) -> bool:
         return False  # a host name: where it resolves to is not known here
 
 
+_WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1"}
+
+
+def local_url(host: str, port: int) -> str:
+    """Where a server listening on ``host:port`` answers a client on this machine."""
+    host = _WILDCARDS.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
 class ApiConfig(Model):
     """The local alarm API used by the staff console and ``cgw alarms``."""
 

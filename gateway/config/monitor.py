@@ -10,7 +10,7 @@ from typing import Self
 
 from pydantic import Field, model_validator
 
-from gateway.config.api import is_loopback
+from gateway.config.api import is_loopback, local_url
 from gateway.config.base import Model
 
 
@@ -41,6 +41,4 @@ class MonitorConfig(Model):
     @property
     def url(self) -> str:
         """Base URL a local client uses."""
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "localhost") else self.host
-        host = "[::1]" if host == "::" else (f"[{host}]" if ":" in host else host)
-        return f"http://{host}:{self.port}"
+        return local_url(self.host, self.port)
