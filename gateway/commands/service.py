@@ -86,7 +86,6 @@ class CommandService:
         self.rejected: Counter[str] = Counter()
         self.unaudited = 0  # rejections counted but not audited (rate limit)
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(QUEUE_MAX)
-        self._cache: ReplayCache | None = None
         self._window = (0.0, 0)  # (minute start, unauthenticated rejections audited in it)
 
     def submit(self, name: str, payload: bytes) -> None:
@@ -106,7 +105,6 @@ class CommandService:
             max_skew=cfg.max_skew,
             max_lifetime=cfg.max_lifetime,
         )
-        self._cache = cache
         try:
             for entry in await asyncio.to_thread(cache.interrupted):
                 outcome = {
@@ -116,8 +114,7 @@ class CommandService:
                 }
                 await asyncio.to_thread(cache.finish, entry.command_id, outcome)
                 self._answer(entry.command_id, entry.name, outcome)
-                log.warning("command %s (%s) was interrupted by a stop", entry.command_id,
-                            entry.name)  # fmt: skip
+                self._audit(entry.command_id, entry.name, "interrupted", outcome["detail"], True)
             next_prune = 0.0
             while True:
                 name, payload = await self._queue.get()
@@ -127,7 +124,6 @@ class CommandService:
                     await asyncio.to_thread(cache.prune, now)
                 await self._handle(cache, name, payload, now)
         finally:
-            self._cache = None
             await asyncio.to_thread(cache.close)
 
     async def _handle(self, cache: ReplayCache, name: str, payload: bytes, now: float) -> None:

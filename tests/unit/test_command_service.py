@@ -187,4 +187,5 @@ async def test_a_command_interrupted_by_a_crash_is_reported_never_rerun(tmp_path
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert result["status"] == "interrupted"
+    assert h.bodies("audit")[0]["outcome"] == "interrupted"
     assert h.actions.calls == []
