@@ -97,7 +97,6 @@ class Runtime:
         self.influx: InfluxSink | None = None  # imported only when configured
         self.alarms: AlarmEngine | None = None
         self.api_up = asyncio.Event()
-        self.monitor_up = asyncio.Event()
         self.groups: dict[str, RunningGroup] = {}  # driver groups running now, by name
         self.reloads = 0
         self.reload_failures = 0
@@ -267,12 +266,8 @@ class Runtime:
         from gateway.monitor import Monitor
 
         assert cfg.monitor is not None
-        try:
-            async with Monitor(cfg.monitor, self):
-                self.monitor_up.set()
-                await asyncio.Future()  # until cancelled
-        finally:
-            self.monitor_up.clear()
+        async with Monitor(cfg.monitor, self):
+            await asyncio.Future()  # until cancelled
 
     async def _run_drivers(self, name: str, cfg: Config) -> None:
         """One driver group: its devices' pollers and its input streams, with their ports."""
