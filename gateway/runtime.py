@@ -6,10 +6,10 @@ then the sinks publish "offline" and disconnect, and the store is closed cleanly
 failing with something other than a transient error stops the daemon with an error, so
 systemd restarts it; a dead device or an unreachable broker never does.
 
-Reload (SIGHUP, ``request_reload``): the file is loaded and validated first; a bad file, or a
-change that needs a full restart (identity, topic root, store, adding or removing a sink),
-keeps the running config and logs why. A good one restarts only the components whose config
-changed (see ``gateway.components``); open alarms live in the store and survive it.
+Reload (SIGHUP, ``request_reload``): the file is loaded and checked first (``gateway.reload``);
+a bad file, or a change that needs a full restart, keeps the running config and logs why. A
+good one restarts only the components whose config changed (see ``gateway.components``); open
+alarms live in the store and survive it.
 """
 
 import asyncio
@@ -27,10 +27,9 @@ from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
 from gateway.clock import Clock, SystemClock
 from gateway.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
 from gateway.config.alarms import ContactRuleConfig
-from gateway.config.doors import DoorTerminalConfig
 from gateway.config.models import Config
 from gateway.contract import Identity
-from gateway.errors import ConfigError, TransientError
+from gateway.errors import TransientError
 from gateway.inputs import Inputs
 from gateway.messages import Lane
 from gateway.notify import Notifier
@@ -55,20 +54,6 @@ def _key(*parts: Any) -> str:
 
 def _dump(model: Any) -> Any:
     return None if model is None else model.model_dump(mode="json")
-
-
-def restart_needed(old: Config, new: Config) -> list[str]:
-    """Changes a reload cannot apply: each needs ``systemctl restart cgw``."""
-    out = []
-    if old.gateway != new.gateway:
-        out.append("gateway (the identity)")
-    if old.upstream.mqtt.topic_root != new.upstream.mqtt.topic_root:
-        out.append("upstream.mqtt.topic_root")
-    if old.store != new.store:
-        out.append("store")
-    if (old.upstream.influx is None) != (new.upstream.influx is None):
-        out.append("upstream.influx (adding or removing a sink)")
-    return out
 
 
 @dataclass(frozen=True)
@@ -149,7 +134,7 @@ class Runtime:
                 Component("monitor", SERVICES, _key(_dump(cfg.monitor)),
                           lambda: self._run_monitor(cfg))
             )  # fmt: skip
-        routes = escape_routes(cfg)
+        routes = cfg.escape_routes
         if routes:
             out.append(
                 Component("linkage", ALARMS, _key(routes, _dump(cfg.alarms)),
@@ -303,7 +288,7 @@ class Runtime:
 
     async def reload(self) -> bool:
         """Load, validate and apply ``config_path``; False (and the old config kept) if bad."""
-        from gateway.config.loader import load_config
+        from gateway.reload import checked
 
         assert self._components is not None
         if self.config_path is None:
@@ -311,25 +296,9 @@ class Runtime:
             return False
         systemd.notify("RELOADING=1")
         try:
-            try:
-                new = load_config(self.config_path)
-            except ConfigError as exc:
+            new = checked(self.config_path, self.cfg)
+            if new is None:
                 self.reload_failures += 1
-                log.error(
-                    "reload of %s refused; the running config stays: %s",
-                    self.config_path,
-                    "; ".join(exc.errors),
-                )
-                return False
-            blocked = restart_needed(self.cfg, new)
-            if blocked:
-                self.reload_failures += 1
-                log.error(
-                    "reload of %s refused: %s changed, which needs a restart"
-                    " (systemctl restart cgw); the running config stays",
-                    self.config_path,
-                    ", ".join(blocked),
-                )
                 return False
             changes = await self._components.apply(self._wanted(new))
             self.cfg = new
@@ -423,14 +392,3 @@ class Runtime:
         finally:
             await store.close()
         log.info("stopped cleanly")
-
-
-def escape_routes(cfg: Config) -> list[str]:
-    """Ids of the doors configured as escape routes."""
-    return [
-        door.id
-        for dev in cfg.devices
-        if isinstance(dev, DoorTerminalConfig)
-        for door in dev.doors
-        if door.escape_route
-    ]

@@ -139,3 +139,14 @@ class Config(Model):
         description="Extra folders with device profiles, searched before <config dir>/profiles",
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level")
+
+    @property
+    def escape_routes(self) -> list[str]:
+        """Ids of the doors configured as escape routes (released while a fire alarm is open)."""
+        return [
+            door.id
+            for dev in self.devices
+            if isinstance(dev, DoorTerminalConfig)
+            for door in dev.doors
+            if door.escape_route
+        ]
