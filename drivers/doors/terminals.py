@@ -46,11 +46,11 @@ import aiomqtt
 
 from drivers.doors.mapping import REASONS, Heartbeat, Reject, Terminal, parse, unlock_payload
 from drivers.mqtt.dedup import DedupMemory
+from drivers.mqtt.session import LocalSession
 from gateway.access import AccessEvent, DoorPolicy, DoorTracker, TerminalWatch
 from gateway.aio import raise_if_cancelling
 from gateway.backoff import Backoff
 from gateway.clock import Clock, SystemClock
-from gateway.config.base import read_secret
 from gateway.config.doors import (
     DoorTerminalConfig,
     check_mapping,
@@ -115,8 +115,7 @@ class DoorTerminals:
         self.skew: dict[str, float] = {}
         self._names = pseudonymiser
         self._logged: set[tuple[str, str]] = set()
-        self._password = read_secret(broker.password_file) if broker.password_file else None
-        self._tls = broker.tls.client_context() if broker.tls else None
+        self._session = LocalSession(broker, client_id)
         self._client: aiomqtt.Client | None = None
         self._doors = {d.id: (t, d) for t in self.terminals for d in t.cfg.doors}
         self._config_of = {tid: t.cfg.id for t in self.terminals for tid in t.cfg.terminals}
@@ -136,20 +135,6 @@ class DoorTerminals:
         states = [w.online(terminal) for w in self._watches]
         return next((s for s in states if s is not None), None)
 
-    def _mqtt(self) -> aiomqtt.Client:
-        return aiomqtt.Client(
-            self.broker.host,
-            self.broker.effective_port,
-            identifier=self.client_id,
-            username=self.broker.username,
-            password=self._password,
-            clean_session=False,  # MQTT 3.1.1 §3.1.2.4: the broker keeps subscriptions and queue
-            keepalive=self.broker.keepalive,
-            tls_context=self._tls,
-            timeout=self.broker.timeout,
-            max_queued_incoming_messages=0,  # unbounded: paho has acknowledged what it queues
-        )
-
     async def run(self, emit: Emit) -> None:
         """Receive, map, dedupe, track and ``emit`` access events until cancelled."""
         try:
@@ -163,7 +148,7 @@ class DoorTerminals:
         failing = False
         while True:
             try:
-                async with self._mqtt() as client:
+                async with self._session.client() as client:
                     raise_if_cancelling()
                     await self._subscribe(client)
                     backoff.reset()

@@ -34,10 +34,10 @@ import aiomqtt
 
 from drivers.mqtt.dedup import DedupMemory
 from drivers.mqtt.mapping import REASONS, Button, Reject, parse
+from drivers.mqtt.session import LocalSession
 from gateway.aio import raise_if_cancelling
 from gateway.backoff import Backoff
 from gateway.clock import Clock, SystemClock
-from gateway.config.base import read_secret
 from gateway.config.mqtt_devices import (
     LocalBrokerConfig,
     MqttButtonConfig,
@@ -80,26 +80,9 @@ class MqttButtons:
         self.delivered = 0
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         self._logged: set[tuple[str, str]] = set()
-        self._password = read_secret(broker.password_file) if broker.password_file else None
-        self._tls = broker.tls.client_context() if broker.tls else None
+        self._session = LocalSession(broker, client_id)
         windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons}
         self._memory = DedupMemory(dedup_path, windows, self.clock)
-
-    def _client(self) -> aiomqtt.Client:
-        return aiomqtt.Client(
-            self.broker.host,
-            self.broker.effective_port,
-            identifier=self.client_id,
-            username=self.broker.username,
-            password=self._password,
-            clean_session=False,  # MQTT 3.1.1 §3.1.2.4: the broker keeps subscriptions and queue
-            keepalive=self.broker.keepalive,
-            tls_context=self._tls,
-            timeout=self.broker.timeout,
-            # Unbounded: paho has already acknowledged what it queues, so a dropped message
-            # would be a lost alarm. The broker's message_size_limit bounds each one.
-            max_queued_incoming_messages=0,
-        )
 
     async def run(self, emit: Callable[[ContactEvent], None]) -> None:
         """Receive, map, dedupe and ``emit`` button events until cancelled."""
@@ -114,7 +97,7 @@ class MqttButtons:
         failing = False
         while True:
             try:
-                async with self._client() as client:
+                async with self._session.client() as client:
                     raise_if_cancelling()
                     await self._subscribe(client)
                     backoff.reset()
