@@ -279,8 +279,8 @@ class Trace:
         from drivers.mqtt.buttons import MqttButtons
         from drivers.mqtt.dedup import DedupFile
         from gateway.alarms.engine import AlarmEngine
-        from gateway.messages import Lane
-        from gateway.store import Store
+        from gateway.core.messages import Lane
+        from gateway.store.outbox import Store
 
         mono = time.monotonic
         trace = self
@@ -437,8 +437,8 @@ async def worker_gateway(args: argparse.Namespace) -> None:
     fd = os.open(tmp / "gateway.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 2)
     os.close(fd)
-    from gateway.logs import setup
-    from gateway.runtime import Runtime
+    from gateway.ops.logs import setup
+    from gateway.runtime.root import Runtime
 
     setup("WARNING", json_lines=True)
     if args.switch_interval:

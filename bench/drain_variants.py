@@ -37,9 +37,9 @@ from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from gateway.contract import render
+from gateway.core.contract import render
 from gateway.sinks.mqtt import FETCH, AckTracker, MqttSink
-from gateway.store import Row
+from gateway.store.outbox import Row
 
 HERE = Path(__file__).resolve()
 

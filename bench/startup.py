@@ -130,7 +130,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def import_ms(runs: int) -> float:
     """Median cumulative import time (ms) of the modules ``cgw run`` loads before READY."""
-    code = "import gateway.cli, gateway.runtime"
+    code = "import gateway.cli.main, gateway.runtime.root"
     totals = []
     for _ in range(runs):
         out = subprocess.run(
@@ -168,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"$ {sys.executable} {HERE.relative_to(REPO)} " + " ".join(sys.argv[1:]))
         print(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs; influx server:"
               f" {'VictoriaMetrics' if vm else 'none (unreachable address)'}")  # fmt: skip
-        print(f"import gateway.cli + gateway.runtime: {import_ms(args.runs):.0f} ms (median)")
+        ms = import_ms(args.runs)
+        print(f"import gateway.cli.main + gateway.runtime.root: {ms:.0f} ms (median)")
 
         idle_cfg = config(tmp, broker.port, influx_url, [], 0)
         times, rss_ready = [], []

@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from gateway.messages import Record, Sample
+    from gateway.core.messages import Record, Sample
     from gateway.sinks.mqtt import MqttSink
 
 HERE = Path(__file__).resolve()
@@ -132,11 +132,11 @@ async def stdin_eof() -> None:
 def make_records(n: int, devices: int = 500) -> list[Record]:
     """``n`` telemetry records as the runtime stores them: 3 readings each, ~250 B body.
 
-    Built with ``gateway.contract.telemetry_record`` from a ``Sample``, round-robin over
+    Built with ``gateway.core.contract.telemetry_record`` from a ``Sample``, round-robin over
     ``devices`` device ids, values drifting like a real T/RH/PM2.5 sensor.
     """
-    from gateway.contract import telemetry_record
-    from gateway.messages import Quality, Reading, Sample
+    from gateway.core.contract import telemetry_record
+    from gateway.core.messages import Quality, Reading, Sample
 
     now = time.time()
     records = []
@@ -157,8 +157,8 @@ def make_records(n: int, devices: int = 500) -> list[Record]:
 
 def rendered(records: Sequence[Record]) -> list[tuple[str, bytes]]:
     """Topic and payload of each record exactly as ``MqttSink`` publishes it (seq = position)."""
-    from gateway.contract import Identity, render
-    from gateway.store import Row
+    from gateway.core.contract import Identity, render
+    from gateway.store.outbox import Row
 
     ident = Identity(ROOT, SITE, GATEWAY)
     out = []
@@ -189,8 +189,8 @@ def gateway_config(tmp: Path, broker_port: int, extra: dict[str, Any] | None = N
 
 async def worker_sim(args: argparse.Namespace) -> None:
     """Serve ``--devices`` simulated devices, ``--per-port`` per TCP port, until stdin closes."""
-    from drivers.modbus.simulator import SimulatedDevice, Simulator
     from gateway.config.loader import BUILTIN_PROFILES
+    from gateway.demo.simulator import SimulatedDevice, Simulator
 
     profile = BUILTIN_PROFILES / f"{args.profile}.yaml"
     ports: list[int] = []
@@ -338,8 +338,8 @@ def await_chain(task: asyncio.Task[Any]) -> list[str]:
 
 async def worker_e2e(args: argparse.Namespace) -> None:
     """Run the real ``Runtime`` against the simulator ports; measure over a fixed window."""
-    from gateway.logs import setup
-    from gateway.runtime import Runtime
+    from gateway.ops.logs import setup
+    from gateway.runtime.root import Runtime
 
     setup("WARNING", json_lines=False)
     tmp = Path(args.tmp)
@@ -444,7 +444,7 @@ async def worker_e2e(args: argparse.Namespace) -> None:
 async def open_store(tmp: Path, port: int) -> Any:
     """The benchmark's ``Store`` (``buffer.db`` in ``tmp``), as ``Runtime`` opens it."""
     from gateway.sinks.mqtt import MqttSink
-    from gateway.store import Store
+    from gateway.store.outbox import Store
 
     cfg = gateway_config(tmp, port)
     return await Store.open(
@@ -477,9 +477,9 @@ async def worker_drain(args: argparse.Namespace, sink_class: type[MqttSink] | No
 
     ``sink_class`` (bench/drain_variants.py) replaces ``MqttSink`` by a variant of it.
     """
-    from gateway.clock import SystemClock
-    from gateway.contract import Identity
-    from gateway.logs import setup
+    from gateway.core.clock import SystemClock
+    from gateway.core.contract import Identity
+    from gateway.ops.logs import setup
     from gateway.sinks.mqtt import MqttSink
 
     setup("WARNING", json_lines=False)

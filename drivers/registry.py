@@ -17,14 +17,14 @@ from drivers.gpio import GpioInputs, GpioOutputs, GpioUnavailable, pattern_for
 from drivers.modbus.bus import Bus
 from drivers.modbus.device import ModbusDevice
 from drivers.mqtt.buttons import MqttButtons
-from gateway.access import AccessEvent
-from gateway.clock import Clock
 from gateway.config.doors import DoorTerminalConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.models import Config
 from gateway.config.mqtt_devices import MqttButtonConfig
-from gateway.messages import ContactEvent
-from gateway.poller import PollingDriver, Schedule
+from gateway.core.access import AccessEvent
+from gateway.core.clock import Clock
+from gateway.core.messages import ContactEvent
+from gateway.runtime.poller import PollingDriver, Schedule
 
 log = logging.getLogger(__name__)
 

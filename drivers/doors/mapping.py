@@ -31,7 +31,6 @@ from typing import Protocol, TypeVar
 from pydantic import JsonValue
 
 from drivers.mqtt.mapping import REASONS, Reason, Reject, decode, topic_matches
-from gateway.access import DOOR_KINDS, AccessEvent, Credential, DenyReason
 from gateway.config.doors import (
     PLACEHOLDER,
     DoorConfig,
@@ -39,7 +38,8 @@ from gateway.config.doors import (
     DoorTerminalConfig,
 )
 from gateway.config.mqtt_devices import NAME_RE
-from gateway.privacy import Pseudonymiser
+from gateway.core.access import DOOR_KINDS, AccessEvent, Credential, DenyReason
+from gateway.pipeline.privacy import Pseudonymiser
 
 __all__ = [
     "REASONS",

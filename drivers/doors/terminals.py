@@ -47,10 +47,6 @@ import aiomqtt
 from drivers.doors.mapping import REASONS, Heartbeat, Reject, Terminal, parse, unlock_payload
 from drivers.mqtt.dedup import DedupMemory
 from drivers.mqtt.session import LocalSession
-from gateway.access import AccessEvent, DoorPolicy, DoorTracker, TerminalWatch
-from gateway.aio import raise_if_cancelling
-from gateway.backoff import Backoff
-from gateway.clock import Clock, SystemClock
 from gateway.config.doors import (
     DoorTerminalConfig,
     check_mapping,
@@ -58,8 +54,12 @@ from gateway.config.doors import (
     resolve_door_payload,
 )
 from gateway.config.mqtt_devices import LocalBrokerConfig
-from gateway.errors import ConfigError, PermanentError, TransientError
-from gateway.privacy import Pseudonymiser
+from gateway.core.access import AccessEvent, DoorPolicy, DoorTracker, TerminalWatch
+from gateway.core.aio import raise_if_cancelling
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.errors import ConfigError, PermanentError, TransientError
+from gateway.pipeline.privacy import Pseudonymiser
 
 log = logging.getLogger(__name__)
 LOGGED_MAX = 1024  # (reason, terminal) pairs remembered for log-once

@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Self
 
 from drivers.gpio.pins import InputLine, input_line, open_pin_factory
-from gateway.clock import Clock, SystemClock
 from gateway.config.gpio import GpioDeviceConfig, GpioInputConfig
-from gateway.messages import ContactEvent
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.messages import ContactEvent
 
 log = logging.getLogger(__name__)
 

@@ -40,7 +40,7 @@ from typing import Literal, Self, get_args
 
 from drivers.gpio.pins import OutputLine, open_pin_factory, output_line
 from gateway.config.gpio import GpioDeviceConfig
-from gateway.errors import PermanentError
+from gateway.core.errors import PermanentError
 
 log = logging.getLogger(__name__)
 

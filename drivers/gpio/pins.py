@@ -32,7 +32,7 @@ from gpiozero.exc import NativePinFactoryFallback, PinFactoryFallback
 from gpiozero.pins.mock import MockFactory
 
 from gateway.config.gpio import GpioInputConfig, GpioOutputConfig, PinFactoryKind
-from gateway.errors import TransientError
+from gateway.core.errors import TransientError
 
 log = logging.getLogger(__name__)
 

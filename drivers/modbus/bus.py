@@ -22,7 +22,7 @@ from pymodbus.framer import FramerType
 from pymodbus.pdu import ExceptionResponse
 
 from gateway.config.modbus import ModbusRtuBusConfig, ModbusTcpBusConfig
-from gateway.errors import TransientError
+from gateway.core.errors import TransientError
 
 log = logging.getLogger(__name__)
 # pymodbus logs every timeout at ERROR; the poller logs state changes once instead.

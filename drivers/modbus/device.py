@@ -17,11 +17,11 @@ import logging
 from drivers.modbus.blocks import Block, plan_blocks
 from drivers.modbus.bus import BUSY_CODES, CONFIG_CODES, Bus, ModbusErrorResponse
 from drivers.modbus.codec import decode
-from gateway.clock import Clock
 from gateway.config.modbus import ModbusDeviceConfig, PointConfig
-from gateway.errors import PermanentError, TransientError
-from gateway.messages import Sample, Value
-from gateway.pipeline import to_reading
+from gateway.core.clock import Clock
+from gateway.core.errors import PermanentError, TransientError
+from gateway.core.messages import Sample, Value
+from gateway.pipeline.scale import to_reading
 
 log = logging.getLogger(__name__)
 

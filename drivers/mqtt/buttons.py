@@ -35,17 +35,17 @@ import aiomqtt
 from drivers.mqtt.dedup import DedupMemory
 from drivers.mqtt.mapping import REASONS, Button, Reject, parse
 from drivers.mqtt.session import LocalSession
-from gateway.aio import raise_if_cancelling
-from gateway.backoff import Backoff
-from gateway.clock import Clock, SystemClock
 from gateway.config.mqtt_devices import (
     LocalBrokerConfig,
     MqttButtonConfig,
     check_buttons,
     resolve_payload,
 )
-from gateway.errors import ConfigError
-from gateway.messages import ContactEvent
+from gateway.core.aio import raise_if_cancelling
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.errors import ConfigError
+from gateway.core.messages import ContactEvent
 
 log = logging.getLogger(__name__)
 LOGGED_MAX = 1024  # (reason, device) pairs remembered for log-once; more are counted silently

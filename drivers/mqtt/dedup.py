@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 
 log = logging.getLogger(__name__)
 

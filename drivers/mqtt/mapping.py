@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gateway.config.mqtt_devices import NAME_RE, MqttButtonConfig, PayloadMapConfig
-from gateway.errors import PermanentError
-from gateway.messages import ContactEvent
+from gateway.core.errors import PermanentError
+from gateway.core.messages import ContactEvent
 
 Reason = Literal["too_large", "not_utf8", "not_json", "unmapped", "unknown_topic", "duplicate"]
 REASONS: tuple[Reason, ...] = (

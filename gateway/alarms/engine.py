@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
 from gateway.alarms.rules import Evaluator
-from gateway.clock import Clock
 from gateway.config.alarms import AlarmsConfig
-from gateway.contract import alarm_record
-from gateway.messages import ContactEvent, DeviceStatus, Quality, Sample
-from gateway.store import Store, StoreFullError
+from gateway.core.clock import Clock
+from gateway.core.contract import alarm_record
+from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Sample
+from gateway.store.outbox import Store, StoreFullError
 
 if TYPE_CHECKING:
     from gateway.notify import Notifier

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from gateway.messages import Value
+from gateway.core.messages import Value
 
 
 class State(StrEnum):

@@ -27,7 +27,7 @@ from gateway.config.alarms import (
     SensorFaultRuleConfig,
     ThresholdRuleConfig,
 )
-from gateway.messages import ContactEvent, DeviceStatus, Quality, Sample
+from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Sample
 
 
 def in_window(now: time, start: time, end: time) -> bool:

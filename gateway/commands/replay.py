@@ -51,7 +51,7 @@ from types import TracebackType
 from typing import Any, Literal, cast
 
 from gateway.commands.model import DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SKEW, Command
-from gateway.errors import StoreError
+from gateway.core.errors import StoreError
 
 log = logging.getLogger(__name__)
 

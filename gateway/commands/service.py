@@ -26,14 +26,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.clock import Clock
 from gateway.commands.model import AlarmArgs, Command, UnlockArgs
 from gateway.commands.replay import ReplayCache
 from gateway.commands.signing import load_public_keys
 from gateway.commands.verify import Rejected, Verifier
 from gateway.config.commands import CommandsConfig
-from gateway.errors import GatewayError
-from gateway.messages import Lane, Record
+from gateway.core.clock import Clock
+from gateway.core.errors import GatewayError
+from gateway.core.messages import Lane, Record
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 60.0  # seconds between replay-cache prunes

@@ -52,7 +52,7 @@ from gateway.commands.model import (
     NONCE_PATTERN,
     VERSION,
 )
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 MAX_DEPTH: Final = 16  # nesting the canonical form accepts; a command needs 2
 SIGNATURE_CHARS: Final = 86  # base64url without padding of a 64-byte Ed25519 signature

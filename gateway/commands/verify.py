@@ -61,7 +61,7 @@ from gateway.commands.model import (
     CommandName,
 )
 from gateway.commands.signing import SIGNATURE_CHARS, canonical, clip, describe, key_id
-from gateway.errors import PermanentError
+from gateway.core.errors import PermanentError
 
 Reason = Literal[
     "too_large",

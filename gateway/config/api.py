@@ -1,4 +1,4 @@
-"""Config of the local alarm API (``gateway.api``): where it listens and its bearer token.
+"""Config of the local alarm API (``gateway.ops.api``): where it listens and its bearer token.
 
 Contract:
 - The API listens on loopback by default. Any other address (a LAN address, ``0.0.0.0``,
@@ -17,7 +17,7 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 
 from gateway.config.base import Model, SecretFile, read_secret
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 MIN_TOKEN = 16  # characters; e.g. `openssl rand -hex 32` gives 64
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import Field, FilePath, field_validator
 
 from gateway.config.base import Model
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 
 class CommandsConfig(Model):

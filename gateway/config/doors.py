@@ -5,7 +5,7 @@ A *door terminal* (``kind: door_terminal``) is one terminal, or a fleet of ident
 topic, a heartbeat topic, an optional command topic (for remote unlock), its doors, and a
 *payload mapping* (inline ``payload:`` or named ``profile:`` from
 ``config/profiles/doors/<name>.yaml``) saying where the vendor's JSON keeps each field, how its
-values translate into ours (``gateway.access``), which fields must never be read (face images
+values translate into ours (``gateway.core.access``), which fields must never be read (face images
 and templates), what a heartbeat looks like and how to word an unlock command.
 
 ``PrivacyConfig`` belongs at the config root (``privacy:``): the pseudonym key is per site.
@@ -27,7 +27,6 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.access import Credential, DenyReason, Kind
 from gateway.config.base import Model, Name, SecretFile
 from gateway.config.mqtt_devices import (
     JsonPath,
@@ -36,7 +35,8 @@ from gateway.config.mqtt_devices import (
     find_mapping_profile,
     load_mapping_profile,
 )
-from gateway.privacy import Pseudonymiser
+from gateway.core.access import Credential, DenyReason, Kind
+from gateway.pipeline.privacy import Pseudonymiser
 
 BUILTIN_DOOR_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "doors"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")

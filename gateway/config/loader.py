@@ -26,7 +26,7 @@ from gateway.config.mqtt_devices import (
     filters_overlap,
     resolve_payload,
 )
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 BUILTIN_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
 _UNION_TAGS = frozenset(

@@ -1,4 +1,4 @@
-"""Config of the monitoring endpoint (``gateway.monitor``): ``/health`` and ``/metrics``.
+"""Config of the monitoring endpoint (``gateway.ops.monitor``): ``/health`` and ``/metrics``.
 
 Contract:
 - Off unless configured. It listens on loopback by default; any other address needs

@@ -28,7 +28,7 @@ from pydantic import (
 
 from gateway.config.base import Model, Name
 from gateway.config.broker import BrokerConfig, TlsConfig
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 BUILTIN_MQTT_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "mqtt"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # the same rule as ``Name``

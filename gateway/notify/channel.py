@@ -30,9 +30,9 @@ from typing import Literal, Self
 
 from aiolimiter import AsyncLimiter
 
-from gateway.backoff import Backoff
-from gateway.clock import Clock, SystemClock
 from gateway.config.notify import ChannelConfig
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock, SystemClock
 from gateway.notify.transport import Target, build
 
 __all__ = ["Attempt", "Channel", "Severity"]

@@ -13,9 +13,9 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Self
 
-from gateway.clock import Clock
 from gateway.config.notify import ChannelConfig
-from gateway.errors import ConfigError
+from gateway.core.clock import Clock
+from gateway.core.errors import ConfigError
 from gateway.notify.channel import Attempt, Channel, Severity
 
 __all__ = ["Notifier"]

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from apprise import Apprise

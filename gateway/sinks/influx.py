@@ -42,13 +42,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from gateway.backoff import Backoff
-from gateway.clock import Clock
 from gateway.config.base import read_secret
 from gateway.config.influx import InfluxConfig
-from gateway.contract import Identity
-from gateway.messages import Lane
-from gateway.store import Row, Store
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.contract import Identity
+from gateway.core.messages import Lane
+from gateway.store.outbox import Row, Store
 
 if TYPE_CHECKING:
     from influxdb_client.client.write.point import Point

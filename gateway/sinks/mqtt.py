@@ -23,14 +23,14 @@ from typing import Any
 
 import aiomqtt
 
-from gateway.aio import raise_if_cancelling
-from gateway.backoff import Backoff
-from gateway.clock import Clock
 from gateway.config.base import read_secret
 from gateway.config.models import MqttConfig
-from gateway.contract import Identity, render
-from gateway.messages import Lane
-from gateway.store import Row, Store
+from gateway.core.aio import raise_if_cancelling
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.contract import Identity, render
+from gateway.core.messages import Lane
+from gateway.store.outbox import Row, Store
 
 log = logging.getLogger(__name__)
 FETCH = 256  # rows read from the store at a time

@@ -9,9 +9,9 @@ from typing import Any
 import aiomqtt
 import pytest
 
-from gateway.contract import telemetry_record
-from gateway.messages import Quality, Reading, Sample
-from gateway.store import Store
+from gateway.core.contract import telemetry_record
+from gateway.core.messages import Quality, Reading, Sample
+from gateway.store.outbox import Store
 from tests.support.daemon import Daemon, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.schemas import validate_message

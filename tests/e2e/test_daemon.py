@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.simulator import SimulatedDevice, Simulator
 from gateway.config.modbus import PointConfig
+from gateway.demo.simulator import SimulatedDevice, Simulator
 from tests.support.daemon import REPO, Daemon, gateway_config, stored_telemetry, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port

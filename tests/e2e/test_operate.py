@@ -14,8 +14,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from drivers.modbus.simulator import SimulatedDevice, Simulator
 from gateway.config.modbus import PointConfig
+from gateway.demo.simulator import SimulatedDevice, Simulator
 from tests.support.daemon import REPO, Daemon, gateway_config, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port

@@ -12,11 +12,11 @@ import pytest
 
 from gateway.alarms.engine import AlarmEngine, Delivery
 from gateway.alarms.lifecycle import LifecycleError
-from gateway.clock import SystemClock
 from gateway.config.alarms import AlarmsConfig
-from gateway.contract import Identity, render
-from gateway.messages import ContactEvent, Lane, Quality, Reading, Sample
-from gateway.store import Row, Store
+from gateway.core.clock import SystemClock
+from gateway.core.contract import Identity, render
+from gateway.core.messages import ContactEvent, Lane, Quality, Reading, Sample
+from gateway.store.outbox import Row, Store
 from tests.support.schemas import validate_message
 
 IDENT = Identity("cgw", "s1", "gw1")

@@ -12,7 +12,7 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from gateway.config import validate
-from gateway.runtime import Runtime
+from gateway.runtime.root import Runtime
 from tests.support.ports import free_port
 
 BUTTON, ACK, SIREN = 17, 27, 18

@@ -1,6 +1,6 @@
 """The local alarm API over real HTTP, on a real alarm engine and store.
 
-Driven two ways: by an aiohttp client, and by ``cgw alarms`` (``gateway.cli_alarms.run``, sync
+Driven two ways: by an aiohttp client, and by ``cgw alarms`` (``gateway.cli.alarms.run``, sync
 urllib, run in a thread) with a gateway config file pointing at the running server.
 """
 
@@ -19,15 +19,15 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gateway import cli_alarms
 from gateway.alarms.engine import AlarmEngine
-from gateway.api import LocalApi
-from gateway.clock import Clock, ManualClock, SystemClock
+from gateway.cli import alarms as cli_alarms
 from gateway.config.alarms import AlarmsConfig
 from gateway.config.api import ApiConfig
-from gateway.errors import ConfigError
-from gateway.messages import ContactEvent, Lane
-from gateway.store import Store
+from gateway.core.clock import Clock, ManualClock, SystemClock
+from gateway.core.errors import ConfigError
+from gateway.core.messages import ContactEvent, Lane
+from gateway.ops.api import LocalApi
+from gateway.store.outbox import Store
 from tests.support.ports import free_port
 
 TOKEN = "c0ffee42" * 4

@@ -10,9 +10,9 @@ import aiomqtt
 
 from gateway.commands.signing import keygen, load_private_key, make_command, sign
 from gateway.config import validate
-from gateway.messages import ContactEvent
-from gateway.metrics import registry_for, render
-from gateway.runtime import Runtime
+from gateway.core.messages import ContactEvent
+from gateway.ops.metrics import registry_for, render
+from gateway.runtime.root import Runtime
 from tests.support.mosquitto import Mosquitto
 from tests.support.schemas import validate_message
 from tests.support.subscriber import Recorder

@@ -26,11 +26,11 @@ import pytest
 
 from drivers.doors.mapping import REASONS, Reason
 from drivers.doors.terminals import DoorTerminals, NotConnected, UnlockRefused
-from gateway.access import AccessEvent
-from gateway.clock import ManualClock
 from gateway.config.doors import DoorTerminalConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig
-from gateway.privacy import Pseudonymiser
+from gateway.core.access import AccessEvent
+from gateway.core.clock import ManualClock
+from gateway.pipeline.privacy import Pseudonymiser
 from tests.support.mosquitto import Mosquitto
 
 T0 = 1_800_000_000.0  # the component's wall clock (a ManualClock)

@@ -18,10 +18,10 @@ from gpiozero.pins.mock import MockFactory
 
 from drivers.gpio import Debouncer, GpioInputs, GpioOutputs, GpioUnavailable, pattern_for
 from drivers.gpio.inputs import Change
-from gateway.clock import ManualClock, SystemClock
 from gateway.config.gpio import GpioDeviceConfig
-from gateway.errors import PermanentError, TransientError
-from gateway.messages import ContactEvent
+from gateway.core.clock import ManualClock, SystemClock
+from gateway.core.errors import PermanentError, TransientError
+from gateway.core.messages import ContactEvent
 
 WALL0 = 1_800_000_000.0  # ManualClock's default wall time
 

@@ -19,12 +19,12 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from gateway.clock import SystemClock
 from gateway.config.influx import InfluxConfig
-from gateway.contract import Identity, status_record, telemetry_record
-from gateway.messages import DeviceStatus, Lane, Quality, Reading, Sample
+from gateway.core.clock import SystemClock
+from gateway.core.contract import Identity, status_record, telemetry_record
+from gateway.core.messages import DeviceStatus, Lane, Quality, Reading, Sample
 from gateway.sinks.influx import InfluxSink
-from gateway.store import Store
+from gateway.store.outbox import Store
 from tests.support.ports import free_port
 from tests.support.victoria import VictoriaMetrics
 

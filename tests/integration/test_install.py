@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cli
+from gateway.cli import main as cli
 from gateway.commands.signing import keygen
 from tests.support.ports import free_port
 
@@ -198,7 +198,9 @@ def test_install_into_a_root_then_again_changes_nothing(tmp_path: Path) -> None:
     local = root / "etc" / "mosquitto" / "conf.d" / "cgw-local.conf"
     assert local.read_text() == LOCAL_CONF.read_text()
     opt = root / "opt" / "cgw"
-    assert (opt / "gateway" / "cli.py").read_bytes() == (REPO / "gateway" / "cli.py").read_bytes()
+    assert (opt / "gateway" / "cli" / "main.py").read_bytes() == (
+        REPO / "gateway" / "cli" / "main.py"
+    ).read_bytes()
     assert (opt / "config" / "profiles" / "pm-laser-rs485.yaml").is_file()
     assert os.access(opt / "systemd" / "install.sh", os.X_OK)
     assert not (opt / "tests").exists()

@@ -8,8 +8,6 @@ import pytest
 
 from drivers.modbus.bus import Bus
 from drivers.modbus.device import ModbusDevice
-from drivers.modbus.simulator import SimulatedDevice, Simulator
-from gateway.clock import SystemClock
 from gateway.config.loader import BUILTIN_PROFILES, load_profile
 from gateway.config.modbus import (
     ModbusDeviceConfig,
@@ -17,9 +15,11 @@ from gateway.config.modbus import (
     ModbusTcpBusConfig,
     PointConfig,
 )
-from gateway.errors import TransientError
-from gateway.messages import DeviceStatus, Quality, Sample
-from gateway.poller import Poller, Schedule
+from gateway.core.clock import SystemClock
+from gateway.core.errors import TransientError
+from gateway.core.messages import DeviceStatus, Quality, Sample
+from gateway.demo.simulator import SimulatedDevice, Simulator
+from gateway.runtime.poller import Poller, Schedule
 from tests.support.ports import free_port
 from tests.support.socat import PtyPair
 

@@ -31,14 +31,14 @@ from hypothesis import strategies as st
 from drivers.mqtt.buttons import MqttButtons
 from drivers.mqtt.dedup import DedupCache, DedupFile
 from drivers.mqtt.mapping import REASONS, Button, Reason, Reject, parse
-from gateway.clock import ManualClock
 from gateway.config.mqtt_devices import (
     NAME_RE,
     LocalBrokerConfig,
     MqttButtonConfig,
     resolve_payload,
 )
-from gateway.messages import ContactEvent
+from gateway.core.clock import ManualClock
+from gateway.core.messages import ContactEvent
 from tests.support.mosquitto import Mosquitto
 
 T0 = 1_800_000_000.0  # the wall clock of the component under test (a ManualClock)

@@ -38,13 +38,13 @@ from pydantic import ValidationError
 
 from gateway.alarms.lifecycle import Lifecycle
 from gateway.alarms.model import Condition, Transition
-from gateway.clock import SystemClock
 from gateway.config.alarms import AlarmsConfig
 from gateway.config.models import MqttConfig
-from gateway.contract import Identity, alarm_record, iso, status_record, telemetry_record
-from gateway.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
+from gateway.core.clock import SystemClock
+from gateway.core.contract import Identity, alarm_record, iso, status_record, telemetry_record
+from gateway.core.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
 from gateway.sinks.mqtt import FETCH, MqttSink
-from gateway.store import Store
+from gateway.store.outbox import Store
 from tests.support.mosquitto import Mosquitto, TlsFiles, make_tls_files
 from tests.support.proxy import MqttProxy
 from tests.support.schemas import schema_name, validate_message

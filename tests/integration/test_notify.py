@@ -36,7 +36,7 @@ from apprise.plugins.feishu import NotifyFeishu
 from apprise.plugins.wecombot import NotifyWeComBot
 
 from gateway.config.notify import ChannelConfig
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from gateway.notify import Attempt, Channel, Notifier
 from tests.support.ports import free_port
 

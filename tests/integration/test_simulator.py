@@ -20,10 +20,10 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.constants import ExcCodes
 from pymodbus.pdu import ModbusPDU
 
-from drivers.modbus.simulator import SimulatedDevice, Simulator, decode_registers
 from gateway.config.loader import BUILTIN_PROFILES
 from gateway.config.modbus import PointConfig
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
+from gateway.demo.simulator import SimulatedDevice, Simulator, decode_registers
 from tests.support.ports import free_port
 from tests.support.socat import PtyPair
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway import systemd
 from gateway.config import validate
-from gateway.runtime import Runtime
+from gateway.ops import systemd
+from gateway.runtime.root import Runtime
 from tests.support.ports import free_port
 
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.access import (
+from gateway.core.access import (
     ALARM_KINDS,
     AccessEvent,
     DoorPolicy,
@@ -27,8 +27,8 @@ from gateway.access import (
     Kind,
     TerminalWatch,
 )
-from gateway.errors import ConfigError
-from gateway.privacy import Pseudonymiser, decode_key, key_id, load_key
+from gateway.core.errors import ConfigError
+from gateway.pipeline.privacy import Pseudonymiser, decode_key, key_id, load_key
 
 WALL0 = 1_800_000_000.0
 KEY = bytes(range(32))

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from gateway.config import validate
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 
 def base(alarms: dict[str, Any]) -> dict[str, Any]:

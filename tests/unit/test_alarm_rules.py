@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from gateway.alarms.model import Condition
 from gateway.alarms.rules import Evaluator, in_window
 from gateway.config.alarms import AlarmsConfig
-from gateway.messages import ContactEvent, DeviceStatus, Quality, Reading, Sample
+from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Reading, Sample
 
 # 2026-11-28 00:00 in Asia/Shanghai (UTC+8) is 2026-11-27 16:00 UTC
 MIDNIGHT_CST = datetime(2026, 11, 27, 16, 0, tzinfo=UTC).timestamp()

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from gateway.config.api import ApiConfig, is_loopback
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 TOKEN = "0123456789abcdef0123456789abcdef"
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from gateway.clock import SystemClock
 from gateway.commands.replay import ReplayCache
 from gateway.commands.service import ActionFailed, CommandService
 from gateway.commands.signing import keygen, load_private_key, make_command, sign
 from gateway.config.commands import CommandsConfig
-from gateway.messages import Lane, Record
+from gateway.core.clock import SystemClock
+from gateway.core.messages import Lane, Record
 
 
 class Actions:

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import cli_commands
+from gateway.cli import keys as cli_commands
 from gateway.commands import (
     REASONS,
     AlarmArgs,
@@ -41,7 +41,7 @@ from gateway.commands.signing import (
     load_public_key,
     make_command,
 )
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 NOW = 1_800_000_000.0
 SITE, GW = "huayuan-b7", "gw-01"

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from gateway.components import Component, Components
+from gateway.runtime.components import Component, Components
 
 
 class Log:

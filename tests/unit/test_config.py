@@ -20,10 +20,10 @@ import yaml
 # jsonschema ships no type information and the test extras have no stubs for it
 from jsonschema import Draft202012Validator
 
-from gateway.cli import main
+from gateway.cli.main import main
 from gateway.config import Config, load_config
 from gateway.config.loader import BUILTIN_PROFILES
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 from tests.support.configs import as_modbus
 
 Doc = dict[str, Any]

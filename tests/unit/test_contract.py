@@ -16,9 +16,16 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 import gateway
-from gateway.contract import SCHEMA_VERSION, Identity, iso, render, status_record, telemetry_record
-from gateway.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
-from gateway.store import Row
+from gateway.core.contract import (
+    SCHEMA_VERSION,
+    Identity,
+    iso,
+    render,
+    status_record,
+    telemetry_record,
+)
+from gateway.core.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
+from gateway.store.outbox import Row
 
 SCHEMAS = Path(gateway.__file__).parent / "schemas"
 IDENT = Identity(root="cgw", site_id="site-7", gateway_id="gw-01")

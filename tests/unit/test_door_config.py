@@ -18,7 +18,6 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from drivers.doors.mapping import Heartbeat, Terminal, parse, unlock_payload
-from gateway.access import AccessEvent
 from gateway.config.doors import (
     BUILTIN_DOOR_PROFILES,
     PLACEHOLDER,
@@ -36,8 +35,9 @@ from gateway.config.doors import (
     load_door_profile,
     resolve_door_payload,
 )
-from gateway.errors import ConfigError
-from gateway.privacy import Pseudonymiser
+from gateway.core.access import AccessEvent
+from gateway.core.errors import ConfigError
+from gateway.pipeline.privacy import Pseudonymiser
 
 Doc = dict[str, Any]
 PROFILES = sorted(BUILTIN_DOOR_PROFILES.glob("*.yaml"))

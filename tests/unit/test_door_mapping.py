@@ -28,9 +28,9 @@ from drivers.doors.mapping import (
     terminal_time,
     unlock_payload,
 )
-from gateway.access import AccessEvent
 from gateway.config.doors import DoorTerminalConfig, resolve_door_payload
-from gateway.privacy import Pseudonymiser
+from gateway.core.access import AccessEvent
+from gateway.pipeline.privacy import Pseudonymiser
 
 T0 = 1_795_806_700.0  # 2026-11-27 19:11:40 UTC, 03:11:40 in China
 NAMES = Pseudonymiser("site-1", bytes(range(32)))

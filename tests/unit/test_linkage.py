@@ -3,10 +3,10 @@
 import asyncio
 import json
 
-from gateway.clock import SystemClock
-from gateway.errors import TransientError
-from gateway.linkage import FireLinkage
-from gateway.messages import Record
+from gateway.alarms.linkage import FireLinkage
+from gateway.core.clock import SystemClock
+from gateway.core.errors import TransientError
+from gateway.core.messages import Record
 
 
 async def test_escape_routes_are_held_released_until_the_fire_alarm_is_reset() -> None:

@@ -29,7 +29,7 @@ from gateway.config.mqtt_devices import (
     load_payload_profile,
     resolve_payload,
 )
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 Doc = dict[str, Any]
 PROFILES = sorted(BUILTIN_MQTT_PROFILES.glob("*.yaml"))

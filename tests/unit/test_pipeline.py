@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.backoff import Backoff
 from gateway.config.modbus import PointConfig
-from gateway.messages import Quality, Reading
-from gateway.pipeline import to_reading
+from gateway.core.backoff import Backoff
+from gateway.core.messages import Quality, Reading
+from gateway.pipeline.scale import to_reading
 
 
 def _pt(**fields: Any) -> PointConfig:

@@ -2,9 +2,9 @@
 
 import asyncio
 
-from gateway.clock import SystemClock
-from gateway.messages import DeviceStatus, Sample
-from gateway.poller import Poller, Schedule
+from gateway.core.clock import SystemClock
+from gateway.core.messages import DeviceStatus, Sample
+from gateway.runtime.poller import Poller, Schedule
 
 
 class RacingDriver:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.commands import Command, Rejected, ReplayCache, UnlockArgs, Verifier, key_id, sign
 from gateway.commands.model import NoArgs
 from gateway.commands.signing import make_command
-from gateway.errors import StoreError
+from gateway.core.errors import StoreError
 
 T0 = 1_800_000_000  # wall clock of the tests
 SKEW, LIFETIME = 60, 60

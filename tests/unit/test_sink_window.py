@@ -2,7 +2,7 @@
 
 import asyncio
 
-from gateway.messages import Lane
+from gateway.core.messages import Lane
 from gateway.sinks.mqtt import _Window
 
 

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.errors import StoreError
-from gateway.messages import Lane, Record
-from gateway.store import Row, Store, StoreFullError
+from gateway.core.errors import StoreError
+from gateway.core.messages import Lane, Record
+from gateway.store.outbox import Row, Store, StoreFullError
 
 QUOTA = 256 * 1024
 RESERVE = 32 * 1024

@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.messages import DeviceStatus, Lane, Record, Sample
+from gateway.core.messages import DeviceStatus, Lane, Record, Sample
 
 if TYPE_CHECKING:
-    from gateway.access import AccessEvent
     from gateway.alarms.model import Transition
+    from gateway.core.access import AccessEvent
 
 SCHEMA_VERSION = 1
 

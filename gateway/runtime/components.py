@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
-from gateway.supervisor import supervise
+from gateway.runtime.supervisor import supervise
 
 log = logging.getLogger(__name__)
 

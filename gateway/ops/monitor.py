@@ -5,7 +5,7 @@ Contract:
   a port already taken is a ``ConfigError`` naming the address.
 - ``/health``: 200 with ``status: ok`` when every required component is ok, else 503 with
   ``status`` ``starting`` or ``degraded`` and ``failing`` naming the components (see
-  ``gateway.health``). ``/metrics``: the text exposition format. Anything else: 404 JSON.
+  ``gateway.ops.health``). ``/metrics``: the text exposition format. Anything else: 404 JSON.
 - Read-only, no token, no request body is read; aiohttp and prometheus_client are imported
   only when the monitor starts.
 """
@@ -15,15 +15,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Self
 
-from gateway.errors import ConfigError
-from gateway.health import health
+from gateway.core.errors import ConfigError
+from gateway.ops.health import health
 
 if TYPE_CHECKING:
     from aiohttp import web
     from prometheus_client import CollectorRegistry
 
     from gateway.config.monitor import MonitorConfig
-    from gateway.runtime import Runtime
+    from gateway.runtime.root import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Monitor:
     async def __aenter__(self) -> Self:
         from aiohttp import web
 
-        from gateway.metrics import registry_for
+        from gateway.ops.metrics import registry_for
 
         self._registry = registry_for(self.runtime)
         app = web.Application()
@@ -72,7 +72,7 @@ class Monitor:
     async def _metrics(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        from gateway.metrics import CONTENT_TYPE, render
+        from gateway.ops.metrics import CONTENT_TYPE, render
 
         assert self._registry is not None
         return web.Response(body=render(self._registry), headers={"Content-Type": CONTENT_TYPE})

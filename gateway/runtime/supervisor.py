@@ -9,8 +9,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from gateway.backoff import Backoff
-from gateway.errors import TransientError
+from gateway.core.backoff import Backoff
+from gateway.core.errors import TransientError
 
 log = logging.getLogger(__name__)
 

@@ -39,7 +39,7 @@ import re
 import string
 from pathlib import Path
 
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 VERSION = "p1"  # bump when the construction changes: old and new pseudonyms never compare equal
 TOKEN_VERSION = "t1"

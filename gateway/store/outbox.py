@@ -37,9 +37,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gateway.contract import iso
-from gateway.errors import StoreError, TransientError
-from gateway.messages import Lane, Record
+from gateway.core.contract import iso
+from gateway.core.errors import StoreError, TransientError
+from gateway.core.messages import Lane, Record
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway.config import load_config
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/cgw/gateway.yaml")
 TIMEOUT = 5.0

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.commands.service import ActionFailed
-from gateway.errors import GatewayError
-from gateway.health import health
+from gateway.core.errors import GatewayError
+from gateway.ops.health import health
 
 if TYPE_CHECKING:
     from gateway.alarms.engine import AlarmEngine
-    from gateway.runtime import Runtime
+    from gateway.runtime.root import Runtime
 
 
 class GatewayActions:

@@ -20,9 +20,9 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
-from gateway.clock import Clock
-from gateway.errors import GatewayError
-from gateway.messages import Lane, Record
+from gateway.core.clock import Clock
+from gateway.core.errors import GatewayError
+from gateway.core.messages import Lane, Record
 
 log = logging.getLogger(__name__)
 

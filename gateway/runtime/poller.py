@@ -16,11 +16,11 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
-from gateway.aio import raise_if_cancelling
-from gateway.backoff import Backoff
-from gateway.clock import Clock
-from gateway.errors import PermanentError, TransientError
-from gateway.messages import DeviceStatus, Sample
+from gateway.core.aio import raise_if_cancelling
+from gateway.core.backoff import Backoff
+from gateway.core.clock import Clock
+from gateway.core.errors import PermanentError, TransientError
+from gateway.core.messages import DeviceStatus, Sample
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gateway.config.loader import load_config
 from gateway.config.models import Config
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

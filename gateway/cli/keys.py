@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.commands.model import ARGS, DEFAULT_MAX_LIFETIME, NAMES, CommandName, command_topic
 from gateway.commands.signing import keygen, load_private_key, make_command, sign
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 COMMANDS = ("keygen", "sign")  # the subcommands this module adds to ``cgw``
 EXIT_USAGE = 2

@@ -12,11 +12,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway import __version__, cli_alarms, cli_commands, cli_status
+from gateway import __version__
+from gateway.cli import alarms as cli_alarms
+from gateway.cli import keys as cli_commands
+from gateway.cli import status as cli_status
 from gateway.config import Config, load_config
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
-from gateway.errors import ConfigError, GatewayError
+from gateway.core.errors import ConfigError, GatewayError
 
 log = logging.getLogger("gateway")
 EXIT_FAILURE = 1
@@ -57,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command in cli_commands.COMMANDS:
         return cli_commands.run(args)
     if args.command == "demo":
-        from gateway.demo import run_demo
+        from gateway.demo.run import run_demo
 
         return run_demo(args.duration, args.port)
     return _run(args.config, args.log_format)
@@ -118,7 +121,7 @@ def _check(path: Path) -> int:
 
 
 def _run(path: Path, log_format: str) -> int:
-    from gateway.logs import setup
+    from gateway.ops.logs import setup
 
     cfg = _load(path)
     if cfg is None:
@@ -144,7 +147,7 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 async def _daemon(cfg: Config, path: Path) -> None:
-    from gateway.runtime import Runtime
+    from gateway.runtime.root import Runtime
 
     stop = asyncio.Event()
     runtime = Runtime(cfg, config_path=path)

@@ -10,7 +10,7 @@ import ctypes
 import ctypes.util
 from pathlib import Path
 
-from gateway.clock import Clock
+from gateway.core.clock import Clock
 
 TIMESYNCD_MARKER = Path("/run/systemd/timesync/synchronized")
 TIME_ERROR = 5  # adjtimex(2): clock not synchronised

@@ -21,13 +21,13 @@ from typing import Any
 
 import aiomqtt
 
-from drivers.modbus.simulator import SimulatedDevice, Simulator
 from gateway.config import validate
 from gateway.config.loader import BUILTIN_PROFILES
-from gateway.logs import setup
-from gateway.runtime import Runtime
+from gateway.demo.simulator import SimulatedDevice, Simulator
+from gateway.ops.logs import setup
+from gateway.runtime.root import Runtime
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DEMO_CONF = REPO / "config" / "mosquitto" / "demo.conf"
 DEVICES = [  # (device id, profile, unit id)
     ("th-1", "th-rs485", 1),

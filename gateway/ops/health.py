@@ -19,7 +19,7 @@ from gateway.alarms.engine import SEVERITY_RANK
 from gateway.alarms.model import UNACKED
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.runtime.root import Runtime
 
 
 def _mib(n: int) -> str:

@@ -3,7 +3,7 @@
 import math
 
 from gateway.config.modbus import PointConfig
-from gateway.messages import Quality, Reading, Value
+from gateway.core.messages import Quality, Reading, Value
 
 
 def to_reading(point: PointConfig, raw: Value | None) -> Reading:

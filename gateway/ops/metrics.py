@@ -23,7 +23,7 @@ from gateway import __version__
 from gateway.alarms.model import UNACKED
 
 if TYPE_CHECKING:
-    from gateway.runtime import Runtime
+    from gateway.runtime.root import Runtime
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SEVERITIES = ("critical", "warning", "info")

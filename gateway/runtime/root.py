@@ -6,10 +6,10 @@ then the sinks publish "offline" and disconnect, and the store is closed cleanly
 failing with something other than a transient error stops the daemon with an error, so
 systemd restarts it; a dead device or an unreachable broker never does.
 
-Reload (SIGHUP, ``request_reload``): the file is loaded and checked first (``gateway.reload``);
-a bad file, or a change that needs a full restart, keeps the running config and logs why. A
-good one restarts only the components whose config changed (see ``gateway.components``); open
-alarms live in the store and survive it.
+Reload (SIGHUP, ``request_reload``): the file is loaded and checked first
+(``gateway.runtime.reload``); a bad file, or a change that needs a full restart, keeps the
+running config and logs why. A good one restarts only the components whose config changed
+(see ``gateway.runtime.components``); open alarms live in the store and survive it.
 """
 
 import asyncio
@@ -22,27 +22,27 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drivers.registry import DriverSet, Severity, build, groups
-from gateway import systemd
 from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
-from gateway.clock import Clock, SystemClock
-from gateway.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
 from gateway.config.alarms import ContactRuleConfig
 from gateway.config.models import Config
-from gateway.contract import Identity
-from gateway.errors import TransientError
-from gateway.inputs import Inputs
-from gateway.messages import Lane
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.contract import Identity
+from gateway.core.errors import TransientError
+from gateway.core.messages import Lane
+from gateway.core.timesync import SyncState
 from gateway.notify import Notifier
-from gateway.poller import Poller
+from gateway.ops import systemd
+from gateway.pipeline.inputs import Inputs
+from gateway.runtime.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
+from gateway.runtime.poller import Poller
+from gateway.runtime.supervisor import supervise
 from gateway.sinks.mqtt import MqttSink
-from gateway.store import Store
-from gateway.supervisor import supervise
-from gateway.timesync import SyncState
+from gateway.store.outbox import Store
 
 if TYPE_CHECKING:
     from drivers.doors.terminals import DoorTerminals
+    from gateway.alarms.linkage import FireLinkage
     from gateway.commands.service import CommandService
-    from gateway.linkage import FireLinkage
     from gateway.sinks.influx import InfluxSink
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ class Runtime:
         self.commands.submit(name, payload)
 
     async def _run_commands(self, cfg: Config) -> None:
-        from gateway.actions import GatewayActions
+        from gateway.commands.actions import GatewayActions
         from gateway.commands.service import CommandService
 
         assert cfg.commands is not None
@@ -192,7 +192,7 @@ class Runtime:
             self.commands = None
 
     async def _run_linkage(self, cfg: Config, routes: list[str]) -> None:
-        from gateway.linkage import FireLinkage
+        from gateway.alarms.linkage import FireLinkage
 
         assert self.store is not None
         assert self.alarms is not None
@@ -236,7 +236,7 @@ class Runtime:
         await self.influx.run()
 
     async def _run_api(self, cfg: Config) -> None:
-        from gateway.api import LocalApi
+        from gateway.ops.api import LocalApi
 
         assert cfg.api is not None
         assert self.alarms is not None
@@ -248,7 +248,7 @@ class Runtime:
             self.api_up.clear()
 
     async def _run_monitor(self, cfg: Config) -> None:
-        from gateway.monitor import Monitor
+        from gateway.ops.monitor import Monitor
 
         assert cfg.monitor is not None
         async with Monitor(cfg.monitor, self):
@@ -288,7 +288,7 @@ class Runtime:
 
     async def reload(self) -> bool:
         """Load, validate and apply ``config_path``; False (and the old config kept) if bad."""
-        from gateway.reload import checked
+        from gateway.runtime.reload import checked
 
         assert self._components is not None
         if self.config_path is None:

@@ -15,10 +15,10 @@ contacts of the door for the alarm engine's contact rules:
 
 from collections.abc import Callable
 
-from gateway.access import AccessEvent
 from gateway.alarms.engine import AlarmEngine
-from gateway.contract import access_record, status_record, telemetry_record
-from gateway.messages import ContactEvent, DeviceStatus, Record, Sample
+from gateway.core.access import AccessEvent
+from gateway.core.contract import access_record, status_record, telemetry_record
+from gateway.core.messages import ContactEvent, DeviceStatus, Record, Sample
 
 
 class Inputs:

@@ -33,9 +33,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Self
 
 from gateway.alarms.lifecycle import LifecycleError
-from gateway.clock import Clock, SystemClock
-from gateway.contract import iso
-from gateway.errors import ConfigError
+from gateway.core.clock import Clock, SystemClock
+from gateway.core.contract import iso
+from gateway.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -1,7 +1,7 @@
 """``cgw alarms list|ack|reset``: the gateway's open alarms through its local API.
 
 Works with the uplink down: it talks only to the daemon on this machine, at the address and
-with the token of the config's ``api`` section (``gateway.api`` has the HTTP contract).
+with the token of the config's ``api`` section (``gateway.ops.api`` has the HTTP contract).
 
 Exit codes: 0 done; 1 the gateway could not be reached or refused the request (the message
 says why); 2 a config or usage error (no ``api`` section, unreadable token file, bad args).
@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from gateway.config import load_config
 from gateway.config.api import ApiConfig, local_url
-from gateway.errors import ConfigError
+from gateway.core.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/cgw/gateway.yaml")
 TIMEOUT = 5.0  # seconds per request

@@ -2,11 +2,11 @@
 
 Contract:
 - ``AccessEvent`` is what door terminals report, already stripped of raw identities: ``person``
-  is a pseudonym (``gateway.privacy``) or empty, ``snapshot_ref`` an opaque reference to an image
-  that stays on the terminal, or empty. Its invariants are checked on construction (a bad one
-  is a bug and raises ``ValueError``): a known ``kind`` and ``credential``; a deny ``reason``
-  on denials only; ``data_class`` is ``personal`` exactly when a person or snapshot is named,
-  and then ``retention`` (seconds) says how long it may be kept; ``skew`` is
+  is a pseudonym (``gateway.pipeline.privacy``) or empty, ``snapshot_ref`` an opaque reference
+  to an image that stays on the terminal, or empty. Its invariants are checked on construction
+  (a bad one is a bug and raises ``ValueError``): a known ``kind`` and ``credential``; a deny
+  ``reason`` on denials only; ``data_class`` is ``personal`` exactly when a person or snapshot
+  is named, and then ``retention`` (seconds) says how long it may be kept; ``skew`` is
   ``terminal_ts - gateway_ts`` and ``skew_flagged`` whether it exceeded the terminal's limit.
 - ``DoorTracker`` turns door traffic into what the alarm engine needs, per door: an opening
   with no grant (a granted credential or a gateway unlock) in the last ``grant_window``

@@ -1,0 +1,1 @@
+"""The ``cgw`` command line."""

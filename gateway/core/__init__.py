@@ -1,0 +1,1 @@
+"""The core types every layer shares: messages, errors, clock, the upstream contract."""

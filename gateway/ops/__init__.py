@@ -1,0 +1,1 @@
+"""Operating the gateway: the local API, health, metrics, the monitor, systemd, logging."""

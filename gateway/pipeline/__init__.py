@@ -1,0 +1,1 @@
+"""What every driver's output passes through before anything else sees it."""

@@ -1,0 +1,1 @@
+"""The store-and-forward buffer: SQLite in WAL mode."""
