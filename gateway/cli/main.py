@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -16,7 +17,7 @@ from gateway import __version__
 from gateway.cli import alarms as cli_alarms
 from gateway.cli import keys as cli_commands
 from gateway.cli import status as cli_status
-from gateway.config import Config, load_config
+from gateway.config import Config, checks, load_config
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
 from gateway.core.errors import ConfigError, GatewayError
@@ -47,6 +48,17 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cgw`` console script."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (``cgw schema | head``): no traceback, and no second error when
+        # the interpreter flushes stdout at exit (the recipe of Python's signal documentation)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "schema":
         print(json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False))
@@ -84,6 +96,8 @@ def _check(path: Path) -> int:
     modbus = [d for d in cfg.devices if isinstance(d, ModbusDeviceConfig)]
     points = sum(len(d.active_points) for d in modbus)
     print(f"{path}: OK")
+    for line in checks.warnings(cfg):
+        print(f"  warning: {line}")
     print(f"  gateway   {cfg.gateway.site_id}/{cfg.gateway.gateway_id}")
     print(
         f"  store     {cfg.store.path} (quota {cfg.store.quota.human_readable()},"
