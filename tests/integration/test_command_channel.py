@@ -27,7 +27,7 @@ def config(tmp_path: Path, port: int, public_key: Path) -> dict[str, Any]:
         "upstream": {"mqtt": {"host": "127.0.0.1", "port": port, "reconnect_max": 1}},
         "commands": {"public_keys": [str(public_key)], "require_synced_clock": False},
         "alarms": {
-            "rules": [{"kind": "contact", "id": "sos", "device": "*", "input": "sos"}],
+            "rules": [{"kind": "contact", "id": "sos", "device": "*", "input": "*"}],
             "ladders": [{"id": "default", "tiers": [{"after": 0, "channels": ["log"]}]}],
         },
     }
