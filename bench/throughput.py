@@ -190,7 +190,7 @@ def gateway_config(tmp: Path, broker_port: int, extra: dict[str, Any] | None = N
 async def worker_sim(args: argparse.Namespace) -> None:
     """Serve ``--devices`` simulated devices, ``--per-port`` per TCP port, until stdin closes."""
     from gateway.config.loader import BUILTIN_PROFILES
-    from gateway.demo.simulator import SimulatedDevice, Simulator
+    from gateway.demo.sim import SimulatedDevice, Simulator
 
     profile = BUILTIN_PROFILES / f"{args.profile}.yaml"
     ports: list[int] = []
