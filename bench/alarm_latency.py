@@ -42,9 +42,7 @@ import contextlib
 import json
 import math
 import os
-import shlex
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,10 +50,12 @@ from pathlib import Path
 from typing import Any
 
 import throughput as tp
+from harness import procs
+from harness.measure import CpuSampler, max_rss_mib, pct, print_header, proc_status_mib
+from harness.peers import gateway_config, paho_subscriber
+from harness.procs import HOST, PREFIX, ROOT, Child, Phase, emit_result, stdin_eof, workdir
 
 HERE = Path(__file__).resolve()
-HOST = tp.HOST
-PREFIX = f"{tp.ROOT}/{tp.SITE}/{tp.GATEWAY}"
 BUTTON_FILTER = "bench/btn/+/event"
 STALL = 0.002  # s: event-loop lateness the gateway records (a 5 ms tick, see loop_lag)
 
@@ -71,7 +71,7 @@ def ms(values: Sequence[float]) -> str:
     """``p50 / p90 / p99 / max`` of seconds, in ms."""
     if not values:
         return "n/a"
-    return " / ".join(f"{1000 * tp.pct(values, p):.2f}" for p in (50, 90, 99, 100))
+    return " / ".join(f"{1000 * pct(values, p):.2f}" for p in (50, 90, 99, 100))
 
 
 def fs_type(path: Path) -> str:
@@ -90,7 +90,8 @@ def fs_type(path: Path) -> str:
 
 
 def worker_argv(kind: str, *extra: str) -> list[str]:
-    return [sys.executable, str(HERE), "--worker", kind, *extra]
+    """This script's worker ``kind``."""
+    return procs.worker_argv(HERE, kind, *extra)
 
 
 # -- worker: subscriber -------------------------------------------------------------------------
@@ -104,12 +105,8 @@ def worker_sub(args: argparse.Namespace) -> None:
     <t>`` once ``--backlog`` telemetry messages are in. With ``--alarms-only`` it subscribes to
     the alarm topics alone: a consumer whose alarms never queue behind telemetry at the broker.
     """
-    from paho.mqtt.client import Client, ConnectFlags, MQTTMessage
-    from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.properties import Properties
-    from paho.mqtt.reasoncodes import ReasonCode
+    from paho.mqtt.client import MQTTMessage
 
-    ready = threading.Event()
     raised: dict[str, tuple[float, int]] = {}  # device -> (arrival, telemetry seen before it)
     duplicates = other_states = 0
     telemetry = 0
@@ -118,18 +115,7 @@ def worker_sub(args: argparse.Namespace) -> None:
     expect: int = args.expect
     backlog: int = args.backlog
 
-    def on_connect(
-        client: Client, _u: Any, _f: ConnectFlags, _rc: ReasonCode, _p: Properties | None
-    ) -> None:
-        topics = [(f"{PREFIX}/alarm/+", 1), (f"{PREFIX}/telemetry/#", 1)]
-        client.subscribe(topics[:1] if args.alarms_only else topics)
-
-    def on_subscribe(
-        _c: Client, _u: Any, _mid: int, _rc: list[ReasonCode], _p: Properties | None
-    ) -> None:
-        ready.set()
-
-    def on_message(_c: Client, _u: Any, msg: MQTTMessage) -> None:
+    def on_message(msg: MQTTMessage) -> None:
         nonlocal duplicates, other_states, telemetry, first_tele, last_tele
         now = time.monotonic()
         if "/telemetry/" in msg.topic:
@@ -152,23 +138,9 @@ def worker_sub(args: argparse.Namespace) -> None:
             if len(raised) == expect:
                 print(f"ALARMS {now}", flush=True)
 
-    client = Client(
-        CallbackAPIVersion.VERSION2, client_id=f"bench-sub-{os.getpid()}", clean_session=True
-    )
-    client.on_connect = on_connect
-    client.on_subscribe = on_subscribe
-    client.on_message = on_message
-    client.connect(HOST, args.port, keepalive=60)
-    client.loop_start()
-    try:
-        if not ready.wait(10):
-            raise SystemExit("subscriber: no SUBACK within 10 s")
-        print("READY", flush=True)
-        sys.stdin.read()
-    finally:
-        client.disconnect()
-        client.loop_stop()
-    tp.emit_result(
+    topics = [(f"{PREFIX}/alarm/+", 1), (f"{PREFIX}/telemetry/#", 1)]
+    paho_subscriber(args.port, topics[:1] if args.alarms_only else topics, on_message)
+    emit_result(
         {
             "raised": raised,
             "duplicates": duplicates,
@@ -176,7 +148,7 @@ def worker_sub(args: argparse.Namespace) -> None:
             "telemetry": telemetry,
             "first_tele": first_tele,
             "last_tele": last_tele,
-            "max_rss_mib": tp.max_rss_mib(),
+            "max_rss_mib": max_rss_mib(),
         }
     )
 
@@ -242,7 +214,7 @@ def worker_press(args: argparse.Namespace) -> None:
         client.loop_stop()
     with lock:
         out = {device: (t, acked.get(mid, math.nan)) for device, t, mid in sends}
-    tp.emit_result({"sends": out, "max_rss_mib": tp.max_rss_mib()})
+    emit_result({"sends": out, "max_rss_mib": max_rss_mib()})
 
 
 # -- worker: the gateway ------------------------------------------------------------------------
@@ -367,10 +339,10 @@ class Trace:
 
             return wrapper
 
-        def subscribe(orig: Any) -> Any:
+        def subscribed(orig: Any) -> Any:
             async def wrapper(*a: Any, **kw: Any) -> None:
+                trace.subscribed = True  # the session serves only once it is subscribed
                 await orig(*a, **kw)
-                trace.subscribed = True
 
             return wrapper
 
@@ -381,7 +353,7 @@ class Trace:
         patch(Store, "_select", timed("select"))
         patch(aiomqtt.Client, "publish", publish)
         patch(DedupFile, "save", dedup_save)
-        patch(MqttButtons, "_subscribe", subscribe)
+        patch(MqttButtons, "_serve", subscribed)
 
     async def loop_lag(self, tick: float = 0.005) -> None:
         """Record every wake-up of a ``tick`` sleep that is more than ``STALL`` late."""
@@ -407,7 +379,7 @@ class Trace:
 
 def gateway_extra(port: int, max_inflight: int | None) -> dict[str, Any]:
     """The button, the contact rule and generous storm control (presses are all new causes)."""
-    upstream = {"host": HOST, "port": port, "topic_root": tp.ROOT, "max_inflight": max_inflight}
+    upstream = {"host": HOST, "port": port, "topic_root": ROOT, "max_inflight": max_inflight}
     return {
         **({"upstream": {"mqtt": upstream}} if max_inflight else {}),
         "local_broker": {"host": HOST, "port": port},
@@ -445,7 +417,7 @@ async def worker_gateway(args: argparse.Namespace) -> None:
         sys.setswitchinterval(args.switch_interval)
     trace = Trace()
     trace.install()
-    cfg = tp.gateway_config(tmp, args.port, gateway_extra(args.port, args.max_inflight))
+    cfg = gateway_config(tmp, args.port, gateway_extra(args.port, args.max_inflight))
     runtime = Runtime(cfg)
     stop = asyncio.Event()
     task = asyncio.create_task(runtime.run(stop), name="runtime")
@@ -458,19 +430,19 @@ async def worker_gateway(args: argparse.Namespace) -> None:
         await asyncio.sleep(0.01)
     lag = asyncio.create_task(trace.loop_lag(), name="bench:lag")
     print("READY", flush=True)
-    eof = asyncio.create_task(tp.stdin_eof())
+    eof = asyncio.create_task(stdin_eof())
     await asyncio.wait([task, eof], return_when=asyncio.FIRST_COMPLETED)
     lag.cancel()
     stop.set()
     await asyncio.wait_for(task, 30)  # raises what the runtime raised
     eof.cancel()
     assert runtime.sink is not None
-    tp.emit_result(
+    emit_result(
         {
             **trace.result(),
             "published": runtime.sink.published,
             "reconnects": runtime.sink.reconnects,
-            "max_rss_mib": tp.max_rss_mib(),
+            "max_rss_mib": max_rss_mib(),
         }
     )
 
@@ -483,7 +455,7 @@ async def worker_fill(args: argparse.Namespace) -> None:
 # -- orchestration ------------------------------------------------------------------------------
 
 
-def wait_tag(child: tp.Child, tag: str, timeout: float, seen: dict[str, str]) -> str | None:
+def wait_tag(child: Child, tag: str, timeout: float, seen: dict[str, str]) -> str | None:
     """The rest of ``child``'s ``tag`` line (lines may come in any order); None on timeout."""
     deadline = time.monotonic() + timeout
     while tag not in seen:
@@ -502,24 +474,17 @@ def wait_tag(child: tp.Child, tag: str, timeout: float, seen: dict[str, str]) ->
 def run_phase(args: argparse.Namespace, name: str, backlog: int) -> dict[str, Any]:
     """One phase: broker, [fill], subscribers, presser, gateway; everything stopped by PID."""
     with (
-        tempfile.TemporaryDirectory(prefix=f"cgw-bench-alarm-{name}-") as d,
-        tp.CpuSampler() as cpu,
+        workdir(f"cgw-bench-alarm-{name}-") as tmp,
+        CpuSampler() as cpu,
+        Phase(tmp, cpu) as phase,
     ):
-        tmp = Path(d)
-        broker = tp.Broker(tmp)
-        children: list[tp.Child] = []
         res: dict[str, Any] = {"tmp_fs": fs_type(tmp)}
+        broker = phase.broker
 
-        def start(label: str, kind: str, *extra: str) -> tp.Child:
-            child = tp.Child(label, worker_argv(kind, "--port", str(broker.port), *extra))
-            children.append(child)
-            cpu.watch(label, child.proc.pid)
-            return child
+        def start(label: str, kind: str, *extra: str) -> Child:
+            return phase.start(label, worker_argv(kind, "--port", str(broker.port), *extra))
 
         try:
-            broker.start()
-            assert broker.proc is not None
-            cpu.watch("broker", broker.proc.pid)
             if backlog:
                 filler = start("fill", "fill", "--backlog", str(backlog), "--tmp", str(tmp))
                 res["fill"] = filler.result(300)
@@ -562,7 +527,7 @@ def run_phase(args: argparse.Namespace, name: str, backlog: int) -> dict[str, An
             res["t_alarms_done"] = time.monotonic()
             if backlog:
                 wait_tag(sub, "DRAINED", args.drain_wait, sub_lines)
-            res["gateway_hwm_mib"] = tp.proc_status_mib(gateway.proc.pid, "VmHWM")
+            res["gateway_hwm_mib"] = proc_status_mib(gateway.proc.pid, "VmHWM")
             res["broker_hwm_mib"] = broker.peak_rss_mib()
             gateway.close_stdin()
             res["gateway"] = gateway.result(60)
@@ -579,10 +544,6 @@ def run_phase(args: argparse.Namespace, name: str, backlog: int) -> dict[str, An
                 print("  gateway.log (last lines):\n" + "\n".join(
                     "    " + line for line in log.read_text().splitlines()[-20:]))  # fmt: skip
             raise
-        finally:
-            for child in reversed(children):
-                child.stop()
-            broker.stop()
     return res
 
 
@@ -712,9 +673,7 @@ def report(args: argparse.Namespace, r: dict[str, Any], backlog: int) -> None:
 
 
 def orchestrate(args: argparse.Namespace) -> int:
-    print("command: " + shlex.join(sys.orig_argv))
-    for line in tp.machine_lines():
-        print(line)
+    print_header()
     started = time.monotonic()
     phases = [("idle", 0), ("backlog", args.backlog)] if args.backlog else [("idle", 0)]
     if args.only:
