@@ -32,6 +32,7 @@ from typing import Any
 
 import aiomqtt
 import throughput as tp
+from harness.backlog import worker_drain
 from harness.measure import CpuSampler, cpu_per_msg_us, print_header
 from harness.procs import workdir, worker_argv
 from paho.mqtt.client import Client as PahoClient
@@ -211,7 +212,7 @@ def main() -> int:
     args.profile_drain = args.spy_drain = args.cprofile = None  # what phase_publish reads
     if args.worker is None:
         return orchestrate(args)
-    asyncio.run(tp.worker_drain(args, VARIANTS[args.worker]))
+    asyncio.run(worker_drain(args, VARIANTS[args.worker]))
     return 0
 
 
