@@ -17,8 +17,9 @@ Contract:
   restarts, ``client`` is the live client; then the retained birth ``online`` on
   ``Status.topic`` (when a ``Status`` is given) and ``serve(client)``. ``connected`` is
   cleared as soon as the connection ends.
-- ``serve`` returns only by raising: ``MqttError`` (also inside an ``ExceptionGroup``) ends the
-  connection and the loop pauses, then connects again; anything else propagates.
+- ``MqttError`` from ``serve`` (also inside an ``ExceptionGroup``) ends the connection; the
+  loop pauses, then connects again. If ``serve`` returns, the connection is closed with
+  DISCONNECT and made again after a pause the same way. Anything else propagates.
 - Logging is by transition: the first failure after being up (or at start) once at WARNING,
   each recovery once at INFO; ``last_error`` keeps the text of the latest failure for health
   (only the text: the exception may pin paho's socket).
