@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from gateway.config.modbus import PointConfig
-from gateway.demo.simulator import SimulatedDevice, Simulator
+from gateway.demo.sim import SimulatedDevice, Simulator
 from tests.support.daemon import REPO, Daemon, gateway_config, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
