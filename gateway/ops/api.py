@@ -18,6 +18,8 @@ Contract:
   503 the alarm engine has not loaded its open alarms yet.
 - The token is never logged nor echoed (S12); every acknowledge and reset is logged at INFO
   with the alarm id and who did it. The access log is off: consoles poll.
+- It sees the alarm engine only through ``AlarmDesk``: open alarms, acknowledge, reset and
+  the response report; nothing else of the running gateway.
 - aiohttp is imported only when the API starts, so a daemon without an ``api`` section never
   loads it. The token is read once, at start.
 """

@@ -23,7 +23,6 @@ from gateway.ops.snapshot import GatewaySnapshot
 
 if TYPE_CHECKING:
     from aiohttp import web
-    from prometheus_client import CollectorRegistry
 
     from gateway.config.monitor import MonitorConfig
 
@@ -34,17 +33,16 @@ class Monitor:
     """The health and metrics server as an async context manager."""
 
     def __init__(self, cfg: MonitorConfig, snapshot: Callable[[], GatewaySnapshot]) -> None:
+        from gateway.ops.metrics import registry_for  # prometheus_client: only with a monitor
+
         self.cfg = cfg
         self.snapshot = snapshot  # the gateway as it is now; taken once per request
         self._runner: web.AppRunner | None = None
-        self._registry: CollectorRegistry | None = None
+        self._registry = registry_for(snapshot)
 
     async def __aenter__(self) -> Self:
         from aiohttp import web
 
-        from gateway.ops.metrics import registry_for
-
-        self._registry = registry_for(self.snapshot)
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -76,5 +74,4 @@ class Monitor:
 
         from gateway.ops.metrics import CONTENT_TYPE, render
 
-        assert self._registry is not None
         return web.Response(body=render(self._registry), headers={"Content-Type": CONTENT_TYPE})
