@@ -1,5 +1,10 @@
 """The daemon: the store, the alarm engine and every restartable component in one TaskGroup.
 
+The composition root. The store and the alarm engine exist for the whole of ``run`` and are
+built before its TaskGroup starts (``Core``); every other component gets them, or narrower
+ports, when it starts. Health, metrics, the status line and the ``status`` action read
+``snapshot()``, a frozen ``GatewaySnapshot`` built on demand (``gateway.runtime.views``).
+
 Order of a stop (SIGTERM): the local API and monitor close (no acknowledgements
 mid-shutdown), inputs are cancelled, the alarm engine stops, queued readings are committed,
 then the sinks publish "offline" and disconnect, and the store is closed cleanly. A component
