@@ -50,6 +50,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.core.messages import Record, Sample
+    from gateway.pipeline.chain import RawSample
     from gateway.sinks.mqtt import MqttSink
 
 HERE = Path(__file__).resolve()
@@ -309,10 +310,14 @@ class TimedDriver:
     def __post_init__(self) -> None:
         self.id = self.inner.id
 
-    async def poll(self) -> Sample:
+    @property
+    def disabled(self) -> dict[str, str]:
+        return dict(self.inner.disabled)
+
+    async def poll(self) -> RawSample | Sample:
         start = time.monotonic()
         try:
-            sample: Sample = await self.inner.poll()
+            sample: RawSample | Sample = await self.inner.poll()
             task = asyncio.current_task()
             if task is not None and task.cancelling() and self.id not in self.swallowed:
                 self.swallowed.append(self.id)

@@ -22,6 +22,7 @@ Contract:
 - Bad input never ends the loop: every reject is counted in ``rejected[reason]`` and logged
   at WARNING once per (reason, terminal) with the reason only, never the payload: it carries
   personal data. Anything else (a bug, ``emit`` raising) propagates.
+- As an actuator, ``apply(UnlockDoor)`` is ``unlock``; ``accepts`` names the doors it drives.
 - ``unlock(door, seconds, reason)`` publishes the mapping's unlock template on the terminal's
   command topic at QoS 1 and returns on the broker's PUBACK; the door is authorised in the
   tracker first (for ``max(seconds, grant_window)``), so the opening is no forced entry.
@@ -58,6 +59,7 @@ from gateway.core.access import AccessEvent, DoorPolicy, DoorTracker, TerminalWa
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, SystemClock
+from gateway.core.command import Order, UnlockDoor
 from gateway.core.errors import ConfigError, PermanentError, TransientError
 from gateway.pipeline.privacy import Pseudonymiser
 
@@ -265,6 +267,16 @@ class DoorTerminals:
             who,
             extra={"device": rej.device, "reason": rej.reason},
         )
+
+    def accepts(self, order: Order) -> bool:
+        """An ``UnlockDoor`` of one of these terminals' doors is ours."""
+        return isinstance(order, UnlockDoor) and order.door in self._doors
+
+    async def apply(self, order: Order) -> None:
+        """Carry out an ``UnlockDoor`` (see ``unlock``)."""
+        if not isinstance(order, UnlockDoor):
+            raise UnlockRefused(f"door terminals cannot carry out {order.name!r}")
+        await self.unlock(order.door, order.seconds, order.reason)
 
     async def unlock(self, door: str, seconds: int, reason: str) -> None:
         """Open ``door`` for ``seconds`` by a command to its terminal; returns on PUBACK."""

@@ -21,18 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.registry import DriverSet, Severity, build, groups
+from drivers.base import DriverGroup, GroupPlan, Ports
+from drivers.registry import plan
 from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
+from gateway.commands.dispatch import Dispatcher
 from gateway.config.alarms import ContactRuleConfig
 from gateway.config.models import Config
 from gateway.core.clock import Clock, SystemClock
+from gateway.core.command import Order, Severity, SoundSiren, UnlockDoor
 from gateway.core.contract import Identity
-from gateway.core.errors import TransientError
+from gateway.core.devices import DeviceStates
 from gateway.core.messages import Lane
 from gateway.core.timesync import SyncState
 from gateway.notify import Notifier
 from gateway.ops import systemd
-from gateway.pipeline.inputs import Inputs
+from gateway.pipeline.stages import pipeline
 from gateway.runtime.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
 from gateway.runtime.poller import Poller
 from gateway.runtime.supervisor import supervise
@@ -40,7 +43,6 @@ from gateway.sinks.mqtt import MqttSink
 from gateway.store.outbox import Store
 
 if TYPE_CHECKING:
-    from drivers.doors.terminals import DoorTerminals
     from gateway.alarms.linkage import FireLinkage
     from gateway.commands.service import CommandService
     from gateway.sinks.influx import InfluxSink
@@ -60,7 +62,7 @@ def _dump(model: Any) -> Any:
 class RunningGroup:
     """A driver group while it runs: what it built and its pollers."""
 
-    drivers: DriverSet
+    drivers: DriverGroup
     pollers: list[Poller]
 
 
@@ -86,7 +88,8 @@ class Runtime:
         self.reloads = 0
         self.reload_failures = 0
         self.started = self.clock.wall()
-        self._severity: Severity = None
+        self.devices = DeviceStates()  # every device's state, whatever its kind
+        self.dispatcher: Dispatcher | None = None  # the one way back to the devices
         self._reload_wanted = asyncio.Event()
         self._components: Components | None = None
         self._synced: SyncState | None = None
@@ -102,10 +105,8 @@ class Runtime:
     # -- outputs ----------------------------------------------------------------------------
 
     def _sound(self, severity: Severity) -> None:
-        self._severity = severity
-        for group in self.groups.values():
-            for output in group.drivers.outputs:
-                output(severity)
+        assert self.dispatcher is not None
+        self.dispatcher.submit(SoundSiren(severity))
 
     # -- components -------------------------------------------------------------------------
 
@@ -140,10 +141,11 @@ class Runtime:
                 Component("linkage", ALARMS, _key(routes, _dump(cfg.alarms)),
                           lambda: self._run_linkage(cfg, routes))
             )  # fmt: skip
-        for name, key, sub in groups(cfg):
-            out.append(
-                Component(name, INPUTS, key, functools.partial(self._run_drivers, name, sub))
-            )
+        out.append(Component("dispatch", ALARMS, "", self._run_dispatch))
+        ports = Ports(self.clock, self._submit)
+        for group in plan(cfg, ports):
+            run = functools.partial(self._run_drivers, group, cfg)
+            out.append(Component(group.name, INPUTS, group.key, run))
         return out
 
     async def _run_alarms(self, cfg: Config) -> None:
@@ -171,6 +173,7 @@ class Runtime:
     async def _run_commands(self, cfg: Config) -> None:
         from gateway.commands.actions import GatewayActions
         from gateway.commands.service import CommandService
+        from gateway.ops.health import health
 
         assert cfg.commands is not None
         assert self.store is not None
@@ -183,7 +186,7 @@ class Runtime:
             self.store.add,
             self.clock,
             self._synced,
-            GatewayActions(self),
+            GatewayActions(self._orders(), lambda: self.linkage, functools.partial(health, self)),
         )
         self.commands = service
         try:
@@ -205,11 +208,11 @@ class Runtime:
         def fire_alarms() -> list[str]:
             return [a.id for a in engine.open_alarms() if a.rule in fire_rules]
 
+        orders = self._orders()
+
         async def unlock(door: str, seconds: int, why: str) -> None:
-            terminals = self.door_for(door)
-            if terminals is None:
-                raise TransientError(f"door {door} has no running terminal driver")
-            await terminals.unlock(door, seconds, why)
+            # the linkage audits its releases; each repeated unlock is logged only
+            await orders.execute(UnlockDoor(door, seconds, why, "linkage"), audited=True)
 
         linkage = FireLinkage(routes, unlock, fire_alarms, self.store.add, self.clock, self._synced)
         self.linkage = linkage
@@ -220,12 +223,15 @@ class Runtime:
             engine.listeners.remove(linkage.wake)
             self.linkage = None
 
-    def door_for(self, door: str) -> "DoorTerminals | None":
-        """The door-terminal component that drives ``door``, or None."""
-        for group in self.groups.values():
-            if door in group.drivers.doors:
-                return group.drivers.doors[door]
-        return None
+    def _orders(self) -> Dispatcher:
+        assert self.dispatcher is not None
+        return self.dispatcher
+
+    def _submit(self, order: Order) -> None:
+        self._orders().submit(order)
+
+    async def _run_dispatch(self) -> None:
+        await self._orders().run()
 
     async def _run_influx(self, cfg: Config) -> None:
         from gateway.sinks.influx import InfluxSink  # its client library is heavy
@@ -254,31 +260,35 @@ class Runtime:
         async with Monitor(cfg.monitor, self):
             await asyncio.Future()  # until cancelled
 
-    async def _run_drivers(self, name: str, cfg: Config) -> None:
-        """One driver group: its devices' pollers and its input streams, with their ports."""
+    async def _run_drivers(self, plan: GroupPlan, cfg: Config) -> None:
+        """One driver group: its pollers, streams and actuators, all emitting to the pipeline."""
         assert self.store is not None
         assert self.alarms is not None
         assert self._synced is not None
-        drivers = build(cfg, self.clock)
-        inputs = Inputs(self.alarms, self.store.add, self._synced)
-        pollers = [Poller(d, s, inputs, self.clock) for d, s in drivers.polled]
+        orders = self._orders()
+        group = plan.build()
+        emit = pipeline(cfg, self.devices, self.alarms, self.store.add, self._synced)
+        pollers = [Poller(d, s, emit, self.clock, self.devices) for d, s in group.polled]
+        for device, _ in group.polled:
+            self.devices.register(device.id, plan.name.split(":")[0])
         try:
             async with AsyncExitStack() as stack:
-                stack.callback(drivers.close)
-                for context in drivers.contexts:
+                for close in group.closers:
+                    stack.callback(close)
+                for context in group.contexts:
                     await stack.enter_async_context(context)
-                self.groups[name] = RunningGroup(drivers, pollers)
-                for output in drivers.outputs:  # a restarted siren resumes the current pattern
-                    output(self._severity)
+                self.groups[plan.name] = RunningGroup(group, pollers)
+                for actuator in group.actuators:  # a restarted siren resumes the current pattern
+                    stack.callback(await orders.attach(actuator))
                 async with asyncio.TaskGroup() as tg:
                     for p in pollers:
                         label = f"driver:{p.driver.id}"
                         tg.create_task(supervise(label, p.run), name=label)
-                    for label, run in drivers.streams:
-                        task = functools.partial(run, inputs)
-                        tg.create_task(supervise(label, task), name=label)
+                    for label, stream in group.streams:
+                        run = functools.partial(stream.run, emit)
+                        tg.create_task(supervise(label, run), name=label)
         finally:
-            self.groups.pop(name, None)
+            self.groups.pop(plan.name, None)
 
     # -- reload -----------------------------------------------------------------------------
 
@@ -320,6 +330,7 @@ class Runtime:
     async def _run(self, stop: asyncio.Event, store: Store) -> None:
         cfg = self.cfg
         self._synced = SyncState(self.clock)
+        self.dispatcher = Dispatcher(lambda: self.alarms, store.add, self.clock, self._synced)
         self.alarms = AlarmEngine(
             cfg.alarms,
             store,

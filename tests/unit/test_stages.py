@@ -1,0 +1,131 @@
+"""The pipeline's stages one by one, and the chain that runs them. All synchronous."""
+
+import math
+
+from gateway.config.modbus import PointConfig
+from gateway.core.access import AccessEvent
+from gateway.core.devices import DeviceStates
+from gateway.core.messages import ContactEvent, DeviceStatus, Lane, Quality, Reading, Record, Sample
+from gateway.pipeline.chain import Item, Pipeline, RawSample
+from gateway.pipeline.stages import Rules, Scale, Store, Track, Validate, door_contacts
+
+
+def _pt(name: str, **fields: object) -> PointConfig:
+    return PointConfig.model_validate({"name": name, "address": 0, "unit": "degC", **fields})
+
+
+class Engine:
+    """The alarm engine's inbox, recorded."""
+
+    def __init__(self) -> None:
+        self.seen: list[Sample | DeviceStatus | ContactEvent] = []
+
+    def sample(self, sample: Sample) -> None:
+        self.seen.append(sample)
+
+    def status(self, status: DeviceStatus) -> None:
+        self.seen.append(status)
+
+    def contact(self, event: ContactEvent) -> None:
+        self.seen.append(event)
+
+
+def _event(kind: str, **kw: object) -> AccessEvent:
+    fields: dict[str, object] = {"device": "t1", "door": "", "kind": kind, "gateway_ts": 100.0}
+    return AccessEvent(**(fields | kw))  # type: ignore[arg-type]
+
+
+def test_validate_drops_items_without_a_device_or_a_finite_time() -> None:
+    stage = Validate()
+    good = Sample("d", 1.0, ())
+    assert stage(good) is good
+    assert stage(Sample("", 1.0, ())) is None
+    assert stage(ContactEvent("d", "in", True, math.nan)) is None
+    assert stage(DeviceStatus("d", True, math.inf, "ok")) is None
+    assert stage.dropped == {"no_device": 1, "bad_ts": 2}
+
+
+def test_scale_turns_a_raw_sample_into_judged_readings_and_passes_the_rest() -> None:
+    stage = Scale({"d": {"t": _pt("t", scale=0.1), "h": _pt("h", range=[0, 100])}})
+    out = stage(RawSample("d", 5.0, (("t", 215), ("h", 120))))
+    assert out == Sample(
+        "d",
+        5.0,
+        (Reading("t", 21.5, "degC", Quality.GOOD), Reading("h", 120, "degC", Quality.BAD)),
+    )
+    status = DeviceStatus("d", True, 5.0, "ok")
+    assert stage(status) is status
+
+
+def test_scale_drops_raw_values_of_unknown_devices_or_points() -> None:
+    stage = Scale({"d": {"t": _pt("t")}})
+    assert stage(RawSample("other", 5.0, (("t", 1),))) is None
+    assert stage(RawSample("d", 5.0, (("ghost", 1),))) is None
+    assert stage.dropped == {"unknown_device": 2}
+
+
+def test_track_keeps_last_values_availability_and_event_counts() -> None:
+    states = DeviceStates()
+    stage = Track(states)
+    stage(Sample("d", 5.0, (Reading("t", 21.5, "degC", Quality.GOOD),)))
+    stage(DeviceStatus("d", False, 6.0, "timeout"))
+    stage(ContactEvent("b", "call", True, 7.0))
+    stage(_event("terminal_online"))
+    snap = states.snapshot()
+    assert snap["d"].points["t"].value == 21.5
+    assert (snap["d"].online, snap["d"].since, snap["d"].last_error) == (False, 6.0, "timeout")
+    assert snap["b"].counters["events"] == 1
+    assert (snap["t1"].online, snap["t1"].since) == (True, 100.0)
+
+
+def test_rules_shows_the_engine_samples_statuses_contacts_and_door_meanings() -> None:
+    engine = Engine()
+    stage = Rules(engine)
+    sample = Sample("d", 5.0, ())
+    forced = _event("forced", door="gate")
+    for item in (sample, forced, _event("terminal_offline")):
+        assert stage(item) is item
+    assert engine.seen == [
+        sample,
+        ContactEvent("gate", "forced", True, 100.0),
+        DeviceStatus("t1", False, 100.0, "silent"),
+    ]
+
+
+def test_door_closed_clears_both_door_contacts_and_tamper_is_a_pulse() -> None:
+    closed = door_contacts(_event("door_closed", door="gate"))
+    assert [(c.input, c.active) for c in closed] == [("forced", False), ("held_open", False)]
+    tamper = door_contacts(_event("tamper"))
+    assert [(c.device, c.active) for c in tamper] == [("t1", True), ("t1", False)]
+    assert door_contacts(_event("granted", door="gate", credential="face")) == []
+
+
+def test_store_records_samples_statuses_and_door_events_but_not_contacts() -> None:
+    records: list[Record] = []
+    stage = Store(records.append, lambda: True)
+    stage(Sample("d", 5.0, (Reading("t", 1, "degC", Quality.GOOD),)))
+    stage(ContactEvent("b", "call", True, 7.0))
+    stage(_event("terminal_online"))
+    assert [(r.lane, r.topic) for r in records] == [
+        (Lane.TELEMETRY, "telemetry/d"),
+        (Lane.EVENT, "event/t1"),
+        (Lane.EVENT, "device/t1/status"),
+    ]
+
+
+def test_the_chain_runs_stages_in_order_and_stops_at_a_drop() -> None:
+    seen: list[str] = []
+
+    def first(item: Item) -> Item | None:
+        seen.append("first")
+        return None if isinstance(item, ContactEvent) else item
+
+    def second(item: Item) -> Item | None:
+        seen.append("second")
+        return item
+
+    chain = Pipeline([first, second])
+    chain(Sample("d", 1.0, ()))
+    chain(ContactEvent("b", "call", True, 1.0))
+    assert seen == ["first", "second", "first"]
+    assert (chain.passed, chain.dropped) == (1, {"first": 1})
