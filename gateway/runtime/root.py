@@ -142,11 +142,21 @@ class Runtime:
                           lambda: self._run_linkage(cfg, routes))
             )  # fmt: skip
         out.append(Component("dispatch", ALARMS, "", self._run_dispatch))
+        return out + self._driver_groups(cfg)
+
+    def _driver_groups(self, cfg: Config) -> list[Component]:
+        """A component per driver group, planned by each kind's factory; every configured
+        device gets its ``DeviceState`` (and one no longer configured loses it)."""
+        wanted = {d.id: d.kind for d in cfg.devices}
+        for device in set(self.devices.snapshot()) - set(wanted):
+            self.devices.forget(device)
+        for device, kind in wanted.items():
+            self.devices.register(device, kind)
         ports = Ports(self.clock, self._submit)
-        for group in plan(cfg, ports):
-            run = functools.partial(self._run_drivers, group, cfg)
-            out.append(Component(group.name, INPUTS, group.key, run))
-        return out
+        return [
+            Component(g.name, INPUTS, g.key, functools.partial(self._run_drivers, g, cfg))
+            for g in plan(cfg, ports)
+        ]
 
     async def _run_alarms(self, cfg: Config) -> None:
         assert self.alarms is not None
@@ -269,8 +279,6 @@ class Runtime:
         group = plan.build()
         emit = pipeline(cfg, self.devices, self.alarms, self.store.add, self._synced)
         pollers = [Poller(d, s, emit, self.clock, self.devices) for d, s in group.polled]
-        for device, _ in group.polled:
-            self.devices.register(device.id, plan.name.split(":")[0])
         try:
             async with AsyncExitStack() as stack:
                 for close in group.closers:
