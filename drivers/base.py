@@ -101,6 +101,7 @@ class Ports:
 
     clock: Clock
     submit: Callable[[Order], None]  # queue an order (an acknowledge button) for the dispatcher
+    count: Callable[[str, str], None]  # add one to a device's counter (``rejected``) in its state
 
 
 @dataclass(frozen=True)

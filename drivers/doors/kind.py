@@ -32,6 +32,7 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
             client_id=broker.client_id_for(site, gateway) + "-doors",
             clock=ports.clock,
             profile_dirs=cfg.profile_dirs,
+            count=ports.count,
         )
         return DriverGroup(
             streams=[("driver:door_terminals", component)],

@@ -19,9 +19,10 @@ Contract:
   timer runs while the broker is unreachable (silence then says nothing about a terminal), and
   after each connect every terminal has a full ``heartbeat_timeout`` again. A heartbeat whose
   state is an offline value (a will) makes its terminal offline at once.
-- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` and logged
-  at WARNING once per (reason, terminal) with the reason only, never the payload: it carries
-  personal data. Anything else (a bug, ``emit`` raising) propagates.
+- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` (and, given
+  ``count``, as ``rejected`` of the device it names) and logged at WARNING once per
+  (reason, terminal) with the reason only, never the payload: it carries personal data.
+  Anything else (a bug, ``emit`` raising) propagates.
 - As an actuator, ``apply(UnlockDoor)`` is ``unlock``; ``accepts`` names the doors it drives.
 - ``unlock(door, seconds, reason)`` publishes the mapping's unlock template on the terminal's
   command topic at QoS 1 and returns on the broker's PUBACK; the door is authorised in the
@@ -92,6 +93,7 @@ class DoorTerminals:
         client_id: str,
         clock: Clock | None = None,
         profile_dirs: Sequence[Path] = (),
+        count: Callable[[str, str], None] | None = None,
         tick: float = 1.0,
     ) -> None:
         """Resolve every mapping, load the dedup memory; raises ``ConfigError``."""
@@ -117,6 +119,7 @@ class DoorTerminals:
         self.skew: dict[str, float] = {}
         self._names = pseudonymiser
         self._logged: set[tuple[str, str]] = set()
+        self._count = count  # a device's counter in its DeviceState, when running in the gateway
         self._session = LocalSession(broker, client_id)
         self._client: aiomqtt.Client | None = None
         self._doors = {d.id: (t, d) for t in self.terminals for d in t.cfg.doors}
@@ -253,6 +256,8 @@ class DoorTerminals:
 
     def _reject(self, rej: Reject, topic: str) -> None:
         self.rejected[rej.reason] += 1
+        if rej.device and self._count is not None:
+            self._count(rej.device, "rejected")
         who = rej.device or topic[:100]
         if (rej.reason, who) in self._logged or len(self._logged) >= LOGGED_MAX:
             return

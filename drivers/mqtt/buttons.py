@@ -13,8 +13,9 @@ Contract:
   the memory is written to ``dedup_path`` right after (``DedupMemory`` coalesces storms)
   and on stop, so a restart does not re-alarm a replayed event. A crash before the write
   forgets the latest ids: a replay may then alarm twice, never not at all.
-- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` and logged at
-  WARNING once per (reason, device), with at most 200 characters of the payload.
+- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` (and, given
+  ``count``, as ``rejected`` of the device it names) and logged at WARNING once per
+  (reason, device), with at most 200 characters of the payload.
 - Anything else (a bug, ``emit`` raising) propagates. ``connected`` is set while subscribed.
 - The component starts no task of its own: one loop timer coalesces dedup writes.
 
@@ -66,6 +67,7 @@ class MqttButtons:
         client_id: str,
         clock: Clock | None = None,
         profile_dirs: Sequence[Path] = (),
+        count: Callable[[str, str], None] | None = None,
     ) -> None:
         """Resolve every mapping and load the dedup memory; raises ``ConfigError``."""
         problems = check_buttons(buttons) or ([] if buttons else ["buttons: none configured"])
@@ -80,6 +82,7 @@ class MqttButtons:
         self.delivered = 0
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         self._logged: set[tuple[str, str]] = set()
+        self._count = count  # a device's counter in its DeviceState, when running in the gateway
         self._session = LocalSession(broker, client_id)
         windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons}
         self._memory = DedupMemory(dedup_path, windows, self.clock)
@@ -153,6 +156,8 @@ class MqttButtons:
 
     def _reject(self, rej: Reject, topic: str, payload: bytes) -> None:
         self.rejected[rej.reason] += 1
+        if rej.device and self._count is not None:
+            self._count(rej.device, "rejected")
         who = rej.device or topic[:100]
         if (rej.reason, who) in self._logged or len(self._logged) >= LOGGED_MAX:
             return

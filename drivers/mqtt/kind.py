@@ -27,6 +27,7 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
             client_id=broker.client_id_for(cfg.gateway.site_id, cfg.gateway.gateway_id),
             clock=ports.clock,
             profile_dirs=cfg.profile_dirs,
+            count=ports.count,
         )
         return DriverGroup(
             streams=[("driver:mqtt_buttons", component)],

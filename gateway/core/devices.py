@@ -10,7 +10,10 @@ Contract:
   loop is single-threaded and no method awaits).
 - ``version`` goes up by one on every change; ``await changed(since)`` returns the current
   version as soon as it differs from ``since`` (a live view awaits it in a loop).
-- A device appears on ``register`` (its kind known) or on its first message (kind "").
+- A device appears on ``register`` (its kind known) or on its first message (kind ""; a
+  button that names its device in the topic). Beyond ``MAX_DEVICES`` devices, updates of
+  unregistered ones are ignored and counted in ``ignored``: a flood of made-up device ids
+  cannot grow the cache without bound.
   ``online`` is None until the first outcome. Pure bookkeeping: no I/O, no logging, no clock
   reads; every timestamp comes in with the call.
 """
@@ -21,6 +24,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from gateway.core.messages import Quality, Sample, Value
+
+MAX_DEVICES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,10 +76,14 @@ class DeviceStates:
         self._snapshot: Mapping[str, DeviceState] = MappingProxyType({})
         self._snapshot_version = 0
         self._event = asyncio.Event()
+        self.ignored = 0  # updates of unregistered devices beyond MAX_DEVICES
 
-    def _get(self, device: str) -> _Device:
+    def _get(self, device: str, *, register: bool = False) -> _Device:
         dev = self._devices.get(device)
         if dev is None:
+            if len(self._devices) >= MAX_DEVICES and not register:
+                self.ignored += 1
+                return _Device("")  # not kept
             dev = self._devices[device] = _Device("")
         return dev
 
@@ -86,7 +95,7 @@ class DeviceStates:
 
     def register(self, device: str, kind: str) -> None:
         """Make ``device`` known as a device of ``kind`` (idempotent)."""
-        dev = self._get(device)
+        dev = self._get(device, register=True)
         if dev.kind != kind:
             dev.kind = kind
             self._bump(device)

@@ -152,7 +152,7 @@ class Runtime:
             self.devices.forget(device)
         for device, kind in wanted.items():
             self.devices.register(device, kind)
-        ports = Ports(self.clock, self._submit)
+        ports = Ports(self.clock, self._submit, self.devices.count)
         return [
             Component(g.name, INPUTS, g.key, functools.partial(self._run_drivers, g, cfg))
             for g in plan(cfg, ports)

@@ -38,6 +38,7 @@ from gateway.config.mqtt_devices import (
     resolve_payload,
 )
 from gateway.core.clock import ManualClock
+from gateway.core.devices import DeviceStates
 from gateway.core.messages import ContactEvent
 from tests.support.mosquitto import Mosquitto
 
@@ -80,13 +81,21 @@ def configs(*docs: dict[str, Any]) -> list[MqttButtonConfig]:
 
 
 def make(
-    broker: Mosquitto, dedup: Path, buttons: list[MqttButtonConfig] | None = None
+    broker: Mosquitto,
+    dedup: Path,
+    buttons: list[MqttButtonConfig] | None = None,
+    states: DeviceStates | None = None,
 ) -> MqttButtons:
     cfg = LocalBrokerConfig.model_validate(
         {"host": broker.host, "port": broker.port, "keepalive": 5, "timeout": 5, "reconnect_max": 1}
     )
     return MqttButtons(
-        cfg, buttons or configs(), dedup, client_id=CLIENT_ID, clock=ManualClock(wall=T0)
+        cfg,
+        buttons or configs(),
+        dedup,
+        client_id=CLIENT_ID,
+        clock=ManualClock(wall=T0),
+        count=None if states is None else states.count,
     )
 
 
@@ -243,7 +252,8 @@ async def test_malformed_payloads_are_counted_and_the_loop_keeps_going(
     tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="drivers.mqtt.buttons")
-    buttons = make(mosquitto, tmp_path / "dedup.json")
+    states = DeviceStates()
+    buttons = make(mosquitto, tmp_path / "dedup.json", states=states)
     async with running(buttons) as events, device(mosquitto) as dev:
         for topic, payload, _ in MALFORMED:
             await send(dev, topic, payload)
@@ -255,6 +265,10 @@ async def test_malformed_payloads_are_counted_and_the_loop_keeps_going(
         expected[reason] += 1
     assert buttons.rejected == expected
     assert buttons.delivered == 1
+    # each reject that names its device is counted in that device's state too
+    counted = {d: s.counters["rejected"] for d, s in states.snapshot().items()}
+    assert sum(counted.values()) == len(MALFORMED) - expected["unknown_topic"]
+    assert counted["btn-1"] >= 2
 
     # logged once per (reason, device), never a whole payload
     logged = [r for r in caplog.records if r.name == "drivers.mqtt.buttons"]

@@ -2,6 +2,9 @@
 
 import asyncio
 
+import pytest
+
+from gateway.core import devices
 from gateway.core.devices import DeviceStates
 from gateway.core.messages import Quality, Reading, Sample
 
@@ -61,3 +64,16 @@ def test_forget_drops_a_device_from_the_next_snapshot() -> None:
     assert "d" in states.snapshot()
     states.forget("d")
     assert "d" not in states.snapshot()
+
+
+def test_made_up_devices_beyond_the_bound_are_ignored_but_registered_ones_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(devices, "MAX_DEVICES", 2)
+    states = DeviceStates()
+    states.register("a", "gpio")
+    states.count("b", "events")
+    states.count("c", "events")
+    states.register("d", "modbus")
+    assert set(states.snapshot()) == {"a", "b", "d"}
+    assert states.ignored == 1
