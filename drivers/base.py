@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from gateway.core.clock import Clock
 from gateway.core.command import Order
 from gateway.core.messages import Sample
-from gateway.pipeline.chain import Item, RawSample
+from gateway.pipeline.chain import Item, RawSample, Stage
 
 Emit = Callable[[Item], None]  # what drivers emit to: the pipeline
 
@@ -84,6 +84,8 @@ class DriverGroup:
     before anything runs, exited after. ``probes``: readiness of connections, by name.
     ``rejects``: per input component, its rejected-message counters by reason.
     ``closers``: what to release when the group stops (a bus's connection).
+    ``stages``: the kind's own pipeline stages, run at the dedup position of the pipeline
+    the group emits to (the buttons' dedup memory).
     """
 
     polled: list[tuple[Polled, PollSchedule]] = field(default_factory=list)
@@ -93,6 +95,7 @@ class DriverGroup:
     probes: dict[str, Callable[[], bool]] = field(default_factory=dict)
     rejects: dict[str, Callable[[], dict[str, int]]] = field(default_factory=dict)
     closers: list[Callable[[], None]] = field(default_factory=list)
+    stages: list[Stage] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

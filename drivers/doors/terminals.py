@@ -47,7 +47,6 @@ from pathlib import Path
 import aiomqtt
 
 from drivers.doors.mapping import REASONS, Heartbeat, Reject, Terminal, parse, unlock_payload
-from drivers.mqtt.dedup import DedupMemory
 from drivers.mqtt.session import LocalSession
 from gateway.config.doors import (
     DoorTerminalConfig,
@@ -62,6 +61,7 @@ from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.command import Order, UnlockDoor
 from gateway.core.errors import ConfigError, PermanentError, TransientError
+from gateway.pipeline.dedup import DedupMemory
 from gateway.pipeline.privacy import Pseudonymiser
 
 log = logging.getLogger(__name__)

@@ -1,9 +1,14 @@
-"""The ``mqtt_button`` kind: every MQTT button in one group, one local-broker session."""
+"""The ``mqtt_button`` kind: every MQTT button in one group, one local-broker session.
+
+Its dedup memory (``<store>.button-ids.json``) is the group's pipeline stage: a repeated
+event id is dropped there and counted as the component's ``duplicate`` reject.
+"""
 
 from drivers.base import DriverGroup, GroupPlan, Ports, config_key
 from drivers.mqtt.buttons import MqttButtons
 from gateway.config.models import Config
 from gateway.config.mqtt_devices import MqttButtonConfig
+from gateway.pipeline.dedup import Dedup, DedupMemory
 
 
 def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
@@ -23,16 +28,26 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
         component = MqttButtons(
             broker,
             buttons,
-            cfg.store.path.with_name(cfg.store.path.name + ".button-ids.json"),
             client_id=broker.client_id_for(cfg.gateway.site_id, cfg.gateway.gateway_id),
             clock=ports.clock,
             profile_dirs=cfg.profile_dirs,
             count=ports.count,
         )
+        path = cfg.store.path.with_name(cfg.store.path.name + ".button-ids.json")
+        windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons}
+        dedup = Dedup(DedupMemory(path, windows, ports.clock))
+
+        def rejects() -> dict[str, int]:  # a repeat is a reject, as it was in the driver
+            out = dict(component.rejected)
+            out["duplicate"] += dedup.dropped["duplicate"]
+            return out
+
         return DriverGroup(
             streams=[("driver:mqtt_buttons", component)],
             probes={"local_broker:buttons": component.connected.is_set},
-            rejects={"mqtt_buttons": lambda: dict(component.rejected)},
+            rejects={"mqtt_buttons": rejects},
+            closers=[dedup.memory.close],
+            stages=[dedup],
         )
 
     return [GroupPlan("mqtt_buttons", key, build)]

@@ -21,7 +21,7 @@ Every stage returns its item unchanged except ``Scale``; only ``Validate`` and `
 
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from gateway.config.modbus import ModbusDeviceConfig, PointConfig
@@ -30,7 +30,7 @@ from gateway.core.access import AccessEvent
 from gateway.core.contract import access_record, status_record, telemetry_record
 from gateway.core.devices import DeviceStates
 from gateway.core.messages import ContactEvent, DeviceStatus, Record, Sample
-from gateway.pipeline.chain import Item, Pipeline, RawSample
+from gateway.pipeline.chain import Item, Pipeline, RawSample, Stage
 from gateway.pipeline.scale import to_reading
 
 TERMINAL_KINDS = ("terminal_offline", "terminal_online")
@@ -195,11 +195,18 @@ def pipeline(
     engine: AlarmInbox,
     add: Callable[[Record], None],
     synced: Callable[[], bool],
+    dedup: Sequence[Stage] = (),
 ) -> Pipeline:
-    """The gateway's pipeline, built once from the config (the composition root calls this)."""
+    """The gateway's pipeline, built from the config by the composition root.
+
+    ``dedup``: a driver group's own stages (``DriverGroup.stages``), run after scaling and
+    before the device state.
+    """
     points = {
         d.id: {p.name: p for p in d.active_points}
         for d in cfg.devices
         if isinstance(d, ModbusDeviceConfig)
     }
-    return Pipeline([Validate(), Scale(points), Track(states), Rules(engine), Store(add, synced)])
+    return Pipeline(
+        [Validate(), Scale(points), *dedup, Track(states), Rules(engine), Store(add, synced)]
+    )

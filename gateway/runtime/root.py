@@ -277,7 +277,7 @@ class Runtime:
         assert self._synced is not None
         orders = self._orders()
         group = plan.build()
-        emit = pipeline(cfg, self.devices, self.alarms, self.store.add, self._synced)
+        emit = pipeline(cfg, self.devices, self.alarms, self.store.add, self._synced, group.stages)
         pollers = [Poller(d, s, emit, self.clock, self.devices) for d, s in group.polled]
         try:
             async with AsyncExitStack() as stack:

@@ -1,12 +1,17 @@
 """The pipeline's stages one by one, and the chain that runs them. All synchronous."""
 
+import dataclasses
+import json
 import math
+from pathlib import Path
 
 from gateway.config.modbus import PointConfig
 from gateway.core.access import AccessEvent
+from gateway.core.clock import ManualClock
 from gateway.core.devices import DeviceStates
 from gateway.core.messages import ContactEvent, DeviceStatus, Lane, Quality, Reading, Record, Sample
 from gateway.pipeline.chain import Item, Pipeline, RawSample
+from gateway.pipeline.dedup import Dedup, DedupMemory
 from gateway.pipeline.stages import Rules, Scale, Store, Track, Validate, door_contacts
 
 
@@ -129,3 +134,26 @@ def test_the_chain_runs_stages_in_order_and_stops_at_a_drop() -> None:
     chain(ContactEvent("b", "call", True, 1.0))
     assert seen == ["first", "second", "first"]
     assert (chain.passed, chain.dropped) == (1, {"first": 1})
+
+
+async def test_dedup_drops_a_repeat_within_its_source_window_and_writes_the_memory(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ids.json"
+    stage = Dedup(DedupMemory(path, {"sos": (60.0, 10)}, ManualClock(wall=1061.0)))
+    press = ContactEvent("btn-1", "sos", True, 1000.0, "e-1", source="sos")
+    assert stage(press) is press
+    assert stage(press) is None
+    later = dataclasses.replace(press, ts=1061.0)  # out of the 60 s window: new again
+    assert stage(later) is later
+    for other in (
+        dataclasses.replace(press, source="not-configured"),
+        dataclasses.replace(press, event_id=""),  # nothing to recognise a repeat by
+        Sample("btn-1", 1000.0, ()),
+    ):
+        assert stage(other) is other
+        assert stage(other) is other
+    assert stage.dropped == {"duplicate": 1}
+    stage.memory.close()
+    saved = json.loads(path.read_text())
+    assert [e[:3] for e in saved["buttons"]["sos"]] == [["btn-1", "e-1", True]]

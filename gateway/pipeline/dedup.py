@@ -13,6 +13,9 @@ Invariants:
 - A missing file is an empty memory. An unreadable or corrupt file, or a malformed entry, is
   skipped and counted in ``skipped`` with one WARNING, never a crash: forgetting an event can
   only cause a duplicate alarm, never a lost one.
+
+``Dedup`` is the pipeline stage that uses such a memory for MQTT button events; the door
+terminals keep theirs in the driver (ahead of their door tracker).
 """
 
 import asyncio
@@ -20,11 +23,13 @@ import json
 import logging
 import math
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gateway.core.clock import Clock
+from gateway.core.messages import ContactEvent
+from gateway.pipeline.chain import Item
 
 log = logging.getLogger(__name__)
 
@@ -210,3 +215,36 @@ class DedupMemory:
         if self._timer is not None:
             self._timer.cancel()
         self.save()
+
+
+class Dedup:
+    """The pipeline's dedup stage for contact events that carry an id (MQTT buttons).
+
+    Contract: a ``ContactEvent`` with an ``event_id`` from a ``source`` config this memory
+    knows is dropped (``dropped["duplicate"]``) when its ``(device, event_id, active)`` was
+    passed within the source's window; otherwise it is remembered and passed on. Other items
+    pass untouched. I/O: a pass schedules a coalesced write of the memory
+    (``DedupMemory.save_soon``), so a restart does not re-alarm a replayed event. The later
+    stages only hand the event over to in-memory queues, so remembering it here, before
+    them, cannot forget a new event; a crash before the write may let a replay alarm twice.
+    """
+
+    name = "dedup"
+
+    def __init__(self, memory: DedupMemory) -> None:
+        self.memory = memory
+        self.dropped: Counter[str] = Counter()
+
+    def __call__(self, item: Item) -> Item | None:
+        if not isinstance(item, ContactEvent) or not item.event_id:
+            return item
+        cache = self.memory.caches.get(item.source)
+        if cache is None:
+            return item
+        key = (item.device, item.event_id, item.active)
+        if cache.seen(key, item.ts):
+            self.dropped["duplicate"] += 1
+            return None
+        cache.add(key, item.ts)
+        self.memory.save_soon()
+        return item
