@@ -19,7 +19,7 @@ Contract:
 """
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -175,11 +175,16 @@ class DeviceStates:
         self._snapshot_version = self.version
         return self._snapshot
 
-    def availability_of(self) -> dict[str, str]:
-        """``online`` / ``offline`` / ``unknown`` per device, what health reports."""
+    def availability_of(self, kinds: Collection[str] | None = None) -> dict[str, str]:
+        """``online`` / ``offline`` / ``unknown`` per device (of ``kinds`` only, if given).
+
+        What health and the status line report; ``kinds=("modbus",)`` gives what they showed
+        when they read the pollers.
+        """
         return {
             d: "unknown" if s.online is None else ("online" if s.online else "offline")
             for d, s in self.snapshot().items()
+            if kinds is None or s.kind in kinds
         }
 
     async def changed(self, since: int) -> int:

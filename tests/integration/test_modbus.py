@@ -16,6 +16,7 @@ from gateway.config.modbus import (
     PointConfig,
 )
 from gateway.core.clock import SystemClock
+from gateway.core.devices import DeviceStates
 from gateway.core.errors import TransientError
 from gateway.core.messages import DeviceStatus, Quality, Sample
 from gateway.demo.simulator import SimulatedDevice, Simulator
@@ -131,10 +132,11 @@ async def test_device_goes_offline_once_and_comes_back() -> None:
     port = free_port()
     points = [PointConfig(name="a", address=0)]
     rec = Recording()
+    states = DeviceStates()
     bus = tcp_bus(port, timeout=0.1)
     dev = ModbusDevice(device(1, points), bus, SystemClock())
     poller = Poller(
-        dev, Schedule(interval=0.1, offline_after=3, backoff_max=0.4), rec, SystemClock()
+        dev, Schedule(interval=0.1, offline_after=3, backoff_max=0.4), rec, SystemClock(), states
     )
     try:
         async with asyncio.TaskGroup() as tg:
@@ -156,6 +158,13 @@ async def test_device_goes_offline_once_and_comes_back() -> None:
         (True, True),
     ]
     assert "connect" in rec.statuses[1].reason
+    # the device's state counts what the poller counts (what the metrics show)
+    counters = states.snapshot()["dev-1"].counters
+    assert counters["polls"] == poller.polls
+    assert counters["poll_failures"] == poller.failed_polls >= 3
+    assert counters["latency_sum"] == pytest.approx(poller.latency_sum)
+    assert counters["last_latency"] == poller.last_latency
+    assert "connect" in states.snapshot()["dev-1"].last_error
 
 
 async def test_rtu_over_a_pty_pair_reads_two_devices(pty_pair: PtyPair) -> None:

@@ -34,6 +34,7 @@ def test_availability_keeps_since_across_repeats_and_reports_per_device() -> Non
     assert states.snapshot()["d"].since == 30.0
     assert states.snapshot()["d"].last_error == "timeout"
     assert states.availability_of() == {"quiet": "unknown", "d": "online"}
+    assert states.availability_of(kinds=("gpio",)) == {"quiet": "unknown"}
 
 
 def test_disabled_points_leave_the_values_and_are_noted_once() -> None:
