@@ -1,9 +1,15 @@
-"""The ``door_terminal`` kind: every door terminal in one group, one local-broker session."""
+"""The ``door_terminal`` kind: every door terminal in one group, one local-broker session.
+
+The group's own pipeline stages, after the pseudonymise stage: dedup (its memory in
+``<store>.door-ids.json``, event ids only, already made safe) and the door tracker.
+"""
 
 from drivers.base import DriverGroup, GroupPlan, Ports, config_key
 from drivers.doors.terminals import DoorTerminals
 from gateway.config.doors import DoorTerminalConfig
 from gateway.config.models import Config
+from gateway.pipeline.dedup import Dedup
+from gateway.pipeline.doors import DoorTracking
 
 
 def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
@@ -26,19 +32,23 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
         component = DoorTerminals(
             broker,
             terminals,
-            privacy.pseudonymiser(site),
-            cfg.store.path.with_name(cfg.store.path.name + ".door-ids.json"),
             # not the buttons' client id: two sessions with one id throw each other off
             client_id=broker.client_id_for(site, gateway) + "-doors",
             clock=ports.clock,
             profile_dirs=cfg.profile_dirs,
             count=ports.count,
         )
+        path = cfg.store.path.with_name(cfg.store.path.name + ".door-ids.json")
+        windows = {t.id: (t.dedup_window, t.dedup_size) for t in terminals}
+        dedup = Dedup.open(path, windows, ports.clock)
+
         return DriverGroup(
             streams=[("driver:door_terminals", component)],
             actuators=[component],
             probes={"local_broker:doors": component.connected.is_set},
-            rejects={"door_terminals": lambda: dict(component.rejected)},
+            rejects={"door_terminals": lambda: dedup.merged(component.rejected)},
+            closers=[dedup.memory.close],
+            stages=[dedup, DoorTracking(component.tracker, ports.clock.mono)],
         )
 
     return [GroupPlan("door_terminals", key, build)]

@@ -6,14 +6,14 @@ Contract:
   when cancelled. The session is persistent (``clean_session=False``, a fixed client id that
   must differ from the buttons' one), so the broker queues QoS 1 events while we are away.
   Every connect subscribes every event and heartbeat filter at QoS 1 again.
-- Each message is mapped by ``mapping.parse``: the person id is pseudonymised there, before
-  anything else sees it; face images and ``drop`` fields are never read; snapshot content is
-  dropped. An event id already delivered (per terminal, within ``dedup_window``, remembered in
-  ``dedup_path`` across restarts, holding event ids only) is a ``duplicate``. The event then
-  passes the ``DoorTracker``; ``emit`` gets, synchronously and in order: ``terminal_online``
-  if the terminal was not online, the event itself (unless it repeats a forced or held-open
-  report of the same opening) and a ``forced`` the tracker derived from an unauthorised
-  opening. Any message of a configured terminal, even a rejected one, shows it is alive.
+- Each message is mapped by ``mapping.parse``: face images and ``drop`` fields are never read;
+  snapshot content is dropped; the person id leaves in ``raw_person`` only (no ``repr``), for
+  the pipeline to pseudonymise before anything else sees it. ``emit`` (the pipeline) gets,
+  synchronously and in order: ``terminal_online`` if the terminal was not online, then the
+  event. The pipeline's stages pseudonymise it, drop a repeated event id (the door kind's
+  dedup memory) and feed it to ``tracker`` (``gateway.pipeline.doors``), which derives
+  ``forced`` and drops repeated forced/held-open reports. Any message of a configured
+  terminal, even a rejected one, shows it is alive.
 - Timers: every ``tick`` seconds while subscribed, ``terminal_offline`` (``heartbeat_timeout``
   without any message, once) and ``held_open`` (once per opening) go to ``emit`` when due. No
   timer runs while the broker is unreachable (silence then says nothing about a terminal), and
@@ -61,8 +61,6 @@ from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.command import Order, UnlockDoor
 from gateway.core.errors import ConfigError, PermanentError, TransientError
-from gateway.pipeline.dedup import DedupMemory
-from gateway.pipeline.privacy import Pseudonymiser
 
 log = logging.getLogger(__name__)
 LOGGED_MAX = 1024  # (reason, terminal) pairs remembered for log-once
@@ -87,8 +85,6 @@ class DoorTerminals:
         self,
         broker: LocalBrokerConfig,
         terminals: Sequence[DoorTerminalConfig],
-        pseudonymiser: Pseudonymiser,
-        dedup_path: Path,
         *,
         client_id: str,
         clock: Clock | None = None,
@@ -96,7 +92,7 @@ class DoorTerminals:
         count: Callable[[str, str], None] | None = None,
         tick: float = 1.0,
     ) -> None:
-        """Resolve every mapping, load the dedup memory; raises ``ConfigError``."""
+        """Resolve every mapping; raises ``ConfigError``."""
         problems = check_terminals(terminals) or ([] if terminals else ["none configured"])
         if problems:
             raise ConfigError(problems)
@@ -117,13 +113,11 @@ class DoorTerminals:
         self.snapshots_dropped = 0
         self.unlocks = 0
         self.skew: dict[str, float] = {}
-        self._names = pseudonymiser
         self._logged: set[tuple[str, str]] = set()
         self._count = count  # a device's counter in its DeviceState, when running in the gateway
         self._session = LocalSession(broker, client_id)
         self._client: aiomqtt.Client | None = None
         self._doors = {d.id: (t, d) for t in self.terminals for d in t.cfg.doors}
-        self._config_of = {tid: t.cfg.id for t in self.terminals for tid in t.cfg.terminals}
         self.tracker = DoorTracker(
             DoorPolicy(d.id, d.held_open_after, d.grant_window) for _, d in self._doors.values()
         )
@@ -132,8 +126,6 @@ class DoorTerminals:
             TerminalWatch(t.cfg.terminals, t.cfg.heartbeat_timeout, now, wall)
             for t in self.terminals
         ]
-        windows = {t.cfg.id: (t.cfg.dedup_window, t.cfg.dedup_size) for t in self.terminals}
-        self._memory = DedupMemory(dedup_path, windows, self.clock)
 
     def online(self, terminal: str) -> bool | None:
         """Whether ``terminal`` is online; None before its first message or timeout."""
@@ -141,11 +133,8 @@ class DoorTerminals:
         return next((s for s in states if s is not None), None)
 
     async def run(self, emit: Emit) -> None:
-        """Receive, map, dedupe, track and ``emit`` access events until cancelled."""
-        try:
-            await self._connect_loop(emit)
-        finally:
-            self._memory.close()
+        """Receive, map and ``emit`` access events until cancelled."""
+        await self._connect_loop(emit)
 
     async def _connect_loop(self, emit: Emit) -> None:
         backoff = Backoff(0.5, self.broker.reconnect_max)
@@ -209,18 +198,14 @@ class DoorTerminals:
             due = [e for watch in self._watches for e in watch.tick(now)]
             self._emit(due + self.tracker.tick(now), emit)
 
-    def _seen(self, terminal: str, event_id: str) -> bool:
-        cache = self._memory.caches[self._config_of[terminal]]
-        return cache.seen((terminal, event_id, True), self.clock.wall())
-
     def _heard(self, terminal: str, now: float, wall: float) -> list[AccessEvent]:
         return [e for watch in self._watches for e in watch.heard(terminal, now, wall)]
 
     def _handle(self, topic: str, payload: bytes, emit: Emit) -> None:
-        """One message: map, dedupe, track, emit; a reject is counted and logged, never raised."""
+        """One message: map, emit; a reject is counted and logged, never raised."""
         now, wall = self.clock.mono(), self.clock.wall()
         try:
-            parsed = parse(self.terminals, topic, payload, wall, self._names, self._seen)
+            parsed = parse(self.terminals, topic, payload, wall)
         except Reject as rej:
             self._reject(rej, topic)
             self._emit(self._heard(rej.device, now, wall), emit)
@@ -237,11 +222,7 @@ class DoorTerminals:
         self.snapshots_dropped += parsed.snapshot_dropped
         if msg.skew is not None:
             self.skew[msg.device] = msg.skew
-        self._emit(self._heard(msg.device, now, wall) + self.tracker.feed(msg, now), emit)
-        if msg.event_id:
-            key = (msg.device, msg.event_id, True)
-            self._memory.caches[parsed.terminal.cfg.id].add(key, wall)
-            self._memory.save_soon()
+        self._emit([*self._heard(msg.device, now, wall), msg], emit)
 
     def _emit(self, events: list[AccessEvent], emit: Emit) -> None:
         for event in events:

@@ -8,7 +8,7 @@ from drivers.base import DriverGroup, GroupPlan, Ports, config_key
 from drivers.mqtt.buttons import MqttButtons
 from gateway.config.models import Config
 from gateway.config.mqtt_devices import MqttButtonConfig
-from gateway.pipeline.dedup import Dedup, DedupMemory
+from gateway.pipeline.dedup import Dedup
 
 
 def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
@@ -35,17 +35,12 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
         )
         path = cfg.store.path.with_name(cfg.store.path.name + ".button-ids.json")
         windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons}
-        dedup = Dedup(DedupMemory(path, windows, ports.clock))
-
-        def rejects() -> dict[str, int]:  # a repeat is a reject, as it was in the driver
-            out = dict(component.rejected)
-            out["duplicate"] += dedup.dropped["duplicate"]
-            return out
+        dedup = Dedup.open(path, windows, ports.clock)
 
         return DriverGroup(
             streams=[("driver:mqtt_buttons", component)],
             probes={"local_broker:buttons": component.connected.is_set},
-            rejects={"mqtt_buttons": rejects},
+            rejects={"mqtt_buttons": lambda: dedup.merged(component.rejected)},
             closers=[dedup.memory.close],
             stages=[dedup],
         )

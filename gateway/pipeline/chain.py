@@ -3,7 +3,9 @@
 Contract (structlog's processor chain is the model):
 - A ``Stage`` is a plain callable ``(Item) -> Item | None``: it returns the item (the same
   or a new one) to pass it on, or None to drop it; a stage that drops says why by counting
-  it in its own ``dropped`` counter (``Counter[str]``, reason -> count), if it has one.
+  it in its own ``dropped`` counter (``Counter[str]``, reason -> count), if it has one. A
+  stage that derives more items from one (the door tracker: an opening without a grant is
+  also ``forced``) returns a list, in order; each goes on through the later stages.
 - ``Pipeline(stages)`` is itself the ``emit`` every driver group is given: calling it runs
   the item through the stages in order, synchronously, and stops at the first None. What a
   stage raises propagates to the driver (a bug: the component fails and the supervisor sees).
@@ -34,7 +36,7 @@ class RawSample:
 
 
 Item = RawSample | Sample | DeviceStatus | ContactEvent | AccessEvent
-Stage = Callable[[Item], Item | None]
+Stage = Callable[[Item], "Item | list[Item] | None"]
 
 
 class Pipeline:
@@ -47,10 +49,18 @@ class Pipeline:
 
     def __call__(self, item: Item) -> None:
         """Run ``item`` through every stage, stopping where one drops it."""
-        for stage in self.stages:
+        self._run(item, 0)
+
+    def _run(self, item: Item, start: int) -> None:
+        for at in range(start, len(self.stages)):
+            stage = self.stages[at]
             passed = stage(item)
             if passed is None:
                 self.dropped[_name(stage)] += 1
+                return
+            if isinstance(passed, list):
+                for each in passed:
+                    self._run(each, at + 1)
                 return
             item = passed
         self.passed += 1

@@ -14,8 +14,8 @@ Invariants:
   skipped and counted in ``skipped`` with one WARNING, never a crash: forgetting an event can
   only cause a duplicate alarm, never a lost one.
 
-``Dedup`` is the pipeline stage that uses such a memory for MQTT button events; the door
-terminals keep theirs in the driver (ahead of their door tracker).
+``Dedup`` is the pipeline stage that uses such a memory (one for the MQTT buttons, one for
+the door terminals).
 """
 
 import asyncio
@@ -27,6 +27,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gateway.core.access import AccessEvent
 from gateway.core.clock import Clock
 from gateway.core.messages import ContactEvent
 from gateway.pipeline.chain import Item
@@ -218,15 +219,17 @@ class DedupMemory:
 
 
 class Dedup:
-    """The pipeline's dedup stage for contact events that carry an id (MQTT buttons).
+    """The pipeline's dedup stage for events that carry an id (MQTT buttons, door terminals).
 
-    Contract: a ``ContactEvent`` with an ``event_id`` from a ``source`` config this memory
-    knows is dropped (``dropped["duplicate"]``) when its ``(device, event_id, active)`` was
-    passed within the source's window; otherwise it is remembered and passed on. Other items
-    pass untouched. I/O: a pass schedules a coalesced write of the memory
-    (``DedupMemory.save_soon``), so a restart does not re-alarm a replayed event. The later
-    stages only hand the event over to in-memory queues, so remembering it here, before
-    them, cannot forget a new event; a crash before the write may let a replay alarm twice.
+    Contract: a ``ContactEvent`` or a reported ``AccessEvent`` with an ``event_id`` from a
+    ``source`` config this memory knows is dropped (``dropped["duplicate"]``) when its key,
+    ``(device, event_id, active)`` (``active`` is True for door events), was passed within
+    the source's window; otherwise it is remembered and passed on. Other items pass
+    untouched. Door events must be pseudonymised first: the memory is written to a file.
+    I/O: a pass schedules a coalesced write of the memory (``DedupMemory.save_soon``), so a
+    restart does not re-alarm a replayed event. The later stages only hand the event over to
+    in-memory queues, so remembering it here, before them, cannot forget a new event; a
+    crash before the write may let a replay alarm twice.
     """
 
     name = "dedup"
@@ -235,16 +238,34 @@ class Dedup:
         self.memory = memory
         self.dropped: Counter[str] = Counter()
 
+    @classmethod
+    def open(cls, path: Path, windows: dict[str, tuple[float, int]], clock: Clock) -> "Dedup":
+        """The stage over the memory in ``path`` (``windows``: config id -> window, size)."""
+        return cls(DedupMemory(path, windows, clock))
+
+    def merged(self, rejected: Mapping[str, int]) -> dict[str, int]:
+        """A component's reject counts with this stage's repeats added as ``duplicate``.
+
+        What the component counted when it deduplicated itself: the metrics stay the same.
+        """
+        out = dict(rejected)
+        out["duplicate"] = out.get("duplicate", 0) + self.dropped["duplicate"]
+        return out
+
     def __call__(self, item: Item) -> Item | None:
-        if not isinstance(item, ContactEvent) or not item.event_id:
+        if isinstance(item, ContactEvent):
+            key, ts = (item.device, item.event_id, item.active), item.ts
+        elif isinstance(item, AccessEvent) and not item.derived:
+            key, ts = (item.device, item.event_id, True), item.gateway_ts
+        else:
             return item
         cache = self.memory.caches.get(item.source)
-        if cache is None:
+        if cache is None or not item.event_id:
             return item
-        key = (item.device, item.event_id, item.active)
-        if cache.seen(key, item.ts):
+        assert not isinstance(item, AccessEvent) or not item.raw_person, "not pseudonymised"
+        if cache.seen(key, ts):
             self.dropped["duplicate"] += 1
             return None
-        cache.add(key, item.ts)
+        cache.add(key, ts)
         self.memory.save_soon()
         return item

@@ -15,6 +15,8 @@ Each is a plain callable ``(Item) -> Item | None`` (see ``gateway.pipeline.chain
   and a terminal's online/offline as its status.
 - ``Store`` (hands over to the store's pending batch; the committer does the I/O): samples,
   status changes and door events become records; contacts are not stored (their alarms are).
+  A door event still holding a raw person id is a bug (a pipeline without the pseudonymise
+  stage of ``gateway.pipeline.privacy``): it raises ``ValueError`` rather than store it.
 
 Every stage returns its item unchanged except ``Scale``; only ``Validate`` and ``Scale`` drop.
 """
@@ -31,6 +33,7 @@ from gateway.core.contract import access_record, status_record, telemetry_record
 from gateway.core.devices import DeviceStates
 from gateway.core.messages import ContactEvent, DeviceStatus, Record, Sample
 from gateway.pipeline.chain import Item, Pipeline, RawSample, Stage
+from gateway.pipeline.privacy import Pseudonymise
 from gateway.pipeline.scale import to_reading
 
 TERMINAL_KINDS = ("terminal_offline", "terminal_online")
@@ -154,6 +157,8 @@ class Store:
         self.synced = synced
 
     def __call__(self, item: Item) -> Item | None:
+        if isinstance(item, AccessEvent) and item.raw_person:
+            raise ValueError("a door event reached the store stage before pseudonymisation")
         if isinstance(item, Sample):
             self.add(telemetry_record(item, self.synced()))
         elif isinstance(item, DeviceStatus):
@@ -199,14 +204,28 @@ def pipeline(
 ) -> Pipeline:
     """The gateway's pipeline, built from the config by the composition root.
 
-    ``dedup``: a driver group's own stages (``DriverGroup.stages``), run after scaling and
-    before the device state.
+    validate -> scale -> pseudonymise (when ``privacy`` is configured) -> ``dedup`` (a driver
+    group's own stages, ``DriverGroup.stages``) -> device state -> rules -> store.
+    Raises ``ConfigError`` if the pseudonym keys cannot be loaded.
     """
     points = {
         d.id: {p.name: p for p in d.active_points}
         for d in cfg.devices
         if isinstance(d, ModbusDeviceConfig)
     }
+    privacy = (
+        []
+        if cfg.privacy is None
+        else [Pseudonymise(cfg.privacy.pseudonymiser(cfg.gateway.site_id))]
+    )
     return Pipeline(
-        [Validate(), Scale(points), *dedup, Track(states), Rules(engine), Store(add, synced)]
+        [
+            Validate(),
+            Scale(points),
+            *privacy,
+            *dedup,
+            Track(states),
+            Rules(engine),
+            Store(add, synced),
+        ]
     )

@@ -4,14 +4,19 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gateway.config.modbus import PointConfig
-from gateway.core.access import AccessEvent
+from gateway.core.access import AccessEvent, DoorPolicy, DoorTracker
 from gateway.core.clock import ManualClock
 from gateway.core.devices import DeviceStates
 from gateway.core.messages import ContactEvent, DeviceStatus, Lane, Quality, Reading, Record, Sample
 from gateway.pipeline.chain import Item, Pipeline, RawSample
 from gateway.pipeline.dedup import Dedup, DedupMemory
+from gateway.pipeline.doors import DoorTracking
+from gateway.pipeline.privacy import Pseudonymise, Pseudonymiser
 from gateway.pipeline.stages import Rules, Scale, Store, Track, Validate, door_contacts
 
 
@@ -154,6 +159,85 @@ async def test_dedup_drops_a_repeat_within_its_source_window_and_writes_the_memo
         assert stage(other) is other
         assert stage(other) is other
     assert stage.dropped == {"duplicate": 1}
+    # the component's own reject counts, with the repeats it no longer sees as "duplicate"
+    assert stage.merged({"duplicate": 0, "not_json": 2}) == {"duplicate": 1, "not_json": 2}
     stage.memory.close()
     saved = json.loads(path.read_text())
     assert [e[:3] for e in saved["buttons"]["sos"]] == [["btn-1", "e-1", True]]
+
+
+NAMES = Pseudonymiser("site-1", bytes(range(32)))
+
+
+def _reported(kind: str, person: str, **kw: object) -> AccessEvent:
+    """A door event as a driver emits it: the raw person id not yet pseudonymised."""
+    fields: dict[str, Any] = {"skew_limit": 60.0, "retention": 86400, "raw_person": person}
+    return AccessEvent.build("t1", "gate", kind, 100.0, **(fields | kw))  # type: ignore[arg-type]
+
+
+def test_pseudonymise_replaces_the_raw_id_and_what_embeds_it() -> None:
+    stage = Pseudonymise(NAMES)
+    raw = _reported(
+        "granted", "R-77", credential="face", event_id="R-77@1200", snapshot_ref="s/R-77.jpg"
+    )
+    out = stage(raw)
+    assert isinstance(out, AccessEvent)
+    assert (out.raw_person, out.person) == ("", NAMES.pseudonym("R-77"))
+    assert out.event_id == NAMES.token("R-77@1200", "event_id")
+    assert (out.snapshot_ref, stage.snapshots_dropped) == ("", 1)
+    assert (out.data_class, out.retention) == ("personal", 86400)
+    assert "R-77" not in repr(out)
+    short = stage(_reported("granted", "R7", credential="face", event_id="R7-1"))
+    assert isinstance(short, AccessEvent)
+    assert short.event_id == "R7-1"  # too short to be looked for: kept
+    closed = _event("door_closed", door="gate")
+    assert stage(closed) is closed
+
+
+def test_the_store_stage_refuses_a_raw_person_id() -> None:
+    with pytest.raises(ValueError, match="pseudonymisation"):
+        Store(lambda r: None, lambda: True)(_reported("granted", "R-1", credential="face"))
+
+
+def test_door_tracking_derives_forced_and_drops_a_repeated_report() -> None:
+    tracker = DoorTracker([DoorPolicy("gate", 30.0, 5.0)])
+    stage = DoorTracking(tracker, lambda: 1000.0)
+    opened = _event("door_opened", door="gate")
+    out = stage(opened)
+    assert isinstance(out, list)
+    assert [(e.kind, e.derived) for e in out if isinstance(e, AccessEvent)] == [
+        ("door_opened", False),
+        ("forced", True),
+    ]
+    assert stage(_event("forced", door="gate")) is None  # the terminal says it too: once
+    assert stage.dropped == {"repeat": 1}
+    assert stage(out[1]) is out[1]  # derived: not fed again
+
+
+def test_the_chain_runs_each_derived_item_through_the_later_stages() -> None:
+    seen: list[str] = []
+
+    def split(item: Item) -> Item | list[Item] | None:
+        return [item, Sample("derived", 1.0, ())] if isinstance(item, Sample) else item
+
+    def record(item: Item) -> Item | None:
+        seen.append(item.device)
+        return item
+
+    chain = Pipeline([split, record])
+    chain(Sample("d", 1.0, ()))
+    assert seen == ["d", "derived"]
+    assert chain.passed == 2
+
+
+async def test_door_dedup_keys_on_the_safe_event_id_per_terminal_config(tmp_path: Path) -> None:
+    stage = Dedup(DedupMemory(tmp_path / "ids.json", {"fg": (60.0, 10)}, ManualClock(wall=100.0)))
+    first = _event("granted", door="gate", credential="face", event_id="E-1", source="fg")
+    assert stage(first) is first
+    assert stage(first) is None
+    assert stage(dataclasses.replace(first, device="t2")) is not None  # its own ids
+    derived = dataclasses.replace(first, derived=True)
+    assert stage(derived) is derived  # made by the gateway: never a replay
+    with pytest.raises(AssertionError, match="pseudonymised"):
+        stage(_reported("granted", "R-1", credential="face", event_id="E-2", source="fg"))
+    stage.memory.close()
