@@ -14,6 +14,8 @@ a local-broker session, a GPIO device), made of:
 
 Drivers that hold resources are async context managers: opened in ``__aenter__``, always
 released in ``__aexit__``; the group's ``contexts`` are entered before anything runs.
+A kind's factory (``Factory`` in ``drivers.registry``) is ``plan(cfg, ports)``: the
+``GroupPlan``s of the kind's devices, each built only when its group starts.
 """
 
 import json
@@ -84,8 +86,9 @@ class DriverGroup:
     before anything runs, exited after. ``probes``: readiness of connections, by name.
     ``rejects``: per input component, its rejected-message counters by reason.
     ``closers``: what to release when the group stops (a bus's connection).
-    ``stages``: the kind's own pipeline stages, run at the dedup position of the pipeline
-    the group emits to (the buttons' dedup memory).
+    ``stages``: the kind's own pipeline stages, run after pseudonymise and before the device
+    state in the pipeline the group emits to (the buttons' and the doors' dedup memories,
+    the door tracker). A kind never calls pipeline code itself.
     """
 
     polled: list[tuple[Polled, PollSchedule]] = field(default_factory=list)
