@@ -191,9 +191,9 @@ class Trace:
         import aiomqtt
 
         from drivers.mqtt.buttons import MqttButtons
-        from drivers.mqtt.dedup import DedupFile
         from gateway.alarms.engine import AlarmEngine
         from gateway.core.messages import Lane
+        from gateway.pipeline.dedup import DedupFile
         from gateway.store.outbox import Store
 
         mono = time.monotonic

@@ -29,6 +29,7 @@ from harness.peers import gateway_config, paho_subscriber
 from harness.procs import HOST, emit_result
 
 if TYPE_CHECKING:
+    from gateway.core.items import RawSample
     from gateway.core.messages import Sample
 
 STOP_WAIT = 10.0  # s the e2e gateway gets to return from Runtime.run after stop is set
@@ -107,10 +108,14 @@ class TimedDriver:
     def __post_init__(self) -> None:
         self.id = self.inner.id
 
-    async def poll(self) -> Sample:
+    @property
+    def disabled(self) -> dict[str, str]:
+        return dict(self.inner.disabled)
+
+    async def poll(self) -> RawSample | Sample:
         start = time.monotonic()
         try:
-            sample: Sample = await self.inner.poll()
+            sample: RawSample | Sample = await self.inner.poll()
             task = asyncio.current_task()
             if task is not None and task.cancelling() and self.id not in self.swallowed:
                 self.swallowed.append(self.id)

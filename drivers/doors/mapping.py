@@ -8,14 +8,14 @@ Contract:
   ``unmapped`` for a terminal level that is no valid name or no configured terminal,
   ``too_large`` (on the length, before decoding), ``not_utf8``, ``not_json``, ``unmapped`` (a
   required field missing or of the wrong type, a kind or credential value not listed, a door
-  the terminal does not have), ``duplicate`` (the caller's ``seen`` knows the event id).
-- Privacy at the boundary: the person id is read, pseudonymised and forgotten in one step, so
-  only pseudonyms leave this module. ``Reject`` details name paths, types and config ids, never
-  a payload value. Paths listed in ``drop`` are never read (the config refuses a mapping that
+  the terminal does not have). Repeated event ids are the pipeline's dedup stage's business.
+- Privacy: the person id goes out in ``AccessEvent.raw_person`` only (no ``repr``), for the
+  pipeline's pseudonymise stage, which also tokenises an event id and drops a snapshot
+  reference that embed it. ``Reject`` details name paths, types and config ids, never a
+  payload value. Paths listed in ``drop`` are never read (the config refuses a mapping that
   would). A snapshot is kept only as an opaque reference: a ``data:`` URL, anything that looks
   like base64 content, or longer than 128 printable ASCII characters is dropped (the event is
-  kept, ``snapshot_dropped`` set). An event id that embeds the person id (3+ characters) is
-  replaced by a keyed token, and such a snapshot reference is dropped.
+  kept, ``snapshot_dropped`` set).
 - Values are matched type-exactly, as for buttons (JSON ``1`` is not ``"1"`` nor ``true``). A
   terminal time that cannot be read leaves ``terminal_ts`` empty; the event is kept.
 """
@@ -23,7 +23,7 @@ Contract:
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Protocol, TypeVar
@@ -39,7 +39,6 @@ from gateway.config.doors import (
 )
 from gateway.config.mqtt_devices import NAME_RE
 from gateway.core.access import DOOR_KINDS, AccessEvent, Credential, DenyReason
-from gateway.pipeline.privacy import Pseudonymiser
 
 __all__ = [
     "REASONS",
@@ -57,7 +56,6 @@ __all__ = [
 MAX_EVENT_ID = 128
 MAX_PERSON = 256
 MAX_SNAPSHOT = 128
-MIN_EMBEDDED = 3  # a person id this long is looked for inside event ids and snapshot refs
 _RUN = re.compile(r"[A-Za-z0-9+=_-]{32,}")  # base64 content between '/' and '.' separators
 
 
@@ -245,9 +243,7 @@ def _reason(m: DoorPayloadMapConfig, doc: object) -> DenyReason:
     return "other" if entry is None else entry.reason
 
 
-def _event(
-    term: Terminal, device: str, doc: object, ts: float, names: Pseudonymiser
-) -> tuple[AccessEvent, bool]:
+def _event(term: Terminal, device: str, doc: object, ts: float) -> tuple[AccessEvent, bool]:
     m = term.mapping
     value = _get(doc, m.kind)
     entry = _find(m.kind_values, value)
@@ -267,15 +263,7 @@ def _event(
         isinstance(snapshot, str) and snapshot_ok(snapshot)
     )
     ref = snapshot if isinstance(snapshot, str) and not dropped else ""
-    # the privacy boundary: the raw id lives in this block only
     raw = "" if m.person is None else _person(_get(doc, m.person), m.person, device)
-    pseudonyms = names.pseudonyms(raw) if raw else ("", "")
-    if len(raw) >= MIN_EMBEDDED:
-        if raw in event_id:
-            event_id = names.token(event_id, "event_id")
-        if raw in ref:
-            ref, dropped = "", True
-    del raw
     event = AccessEvent.build(
         device,
         door,
@@ -286,10 +274,10 @@ def _event(
         terminal_ts=terminal_ts,
         reason=reason,
         credential=credential,
-        person=pseudonyms[0],
-        person_previous=pseudonyms[1] if len(pseudonyms) > 1 else "",
+        raw_person=raw,
         snapshot_ref=ref,
         event_id=event_id,
+        source=term.cfg.id,
     )
     return event, dropped
 
@@ -315,21 +303,17 @@ def parse(
     topic: str,
     payload: bytes,
     ts: float,
-    names: Pseudonymiser,
-    seen: Callable[[str, str], bool] | None = None,
 ) -> Parsed:
     """What a message carries: an access event or a heartbeat, for one terminal config.
 
-    ``ts`` is the gateway's wall time; ``seen(terminal, event_id)`` says whether an event id
-    was delivered already. Raises ``Reject``, and nothing else, when the message is no use.
+    ``ts`` is the gateway's wall time. Raises ``Reject``, and nothing else, when the message
+    is no use.
     """
     term, device, heartbeat = match(terminals, topic)
     if heartbeat:
         return Parsed(term, _heartbeat(term, device, payload, ts))
     doc = decode(payload, term.cfg.max_payload, device)
-    event, dropped = _event(term, device, doc, ts, names)
-    if event.event_id and seen is not None and seen(device, event.event_id):
-        raise Reject("duplicate", f"an event id of terminal {device!r} already delivered", device)
+    event, dropped = _event(term, device, doc, ts)
     return Parsed(term, event, dropped)
 
 

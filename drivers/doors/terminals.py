@@ -6,22 +6,24 @@ Contract:
   when cancelled. The session is persistent (``clean_session=False``, a fixed client id that
   must differ from the buttons' one), so the broker queues QoS 1 events while we are away.
   Every connect subscribes every event and heartbeat filter at QoS 1 again.
-- Each message is mapped by ``mapping.parse``: the person id is pseudonymised there, before
-  anything else sees it; face images and ``drop`` fields are never read; snapshot content is
-  dropped. An event id already delivered (per terminal, within ``dedup_window``, remembered in
-  ``dedup_path`` across restarts, holding event ids only) is a ``duplicate``. The event then
-  passes the ``DoorTracker``; ``emit`` gets, synchronously and in order: ``terminal_online``
-  if the terminal was not online, the event itself (unless it repeats a forced or held-open
-  report of the same opening) and a ``forced`` the tracker derived from an unauthorised
-  opening. Any message of a configured terminal, even a rejected one, shows it is alive.
+- Each message is mapped by ``mapping.parse``: face images and ``drop`` fields are never read;
+  snapshot content is dropped; the person id leaves in ``raw_person`` only (no ``repr``), for
+  the pipeline to pseudonymise before anything else sees it. ``emit`` (the pipeline) gets,
+  synchronously and in order: ``terminal_online`` if the terminal was not online, then the
+  event. The pipeline's stages pseudonymise it, drop a repeated event id (the door kind's
+  dedup memory) and feed it to ``tracker`` (``gateway.pipeline.doors``), which derives
+  ``forced`` and drops repeated forced/held-open reports. Any message of a configured
+  terminal, even a rejected one, shows it is alive.
 - Timers: every ``tick`` seconds while subscribed, ``terminal_offline`` (``heartbeat_timeout``
   without any message, once) and ``held_open`` (once per opening) go to ``emit`` when due. No
   timer runs while the broker is unreachable (silence then says nothing about a terminal), and
   after each connect every terminal has a full ``heartbeat_timeout`` again. A heartbeat whose
   state is an offline value (a will) makes its terminal offline at once.
-- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` and logged
-  at WARNING once per (reason, terminal) with the reason only, never the payload: it carries
-  personal data. Anything else (a bug, ``emit`` raising) propagates.
+- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` (and, given
+  ``count``, as ``rejected`` of the device it names) and logged at WARNING once per
+  (reason, terminal) with the reason only, never the payload: it carries personal data.
+  Anything else (a bug, ``emit`` raising) propagates.
+- As an actuator, ``apply(UnlockDoor)`` is ``unlock``; ``accepts`` names the doors it drives.
 - ``unlock(door, seconds, reason)`` publishes the mapping's unlock template on the terminal's
   command topic at QoS 1 and returns on the broker's PUBACK; the door is authorised in the
   tracker first (for ``max(seconds, grant_window)``), so the opening is no forced entry.
@@ -45,7 +47,6 @@ from pathlib import Path
 import aiomqtt
 
 from drivers.doors.mapping import REASONS, Heartbeat, Reject, Terminal, parse, unlock_payload
-from drivers.mqtt.dedup import DedupMemory
 from drivers.mqtt.session import local_session
 from gateway.config.doors import (
     DoorTerminalConfig,
@@ -57,8 +58,8 @@ from gateway.config.mqtt_devices import LocalBrokerConfig
 from gateway.core.access import AccessEvent, DoorPolicy, DoorTracker, TerminalWatch
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.clock import Clock, SystemClock
+from gateway.core.command import Order, UnlockDoor
 from gateway.core.errors import ConfigError, PermanentError, TransientError
-from gateway.pipeline.privacy import Pseudonymiser
 
 log = logging.getLogger(__name__)
 LOGGED_MAX = 1024  # (reason, terminal) pairs remembered for log-once
@@ -83,15 +84,14 @@ class DoorTerminals:
         self,
         broker: LocalBrokerConfig,
         terminals: Sequence[DoorTerminalConfig],
-        pseudonymiser: Pseudonymiser,
-        dedup_path: Path,
         *,
         client_id: str,
         clock: Clock | None = None,
         profile_dirs: Sequence[Path] = (),
+        count: Callable[[str, str], None] | None = None,
         tick: float = 1.0,
     ) -> None:
-        """Resolve every mapping, load the dedup memory; raises ``ConfigError``."""
+        """Resolve every mapping; raises ``ConfigError``."""
         problems = check_terminals(terminals) or ([] if terminals else ["none configured"])
         if problems:
             raise ConfigError(problems)
@@ -110,13 +110,12 @@ class DoorTerminals:
         self.snapshots_dropped = 0
         self.unlocks = 0
         self.skew: dict[str, float] = {}
-        self._names = pseudonymiser
         self._logged: set[tuple[str, str]] = set()
         filters = [f for t in self.terminals for f in (t.cfg.topic, t.cfg.heartbeat_topic)]
         self._session = local_session(broker, client_id, filters, "door terminals are deaf")
         self.connected = self._session.connected  # set while subscribed
+        self._count = count  # a device's counter in its DeviceState, when running in the gateway
         self._doors = {d.id: (t, d) for t in self.terminals for d in t.cfg.doors}
-        self._config_of = {tid: t.cfg.id for t in self.terminals for tid in t.cfg.terminals}
         self.tracker = DoorTracker(
             DoorPolicy(d.id, d.held_open_after, d.grant_window) for _, d in self._doors.values()
         )
@@ -125,8 +124,6 @@ class DoorTerminals:
             TerminalWatch(t.cfg.terminals, t.cfg.heartbeat_timeout, now, wall)
             for t in self.terminals
         ]
-        windows = {t.cfg.id: (t.cfg.dedup_window, t.cfg.dedup_size) for t in self.terminals}
-        self._memory = DedupMemory(dedup_path, windows, self.clock)
 
     @property
     def connects(self) -> int:
@@ -139,11 +136,8 @@ class DoorTerminals:
         return next((s for s in states if s is not None), None)
 
     async def run(self, emit: Emit) -> None:
-        """Receive, map, dedupe, track and ``emit`` access events until cancelled."""
-        try:
-            await self._session.run(lambda client: self._serve(client, emit))
-        finally:
-            self._memory.close()
+        """Receive, map, track and ``emit`` access events until cancelled."""
+        await self._session.run(lambda client: self._serve(client, emit))
 
     async def _serve(self, client: aiomqtt.Client, emit: Emit) -> None:
         now, wall = self.clock.mono(), self.clock.wall()
@@ -173,18 +167,14 @@ class DoorTerminals:
             due = [e for watch in self._watches for e in watch.tick(now)]
             self._emit(due + self.tracker.tick(now), emit)
 
-    def _seen(self, terminal: str, event_id: str) -> bool:
-        cache = self._memory.caches[self._config_of[terminal]]
-        return cache.seen((terminal, event_id, True), self.clock.wall())
-
     def _heard(self, terminal: str, now: float, wall: float) -> list[AccessEvent]:
         return [e for watch in self._watches for e in watch.heard(terminal, now, wall)]
 
     def _handle(self, topic: str, payload: bytes, emit: Emit) -> None:
-        """One message: map, dedupe, track, emit; a reject is counted and logged, never raised."""
+        """One message: map, emit; a reject is counted and logged, never raised."""
         now, wall = self.clock.mono(), self.clock.wall()
         try:
-            parsed = parse(self.terminals, topic, payload, wall, self._names, self._seen)
+            parsed = parse(self.terminals, topic, payload, wall)
         except Reject as rej:
             self._reject(rej, topic)
             self._emit(self._heard(rej.device, now, wall), emit)
@@ -201,11 +191,7 @@ class DoorTerminals:
         self.snapshots_dropped += parsed.snapshot_dropped
         if msg.skew is not None:
             self.skew[msg.device] = msg.skew
-        self._emit(self._heard(msg.device, now, wall) + self.tracker.feed(msg, now), emit)
-        if msg.event_id:
-            key = (msg.device, msg.event_id, True)
-            self._memory.caches[parsed.terminal.cfg.id].add(key, wall)
-            self._memory.save_soon()
+        self._emit([*self._heard(msg.device, now, wall), msg], emit)
 
     def _emit(self, events: list[AccessEvent], emit: Emit) -> None:
         for event in events:
@@ -220,6 +206,8 @@ class DoorTerminals:
 
     def _reject(self, rej: Reject, topic: str) -> None:
         self.rejected[rej.reason] += 1
+        if rej.device and self._count is not None:
+            self._count(rej.device, "rejected")
         who = rej.device or topic[:100]
         if (rej.reason, who) in self._logged or len(self._logged) >= LOGGED_MAX:
             return
@@ -234,6 +222,16 @@ class DoorTerminals:
             who,
             extra={"device": rej.device, "reason": rej.reason},
         )
+
+    def accepts(self, order: Order) -> bool:
+        """An ``UnlockDoor`` of one of these terminals' doors is ours."""
+        return isinstance(order, UnlockDoor) and order.door in self._doors
+
+    async def apply(self, order: Order) -> None:
+        """Carry out an ``UnlockDoor`` (see ``unlock``)."""
+        if not isinstance(order, UnlockDoor):
+            raise UnlockRefused(f"door terminals cannot carry out {order.name!r}")
+        await self.unlock(order.door, order.seconds, order.reason)
 
     async def unlock(self, door: str, seconds: int, reason: str) -> None:
         """Open ``door`` for ``seconds`` by a command to its terminal; returns on PUBACK."""

@@ -1,4 +1,7 @@
-"""One Modbus device: ``poll()`` reads all its points in merged blocks and returns a Sample.
+"""One Modbus device: ``poll()`` reads all its points in merged blocks, returns a RawSample.
+
+The values are decoded, not scaled: the pipeline's scale stage does that, from the same
+point configs. A point not read this time is in the sample as None.
 
 Contract:
 - No answer (timeout, lost connection) raises ``TransientError``; the poller counts it toward
@@ -20,8 +23,8 @@ from drivers.modbus.codec import decode
 from gateway.config.modbus import ModbusDeviceConfig, PointConfig
 from gateway.core.clock import Clock
 from gateway.core.errors import PermanentError, TransientError
-from gateway.core.messages import Sample, Value
-from gateway.pipeline.scale import to_reading
+from gateway.core.items import RawSample
+from gateway.core.messages import Value
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +38,7 @@ class ModbusDevice:
         self.bus = bus
         self.clock = clock
         self.points = cfg.active_points
-        self.disabled: set[str] = set()
+        self.disabled: dict[str, str] = {}  # point -> why it is read no more
         self.blocks = plan_blocks(self.points, cfg.max_block, cfg.max_gap)
         self.errors: dict[int, int] = {}  # exception code -> count, for status and metrics
 
@@ -45,7 +48,7 @@ class ModbusDevice:
     async def __aexit__(self, *exc: object) -> None:
         return None  # the bus owns the connection and outlives its devices
 
-    async def poll(self) -> Sample:
+    async def poll(self) -> RawSample:
         """Read every enabled point once."""
         values: dict[str, Value | None] = {}
         for block in list(self.blocks):
@@ -61,10 +64,10 @@ class ModbusDevice:
                     ) from exc
         if not self.blocks:
             raise PermanentError(f"device {self.id}: no readable point left")
-        readings = tuple(
-            to_reading(p, values.get(p.name)) for p in self.points if p.name not in self.disabled
+        raw = tuple(
+            (p.name, values.get(p.name)) for p in self.points if p.name not in self.disabled
         )
-        return Sample(self.id, self.clock.wall(), readings)
+        return RawSample(self.id, self.clock.wall(), raw)
 
     async def _read(self, block: Block) -> list[int]:
         regs = await self.bus.read(block.table, block.address, block.count, self.cfg.unit_id)
@@ -95,7 +98,7 @@ class ModbusDevice:
         self.blocks[at : at + 1] = survivors
 
     def _disable(self, point: PointConfig, code: int) -> None:
-        self.disabled.add(point.name)
+        self.disabled[point.name] = f"exception {code:#04x} at {point.table} {point.address}"
         log.error(
             "device %s: point %r (%s %d) disabled: the device answers exception %#04x; "
             "check the register map",

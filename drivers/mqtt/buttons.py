@@ -8,15 +8,14 @@ Contract:
   Every connect subscribes every button's filter again at QoS 1 (a broker that lost its state
   has lost our subscriptions too).
 - Each message is mapped by ``mapping.parse`` (size limit, UTF-8, JSON, the button's mapping)
-  and then checked against the button's dedup cache by ``(device, event_id, active)``. A new
-  event is passed to ``emit`` (synchronously, in order of arrival) and only then remembered;
-  the memory is written to ``dedup_path`` right after (``DedupMemory`` coalesces storms)
-  and on stop, so a restart does not re-alarm a replayed event. A crash before the write
-  forgets the latest ids: a replay may then alarm twice, never not at all.
-- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` and logged at
-  WARNING once per (reason, device), with at most 200 characters of the payload.
+  and passed to ``emit`` (the pipeline, synchronously, in order of arrival) with its button's
+  id as ``source``. Repeated event ids are the pipeline's dedup stage's business
+  (``gateway.pipeline.dedup.Dedup``, persisted across restarts).
+- Bad input never ends the loop: every reject is counted in ``rejected[reason]`` (and, given
+  ``count``, as ``rejected`` of the device it names) and logged at WARNING once per
+  (reason, device), with at most 200 characters of the payload.
 - Anything else (a bug, ``emit`` raising) propagates. ``connected`` is set while subscribed.
-- The component starts no task of its own: one loop timer coalesces dedup writes.
+- The component starts no task of its own.
 
 Known gap (RELIABILITY.md §8, open points): aiomqtt 2.5.1 acknowledges a QoS 1 PUBLISH when
 paho receives it, before ``emit`` has handed the event to the store (no manual ack; paho's
@@ -31,7 +30,6 @@ from pathlib import Path
 
 import aiomqtt
 
-from drivers.mqtt.dedup import DedupMemory
 from drivers.mqtt.mapping import REASONS, Button, Reject, parse
 from drivers.mqtt.session import local_session
 from gateway.config.mqtt_devices import (
@@ -58,13 +56,13 @@ class MqttButtons:
         self,
         broker: LocalBrokerConfig,
         buttons: Sequence[MqttButtonConfig],
-        dedup_path: Path,
         *,
         client_id: str,
         clock: Clock | None = None,
         profile_dirs: Sequence[Path] = (),
+        count: Callable[[str, str], None] | None = None,
     ) -> None:
-        """Resolve every mapping and load the dedup memory; raises ``ConfigError``."""
+        """Resolve every mapping; raises ``ConfigError``."""
         problems = check_buttons(buttons) or ([] if buttons else ["buttons: none configured"])
         if problems:
             raise ConfigError(problems)
@@ -78,15 +76,11 @@ class MqttButtons:
         filters = [b.cfg.topic for b in self.buttons]
         self._session = local_session(broker, client_id, filters, "buttons are deaf")
         self.connected = self._session.connected  # set while subscribed
-        windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons}
-        self._memory = DedupMemory(dedup_path, windows, self.clock)
+        self._count = count  # a device's counter in its DeviceState, when running in the gateway
 
     async def run(self, emit: Callable[[ContactEvent], None]) -> None:
-        """Receive, map, dedupe and ``emit`` button events until cancelled."""
-        try:
-            await self._session.run(lambda client: self._serve(client, emit))
-        finally:
-            self._memory.close()
+        """Receive, map and ``emit`` button events until cancelled."""
+        await self._session.run(lambda client: self._serve(client, emit))
 
     async def _serve(self, client: aiomqtt.Client, emit: Callable[[ContactEvent], None]) -> None:
         log.info(
@@ -103,25 +97,19 @@ class MqttButtons:
         return self._session.connects
 
     def _handle(self, topic: str, payload: bytes, emit: Callable[[ContactEvent], None]) -> None:
-        """One message: map, dedupe, emit; a reject is counted and logged, never raised."""
+        """One message: map, emit; a reject is counted and logged, never raised."""
         try:
-            button, event = parse(self.buttons, topic, payload, self.clock.wall())
-            key = (event.device, event.event_id, event.active)
-            cache = self._memory.caches[button.cfg.id]
-            if event.event_id and cache.seen(key, event.ts):
-                detail = f"event id {event.event_id[:64]!r} already delivered"
-                raise Reject("duplicate", detail, event.device)
+            _, event = parse(self.buttons, topic, payload, self.clock.wall())
         except Reject as rej:
             self._reject(rej, topic, payload)
             return
         emit(event)
         self.delivered += 1
-        if event.event_id:
-            cache.add(key, event.ts)
-            self._memory.save_soon()
 
     def _reject(self, rej: Reject, topic: str, payload: bytes) -> None:
         self.rejected[rej.reason] += 1
+        if rej.device and self._count is not None:
+            self._count(rej.device, "rejected")
         who = rej.device or topic[:100]
         if (rej.reason, who) in self._logged or len(self._logged) >= LOGGED_MAX:
             return

@@ -160,7 +160,7 @@ def to_event(button: Button, device: str, doc: object, ts: float) -> ContactEven
                 "unmapped", f"input {m.input_path!r} = {repr(value)[:40]} is no name", device
             )
         inp = value
-    return ContactEvent(device=device, input=inp, active=active, ts=ts, event_id=event_id)
+    return ContactEvent(device, inp, active, ts, event_id, source=button.cfg.id)
 
 
 def parse(

@@ -1,65 +1,58 @@
-"""What platform commands act on in a running gateway: alarms, doors, the siren, status.
+"""What platform commands act on in a running gateway: orders through the dispatcher, status.
 
 Contract: every method returns a small JSON-able result or raises ``ActionFailed`` with a
-reason for the platform; nothing else escapes. Door unlocks go through the door terminals'
-own connection; an escape route held open by the fire linkage is never given a shorter
-unlock (its terminal would lock again when that ran out).
+reason for the platform; nothing else escapes. Acknowledge, reset, unlock and silence become
+orders (``gateway.core.command``) carried out by the one ``Dispatcher``; the command service
+audits them with their signature, so the dispatcher only logs them. An escape route held open
+by the fire linkage is never given a shorter unlock (its terminal would lock again when that
+ran out).
 """
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from gateway.alarms.lifecycle import LifecycleError
+from gateway.commands.dispatch import Dispatcher, OrderFailed
 from gateway.commands.service import ActionFailed
-from gateway.core.errors import GatewayError
-from gateway.ops.health import health
+from gateway.core.command import Acknowledge, Order, Reset, Silence, UnlockDoor
 
 if TYPE_CHECKING:
-    from gateway.alarms.engine import AlarmEngine
-    from gateway.runtime.root import Runtime
+    from gateway.alarms.linkage import FireLinkage
 
 
 class GatewayActions:
     """The ``Actions`` of one runtime."""
 
-    def __init__(self, rt: "Runtime") -> None:
-        self.rt = rt
+    def __init__(
+        self,
+        orders: Dispatcher,
+        linkage: Callable[[], "FireLinkage | None"],
+        health: Callable[[], tuple[int, dict[str, Any]]],
+    ) -> None:
+        self.orders = orders
+        self.linkage = linkage
+        self.health = health
 
-    def _engine(self) -> "AlarmEngine":
-        engine = self.rt.alarms
-        if engine is None or not engine.ready.is_set():
-            raise ActionFailed("the alarm engine is starting; try again")
-        return engine
+    async def _execute(self, order: Order) -> dict[str, Any]:
+        try:
+            return await self.orders.execute(order, audited=True)
+        except OrderFailed as exc:
+            raise ActionFailed(str(exc)) from None
 
     async def acknowledge(self, alarm_id: str, by: str) -> dict[str, Any]:
-        try:
-            transitions = await self._engine().acknowledge(alarm_id, by)
-        except LifecycleError as exc:
-            raise ActionFailed(str(exc)) from None
-        return {"alarm_id": alarm_id, "changed": bool(transitions)}
+        return await self._execute(Acknowledge(alarm_id, by))
 
     async def reset(self, alarm_id: str, by: str) -> dict[str, Any]:
-        try:
-            await self._engine().reset(alarm_id, by)
-        except LifecycleError as exc:
-            raise ActionFailed(str(exc)) from None
-        return {"alarm_id": alarm_id, "changed": True}
+        return await self._execute(Reset(alarm_id, by))
 
     async def unlock(self, door: str, seconds: int, why: str) -> dict[str, Any]:
-        linkage = self.rt.linkage
+        linkage = self.linkage()
         if linkage is not None and linkage.holds(door):
             return {"door": door, "seconds": seconds, "note": "held open by the fire linkage"}
-        terminals = self.rt.door_for(door)
-        if terminals is None:
-            raise ActionFailed(f"no configured door {door!r}")
-        try:
-            await terminals.unlock(door, seconds, why)
-        except GatewayError as exc:
-            raise ActionFailed(f"door {door}: {exc}") from None
-        return {"door": door, "seconds": seconds}
+        return await self._execute(UnlockDoor(door, seconds, why, "platform"))
 
     async def silence(self) -> dict[str, Any]:
-        return {"silenced": self._engine().silence()}
+        return await self._execute(Silence("platform"))
 
     async def status(self) -> dict[str, Any]:
-        _, doc = health(self.rt.snapshot())
+        _, doc = self.health()
         return {k: doc[k] for k in ("status", "failing", "devices", "backlog", "alarms")}

@@ -1,13 +1,17 @@
 """Access control in the core: the ``AccessEvent`` message and the door and terminal trackers.
 
 Contract:
-- ``AccessEvent`` is what door terminals report, already stripped of raw identities: ``person``
-  is a pseudonym (``gateway.pipeline.privacy``) or empty, ``snapshot_ref`` an opaque reference
-  to an image that stays on the terminal, or empty. Its invariants are checked on construction
-  (a bad one is a bug and raises ``ValueError``): a known ``kind`` and ``credential``; a deny
-  ``reason`` on denials only; ``data_class`` is ``personal`` exactly when a person or snapshot
-  is named, and then ``retention`` (seconds) says how long it may be kept; ``skew`` is
-  ``terminal_ts - gateway_ts`` and ``skew_flagged`` whether it exceeded the terminal's limit.
+- ``AccessEvent`` is what door terminals report. A driver emits it with the raw person id in
+  ``raw_person`` (never shown by ``repr``, never compared); the pipeline's pseudonymise stage
+  (``gateway.pipeline.privacy.Pseudonymise``) replaces it with ``person``, a pseudonym, before
+  any later stage, the store or the log sees the event. ``snapshot_ref`` is an opaque
+  reference to an image that stays on the terminal, or empty. Its invariants are checked on
+  construction (a bad one is a bug and raises ``ValueError``): a known ``kind`` and
+  ``credential``; a deny ``reason`` on denials only; ``data_class`` is ``personal`` exactly
+  when a person (raw or pseudonymous) or snapshot is named, and then ``retention`` (seconds)
+  says how long it may be kept; ``skew`` is ``terminal_ts - gateway_ts`` and
+  ``skew_flagged`` whether it exceeded the terminal's limit. ``source`` names the terminal
+  config (its dedup window); ``derived`` marks events the gateway derived (``operational``).
 - ``DoorTracker`` turns door traffic into what the alarm engine needs, per door: an opening
   with no grant (a granted credential or a gateway unlock) in the last ``grant_window``
   seconds is ``forced``; a door open for ``held_open_after`` seconds is ``held_open``, once.
@@ -24,7 +28,7 @@ Contract:
 import dataclasses
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 Kind = Literal[
@@ -71,6 +75,9 @@ class AccessEvent:
     event_id: str = ""  # the terminal's event id (dedup key), or derived from it
     data_class: DataClass = "operational"
     retention: int | None = None  # seconds a personal event may be kept; None if operational
+    raw_person: str = field(default="", repr=False, compare=False)  # until pseudonymised
+    source: str = field(default="", compare=False)  # the terminal config that mapped it
+    derived: bool = field(default=False, compare=False)  # made by the gateway, not reported
 
     def __post_init__(self) -> None:
         problems = []
@@ -84,7 +91,9 @@ class AccessEvent:
             problems.append(f"reason {self.reason!r} for {self.kind}")
         if self.kind in DOOR_KINDS and not self.door:
             problems.append(f"{self.kind} without a door")
-        personal = bool(self.person or self.snapshot_ref)
+        personal = bool(self.person or self.raw_person or self.snapshot_ref)
+        if self.person and self.raw_person:
+            problems.append("a raw person id next to a pseudonym")
         if self.person_previous and not self.person:
             problems.append("a previous pseudonym without a current one")
         if self.data_class != ("personal" if personal else "operational"):
@@ -117,13 +126,15 @@ class AccessEvent:
         person_previous: str = "",
         snapshot_ref: str = "",
         event_id: str = "",
+        raw_person: str = "",
+        source: str = "",
     ) -> "AccessEvent":
         """An event with skew, data class and retention worked out.
 
         ``retention`` (seconds) applies if the event turns out personal (a person or snapshot).
         """
         skew = None if terminal_ts is None else terminal_ts - gateway_ts
-        personal = bool(person or snapshot_ref)
+        personal = bool(person or raw_person or snapshot_ref)
         return cls(
             device=device,
             door=door,
@@ -140,6 +151,8 @@ class AccessEvent:
             event_id=event_id,
             data_class="personal" if personal else "operational",
             retention=retention if personal else None,
+            raw_person=raw_person,
+            source=source,
         )
 
     @property
@@ -166,6 +179,8 @@ def operational(source: AccessEvent, kind: Kind, gateway_ts: float, suffix: str)
         event_id=f"{source.event_id}/{suffix}" if source.event_id else "",
         data_class="operational",
         retention=None,
+        raw_person="",
+        derived=True,
     )
 
 

@@ -4,7 +4,7 @@ Values are ``bool | int | float | str``; a value that could not be read is ``Non
 quality that says why. A missing value is never turned into 0.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 
 Value = bool | int | float | str
@@ -67,7 +67,8 @@ class ContactEvent:
 
     ``active`` is the alarm sense, already corrected for normally-open/normally-closed wiring
     and the input's active level: True means "pressed" / "in alarm". ``event_id`` is the
-    source's own id where it has one (MQTT buttons), so repeats can be recognised.
+    source's own id where it has one (MQTT buttons), so repeats can be recognised; ``source``
+    names the config that mapped it (an MQTT button's id), whose dedup window applies.
     """
 
     device: str
@@ -76,6 +77,7 @@ class ContactEvent:
     ts: float
     event_id: str = ""
     held: bool = False  # the input stayed active for its hold time (a long press)
+    source: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,60 +9,44 @@ Contract:
   good poll marks it online again: one INFO line, one status message.
 - The first outcome after start is always published, so the retained status is fresh.
 - A ``PermanentError`` (nothing left to read) stops this poller alone, never the daemon.
+- What a poll returns and every availability change go to ``emit`` (the pipeline). Counters
+  (``polls``, ``poll_failures``, ``overruns``, ``latency_sum``, ``last_latency``) and the
+  driver's disabled points go to ``states`` (``gateway.core.devices``) when one is given; the
+  attributes of the same names stay until health and metrics read ``states``.
 """
 
 import asyncio
 import logging
-from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
 
+from drivers.base import Polled, PollSchedule
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
+from gateway.core.devices import DeviceStates
 from gateway.core.errors import PermanentError, TransientError
-from gateway.core.messages import DeviceStatus, Sample
+from gateway.core.items import Item
+from gateway.core.messages import DeviceStatus
 
 log = logging.getLogger(__name__)
 
 
-class PollingDriver(Protocol):
-    """A device that answers when asked."""
-
-    id: str
-
-    async def poll(self) -> Sample:
-        """Read the device once; raise ``TransientError`` when it does not answer."""
-        ...
-
-
-class Emitter(Protocol):
-    """Where a poller sends what it learns."""
-
-    def sample(self, sample: Sample) -> None:
-        """A poll's readings."""
-        ...
-
-    def status(self, status: DeviceStatus) -> None:
-        """An availability change."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Schedule:
-    """How often to poll, and when to give up on a device for a while."""
-
-    interval: float
-    offline_after: int
-    backoff_max: float
+Schedule = PollSchedule  # the name the poller's callers know
 
 
 class Poller:
     """One device's poll loop."""
 
     def __init__(
-        self, driver: PollingDriver, schedule: Schedule, emit: Emitter, clock: Clock
+        self,
+        driver: Polled,
+        schedule: PollSchedule,
+        emit: Callable[[Item], None],
+        clock: Clock,
+        states: DeviceStates | None = None,
     ) -> None:
         self.driver = driver
+        self.states = states
         self.schedule = schedule
         self.emit = emit
         self.clock = clock
@@ -86,6 +70,7 @@ class Poller:
                 await asyncio.sleep(delay)
             started = loop.time()
             self.polls += 1
+            self._count("polls", 1)
             try:
                 sample = await self.driver.poll()
                 raise_if_cancelling()  # pymodbus waits with wait_for: a stop may be swallowed
@@ -105,6 +90,9 @@ class Poller:
             now = loop.time()
             self.last_latency = now - started
             self.latency_sum += self.last_latency
+            self._count("latency_sum", self.last_latency)
+            if self.states is not None:
+                self.states.set(self.driver.id, "last_latency", self.last_latency)
             if self.online is False:
                 due = now + self._backoff.next()
                 continue
@@ -112,17 +100,28 @@ class Poller:
             if due < now:
                 missed = int((now - due) // interval) + 1
                 self.overruns += missed
+                self._count("overruns", missed)
                 due += missed * interval
 
-    def _succeeded(self, sample: Sample) -> None:
+    def _count(self, counter: str, n: float) -> None:
+        if self.states is not None:
+            self.states.count(self.driver.id, counter, n)
+
+    def _succeeded(self, sample: Item) -> None:
         self.failures = 0
         self._backoff.reset()
-        self.emit.sample(sample)
+        self.emit(sample)
         self._set_online(True, "ok")
+        if self.states is not None:
+            for point, why in self.driver.disabled.items():
+                self.states.disable(self.driver.id, point, why)
 
     def _failed(self, exc: TransientError) -> None:
         self.failures += 1
         self.failed_polls += 1
+        self._count("poll_failures", 1)
+        if self.states is not None:
+            self.states.error(self.driver.id, str(exc))
         if self.failures >= self.schedule.offline_after:
             self._set_online(False, str(exc))
 
@@ -142,4 +141,4 @@ class Poller:
                 reason,
                 extra={"device": dev},
             )
-        self.emit.status(DeviceStatus(dev, online, self.clock.wall(), reason))
+        self.emit(DeviceStatus(dev, online, self.clock.wall(), reason))

@@ -26,21 +26,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.registry import DriverSet, Severity, build, groups
+from drivers.base import DriverGroup, GroupPlan, Ports
+from drivers.registry import plan
 from gateway import __version__
 from gateway.alarms.engine import AlarmEngine
+from gateway.commands.dispatch import Dispatcher
 from gateway.config.alarms import ContactRuleConfig
 from gateway.config.influx import InfluxConfig
 from gateway.config.models import Config
 from gateway.core.clock import Clock, SystemClock
+from gateway.core.command import Order, Severity, SoundSiren, UnlockDoor
 from gateway.core.contract import Identity
-from gateway.core.errors import GatewayError, TransientError
+from gateway.core.devices import DeviceStates
+from gateway.core.errors import GatewayError
 from gateway.core.messages import Lane
 from gateway.core.timesync import SyncState
 from gateway.ops import systemd
 from gateway.ops.health import status_line
 from gateway.ops.snapshot import GatewayInfo, GatewaySnapshot, StoreSnapshot
-from gateway.pipeline.inputs import Inputs
+from gateway.pipeline.stages import pipeline
 from gateway.runtime import views
 from gateway.runtime.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
 from gateway.runtime.poller import Poller
@@ -50,7 +54,6 @@ from gateway.sinks.mqtt import MqttSink
 from gateway.store.outbox import Store
 
 if TYPE_CHECKING:
-    from drivers.doors.terminals import DoorTerminals
     from gateway.alarms.linkage import FireLinkage
     from gateway.commands.service import CommandService
     from gateway.sinks.influx import InfluxSink
@@ -79,7 +82,7 @@ class Core:
 class RunningGroup:
     """A driver group while it runs: what it built and its pollers."""
 
-    drivers: DriverSet
+    drivers: DriverGroup
     pollers: list[Poller]
 
 
@@ -106,7 +109,8 @@ class Runtime:
         self.reloads = 0
         self.reload_failures = 0
         self.started = self.clock.wall()
-        self._severity: Severity = None
+        self.devices = DeviceStates()  # every device's state, whatever its kind
+        self.dispatcher: Dispatcher | None = None  # the one way back to the devices
         self._reload_wanted = asyncio.Event()
         self._synced = SyncState(self.clock)
         self.commands: CommandService | None = None  # when the command channel is configured
@@ -136,10 +140,8 @@ class Runtime:
     # -- outputs ----------------------------------------------------------------------------
 
     def _sound(self, severity: Severity) -> None:
-        self._severity = severity
-        for group in self.groups.values():
-            for output in group.drivers.outputs:
-                output(severity)
+        assert self.dispatcher is not None
+        self.dispatcher.submit(SoundSiren(severity))
 
     # -- components -------------------------------------------------------------------------
 
@@ -176,11 +178,22 @@ class Runtime:
                 Component("linkage", ALARMS, _key(routes, _dump(cfg.alarms)),
                           lambda: self._run_linkage(cfg, routes))
             )  # fmt: skip
-        for name, key, sub in groups(cfg):
-            out.append(
-                Component(name, INPUTS, key, functools.partial(self._run_drivers, name, sub))
-            )
-        return out
+        out.append(Component("dispatch", ALARMS, "", self._run_dispatch))
+        return out + self._driver_groups(cfg)
+
+    def _driver_groups(self, cfg: Config) -> list[Component]:
+        """A component per driver group, planned by each kind's factory; every configured
+        device gets its ``DeviceState`` (and one no longer configured loses it)."""
+        wanted = {d.id: d.kind for d in cfg.devices}
+        for device in set(self.devices.snapshot()) - set(wanted):
+            self.devices.forget(device)
+        for device, kind in wanted.items():
+            self.devices.register(device, kind)
+        ports = Ports(self.clock, self._submit, self.devices.count)
+        return [
+            Component(g.name, INPUTS, g.key, functools.partial(self._run_drivers, g, cfg))
+            for g in plan(cfg, ports)
+        ]
 
     async def _run_mqtt(self, cfg: Config) -> None:
         on_command = self._on_command if cfg.commands is not None else None
@@ -196,6 +209,7 @@ class Runtime:
     async def _run_commands(self, cfg: Config) -> None:
         from gateway.commands.actions import GatewayActions
         from gateway.commands.service import CommandService
+        from gateway.ops.health import health
 
         assert cfg.commands is not None
         service = CommandService(
@@ -206,7 +220,7 @@ class Runtime:
             self.store.add,
             self.clock,
             self._synced,
-            GatewayActions(self),
+            GatewayActions(self._orders(), lambda: self.linkage, lambda: health(self.snapshot())),
         )
         self.commands = service
         try:
@@ -225,11 +239,11 @@ class Runtime:
         def fire_alarms() -> list[str]:
             return [a.id for a in engine.open_alarms() if a.rule in fire_rules]
 
+        orders = self._orders()
+
         async def unlock(door: str, seconds: int, why: str) -> None:
-            terminals = self.door_for(door)
-            if terminals is None:
-                raise TransientError(f"door {door} has no running terminal driver")
-            await terminals.unlock(door, seconds, why)
+            # the linkage audits its releases; each repeated unlock is logged only
+            await orders.execute(UnlockDoor(door, seconds, why, "linkage"), audited=True)
 
         linkage = FireLinkage(routes, unlock, fire_alarms, self.store.add, self.clock, self._synced)
         self.linkage = linkage
@@ -240,12 +254,15 @@ class Runtime:
             engine.listeners.remove(linkage.wake)
             self.linkage = None
 
-    def door_for(self, door: str) -> "DoorTerminals | None":
-        """The door-terminal component that drives ``door``, or None."""
-        for group in self.groups.values():
-            if door in group.drivers.doors:
-                return group.drivers.doors[door]
-        return None
+    def _orders(self) -> Dispatcher:
+        assert self.dispatcher is not None
+        return self.dispatcher
+
+    def _submit(self, order: Order) -> None:
+        self._orders().submit(order)
+
+    async def _run_dispatch(self) -> None:
+        await self._orders().run()
 
     async def _run_influx(self, cfg: InfluxConfig) -> None:
         from gateway.sinks.influx import InfluxSink  # its client library is heavy
@@ -253,28 +270,30 @@ class Runtime:
         self.influx = InfluxSink(cfg, self.ident, self.store, self.clock)
         await self.influx.run()
 
-    async def _run_drivers(self, name: str, cfg: Config) -> None:
-        """One driver group: its devices' pollers and its input streams, with their ports."""
-        drivers = build(cfg, self.clock)
-        inputs = Inputs(self.alarms, self.store.add, self._synced)
-        pollers = [Poller(d, s, inputs, self.clock) for d, s in drivers.polled]
+    async def _run_drivers(self, plan: GroupPlan, cfg: Config) -> None:
+        """One driver group: its pollers, streams and actuators, all emitting to the pipeline."""
+        orders = self._orders()
+        group = plan.build()
+        emit = pipeline(cfg, self.devices, self.alarms, self.store.add, self._synced, group.stages)
+        pollers = [Poller(d, s, emit, self.clock, self.devices) for d, s in group.polled]
         try:
             async with AsyncExitStack() as stack:
-                stack.callback(drivers.close)
-                for context in drivers.contexts:
+                for close in group.closers:
+                    stack.callback(close)
+                for context in group.contexts:
                     await stack.enter_async_context(context)
-                self.groups[name] = RunningGroup(drivers, pollers)
-                for output in drivers.outputs:  # a restarted siren resumes the current pattern
-                    output(self._severity)
+                self.groups[plan.name] = RunningGroup(group, pollers)
+                for actuator in group.actuators:  # a restarted siren resumes the current pattern
+                    stack.callback(await orders.attach(actuator))
                 async with asyncio.TaskGroup() as tg:
                     for p in pollers:
                         label = f"driver:{p.driver.id}"
                         tg.create_task(supervise(label, p.run), name=label)
-                    for label, run in drivers.streams:
-                        task = functools.partial(run, inputs)
-                        tg.create_task(supervise(label, task), name=label)
+                    for label, stream in group.streams:
+                        run = functools.partial(stream.run, emit)
+                        tg.create_task(supervise(label, run), name=label)
         finally:
-            self.groups.pop(name, None)
+            self.groups.pop(plan.name, None)
 
     # -- reload -----------------------------------------------------------------------------
 
@@ -308,6 +327,7 @@ class Runtime:
 
     async def _run(self, stop: asyncio.Event, store: Store) -> None:
         cfg = self.cfg
+        self.dispatcher = Dispatcher(lambda: self.alarms, store.add, self.clock, self._synced)
         engine = AlarmEngine(
             cfg.alarms,
             store,
@@ -374,7 +394,7 @@ class Runtime:
             ),
             commands=views.commands(self.commands, self.commands_dropped),
             linkage=views.linkage(self.linkage),
-            devices=views.devices(self.pollers),
+            devices=views.devices(self.devices.snapshot()),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

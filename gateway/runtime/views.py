@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from gateway.alarms.model import UNACKED
+from gateway.core.devices import DeviceState
 from gateway.ops.snapshot import (
     AlarmsSnapshot,
     ApiSnapshot,
@@ -29,10 +30,10 @@ if TYPE_CHECKING:  # the runtime imports these when configured; a view never nee
     from gateway.alarms.linkage import FireLinkage
     from gateway.commands.service import CommandService
     from gateway.config.api import ApiConfig
-    from gateway.runtime.poller import Poller
     from gateway.sinks.influx import InfluxSink
     from gateway.sinks.mqtt import MqttSink
 
+POLLED_KINDS = ("modbus",)  # the kinds health and metrics list as devices today
 Probe = Callable[[], bool]  # is this input's connection up?
 Counts = Callable[[], Mapping[str, int]]  # an input's rejected messages by reason
 
@@ -99,16 +100,17 @@ def inputs(
     )
 
 
-def devices(pollers: Iterable[Poller]) -> tuple[DeviceSnapshot, ...]:
-    """Every polled device, from its poller (until devices keep their own state)."""
+def devices(states: Mapping[str, DeviceState]) -> tuple[DeviceSnapshot, ...]:
+    """Every polled device, from the device states (other kinds join when health lists them)."""
     return tuple(
         DeviceSnapshot(
-            id=p.driver.id,
-            online=p.online,
-            polls=p.polls,
-            failed_polls=p.failed_polls,
-            latency_sum=p.latency_sum,
-            last_latency=p.last_latency,
+            id=s.id,
+            online=s.online,
+            polls=int(s.counters.get("polls", 0)),
+            failed_polls=int(s.counters.get("poll_failures", 0)),
+            latency_sum=s.counters.get("latency_sum", 0.0),
+            last_latency=s.counters.get("last_latency", 0.0),
         )
-        for p in pollers
+        for s in states.values()
+        if s.kind in POLLED_KINDS
     )

@@ -2,7 +2,8 @@
 
 Each test runs ``DoorTerminals.run()`` in-process as a task (cancelled and awaited at the end),
 publishes as the terminals would (plain aiomqtt clients, QoS 1) and reads what reached
-``emit`` from a queue. Time is a ``ManualClock``: held-open and heartbeat timeouts are due when
+``emit`` from a queue, past the pipeline stages door events pass in the gateway (pseudonymise,
+dedup, door tracking). Time is a ``ManualClock``: held-open and heartbeat timeouts are due when
 the test moves the clock, and the component's timer (every 20 ms of real time) then emits them,
 so the test awaits the event instead of sleeping. A test that must know a message was rejected
 publishes a good one after it and awaits that (one publisher's QoS 1 messages keep their order).
@@ -17,6 +18,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -30,7 +32,11 @@ from gateway.config.doors import DoorTerminalConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig
 from gateway.core.access import AccessEvent
 from gateway.core.clock import ManualClock
-from gateway.pipeline.privacy import Pseudonymiser
+from gateway.core.items import Item
+from gateway.pipeline.chain import Pipeline
+from gateway.pipeline.dedup import Dedup, DedupMemory
+from gateway.pipeline.doors import DoorTracking
+from gateway.pipeline.privacy import Pseudonymise, Pseudonymiser
 from tests.support.mosquitto import Mosquitto
 
 T0 = 1_800_000_000.0  # the component's wall clock (a ManualClock)
@@ -110,27 +116,56 @@ def qr(code: int, msg_id: str, uid: str = "u-88231") -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Stages:
+    """The pipeline stages door events pass in the gateway before anything else sees them."""
+
+    private: Pseudonymise
+    dedup: Dedup
+    tracking: DoorTracking
+
+
+_STAGES: dict[int, Stages] = {}  # by id() of the component ``make`` built them for
+
+
 def make(broker: Mosquitto, dedup: Path, clock: ManualClock | None = None) -> DoorTerminals:
+    """The component, and (``stages``) its pipeline stages over the dedup memory ``dedup``."""
     cfg = LocalBrokerConfig.model_validate(
         {"host": broker.host, "port": broker.port, "keepalive": 5, "timeout": 5, "reconnect_max": 1}
     )
     terminals = [DoorTerminalConfig.model_validate(d) for d in (FACEGATE, QRPASS)]
-    return DoorTerminals(
-        cfg,
-        terminals,
-        NAMES,
-        dedup,
-        client_id="cgw-test-doors",
-        clock=clock or ManualClock(wall=T0),
-        tick=0.02,
+    clock = clock or ManualClock(wall=T0)
+    doors = DoorTerminals(cfg, terminals, client_id="cgw-test-doors", clock=clock, tick=0.02)
+    windows = {t.id: (t.dedup_window, t.dedup_size) for t in terminals}
+    _STAGES[id(doors)] = Stages(
+        Pseudonymise(NAMES),
+        Dedup(DedupMemory(dedup, windows, clock)),
+        DoorTracking(doors.tracker, clock.mono),
     )
+    return doors
+
+
+def stages(doors: DoorTerminals) -> Stages:
+    return _STAGES[id(doors)]
 
 
 @contextlib.asynccontextmanager
 async def running(doors: DoorTerminals) -> AsyncIterator[asyncio.Queue[AccessEvent]]:
-    """``doors.run()`` as a task, subscribed before the body; cancelled and awaited after."""
+    """``doors.run()`` as a task, subscribed before the body; cancelled and awaited after.
+
+    Events reach the queue through the door stages of the gateway's pipeline; the dedup
+    memory is written when the component has stopped.
+    """
     events: asyncio.Queue[AccessEvent] = asyncio.Queue()
-    task = asyncio.create_task(doors.run(events.put_nowait), name="test:driver:door_terminals")
+    own = stages(doors)
+
+    def deliver(item: Item) -> Item:
+        assert isinstance(item, AccessEvent)
+        events.put_nowait(item)
+        return item
+
+    emit = Pipeline([own.private, own.dedup, own.tracking, deliver])
+    task = asyncio.create_task(doors.run(emit), name="test:driver:door_terminals")
     ready = asyncio.create_task(doors.connected.wait(), name="test:ready")
     try:
         await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
@@ -142,6 +177,7 @@ async def running(doors: DoorTerminals) -> AsyncIterator[asyncio.Queue[AccessEve
         ready.cancel()
         task.cancel()
         await asyncio.wait({task, ready})
+        own.dedup.memory.close()
         if not task.cancelled() and task.exception() is not None:
             raise AssertionError("the component crashed") from task.exception()
 
@@ -348,7 +384,7 @@ async def test_repeated_event_ids_are_dropped_even_across_a_restart(
             ("QR-B2", "granted", "E-1"),
             ("FG-A1", "granted", "E-2"),
         ]
-        assert first.rejected["duplicate"] == 1
+        assert stages(first).dedup.dropped["duplicate"] == 1
     saved = dedup.read_text()
     assert sorted(e[:2] for e in json.loads(saved)["buttons"]["facegate"]) == [
         ["FG-A1", "E-1"],
@@ -368,7 +404,7 @@ async def test_repeated_event_ids_are_dropped_even_across_a_restart(
             ("granted", "E-3"),
         ]
         assert events.empty()
-    assert second.rejected["duplicate"] == 1
+    assert stages(second).dedup.dropped["duplicate"] == 1
 
 
 # -- 5. heartbeats ----------------------------------------------------------------------------
@@ -507,7 +543,7 @@ async def test_raw_person_ids_appear_nowhere(
     assert [e.kind for e in seen] == [*kinds, "granted"]
     assert seen[1].event_id == NAMES.token("R-3-1201-02#7", "event_id")
     assert [e.snapshot_ref for e in seen[1:4]] == ["", "", ""]  # the first ref names the person
-    assert doors.snapshots_dropped == 3
+    assert doors.snapshots_dropped + stages(doors).private.snapshots_dropped == 3
     assert {e.person for e in seen if e.person} == {NAMES.pseudonym(r) for r in RAW_IDS[:2]}
     for e in seen:
         no_raw_ids(repr(e))

@@ -16,28 +16,30 @@ from gateway.config.modbus import (
     PointConfig,
 )
 from gateway.core.clock import SystemClock
+from gateway.core.devices import DeviceStates
 from gateway.core.errors import TransientError
+from gateway.core.items import Item
 from gateway.core.messages import DeviceStatus, Quality, Sample
 from gateway.demo.sim import SimulatedDevice, Simulator
+from gateway.pipeline.stages import Scale
 from gateway.runtime.poller import Poller, Schedule
 from tests.support.ports import free_port
 from tests.support.socat import PtyPair
 
 
 class Recording:
-    """An Emitter that keeps what the poller emits and wakes waiters."""
+    """A pipeline stand-in that keeps what the poller emits and wakes waiters."""
 
     def __init__(self) -> None:
-        self.samples: list[Sample] = []
+        self.samples: list[Item] = []
         self.statuses: list[DeviceStatus] = []
         self._changed = asyncio.Event()
 
-    def sample(self, sample: Sample) -> None:
-        self.samples.append(sample)
-        self._changed.set()
-
-    def status(self, status: DeviceStatus) -> None:
-        self.statuses.append(status)
+    def __call__(self, item: Item) -> None:
+        if isinstance(item, DeviceStatus):
+            self.statuses.append(item)
+        else:
+            self.samples.append(item)
         self._changed.set()
 
     async def until(self, cond: Callable[[], bool], timeout: float = 10.0) -> None:  # noqa: ASYNC109
@@ -45,6 +47,14 @@ class Recording:
             while not cond():
                 self._changed.clear()
                 await self._changed.wait()
+
+
+async def read(dev: ModbusDevice) -> Sample:
+    """One poll, scaled by the pipeline's scale stage as the gateway does."""
+    scale = Scale({dev.id: {p.name: p for p in dev.cfg.active_points}})
+    sample = scale(await dev.poll())
+    assert isinstance(sample, Sample)
+    return sample
 
 
 def tcp_bus(port: int, timeout: float = 0.2) -> Bus:
@@ -81,7 +91,7 @@ async def test_every_shipped_profile_reads_back_what_the_sensor_holds() -> None:
         try:
             for sd in sims:
                 dev = ModbusDevice(device(sd.unit_id, sd.points), bus, SystemClock())
-                sample = await dev.poll()
+                sample = await read(dev)
                 got = {r.name: r for r in sample.readings}
                 assert set(got) == {p.name for p in sd.points}
                 for p in sd.points:
@@ -105,13 +115,14 @@ async def test_illegal_address_disables_only_that_point_once(
         try:
             dev = ModbusDevice(device(1, [*good, missing]), bus, SystemClock())
             with caplog.at_level(logging.ERROR, logger="drivers.modbus.device"):
-                first = await dev.poll()
-                second = await dev.poll()
+                first = await read(dev)
+                second = await read(dev)
         finally:
             bus.close()
     for sample in (first, second):
         assert {r.name: r.value for r in sample.readings} == {"a": 7, "b": 9}
-    assert dev.disabled == {"ghost"}
+    assert set(dev.disabled) == {"ghost"}
+    assert "0x02" in dev.disabled["ghost"]
     lines = [r for r in caplog.records if "ghost" in r.getMessage()]
     assert len(lines) == 1
     assert "disabled" in lines[0].getMessage()
@@ -121,10 +132,11 @@ async def test_device_goes_offline_once_and_comes_back() -> None:
     port = free_port()
     points = [PointConfig(name="a", address=0)]
     rec = Recording()
+    states = DeviceStates()
     bus = tcp_bus(port, timeout=0.1)
     dev = ModbusDevice(device(1, points), bus, SystemClock())
     poller = Poller(
-        dev, Schedule(interval=0.1, offline_after=3, backoff_max=0.4), rec, SystemClock()
+        dev, Schedule(interval=0.1, offline_after=3, backoff_max=0.4), rec, SystemClock(), states
     )
     try:
         async with asyncio.TaskGroup() as tg:
@@ -146,6 +158,13 @@ async def test_device_goes_offline_once_and_comes_back() -> None:
         (True, True),
     ]
     assert "connect" in rec.statuses[1].reason
+    # the device's state counts what the poller counts (what the metrics show)
+    counters = states.snapshot()["dev-1"].counters
+    assert counters["polls"] == poller.polls
+    assert counters["poll_failures"] == poller.failed_polls >= 3
+    assert counters["latency_sum"] == pytest.approx(poller.latency_sum)
+    assert counters["last_latency"] == poller.last_latency
+    assert "connect" in states.snapshot()["dev-1"].last_error
 
 
 async def test_rtu_over_a_pty_pair_reads_two_devices(pty_pair: PtyPair) -> None:
@@ -165,8 +184,8 @@ async def test_rtu_over_a_pty_pair_reads_two_devices(pty_pair: PtyPair) -> None:
             )
         )
         try:
-            one = await ModbusDevice(device(1, th), bus, SystemClock()).poll()
-            two = await ModbusDevice(device(2, th), bus, SystemClock()).poll()
+            one = await read(ModbusDevice(device(1, th), bus, SystemClock()))
+            two = await read(ModbusDevice(device(2, th), bus, SystemClock()))
         finally:
             bus.close()
     assert {r.name for r in one.readings} == {"temperature", "humidity"}

@@ -2,10 +2,11 @@
 
 Each test runs ``MqttButtons.run()`` in-process as a task (cancelled and awaited at the end),
 publishes as a vendor device would (a plain aiomqtt client, QoS 1) and reads what reached
-``emit`` from a queue. Waits are event driven: a test that must know a message was *rejected*
-publishes a good message after it on the same topic and waits for that one (the broker keeps
-the order of one publisher's QoS 1 messages, and the component handles them in order). Only
-"reconnected" has no event; ``wait_until`` polls that counter every 10 ms.
+``emit`` (through the pipeline's dedup stage where a test needs it) from a queue. Waits are
+event driven: a test that must know a message was *rejected* publishes a good message after
+it on the same topic and waits for that one (the broker keeps the order of one publisher's
+QoS 1 messages, and the component handles them in order). Only "reconnected" has no event;
+``wait_until`` polls that counter every 10 ms.
 
 The pure parts (mapping, dedup memory and file) are tested here too, synchronously, with
 hypothesis feeding random bytes and random JSON to ``parse``.
@@ -29,7 +30,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from drivers.mqtt.buttons import MqttButtons
-from drivers.mqtt.dedup import DedupCache, DedupFile
 from drivers.mqtt.mapping import REASONS, Button, Reason, Reject, parse
 from gateway.config.mqtt_devices import (
     NAME_RE,
@@ -38,7 +38,11 @@ from gateway.config.mqtt_devices import (
     resolve_payload,
 )
 from gateway.core.clock import ManualClock
+from gateway.core.devices import DeviceStates
+from gateway.core.items import Item
 from gateway.core.messages import ContactEvent
+from gateway.pipeline.chain import Pipeline
+from gateway.pipeline.dedup import Dedup, DedupCache, DedupFile, DedupMemory
 from tests.support.mosquitto import Mosquitto
 
 T0 = 1_800_000_000.0  # the wall clock of the component under test (a ManualClock)
@@ -80,21 +84,40 @@ def configs(*docs: dict[str, Any]) -> list[MqttButtonConfig]:
 
 
 def make(
-    broker: Mosquitto, dedup: Path, buttons: list[MqttButtonConfig] | None = None
+    broker: Mosquitto,
+    buttons: list[MqttButtonConfig] | None = None,
+    states: DeviceStates | None = None,
 ) -> MqttButtons:
     cfg = LocalBrokerConfig.model_validate(
         {"host": broker.host, "port": broker.port, "keepalive": 5, "timeout": 5, "reconnect_max": 1}
     )
     return MqttButtons(
-        cfg, buttons or configs(), dedup, client_id=CLIENT_ID, clock=ManualClock(wall=T0)
+        cfg,
+        buttons or configs(),
+        client_id=CLIENT_ID,
+        clock=ManualClock(wall=T0),
+        count=None if states is None else states.count,
     )
 
 
 @contextlib.asynccontextmanager
-async def running(buttons: MqttButtons) -> AsyncIterator[asyncio.Queue[ContactEvent]]:
-    """``buttons.run()`` as a task, subscribed before the body; cancelled and awaited after."""
+async def running(
+    buttons: MqttButtons, dedup: Dedup | None = None
+) -> AsyncIterator[asyncio.Queue[ContactEvent]]:
+    """``buttons.run()`` as a task, subscribed before the body; cancelled and awaited after.
+
+    With ``dedup``, events pass that pipeline stage first, as in the gateway; its memory is
+    closed (written) after the component stopped.
+    """
     events: asyncio.Queue[ContactEvent] = asyncio.Queue()
-    task = asyncio.create_task(buttons.run(events.put_nowait), name="test:driver:mqtt_buttons")
+
+    def deliver(item: Item) -> Item:
+        assert isinstance(item, ContactEvent)
+        events.put_nowait(item)
+        return item
+
+    emit = Pipeline([deliver] if dedup is None else [dedup, deliver])
+    task = asyncio.create_task(buttons.run(emit), name="test:driver:mqtt_buttons")
     ready = asyncio.create_task(buttons.connected.wait(), name="test:ready")
     try:
         await asyncio.wait({task, ready}, timeout=10, return_when=asyncio.FIRST_COMPLETED)
@@ -106,8 +129,16 @@ async def running(buttons: MqttButtons) -> AsyncIterator[asyncio.Queue[ContactEv
         ready.cancel()
         task.cancel()
         await asyncio.wait({task, ready})
+        if dedup is not None:
+            dedup.memory.close()
         if not task.cancelled() and task.exception() is not None:
             raise AssertionError("the component crashed") from task.exception()
+
+
+def dedup_stage(path: Path, buttons: list[MqttButtonConfig] | None = None) -> Dedup:
+    """The pipeline's dedup stage over the memory in ``path``, as the mqtt kind builds it."""
+    windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons or configs()}
+    return Dedup(DedupMemory(path, windows, ManualClock(wall=T0)))
 
 
 @contextlib.asynccontextmanager
@@ -148,7 +179,7 @@ def press(event_id: str, state: str = "pressed") -> dict[str, Any]:
 async def test_both_vendor_shapes_map_to_contact_events(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
-    buttons = make(mosquitto, tmp_path / "dedup.json")
+    buttons = make(mosquitto)
     async with running(buttons) as events, device(mosquitto) as dev:
         await send(dev, "acme/btn-101/event", press("7f3c-1") | {"bat": 87})
         await send(dev, "acme/btn-101/event", press("7f3c-2", "released"))
@@ -174,15 +205,15 @@ async def test_a_repeated_event_id_alarms_once_even_across_a_restart(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     dedup = tmp_path / "state" / "dedup.json"
-    first = make(mosquitto, dedup)
-    async with running(first) as events, device(mosquitto) as dev:
+    first, seen = make(mosquitto), dedup_stage(dedup)
+    async with running(first, seen) as events, device(mosquitto) as dev:
         await send(dev, "acme/btn-7/event", press("e-1"))
         await send(dev, "acme/btn-7/event", press("e-1"))  # a repeat (QoS 1 redelivery)
         await send(dev, "acme/btn-7/event", press("e-2"))
         assert await next_event(events) == ContactEvent("btn-7", "sos", True, T0, "e-1")
         assert (await next_event(events)).event_id == "e-2"
         assert events.empty()
-        assert first.rejected["duplicate"] == 1
+        assert seen.dropped["duplicate"] == 1
         await send(dev, "acme/btn-8/event", press("e-1"))  # another device's ids are its own
         assert (await next_event(events)).device == "btn-8"
     saved = json.loads(dedup.read_text())
@@ -197,21 +228,21 @@ async def test_a_repeated_event_id_alarms_once_even_across_a_restart(
     async with device(mosquitto) as dev:
         await send(dev, "acme/btn-7/event", press("e-1"))
         await send(dev, "acme/btn-7/event", press("e-3"))
-    second = make(mosquitto, dedup)
-    async with running(second) as events:
+    second, seen = make(mosquitto), dedup_stage(dedup)
+    async with running(second, seen) as events:
         assert await next_event(events) == ContactEvent("btn-7", "sos", True, T0, "e-3")
         assert events.empty()
-    assert second.rejected["duplicate"] == 1
-    assert second.delivered == 1
+    assert seen.dropped["duplicate"] == 1
+    assert second.delivered == 2  # the driver passes both on; the pipeline drops the replay
 
 
 async def test_a_button_removed_from_the_config_is_counted_not_mapped(
     tmp_path: Path, mosquitto: Mosquitto
 ) -> None:
     """The persistent session keeps a removed button's subscription: its messages are refused."""
-    async with running(make(mosquitto, tmp_path / "d.json")):
+    async with running(make(mosquitto)):
         pass
-    fewer = make(mosquitto, tmp_path / "d.json", configs(BUTTONS[0]))
+    fewer = make(mosquitto, configs(BUTTONS[0]))
     async with running(fewer) as events, device(mosquitto) as dev:
         await send(dev, "bridge/b1/alarm", {"data": {"eventId": 1, "alarm": 1}})
         await send(dev, "acme/btn-1/event", press("ok"))
@@ -243,7 +274,8 @@ async def test_malformed_payloads_are_counted_and_the_loop_keeps_going(
     tmp_path: Path, mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="drivers.mqtt.buttons")
-    buttons = make(mosquitto, tmp_path / "dedup.json")
+    states = DeviceStates()
+    buttons = make(mosquitto, states=states)
     async with running(buttons) as events, device(mosquitto) as dev:
         for topic, payload, _ in MALFORMED:
             await send(dev, topic, payload)
@@ -255,6 +287,10 @@ async def test_malformed_payloads_are_counted_and_the_loop_keeps_going(
         expected[reason] += 1
     assert buttons.rejected == expected
     assert buttons.delivered == 1
+    # each reject that names its device is counted in that device's state too
+    counted = {d: s.counters["rejected"] for d, s in states.snapshot().items()}
+    assert sum(counted.values()) == len(MALFORMED) - expected["unknown_topic"]
+    assert counted["btn-1"] >= 2
 
     # logged once per (reason, device), never a whole payload
     logged = [r for r in caplog.records if r.name == "drivers.mqtt.buttons"]
@@ -272,7 +308,7 @@ async def test_malformed_payloads_are_counted_and_the_loop_keeps_going(
 
 
 async def test_reconnects_after_a_broker_restart(tmp_path: Path, mosquitto: Mosquitto) -> None:
-    buttons = make(mosquitto, tmp_path / "dedup.json")
+    buttons = make(mosquitto)
     async with running(buttons) as events:
         async with device(mosquitto) as dev:
             await send(dev, "acme/btn-1/event", press("before"))
@@ -287,7 +323,7 @@ async def test_reconnects_after_a_broker_restart(tmp_path: Path, mosquitto: Mosq
 
 async def test_starts_while_the_broker_is_down(tmp_path: Path, mosquitto: Mosquitto) -> None:
     await mosquitto.stop_async()
-    buttons = make(mosquitto, tmp_path / "dedup.json")
+    buttons = make(mosquitto)
     events: asyncio.Queue[ContactEvent] = asyncio.Queue()
     task = asyncio.create_task(buttons.run(events.put_nowait), name="test:driver:mqtt_buttons")
     try:

@@ -38,6 +38,7 @@ from gateway.config.doors import (
 from gateway.core.access import AccessEvent
 from gateway.core.errors import ConfigError
 from gateway.pipeline.privacy import Pseudonymiser
+from tests.support.privacy import private_parse
 
 Doc = dict[str, Any]
 PROFILES = sorted(BUILTIN_DOOR_PROFILES.glob("*.yaml"))
@@ -330,7 +331,7 @@ def test_profile_loads_and_maps_its_examples(path: Path) -> None:
     )
     assert resolve_door_payload(cfg) == mapping
     terminal = Terminal.resolve(cfg, mapping)
-    parsed = parse([terminal], "v/T1/e", data["example"].encode(), 1_795_806_700.0, NAMES)
+    parsed = private_parse([terminal], "v/T1/e", data["example"].encode(), 1_795_806_700.0, NAMES)
     event = parsed.message
     assert isinstance(event, AccessEvent)
     assert (event.device, event.door, event.kind, event.data_class) == (
@@ -353,7 +354,7 @@ def test_profile_loads_and_maps_its_examples(path: Path) -> None:
         if isinstance(value, str) and value:
             assert value not in repr(event)
     assert raw not in repr(event)
-    beat = parse([terminal], "v/T1/h", data["heartbeat_example"].encode(), 1_795_806_700.0, NAMES)
+    beat = parse([terminal], "v/T1/h", data["heartbeat_example"].encode(), 1_795_806_700.0)
     assert isinstance(beat.message, Heartbeat)
     assert beat.message.online is True
     assert beat.message.terminal_ts is not None

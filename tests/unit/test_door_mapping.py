@@ -31,6 +31,7 @@ from drivers.doors.mapping import (
 from gateway.config.doors import DoorTerminalConfig, resolve_door_payload
 from gateway.core.access import AccessEvent
 from gateway.pipeline.privacy import Pseudonymiser
+from tests.support.privacy import private_parse
 
 T0 = 1_795_806_700.0  # 2026-11-27 19:11:40 UTC, 03:11:40 in China
 NAMES = Pseudonymiser("site-1", bytes(range(32)))
@@ -106,7 +107,7 @@ def qr(code: int, **body: Any) -> dict[str, Any]:
 def outcome(topic: str, payload: bytes | dict[str, Any]) -> Parsed | Reason:
     data = json.dumps(payload).encode() if isinstance(payload, dict) else payload
     try:
-        return parse(TERMINALS, topic, data, T0, NAMES)
+        return private_parse(TERMINALS, topic, data, T0, NAMES)
     except Reject as rej:
         return rej.reason
 
@@ -247,7 +248,7 @@ def test_inline_mapping_fallbacks_and_skew() -> None:
 def test_a_rotation_gives_both_pseudonyms() -> None:
     rotating = Pseudonymiser("site-1", bytes(range(50, 82)), previous=bytes(range(32)))
     data = json.dumps(fg("FACE_PASS", personId="R-1")).encode()
-    parsed = parse(TERMINALS, "facegate/FG-A1/event", data, T0, rotating)
+    parsed = private_parse(TERMINALS, "facegate/FG-A1/event", data, T0, rotating)
     assert isinstance(parsed.message, AccessEvent)
     assert (parsed.message.person, parsed.message.person_previous) == rotating.pseudonyms("R-1")
     assert parsed.message.person_previous == NAMES.pseudonym("R-1")
@@ -289,21 +290,16 @@ def test_reject(topic: str, payload: bytes | dict[str, Any], reason: Reason) -> 
     assert outcome(topic, payload) == reason
 
 
-def test_every_reason_is_covered_and_duplicates_come_from_seen() -> None:
-    data = json.dumps(fg("FACE_PASS", personId="R-1")).encode()
-    seen: list[tuple[str, str]] = []
-
-    def was_seen(terminal: str, event_id: str) -> bool:
-        seen.append((terminal, event_id))
-        return event_id == "FG-A1-000123"
-
-    with pytest.raises(Reject) as info:
-        parse(TERMINALS, "facegate/FG-A1/event", data, T0, NAMES, was_seen)
-    assert (info.value.reason, info.value.device) == ("duplicate", "FG-A1")
-    assert seen == [("FG-A1", "FG-A1-000123")]
-    other = json.dumps(fg("FACE_PASS", eventId="FG-A1-9")).encode()
-    assert isinstance(parse(TERMINALS, "facegate/FG-A1/event", other, T0, NAMES, was_seen), Parsed)
+def test_every_reason_is_covered_and_the_raw_person_waits_for_the_pipeline() -> None:
+    # a repeated event id ("duplicate") is the pipeline's dedup stage's (tests/unit/test_stages)
     assert {r for _, _, r in REJECTS} | {"duplicate"} == set(REASONS)
+    data = json.dumps(fg("FACE_PASS", personId="R-1", eventId="E-9")).encode()
+    parsed = parse(TERMINALS, "facegate/FG-A1/event", data, T0)
+    assert isinstance(parsed.message, AccessEvent)
+    assert (parsed.message.raw_person, parsed.message.person) == ("R-1", "")
+    assert parsed.message.data_class == "personal"  # its retention applies from the start
+    assert parsed.message.source == "facegate"
+    assert "R-1" not in repr(parsed)  # repr hides the raw id
 
 
 def test_reject_details_show_no_payload_values() -> None:
@@ -315,7 +311,7 @@ def test_reject_details_show_no_payload_values() -> None:
         fg("FACE_PASS", eventId="SECRET\n"),
     ):
         with pytest.raises(Reject) as info:
-            parse(TERMINALS, "facegate/FG-A1/event", json.dumps(doc).encode(), T0, NAMES)
+            parse(TERMINALS, "facegate/FG-A1/event", json.dumps(doc).encode(), T0)
         assert info.value.reason == "unmapped"
         assert "SECRET" not in str(info.value)
 
@@ -543,7 +539,7 @@ def vendor_messages(draw: st.DrawFn) -> tuple[str, str, object]:
 
 def _parse_or_reject(topic: str, payload: bytes) -> Parsed | Reject:
     try:
-        return parse(TERMINALS, topic, payload, T0, NAMES)
+        return private_parse(TERMINALS, topic, payload, T0, NAMES)
     except Reject as rej:
         return rej
 
@@ -585,7 +581,9 @@ def test_parse_of_random_json_only_rejects(topic: str, doc: object) -> None:
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=vendor_messages())
-def test_the_raw_person_id_never_leaves_parse(message: tuple[str, str, object]) -> None:
+def test_the_raw_person_id_never_passes_the_pseudonymise_stage(
+    message: tuple[str, str, object],
+) -> None:
     topic, raw, doc = message
     _check(topic, json.dumps(doc).encode(), raw)
     parsed = outcome(topic, json.dumps(doc).encode())

@@ -13,6 +13,9 @@ Invariants:
 - A missing file is an empty memory. An unreadable or corrupt file, or a malformed entry, is
   skipped and counted in ``skipped`` with one WARNING, never a crash: forgetting an event can
   only cause a duplicate alarm, never a lost one.
+
+``Dedup`` is the pipeline stage that uses such a memory (one for the MQTT buttons, one for
+the door terminals).
 """
 
 import asyncio
@@ -20,11 +23,14 @@ import json
 import logging
 import math
 import os
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gateway.core.access import AccessEvent
 from gateway.core.clock import Clock
+from gateway.core.items import Item
+from gateway.core.messages import ContactEvent
 
 log = logging.getLogger(__name__)
 
@@ -210,3 +216,56 @@ class DedupMemory:
         if self._timer is not None:
             self._timer.cancel()
         self.save()
+
+
+class Dedup:
+    """The pipeline's dedup stage for events that carry an id (MQTT buttons, door terminals).
+
+    Contract: a ``ContactEvent`` or a reported ``AccessEvent`` with an ``event_id`` from a
+    ``source`` config this memory knows is dropped (``dropped["duplicate"]``) when its key,
+    ``(device, event_id, active)`` (``active`` is True for door events), was passed within
+    the source's window; otherwise it is remembered and passed on. Other items pass
+    untouched. Door events must be pseudonymised first: the memory is written to a file.
+    I/O: a pass schedules a coalesced write of the memory (``DedupMemory.save_soon``), so a
+    restart does not re-alarm a replayed event. The later stages only hand the event over to
+    in-memory queues, so remembering it here, before them, cannot forget a new event; a
+    crash before the write may let a replay alarm twice.
+    """
+
+    name = "dedup"
+
+    def __init__(self, memory: DedupMemory) -> None:
+        self.memory = memory
+        self.dropped: Counter[str] = Counter()
+
+    @classmethod
+    def open(cls, path: Path, windows: dict[str, tuple[float, int]], clock: Clock) -> "Dedup":
+        """The stage over the memory in ``path`` (``windows``: config id -> window, size)."""
+        return cls(DedupMemory(path, windows, clock))
+
+    def merged(self, rejected: Mapping[str, int]) -> dict[str, int]:
+        """A component's reject counts with this stage's repeats added as ``duplicate``.
+
+        What the component counted when it deduplicated itself: the metrics stay the same.
+        """
+        out = dict(rejected)
+        out["duplicate"] = out.get("duplicate", 0) + self.dropped["duplicate"]
+        return out
+
+    def __call__(self, item: Item) -> Item | None:
+        if isinstance(item, ContactEvent):
+            key, ts = (item.device, item.event_id, item.active), item.ts
+        elif isinstance(item, AccessEvent) and not item.derived:
+            key, ts = (item.device, item.event_id, True), item.gateway_ts
+        else:
+            return item
+        cache = self.memory.caches.get(item.source)
+        if cache is None or not item.event_id:
+            return item
+        assert not isinstance(item, AccessEvent) or not item.raw_person, "not pseudonymised"
+        if cache.seen(key, ts):
+            self.dropped["duplicate"] += 1
+            return None
+        cache.add(key, ts)
+        self.memory.save_soon()
+        return item

@@ -1,0 +1,232 @@
+"""The pipeline's stages, in the order the composition root chains them.
+
+Each is a plain callable ``(Item) -> Item | None`` (see ``gateway.pipeline.chain``):
+
+- ``Validate`` (pure): drops an item with no device id or a timestamp that is not a finite
+  number (``dropped["no_device"]``, ``dropped["bad_ts"]``).
+- ``Scale`` (pure): a ``RawSample`` of a configured device becomes a ``Sample`` through
+  ``gateway.pipeline.scale.to_reading``; a raw sample of a device it has no points for is
+  dropped (``dropped["unknown_device"]``). Everything else passes untouched.
+- ``Track`` (writes ``DeviceStates``, no I/O): samples become last values; status changes and
+  terminal online/offline events become availability; contacts and door events mark their
+  device as heard from.
+- ``Rules`` (hands over to the alarm engine's inbox, no I/O): samples, status changes and
+  contacts go to the engine; door events go as the contacts they mean (``door_contacts``),
+  and a terminal's online/offline as its status.
+- ``Store`` (hands over to the store's pending batch; the committer does the I/O): samples,
+  status changes and door events become records; contacts are not stored (their alarms are).
+  A door event still holding a raw person id is a bug (a pipeline without the pseudonymise
+  stage of ``gateway.pipeline.privacy``): it raises ``ValueError`` rather than store it.
+
+Every stage returns its item unchanged except ``Scale``; only ``Validate`` and ``Scale`` drop.
+"""
+
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
+
+from gateway.config.modbus import ModbusDeviceConfig, PointConfig
+from gateway.config.models import Config
+from gateway.core.access import AccessEvent
+from gateway.core.contract import access_record, status_record, telemetry_record
+from gateway.core.devices import DeviceStates
+from gateway.core.items import Item, RawSample, Stage
+from gateway.core.messages import ContactEvent, DeviceStatus, Record, Sample
+from gateway.pipeline.chain import Pipeline
+from gateway.pipeline.privacy import Pseudonymise
+from gateway.pipeline.scale import to_reading
+
+TERMINAL_KINDS = ("terminal_offline", "terminal_online")
+
+
+def _ts(item: Item) -> float:
+    return item.gateway_ts if isinstance(item, AccessEvent) else item.ts
+
+
+class Validate:
+    """Drops items no later stage could place (see the module docstring)."""
+
+    name = "validate"
+
+    def __init__(self) -> None:
+        self.dropped: Counter[str] = Counter()
+
+    def __call__(self, item: Item) -> Item | None:
+        if not item.device:
+            self.dropped["no_device"] += 1
+            return None
+        ts = _ts(item)
+        if not math.isfinite(ts):
+            self.dropped["bad_ts"] += 1
+            return None
+        return item
+
+
+class Scale:
+    """Raw decoded values to scaled, judged readings, by each device's point configs."""
+
+    name = "scale"
+
+    def __init__(self, points: Mapping[str, Mapping[str, PointConfig]]) -> None:
+        """``points``: device id -> point name -> its config."""
+        self.points = points
+        self.dropped: Counter[str] = Counter()
+
+    def __call__(self, item: Item) -> Item | None:
+        if not isinstance(item, RawSample):
+            return item
+        points = self.points.get(item.device)
+        if points is None or any(name not in points for name, _ in item.values):
+            self.dropped["unknown_device"] += 1
+            return None
+        readings = tuple(to_reading(points[name], raw) for name, raw in item.values)
+        return Sample(item.device, item.ts, readings)
+
+
+def terminal_status(ev: AccessEvent) -> DeviceStatus | None:
+    """The availability a terminal's online/offline event means, else None."""
+    if ev.kind not in TERMINAL_KINDS:
+        return None
+    online = ev.kind == "terminal_online"
+    return DeviceStatus(ev.device, online, ev.gateway_ts, "ok" if online else "silent")
+
+
+class Track:
+    """Keeps ``DeviceStates`` up to date with what passes."""
+
+    name = "device_state"
+
+    def __init__(self, states: DeviceStates) -> None:
+        self.states = states
+
+    def __call__(self, item: Item) -> Item | None:
+        if isinstance(item, Sample):
+            self.states.sample(item)
+        elif isinstance(item, DeviceStatus):
+            self.states.availability(item.device, item.online, item.ts, item.reason)
+        elif isinstance(item, AccessEvent):
+            status = terminal_status(item)
+            if status is not None:
+                self.states.availability(status.device, status.online, status.ts, status.reason)
+            else:
+                self.states.count(item.device, "events")
+        elif isinstance(item, ContactEvent):
+            self.states.count(item.device, "events")
+        return item
+
+
+class AlarmInbox(Protocol):
+    """What the rules stage hands over to: the alarm engine."""
+
+    def sample(self, sample: Sample) -> None: ...
+    def status(self, status: DeviceStatus) -> None: ...
+    def contact(self, event: ContactEvent) -> None: ...
+
+
+class Rules:
+    """Shows the alarm engine what it evaluates (see the module docstring)."""
+
+    name = "rules"
+
+    def __init__(self, engine: AlarmInbox) -> None:
+        self.engine = engine
+
+    def __call__(self, item: Item) -> Item | None:
+        if isinstance(item, Sample):
+            self.engine.sample(item)
+        elif isinstance(item, DeviceStatus):
+            self.engine.status(item)
+        elif isinstance(item, ContactEvent):
+            self.engine.contact(item)
+        elif isinstance(item, AccessEvent):
+            for contact in door_contacts(item):
+                self.engine.contact(contact)
+            status = terminal_status(item)
+            if status is not None:
+                self.engine.status(status)
+        return item
+
+
+class Store:
+    """Hands records of what goes upstream to the store."""
+
+    name = "store"
+
+    def __init__(self, add: Callable[[Record], None], synced: Callable[[], bool]) -> None:
+        self.add = add
+        self.synced = synced
+
+    def __call__(self, item: Item) -> Item | None:
+        if isinstance(item, AccessEvent) and item.raw_person:
+            raise ValueError("a door event reached the store stage before pseudonymisation")
+        if isinstance(item, Sample):
+            self.add(telemetry_record(item, self.synced()))
+        elif isinstance(item, DeviceStatus):
+            self.add(status_record(item, self.synced()))
+        elif isinstance(item, AccessEvent):
+            self.add(access_record(item, self.synced()))
+            status = terminal_status(item)
+            if status is not None:
+                self.add(status_record(status, self.synced()))
+        return item
+
+
+def door_contacts(ev: AccessEvent) -> list[ContactEvent]:
+    """The contact changes a door event means.
+
+    =====================  ===========================================================
+    ``forced``             input ``forced`` of the door, active until ``door_closed``
+    ``held_open``          input ``held_open`` of the door, active until ``door_closed``
+    ``tamper``             input ``tamper`` of the terminal, a pulse (use a latched rule)
+    ``terminal_offline``   the terminal's availability (offline rules, ``device/<id>/status``)
+    =====================  ===========================================================
+    """
+    ts, eid = ev.gateway_ts, ev.event_id
+    if ev.kind in ("forced", "held_open"):
+        return [ContactEvent(ev.door, ev.kind, True, ts, eid)]
+    if ev.kind == "door_closed":
+        return [ContactEvent(ev.door, name, False, ts, eid) for name in ("forced", "held_open")]
+    if ev.kind == "tamper":
+        return [
+            ContactEvent(ev.device, "tamper", True, ts, eid),
+            ContactEvent(ev.device, "tamper", False, ts, eid),
+        ]
+    return []
+
+
+def pipeline(
+    cfg: Config,
+    states: DeviceStates,
+    engine: AlarmInbox,
+    add: Callable[[Record], None],
+    synced: Callable[[], bool],
+    dedup: Sequence[Stage] = (),
+) -> Pipeline:
+    """The gateway's pipeline, built from the config by the composition root.
+
+    validate -> scale -> pseudonymise (when ``privacy`` is configured) -> ``dedup`` (a driver
+    group's own stages, ``DriverGroup.stages``) -> device state -> rules -> store.
+    Raises ``ConfigError`` if the pseudonym keys cannot be loaded.
+    """
+    points = {
+        d.id: {p.name: p for p in d.active_points}
+        for d in cfg.devices
+        if isinstance(d, ModbusDeviceConfig)
+    }
+    privacy = (
+        []
+        if cfg.privacy is None
+        else [Pseudonymise(cfg.privacy.pseudonymiser(cfg.gateway.site_id))]
+    )
+    return Pipeline(
+        [
+            Validate(),
+            Scale(points),
+            *privacy,
+            *dedup,
+            Track(states),
+            Rules(engine),
+            Store(add, synced),
+        ]
+    )
