@@ -35,9 +35,9 @@ _JWS = jwt.PyJWS(algorithms=[ALG])  # no algorithm but EdDSA is even registered
 
 @dataclass(frozen=True, slots=True)
 class Parts:
-    """The three segments of a compact JWS; ``payload`` decoded, the others as sent."""
+    """The three segments of a compact JWS: header and payload decoded, the signature as sent."""
 
-    header: str
+    header: bytes
     payload: bytes
     signature: str
 
@@ -50,18 +50,19 @@ def split(token: str) -> Parts:
             "malformed", "neither a JWS (three base64url parts joined by '.') nor a JSON object"
         )
     header, payload, signature = segments
+    decoded = {}
     for what, segment in (("header", header), ("payload", payload)):
         try:
-            b64url_decode(segment)
+            decoded[what] = b64url_decode(segment)
         except ValueError as exc:
             raise Rejected("malformed", f"JWS {what}: {exc}") from exc
-    return Parts(header, b64url_decode(payload), signature)
+    return Parts(decoded["header"], decoded["payload"], signature)
 
 
 def read_header(parts: Parts, cid: str | None) -> str:
     """The ``kid`` of a valid protected header (module docstring); ``Rejected`` if not."""
     try:
-        text = b64url_decode(parts.header).decode("utf-8")
+        text = parts.header.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise Rejected("not_utf8", f"JWS header: invalid UTF-8 at byte {exc.start}", cid) from exc
     header = parse_json(text, "JWS header", cid)

@@ -55,7 +55,7 @@ _B64URL = re.compile("[A-Za-z0-9_-]*")
 
 
 def b64url(data: bytes) -> str:
-    """Base64url without padding (RFC 4648 §5), as the ``sig`` field carries it."""
+    """Base64url without padding (RFC 4648 §5), as JWS segments and the legacy ``sig`` are."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
