@@ -18,7 +18,7 @@ runs:
 ``cgw sign`` and tests); ``legacy`` the legacy envelope's canonical form and ``sign_legacy``.
 """
 
-from gateway.commands.legacy import canonical, sign_legacy
+from gateway.commands.legacy import sign_legacy
 from gateway.commands.model import (
     ALG,
     ARGS,
@@ -56,7 +56,6 @@ __all__ = [
     "ReplayCache",
     "UnlockArgs",
     "Verifier",
-    "canonical",
     "command_topic",
     "key_id",
     "load_public_keys",

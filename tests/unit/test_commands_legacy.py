@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.commands import Rejected, Verifier, canonical, key_id, sign_legacy
+from gateway.commands import Rejected, Verifier, key_id, sign_legacy
+from gateway.commands.legacy import canonical
 from gateway.commands.signing import make_command
 from tests.unit.test_commands import (
     DOCS,
