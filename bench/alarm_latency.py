@@ -311,7 +311,7 @@ class Trace:
                 raised = [
                     r.device
                     for r in batch
-                    if r.lane is Lane.ALARM and json.loads(r.body)["state"] == "raised"
+                    if r.lane is Lane.ALARM and r.fields["state"] == "raised"
                 ]
                 t0 = mono()
                 try:

@@ -34,7 +34,6 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections import deque
@@ -47,7 +46,7 @@ from gateway.config.influx import InfluxConfig
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
 from gateway.core.contract import Identity
-from gateway.core.messages import Lane
+from gateway.core.messages import Lane, Quality
 from gateway.store.outbox import Row, Store
 
 if TYPE_CHECKING:
@@ -62,12 +61,12 @@ RETRY_AFTER_STATUS = (429, 503)
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A row the server refused (or that could not be converted); kept for inspection."""
+    """A row the server refused; kept for inspection."""
 
     row_id: int
     device: str
     ts: float
-    line: str  # the line protocol sent, or the stored body if it could not be converted
+    line: str  # the line protocol sent
     error: str
 
 
@@ -78,7 +77,6 @@ class _Batch:
     points: list[Point] = field(default_factory=list)
     fields: int = 0
     skipped: int = 0
-    bad: list[tuple[Row, str]] = field(default_factory=list)
     last_ms: dict[str, int] = field(default_factory=dict)
 
 
@@ -156,7 +154,7 @@ class InfluxSink:
         self.written = 0  # fields (points) the server accepted
         self.rows_written = 0  # rows (device readings) the server accepted
         self.skipped = 0  # points not written: not numeric, or quality not "good"
-        self.dead_lettered = 0  # rows refused by the server or unconvertible
+        self.dead_lettered = 0  # rows refused by the server
         self.retries = 0  # failed writes retried
         self.last_error = ""
         self.batch_size = cfg.batch_size  # halved on 413
@@ -275,8 +273,6 @@ class InfluxSink:
 
     async def _confirm(self, rows: Sequence[Row], batch: _Batch) -> None:
         """Go past ``rows``: they were written, or are dead-lettered or have nothing to write."""
-        for row, error in batch.bad:
-            self._dead(row, row.body[:500], error)
         self.skipped += batch.skipped
         await self.store.ack(self.name, {Lane.TELEMETRY: max(r.id for r in rows)})
 
@@ -297,19 +293,14 @@ class InfluxSink:
         precision = _write_precision_ms()
         batch = _Batch()
         for row in rows:
-            try:
-                body = json.loads(row.body)
-                device = str(body.get("device") or row.device)
-                readings = body["points"]
-                fields: list[tuple[str, int | float]] = []
-                for reading in readings:
-                    value = _numeric(reading.get("value"))
-                    if value is None or reading.get("quality") != "good":
-                        continue
-                    fields.append((str(reading["name"]), value))
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                batch.bad.append((row, f"not a telemetry body: {exc!r}"))
-                continue
+            device = row.device
+            readings = row.points
+            fields: list[tuple[str, int | float]] = []
+            for reading in readings:
+                value = _numeric(reading.value)
+                if value is None or reading.quality is not Quality.GOOD:
+                    continue
+                fields.append((reading.name, value))
             batch.skipped += len(readings) - len(fields)
             if not fields:
                 continue

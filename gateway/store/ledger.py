@@ -27,8 +27,9 @@ from typing import Any
 
 from gateway.core.contract import iso
 from gateway.core.messages import Lane, Record
+from gateway.store.codec import decode_fields, decode_points, encode
 from gateway.store.cursors import Cursors
-from gateway.store.model import Row, gap_body, size
+from gateway.store.model import Row, gap_fields, size
 
 _INSERT = (
     "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size, expires)"
@@ -100,7 +101,8 @@ class Ledger:
         try:
             result = also(conn) if also is not None else None
             for rec in pending:
-                charge = size(rec)
+                body = encode(rec)
+                charge = size(rec, body)
                 limit = self.quota - (self.reserve if rec.lane is Lane.TELEMETRY else 0)
                 if txn.used + charge > limit:
                     self._evict(txn, txn.used + charge - limit, rec.ts)
@@ -113,7 +115,7 @@ class Ledger:
                 row = (rec.topic, rec.device, rec.ts, int(rec.clock_synced), int(rec.retain))
                 cur = conn.execute(
                     _INSERT,
-                    (int(rec.lane), txn.next_seq(rec.lane), *row, rec.body, charge, rec.expires),
+                    (int(rec.lane), txn.next_seq(rec.lane), *row, body, charge, rec.expires),
                 )
                 txn.latest[rec.lane] = int(cur.lastrowid or 0)
                 txn.used += charge
@@ -169,15 +171,18 @@ class Ledger:
         if row is not None:
             old = json.loads(row[1])
             # ISO-8601 UTC stamps of one format sort as text
-            body = gap_body(
+            fields = gap_fields(
                 device, min(first, old["from"]), max(last, old["to"]), old["count"] + count
             )
+            body = encode(Record(Lane.EVENT, "gap", now, False, device, fields=fields))
             charge = row[2] - len(row[1]) + len(body)
             conn.execute("UPDATE outbox SET body=?, size=? WHERE id=?", (body, charge, row[0]))
             txn.used += charge - row[2]
             return
-        rec = Record(Lane.EVENT, "gap", gap_body(device, first, last, count), now, False, device)
-        charge = size(rec)
+        fields = gap_fields(device, first, last, count)
+        rec = Record(Lane.EVENT, "gap", now, False, device, fields=fields)
+        body = encode(rec)
+        charge = size(rec, body)
         cur = conn.execute(
             _INSERT,
             (
@@ -188,7 +193,7 @@ class Ledger:
                 now,
                 0,
                 0,
-                rec.body,
+                body,
                 charge,
                 None,
             ),
@@ -253,15 +258,27 @@ class Ledger:
         with self.lock:
             after = dict(self.cursors.handed[sink])
         rows: list[Row] = []
+        points, fields = decode_points, decode_fields
         for lane in lanes:
             cur = self.conn.execute(
                 "SELECT id, seq, topic, device, ts, synced, retain, body FROM outbox"
                 " WHERE lane=? AND id>? ORDER BY id LIMIT ?",
                 (int(lane), after[lane], limit - len(rows)),
             )
-            rows += [
-                Row(r[0], lane, r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), r[7]) for r in cur
-            ]
+            if lane is Lane.TELEMETRY:
+                rows += [
+                    Row(
+                        r[0], lane, r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), {}, points(r[7])
+                    )
+                    for r in cur
+                ]
+            else:
+                rows += [
+                    Row(
+                        r[0], lane, r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), fields(r[7]), ()
+                    )
+                    for r in cur
+                ]
             if len(rows) >= limit:
                 break
         with self.lock:

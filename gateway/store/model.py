@@ -1,10 +1,10 @@
 """What the store hands out and reports: rows, figures, the full error, row sizes."""
 
-import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gateway.core.errors import TransientError
-from gateway.core.messages import Lane, Record
+from gateway.core.messages import Json, Lane, Point, Record
 
 ROW_OVERHEAD = 64  # bytes per row on top of topic and body: ids, stamps, index entry
 
@@ -25,7 +25,8 @@ class Row:
     ts: float
     synced: bool
     retain: bool
-    body: str
+    fields: Mapping[str, Json]  # every lane but telemetry: the fields of its kind
+    points: tuple[Point, ...]  # telemetry: the readings of one poll
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,14 +42,11 @@ class StoreStats:
     purged: int = 0  # personal data deleted at the end of its retention
 
 
-def size(rec: Record) -> int:
-    """The bytes a record is charged against the quota."""
-    return len(rec.body) + len(rec.topic) + len(rec.device) + ROW_OVERHEAD
+def size(rec: Record, body: str) -> int:
+    """The bytes a record is charged against the quota, ``body`` being its stored form."""
+    return len(body) + len(rec.topic) + len(rec.device) + ROW_OVERHEAD
 
 
-def gap_body(device: str, first: str, last: str, count: int) -> str:
-    """The body of a data-gap report: which device lost how many readings, and when."""
-    return json.dumps(
-        {"device": device, "reason": "quota", "count": count, "from": first, "to": last},
-        separators=(",", ":"),
-    )
+def gap_fields(device: str, first: str, last: str, count: int) -> dict[str, Json]:
+    """The fields of a data-gap report: which device lost how many readings, and when."""
+    return {"device": device, "reason": "quota", "count": count, "from": first, "to": last}

@@ -45,10 +45,10 @@ from gateway.core.messages import Lane, Record
 from gateway.store.cursors import Cursors
 from gateway.store.db import open_db
 from gateway.store.ledger import Ledger
-from gateway.store.model import Row, StoreFullError, StoreStats, gap_body
+from gateway.store.model import Row, StoreFullError, StoreStats
 from gateway.store.schema import STORE, unclean
 
-__all__ = ["MAX_QUEUED", "Row", "Store", "StoreFullError", "StoreStats", "gap_body"]
+__all__ = ["MAX_QUEUED", "Row", "Store", "StoreFullError", "StoreStats"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -3,11 +3,15 @@
 Version 0 is every file written before the schema was versioned: it may be empty, or hold the
 outbox with or without the ``expires`` column, and the alarm engine's table or not. Version 1
 is that layout made explicit, the alarm table included: every statement is idempotent, so one
-migration serves both. A new version appends a function; a released one is never edited.
+migration serves both. Version 2 keeps records as fields (``gateway.store.codec``) instead of
+the upstream JSON. A new version appends a function; a released one is never edited.
 """
 
+import json
 import sqlite3
 
+from gateway.core.messages import Lane
+from gateway.store.codec import compact, points_from_contract
 from gateway.store.db import Schema, statements
 
 _V1 = """
@@ -38,7 +42,36 @@ def _v1(conn: sqlite3.Connection) -> None:
     statements(conn, _V1)
 
 
-STORE = Schema("store", (_v1,))
+def _v2(conn: sqlite3.Connection) -> None:
+    """Bodies hold fields, not wire JSON: telemetry points become ``gateway.store.codec`` arrays.
+
+    Other lanes' bodies are the JSON object of their fields already. A telemetry body that is
+    not the contract's telemetry JSON cannot be delivered as telemetry: it is deleted and
+    counted as dropped, never a reason to refuse the file.
+    """
+    lane = int(Lane.TELEMETRY)
+    bad = 0
+    for rid, body, charge in conn.execute(
+        "SELECT id, body, size FROM outbox WHERE lane=?", (lane,)
+    ).fetchall():
+        try:
+            new = compact(points_from_contract(json.loads(body)))
+        except (ValueError, TypeError, KeyError):
+            conn.execute("DELETE FROM outbox WHERE id=?", (rid,))
+            bad += 1
+            continue
+        conn.execute(
+            "UPDATE outbox SET body=?, size=? WHERE id=?", (new, charge - len(body) + len(new), rid)
+        )
+    if bad:
+        conn.execute(
+            "INSERT INTO counters(name, value) VALUES('dropped', ?)"
+            " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (bad,),
+        )
+
+
+STORE = Schema("store", (_v1, _v2))
 
 
 def unclean(conn: sqlite3.Connection) -> bool:

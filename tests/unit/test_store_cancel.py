@@ -8,13 +8,12 @@ used, backlog, what ``fetch`` hands out) must follow it.
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import threading
 from collections.abc import Awaitable
 from pathlib import Path
 
-from gateway.core.messages import Lane, Record
+from gateway.core.messages import Json, Lane, Point, Quality, Record
 from gateway.store.outbox import Store
 
 QUOTA = 64 * 1024
@@ -22,10 +21,11 @@ RESERVE = 8 * 1024
 
 
 def rec(lane: Lane, n: int, size: int = 200) -> Record:
-    body = json.dumps({"device": "d1", "n": n, "pad": "x" * size})
-    return Record(
-        lane, "telemetry/d1" if lane is Lane.TELEMETRY else "alarm/a1", body, 1e9 + n, True, "d1"
-    )
+    if lane is Lane.TELEMETRY:
+        points = (Point("n", n, "", Quality.GOOD), Point("pad", "x" * size, "", Quality.GOOD))
+        return Record(lane, "telemetry/d1", 1e9 + n, True, "d1", points=points)
+    fields: dict[str, Json] = {"n": n, "pad": "x" * size}
+    return Record(lane, "alarm/a1", 1e9 + n, True, "d1", fields=fields)
 
 
 class Gate:

@@ -9,7 +9,6 @@ compared with a fresh read of the file.
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import threading
 from collections.abc import Awaitable
@@ -19,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.core.messages import Lane, Record
+from gateway.core.messages import Json, Lane, Point, Quality, Record
 from gateway.store import Row, Store, StoreFullError
 
 QUOTA = 24 * 1024
@@ -29,8 +28,12 @@ LANES = {"influx": [Lane.TELEMETRY]}
 
 
 def rec(lane: Lane, n: int, size: int, expires: float | None) -> Record:
-    body = json.dumps({"n": n, "pad": "x" * size})
-    return Record(lane, f"t/{lane.label}", body, 1e9 + n, True, f"d{n % 3}", expires=expires)
+    device = f"d{n % 3}"
+    if lane is Lane.TELEMETRY:
+        points = (Point("pad", "x" * size, "", Quality.GOOD),)
+        return Record(lane, f"t/{device}", 1e9 + n, True, device, expires=expires, points=points)
+    fields: dict[str, Json] = {"n": n, "pad": "x" * size}
+    return Record(lane, f"t/{device}", 1e9 + n, True, device, expires=expires, fields=fields)
 
 
 class Gate:
