@@ -23,8 +23,30 @@ SCHEMA_VERSION = 1
 
 
 def iso(ts: float) -> str:
-    """``1800000000.5`` -> ``2027-01-15T08:00:00.500Z`` (UTC, milliseconds)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``1800000000.5`` -> ``2027-01-15T08:00:00.500Z`` (UTC, milliseconds).
+
+    The text of ``datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")``: the
+    microseconds rounded half to even, then cut to milliseconds. The date and time of a whole
+    second are kept, as every message of a backlog drain asks for the same few seconds.
+    """
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    seconds = int(whole)
+    if us >= 1_000_000:
+        seconds, us = seconds + 1, us - 1_000_000
+    elif us < 0:
+        seconds, us = seconds - 1, us + 1_000_000
+    stamp = _seconds.get(seconds)
+    if stamp is None:
+        if len(_seconds) > 4096:
+            _seconds.clear()
+        stamp = _seconds[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return f"{stamp}.{us // 1000:03d}Z"
+
+
+_seconds: dict[int, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +57,11 @@ class Identity:
     site_id: str
     gateway_id: str
 
-    @property
-    def prefix(self) -> str:
-        """``<root>/<site>/<gateway>``."""
-        return f"{self.root}/{self.site_id}/{self.gateway_id}"
-
+    prefix: str = field(init=False, repr=False, compare=False)  # <root>/<site>/<gateway>
     head: str = field(init=False, repr=False, compare=False)  # the envelope up to the lane
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", f"{self.root}/{self.site_id}/{self.gateway_id}")
         head = (
             f'{{"v":{SCHEMA_VERSION},"gateway_id":{json.dumps(self.gateway_id)},'
             f'"site_id":{json.dumps(self.site_id)},"lane":"'
@@ -94,11 +113,16 @@ def render(ident: Identity, msg: StoredMessage) -> tuple[str, bytes]:
     wire format. A telemetry message's fields are ``device`` and ``points``.
     """
     head = (
-        f'{ident.head}{msg.lane.label}","seq":{msg.seq},"ts":"{iso(msg.ts)}",'
+        f'{ident.head}{_LABELS[msg.lane]}","seq":{msg.seq},"ts":"{iso(msg.ts)}",'
         f'"clock_synced":{"true" if msg.synced else "false"}'
     )
     if msg.lane is Lane.TELEMETRY:
-        body = f',"device":{_dumps(msg.device)},"points":[{",".join(map(_point, msg.points))}]}}'
+        device = _devices.get(msg.device)
+        if device is None:
+            device = _devices[msg.device] = f',"device":{_dumps(msg.device)},"points":['
+            if len(_devices) > 4096:  # device ids come from the config: a small set
+                _devices.clear()
+        body = f"{device}{','.join(map(_point, msg.points))}]}}"
     elif msg.fields:
         # as the fields were always written: a NaN from a command's arguments stays NaN
         body = "," + json.dumps(msg.fields, separators=(",", ":"), ensure_ascii=False)[1:]
@@ -107,6 +131,9 @@ def render(ident: Identity, msg: StoredMessage) -> tuple[str, bytes]:
     return ident.topic(msg.topic), (head + body).encode()
 
 
+_LABELS = {ln: ln.label for ln in Lane}
+# rendered once, not per message: a drain renders thousands of rows a second
+_devices: dict[str, str] = {}
 _fragments: dict[tuple[str, str, Quality], tuple[str, str]] = {}
 
 
@@ -122,14 +149,14 @@ def _point(p: Point) -> str:
             f',"unit":{_dumps(p.unit)},"quality":"{p.quality.value}"}}',
         )
     v = p.value
-    if v is None:
+    if type(v) is float:
+        text = repr(v) if math.isfinite(v) else "null"  # refused by telemetry_record already
+    elif v is None:
         text = "null"
     elif v is True:
         text = "true"
     elif v is False:
         text = "false"
-    elif type(v) is float:
-        text = repr(v) if math.isfinite(v) else "null"  # refused by telemetry_record already
     elif type(v) is int:
         text = repr(v)
     else:

@@ -32,6 +32,10 @@ class Cursors:
             s: tuple(ln for ln in Lane if lanes is None or s not in lanes or ln in lanes[s])
             for s in self.sinks
         }
+        self._above = {
+            s: {lane: tuple(ln for ln in self.lanes[s] if ln < lane) for lane in Lane}
+            for s in self.sinks
+        }
         self.confirmed: dict[str, dict[Lane, int]] = {s: dict.fromkeys(Lane, 0) for s in sinks}
         self.handed: dict[str, dict[Lane, int]] = {s: dict.fromkeys(Lane, 0) for s in sinks}
 
@@ -64,9 +68,13 @@ class Cursors:
         ]
 
     def more_urgent(self, sink: str, latest: Mapping[Lane, int], lane: Lane) -> bool:
-        """Whether a lane above ``lane`` holds rows not handed to ``sink`` yet."""
+        """Whether a lane above ``lane`` holds rows not handed to ``sink`` yet.
+
+        Asked for every row a sink sends: only the lanes above are looked at, and no lock is
+        taken (a hint; a read racing a commit is answered right on the next row).
+        """
         handed = self.handed[sink]
-        return any(latest[ln] > handed[ln] for ln in self.lanes[sink] if ln < lane)
+        return any(latest[ln] > handed[ln] for ln in self._above[sink][lane])
 
     def backlog(self, sink: str, latest: Mapping[Lane, int]) -> int:
         """Upper bound of rows ``sink`` has not confirmed (ids are not dense)."""

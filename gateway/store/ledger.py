@@ -22,15 +22,17 @@ import json
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from gateway.core.contract import iso
-from gateway.core.messages import Lane, Record
+from gateway.core.messages import Json, Lane, Record
 from gateway.store.codec import decode_fields, decode_points, encode
 from gateway.store.cursors import Cursors
 from gateway.store.model import Row, gap_fields, size
 
+_NONE: Mapping[str, Json] = MappingProxyType({})  # the fields of every telemetry row
 _INSERT = (
     "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size, expires)"
     " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -268,7 +270,16 @@ class Ledger:
             if lane is Lane.TELEMETRY:
                 rows += [
                     Row(
-                        r[0], lane, r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), {}, points(r[7])
+                        r[0],
+                        lane,
+                        r[1],
+                        r[2],
+                        r[3],
+                        r[4],
+                        bool(r[5]),
+                        bool(r[6]),
+                        _NONE,
+                        points(r[7]),
                     )
                     for r in cur
                 ]

@@ -289,9 +289,7 @@ class Store:
 
     def has_more_urgent(self, sink: str, lane: Lane) -> bool:
         """Whether a lane above ``lane`` holds rows this sink has not been handed yet."""
-        ledger = self.ledger
-        with ledger.lock:
-            return self.cursors.more_urgent(sink, ledger.latest, lane)
+        return self.cursors.more_urgent(sink, self.ledger.latest, lane)
 
     def backlog(self, sink: str) -> int:
         """Upper bound of rows this sink has not confirmed (ids are not dense)."""

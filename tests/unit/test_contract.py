@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -224,3 +224,18 @@ def test_telemetry_from_stored_points_renders_the_v1_bytes(readings: list[Readin
         allow_nan=False,
     )
     assert payload.endswith(("," + body[1:]).encode())
+
+
+@given(
+    ts=st.one_of(
+        st.floats(0, 2**33, allow_nan=False),
+        st.builds(
+            lambda s, f: s + f,
+            st.integers(0, 2**33),
+            st.sampled_from([0.0005, 0.9995, 0.0000005, 0.9999995, 0.999999, 0.0009995]),
+        ),
+    )
+)
+def test_iso_is_the_datetime_text(ts: float) -> None:
+    expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    assert iso(ts) == expected.replace("+00:00", "Z")
