@@ -16,7 +16,6 @@ import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from gateway.core.messages import Lane
-from gateway.store.model import Row
 
 log = logging.getLogger(__name__)
 
@@ -81,17 +80,18 @@ class Cursors:
         mine = self.confirmed[sink]
         return sum(max(0, latest[ln] - mine[ln]) for ln in self.lanes[sink])
 
-    def hand_out(self, sink: str, rows: Iterable[Row]) -> None:
-        """``rows`` were given to ``sink``."""
+    def hand_out(self, sink: str, rows: Iterable[tuple[Lane, int]]) -> None:
+        """The rows ``(lane, id)`` were given to ``sink``."""
         handed = self.handed[sink]
-        for row in rows:
-            handed[row.lane] = max(handed[row.lane], row.id)
+        for lane, rid in rows:
+            if rid > handed[lane]:
+                handed[lane] = rid
 
-    def give_back(self, sink: str, rows: Iterable[Row]) -> None:
-        """``rows`` were not sent after all: hand them out again."""
+    def give_back(self, sink: str, rows: Iterable[tuple[Lane, int]]) -> None:
+        """The rows ``(lane, id)`` were not sent after all: hand them out again."""
         handed = self.handed[sink]
-        for row in rows:
-            handed[row.lane] = min(handed[row.lane], row.id - 1)
+        for lane, rid in rows:
+            handed[lane] = min(handed[lane], rid - 1)
 
     def rewind(self, sink: str) -> None:
         """Hand out again everything ``sink`` has not confirmed."""

@@ -33,6 +33,9 @@ from gateway.store.cursors import Cursors
 from gateway.store.model import Row, gap_fields, size
 
 _NONE: Mapping[str, Json] = MappingProxyType({})  # the fields of every telemetry row
+Stored = tuple[int, int, int, str, str, float, int, int, str]  # a row as SELECTed by ``select``
+_TELEMETRY = int(Lane.TELEMETRY)
+_LANES = tuple(Lane)  # Lane(n) is _LANES[n], without the enum call
 _INSERT = (
     "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size, expires)"
     " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -255,46 +258,26 @@ class Ledger:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def select(self, sink: str, lanes: Sequence[Lane], limit: int) -> list[Row]:
-        """Up to ``limit`` rows of ``lanes`` not handed to ``sink`` yet; now handed to it."""
+    def select(self, sink: str, lanes: Sequence[Lane], limit: int) -> list[Stored]:
+        """Up to ``limit`` rows of ``lanes`` not handed to ``sink`` yet; now handed to it.
+
+        The rows come back as stored; ``rows`` decodes them on the caller's thread, so the
+        store thread spends its time in SQLite (which lets the event loop run), not in Python.
+        """
         with self.lock:
             after = dict(self.cursors.handed[sink])
-        rows: list[Row] = []
-        points, fields = decode_points, decode_fields
+        stored: list[Stored] = []
         for lane in lanes:
-            cur = self.conn.execute(
-                "SELECT id, seq, topic, device, ts, synced, retain, body FROM outbox"
+            stored += self.conn.execute(
+                "SELECT id, lane, seq, topic, device, ts, synced, retain, body FROM outbox"
                 " WHERE lane=? AND id>? ORDER BY id LIMIT ?",
-                (int(lane), after[lane], limit - len(rows)),
-            )
-            if lane is Lane.TELEMETRY:
-                rows += [
-                    Row(
-                        r[0],
-                        lane,
-                        r[1],
-                        r[2],
-                        r[3],
-                        r[4],
-                        bool(r[5]),
-                        bool(r[6]),
-                        _NONE,
-                        points(r[7]),
-                    )
-                    for r in cur
-                ]
-            else:
-                rows += [
-                    Row(
-                        r[0], lane, r[1], r[2], r[3], r[4], bool(r[5]), bool(r[6]), fields(r[7]), ()
-                    )
-                    for r in cur
-                ]
-            if len(rows) >= limit:
+                (int(lane), after[lane], limit - len(stored)),
+            ).fetchall()
+            if len(stored) >= limit:
                 break
         with self.lock:
-            self.cursors.hand_out(sink, rows)
-        return rows
+            self.cursors.hand_out(sink, [(_LANES[r[1]], r[0]) for r in stored])
+        return stored
 
     def count_rows(self) -> dict[Lane, int]:
         """Rows per lane, counted on disk."""
@@ -346,3 +329,16 @@ class _Txn:
             ledger.latest.update(self.latest)
             for name, n in self.counts.items():
                 ledger.counters[name] += n
+
+
+def rows(stored: Sequence[Stored]) -> list[Row]:
+    """Typed rows of ``select``'s result, fields or points decoded."""
+    points, fields = decode_points, decode_fields
+    return [
+        Row(i, _LANES[ln], seq, topic, device, ts, bool(synced), bool(retain), _NONE, points(body))
+        if ln == _TELEMETRY
+        else Row(
+            i, _LANES[ln], seq, topic, device, ts, bool(synced), bool(retain), fields(body), ()
+        )
+        for i, ln, seq, topic, device, ts, synced, retain, body in stored
+    ]

@@ -44,7 +44,7 @@ from gateway.core.errors import StoreError
 from gateway.core.messages import Lane, Record
 from gateway.store.cursors import Cursors
 from gateway.store.db import open_db
-from gateway.store.ledger import Ledger
+from gateway.store.ledger import Ledger, Stored, rows
 from gateway.store.model import Row, StoreFullError, StoreStats
 from gateway.store.schema import STORE, unclean
 
@@ -278,14 +278,14 @@ class Store:
             self._pool, ledger.select, sink, wanted, limit
         )
         try:
-            return await asyncio.shield(job)
+            return rows(await asyncio.shield(job))
         except asyncio.CancelledError:
             job.add_done_callback(lambda j: self._give_back_job(sink, j))
             raise
 
-    def _give_back_job(self, sink: str, job: "asyncio.Future[list[Row]]") -> None:
+    def _give_back_job(self, sink: str, job: "asyncio.Future[list[Stored]]") -> None:
         if not job.cancelled() and job.exception() is None:
-            self.give_back(sink, job.result())
+            self.give_back(sink, rows(job.result()))
 
     def has_more_urgent(self, sink: str, lane: Lane) -> bool:
         """Whether a lane above ``lane`` holds rows this sink has not been handed yet."""
@@ -300,7 +300,7 @@ class Store:
     def give_back(self, sink: str, rows: Sequence[Row]) -> None:
         """Undo handing out ``rows`` (the unsent tail of a fetch): they come again next fetch."""
         with self.ledger.lock:
-            self.cursors.give_back(sink, rows)
+            self.cursors.give_back(sink, [(r.lane, r.id) for r in rows])
 
     def rewind(self, sink: str) -> None:
         """Hand out again everything the sink has not confirmed (after a reconnect)."""
