@@ -26,6 +26,7 @@ unit: venv
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-logo --no-cache  # the layer rules in pyproject.toml
 
 typecheck: venv
 	$(BIN)/mypy

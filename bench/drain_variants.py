@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import math
 import sys
-import tempfile
 import time
 from collections import deque
 from pathlib import Path
@@ -33,6 +32,9 @@ from typing import Any
 
 import aiomqtt
 import throughput as tp
+from harness.backlog import worker_drain
+from harness.measure import CpuSampler, cpu_per_msg_us, print_header
+from harness.procs import workdir, worker_argv
 from paho.mqtt.client import Client as PahoClient
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
@@ -158,28 +160,26 @@ def orchestrate(args: argparse.Namespace) -> int:
     unknown = set(variants) - set(VARIANTS)
     if unknown:
         raise SystemExit(f"unknown variants {sorted(unknown)}; choose from {list(VARIANTS)}")
-    print("command: " + " ".join(sys.orig_argv))
-    for line in tp.machine_lines():
-        print(line)
+    print_header()
     print(f"{args.backlog:,} messages per run; CPU µs/msg is the drain (or raw) process's own")
     rows: list[tuple[str, float, float, float]] = []
     for rnd in range(1, args.rounds + 1):
         for kind in ["raw", *variants]:
-            with tempfile.TemporaryDirectory(prefix="cgw-variants-") as d, tp.CpuSampler() as cpu:
+            with workdir("cgw-variants-") as tmp, CpuSampler() as cpu:
                 if kind == "raw":
-                    r = tp.phase_publish(args, Path(d), cpu, "raw")
+                    r = tp.phase_publish(args, tmp, cpu, "raw")
                     name, cost = (
                         "raw paho",
-                        tp.cpu_per_msg_us(r["cpu"], "raw", r["seconds"], args.backlog),
+                        cpu_per_msg_us(r["cpu"], "raw", r["seconds"], args.backlog),
                     )
                 else:
 
                     def argv(*worker_args: str, variant: str = kind) -> list[str]:
-                        return [sys.executable, str(HERE), "--worker", variant, *worker_args]
+                        return worker_argv(HERE, variant, *worker_args)
 
-                    r = tp.phase_publish(args, Path(d), cpu, "drain", argv)
+                    r = tp.phase_publish(args, tmp, cpu, "drain", argv)
                     name = kind
-                    cost = tp.cpu_per_msg_us(r["cpu"], "drain", r["seconds"], args.backlog)
+                    cost = cpu_per_msg_us(r["cpu"], "drain", r["seconds"], args.backlog)
             missing = args.backlog - r["received"]
             rows.append((name, r["rate"], cost, r["cpu"]["other"]))
             print(
@@ -212,7 +212,7 @@ def main() -> int:
     args.profile_drain = args.spy_drain = args.cprofile = None  # what phase_publish reads
     if args.worker is None:
         return orchestrate(args)
-    asyncio.run(tp.worker_drain(args, VARIANTS[args.worker]))
+    asyncio.run(worker_drain(args, VARIANTS[args.worker]))
     return 0
 
 

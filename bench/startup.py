@@ -19,47 +19,44 @@ Modbus TCP devices (1 s interval, 25 per simulator port). Nothing is asserted.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import throughput as tp
 import yaml
+from harness.measure import proc_cpu_seconds, proc_status_mib
+from harness.peers import Daemon, start_simulator
+from harness.procs import GATEWAY, HOST, REPO, ROOT, SITE, Broker, Child, free_port, workdir
 
 HERE = Path(__file__).resolve()
-REPO = HERE.parents[1]
 
 
 def config(tmp: Path, broker: int, influx_url: str, sim_ports: list[int], devices: int) -> Path:
     """The benchmark config file: every optional component on."""
     secret = tmp / "secrets"
     secret.mkdir(exist_ok=True)
-    for name, text in (("api-token", "b" * 32), ("webhook", f"json://127.0.0.1:{tp.free_port()}")):
+    for name, text in (("api-token", "b" * 32), ("webhook", f"json://127.0.0.1:{free_port()}")):
         (secret / name).write_text(text)
         (secret / name).chmod(0o600)
     doc: dict[str, Any] = {
-        "gateway": {"site_id": tp.SITE, "gateway_id": tp.GATEWAY},
+        "gateway": {"site_id": SITE, "gateway_id": GATEWAY},
         "store": {"path": str(tmp / "buffer.db"), "quota": "256MiB", "reserve": "16MiB"},
         "upstream": {
-            "mqtt": {"host": tp.HOST, "port": broker, "topic_root": tp.ROOT},
+            "mqtt": {"host": HOST, "port": broker, "topic_root": ROOT},
             "influx": {"url": influx_url, "org": "o", "bucket": "b"},
         },
         "channels": [{"id": "sms", "url_file": str(secret / "webhook")}],
-        "api": {"port": tp.free_port(), "token_file": str(secret / "api-token")},
-        "monitor": {"port": tp.free_port()},
+        "api": {"port": free_port(), "token_file": str(secret / "api-token")},
+        "monitor": {"port": free_port()},
         "log_level": "WARNING",
         "buses": [
-            {"id": f"tcp{i}", "kind": "modbus_tcp", "host": tp.HOST, "port": port, "timeout": 0.5}
+            {"id": f"tcp{i}", "kind": "modbus_tcp", "host": HOST, "port": port, "timeout": 0.5}
             for i, port in enumerate(sim_ports)
         ],
         "devices": [
@@ -77,55 +74,6 @@ def config(tmp: Path, broker: int, influx_url: str, sim_ports: list[int], device
     path = tmp / f"gateway-{devices}.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-@contextlib.contextmanager
-def notify_socket(tmp: Path) -> Iterator[tuple[socket.socket, str]]:
-    path = str(tmp / f"notify-{time.monotonic_ns()}.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    try:
-        yield sock, path
-    finally:
-        sock.close()
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-
-def start_gateway(cfg: Path, notify: str, tmp: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "NOTIFY_SOCKET": notify}
-    log = (tmp / "gateway.log").open("ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "-c", str(cfg), "--log-format", "json"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-        env=env,
-        cwd=REPO,
-    )
-
-
-def wait_ready(sock: socket.socket, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    sock.settimeout(0.2)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if b"READY=1" in sock.recv(4096).split(b"\n"):
-                return
-        except TimeoutError:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the gateway exited with {proc.returncode}") from None
-    raise TimeoutError("no READY=1")
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def import_ms(runs: int) -> float:
@@ -151,81 +99,63 @@ def import_ms(runs: int) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    tmp = Path(tempfile.mkdtemp(prefix="cgw-startup-"))
-    broker = tp.Broker(tmp)
-    sim: tp.Child | None = None
-    vm: Any = None
-    try:
-        broker.start()
-        influx_url = f"http://127.0.0.1:{tp.free_port()}"
-        if shutil.which("victoria-metrics"):
-            sys.path.insert(0, str(REPO))  # the tests' VictoriaMetrics runner
-            from tests.support.victoria import VictoriaMetrics
+    with workdir("cgw-startup-") as tmp:
+        broker = Broker(tmp)
+        sim: Child | None = None
+        vm: Any = None
+        try:
+            broker.start()
+            influx_url = f"http://127.0.0.1:{free_port()}"
+            if shutil.which("victoria-metrics"):
+                sys.path.insert(0, str(REPO))  # the tests' VictoriaMetrics runner
+                from tests.support.victoria import VictoriaMetrics
 
-            vm = VictoriaMetrics(tmp / "vm")
-            vm.start()
-            influx_url = vm.url
-        print(f"$ {sys.executable} {HERE.relative_to(REPO)} " + " ".join(sys.argv[1:]))
-        print(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs; influx server:"
-              f" {'VictoriaMetrics' if vm else 'none (unreachable address)'}")  # fmt: skip
-        ms = import_ms(args.runs)
-        print(f"import gateway.cli.main + gateway.runtime.root: {ms:.0f} ms (median)")
+                vm = VictoriaMetrics(tmp / "vm")
+                vm.start()
+                influx_url = vm.url
+            print(f"$ {sys.executable} {HERE.relative_to(REPO)} " + " ".join(sys.argv[1:]))
+            print(f"  python {sys.version.split()[0]}, {os.cpu_count()} CPUs; influx server:"
+                  f" {'VictoriaMetrics' if vm else 'none (unreachable address)'}")  # fmt: skip
+            ms = import_ms(args.runs)
+            print(f"import gateway.cli.main + gateway.runtime.root: {ms:.0f} ms (median)")
 
-        idle_cfg = config(tmp, broker.port, influx_url, [], 0)
-        times, rss_ready = [], []
-        for i in range(args.runs):
-            with notify_socket(tmp) as (sock, path):
-                started = time.monotonic()
-                proc = start_gateway(idle_cfg, path, tmp)
-                try:
-                    wait_ready(sock, proc)
-                    times.append(time.monotonic() - started)
-                    rss_ready.append(tp.proc_status_mib(proc.pid, "VmRSS"))
+            idle_cfg = config(tmp, broker.port, influx_url, [], 0)
+            times, rss_ready = [], []
+            for i in range(args.runs):
+                with Daemon(idle_cfg, tmp) as gw:
+                    times.append(gw.wait_ready())
+                    rss_ready.append(proc_status_mib(gw.pid, "VmRSS"))
                     if i == args.runs - 1:
                         time.sleep(args.settle)  # idle: what the box carries all day
-                        idle = tp.proc_status_mib(proc.pid, "VmRSS")
-                finally:
-                    stop(proc)
-        print(
-            f"spawn -> READY=1 (idle config, {args.runs} starts): median"
-            f" {statistics.median(times):.2f} s, worst {max(times):.2f} s"
-        )
-        print(f"RSS at READY: {statistics.median(rss_ready):.1f} MiB;"
-              f" after {args.settle:g} s idle: {idle:.1f} MiB")  # fmt: skip
+                        idle = proc_status_mib(gw.pid, "VmRSS")
+            print(
+                f"spawn -> READY=1 (idle config, {args.runs} starts): median"
+                f" {statistics.median(times):.2f} s, worst {max(times):.2f} s"
+            )
+            print(f"RSS at READY: {statistics.median(rss_ready):.1f} MiB;"
+                  f" after {args.settle:g} s idle: {idle:.1f} MiB")  # fmt: skip
 
-        sim = tp.Child(
-            "sim",
-            tp.worker_argv("sim", "--devices", str(args.devices), "--per-port", "25",
-                           "--profile", "th-rs485"),
-        )  # fmt: skip
-        ports = [int(p) for p in sim.expect("PORTS", 30).strip("[]").split(",")]
-        busy_cfg = config(tmp, broker.port, influx_url, ports, args.devices)
-        with notify_socket(tmp) as (sock, path):
-            started = time.monotonic()
-            proc = start_gateway(busy_cfg, path, tmp)
-            try:
-                wait_ready(sock, proc)
-                ready_s = time.monotonic() - started
-                cpu0 = tp.proc_cpu_seconds(proc.pid)
+            sim, ports = start_simulator(args.devices, 25, "th-rs485", name="sim")
+            busy_cfg = config(tmp, broker.port, influx_url, ports, args.devices)
+            with Daemon(busy_cfg, tmp) as gw:
+                ready_s = gw.wait_ready()
+                cpu0 = proc_cpu_seconds(gw.pid)
                 time.sleep(args.settle)
-                cpu = tp.proc_cpu_seconds(proc.pid) - cpu0
-                rss = tp.proc_status_mib(proc.pid, "VmRSS")
-                peak = tp.proc_status_mib(proc.pid, "VmHWM")
-            finally:
-                stop(proc)
-        print(
-            f"{args.devices} devices: READY after {ready_s:.2f} s; after {args.settle:g} s"
-            f" polling: RSS {rss:.1f} MiB (peak {peak:.1f}), CPU {100 * cpu / args.settle:.1f}%"
-            " of one core"
-        )
-        return 0
-    finally:
-        if sim is not None:
-            sim.stop()
-        if vm is not None:
-            vm.stop()
-        broker.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+                cpu = proc_cpu_seconds(gw.pid) - cpu0
+                rss = proc_status_mib(gw.pid, "VmRSS")
+                peak = proc_status_mib(gw.pid, "VmHWM")
+            print(
+                f"{args.devices} devices: READY after {ready_s:.2f} s; after {args.settle:g} s"
+                f" polling: RSS {rss:.1f} MiB (peak {peak:.1f}), CPU"
+                f" {100 * cpu / args.settle:.1f}% of one core"
+            )
+            return 0
+        finally:
+            if sim is not None:
+                sim.stop()
+            if vm is not None:
+                vm.stop()
+            broker.stop()
 
 
 def main() -> int:

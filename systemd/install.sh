@@ -160,6 +160,7 @@ check_config() { # prints cgw's verdict; returns its exit code
 if ((CHECK_ONLY)); then
     rc=0
     check_config || rc=$?
+    ((rc != 2)) || rc=3 # the script's own code for "config not valid (yet)", as documented
     exit "$rc"
 fi
 

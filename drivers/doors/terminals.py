@@ -1,8 +1,8 @@
 """Face/QR door terminals on the community's local broker -> ``AccessEvent``; remote unlock.
 
 Contract:
-- ``run(emit)`` connects to the local broker and re-connects by its own loop with capped,
-  jittered backoff that resets once subscribed, like ``drivers.mqtt.buttons``; it returns only
+- ``run(emit)`` runs the local broker session (``drivers.mqtt.session``: capped, jittered
+  reconnect backoff, log once per outage), like ``drivers.mqtt.buttons``; it returns only
   when cancelled. The session is persistent (``clean_session=False``, a fixed client id that
   must differ from the buttons' one), so the broker queues QoS 1 events while we are away.
   Every connect subscribes every event and heartbeat filter at QoS 1 again.
@@ -46,7 +46,7 @@ import aiomqtt
 
 from drivers.doors.mapping import REASONS, Heartbeat, Reject, Terminal, parse, unlock_payload
 from drivers.mqtt.dedup import DedupMemory
-from drivers.mqtt.session import LocalSession
+from drivers.mqtt.session import local_session
 from gateway.config.doors import (
     DoorTerminalConfig,
     check_mapping,
@@ -56,7 +56,6 @@ from gateway.config.doors import (
 from gateway.config.mqtt_devices import LocalBrokerConfig
 from gateway.core.access import AccessEvent, DoorPolicy, DoorTracker, TerminalWatch
 from gateway.core.aio import raise_if_cancelling
-from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError, PermanentError, TransientError
 from gateway.pipeline.privacy import Pseudonymiser
@@ -106,8 +105,6 @@ class DoorTerminals:
         self.client_id = client_id
         self.clock = clock or SystemClock()
         self.tick = tick
-        self.connected = asyncio.Event()
-        self.connects = 0  # sessions that got as far as subscribed
         self.delivered = 0
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.snapshots_dropped = 0
@@ -115,8 +112,9 @@ class DoorTerminals:
         self.skew: dict[str, float] = {}
         self._names = pseudonymiser
         self._logged: set[tuple[str, str]] = set()
-        self._session = LocalSession(broker, client_id)
-        self._client: aiomqtt.Client | None = None
+        filters = [f for t in self.terminals for f in (t.cfg.topic, t.cfg.heartbeat_topic)]
+        self._session = local_session(broker, client_id, filters, "door terminals are deaf")
+        self.connected = self._session.connected  # set while subscribed
         self._doors = {d.id: (t, d) for t in self.terminals for d in t.cfg.doors}
         self._config_of = {tid: t.cfg.id for t in self.terminals for tid in t.cfg.terminals}
         self.tracker = DoorTracker(
@@ -130,6 +128,11 @@ class DoorTerminals:
         windows = {t.cfg.id: (t.cfg.dedup_window, t.cfg.dedup_size) for t in self.terminals}
         self._memory = DedupMemory(dedup_path, windows, self.clock)
 
+    @property
+    def connects(self) -> int:
+        """Sessions that got as far as subscribed."""
+        return self._session.connects
+
     def online(self, terminal: str) -> bool | None:
         """Whether ``terminal`` is online; None before its first message or timeout."""
         states = [w.online(terminal) for w in self._watches]
@@ -138,58 +141,24 @@ class DoorTerminals:
     async def run(self, emit: Emit) -> None:
         """Receive, map, dedupe, track and ``emit`` access events until cancelled."""
         try:
-            await self._connect_loop(emit)
+            await self._session.run(lambda client: self._serve(client, emit))
         finally:
             self._memory.close()
 
-    async def _connect_loop(self, emit: Emit) -> None:
-        backoff = Backoff(0.5, self.broker.reconnect_max)
-        where = f"{self.broker.host}:{self.broker.effective_port}"
-        failing = False
-        while True:
-            try:
-                async with self._session.client() as client:
-                    raise_if_cancelling()
-                    await self._subscribe(client)
-                    backoff.reset()
-                    self.connects += 1
-                    now, wall = self.clock.mono(), self.clock.wall()
-                    for watch in self._watches:
-                        watch.resume(now, wall)
-                    self._client = client
-                    self.connected.set()
-                    log.info(
-                        "subscribed to %d door terminal configs on %s", len(self.terminals), where
-                    )
-                    failing = False
-                    # The body itself pumps: a TaskGroup left idle in __aexit__ while a child
-                    # fails stays cancelled on 3.11 (its uncancel() runs too early).
-                    async with asyncio.TaskGroup() as tg:
-                        tg.create_task(self._timers(emit), name=f"driver:{self.name}:timers")
-                        await self._pump(client, emit)
-            except* aiomqtt.MqttError as group:
-                if not failing:  # log entering the failed state, not every attempt
-                    log.warning(
-                        "local broker %s unreachable: %s; door terminals are deaf",
-                        where,
-                        group.exceptions[0],
-                    )
-                    failing = True
-            finally:
-                self._client = None
-                self.connected.clear()
-            await asyncio.sleep(backoff.next())
-
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
-        filters = [f for t in self.terminals for f in (t.cfg.topic, t.cfg.heartbeat_topic)]
-        granted = await client.subscribe([(f, 1) for f in filters])
-        raise_if_cancelling()
-        codes = [c if isinstance(c, int) else c.value for c in granted]
-        for topic, qos in zip(filters, codes, strict=False):
-            if qos >= 0x80:  # §3.9.3: 0x80 is a refused subscription
-                log.error("local broker refused door terminal topic %r", topic)
-            elif qos < 1:
-                log.warning("local broker granted QoS 0 only on %r: events may be lost", topic)
+    async def _serve(self, client: aiomqtt.Client, emit: Emit) -> None:
+        now, wall = self.clock.mono(), self.clock.wall()
+        for watch in self._watches:
+            watch.resume(now, wall)
+        log.info(
+            "subscribed to %d door terminal configs on %s",
+            len(self.terminals),
+            self._session.endpoint.where,
+        )
+        # The body itself pumps: a TaskGroup left idle in __aexit__ while a child
+        # fails stays cancelled on 3.11 (its uncancel() runs too early).
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._timers(emit), name=f"driver:{self.name}:timers")
+            await self._pump(client, emit)
 
     async def _pump(self, client: aiomqtt.Client, emit: Emit) -> None:
         async for message in client.messages:
@@ -282,7 +251,7 @@ class DoorTerminals:
             raise UnlockRefused(f"unlock: seconds must be 1..{MAX_UNLOCK}")
         if not 0 < len(reason) <= 64 or not reason.isprintable():
             raise UnlockRefused("unlock: reason must be 1..64 printable characters")
-        client = self._client
+        client = self._session.client
         terminal = cfg.terminal or term.cfg.id
         if client is None:
             raise NotConnected(f"unlock of door {door!r}: not connected to the local broker")

@@ -1,10 +1,10 @@
 """MQTT emergency buttons and contacts on the community's local broker -> ``ContactEvent``.
 
 Contract:
-- ``run(emit)`` connects to the local broker and re-connects by its own loop (aiomqtt has
-  none) with capped, jittered backoff that resets once subscribed; it returns only when
-  cancelled. The session is persistent (``clean_session=False`` and a fixed client id), so the
-  broker queues QoS 1 button events while we are away (up to its ``max_queued_messages``).
+- ``run(emit)`` runs the local broker session (``drivers.mqtt.session``: capped, jittered
+  reconnect backoff, log once per outage); it returns only when cancelled. The session is
+  persistent (``clean_session=False`` and a fixed client id), so the broker queues
+  QoS 1 button events while we are away (up to its ``max_queued_messages``).
   Every connect subscribes every button's filter again at QoS 1 (a broker that lost its state
   has lost our subscriptions too).
 - Each message is mapped by ``mapping.parse`` (size limit, UTF-8, JSON, the button's mapping)
@@ -25,7 +25,6 @@ COMMIT loses that one event: the broker will not resend it. Latched or level-rea
 (re-published state, retained messages) narrow the gap; closing it needs manual acks.
 """
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -34,15 +33,13 @@ import aiomqtt
 
 from drivers.mqtt.dedup import DedupMemory
 from drivers.mqtt.mapping import REASONS, Button, Reject, parse
-from drivers.mqtt.session import LocalSession
+from drivers.mqtt.session import local_session
 from gateway.config.mqtt_devices import (
     LocalBrokerConfig,
     MqttButtonConfig,
     check_buttons,
     resolve_payload,
 )
-from gateway.core.aio import raise_if_cancelling
-from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.messages import ContactEvent
@@ -75,63 +72,35 @@ class MqttButtons:
         self.client_id = client_id
         self.clock = clock or SystemClock()
         self.buttons = [Button(b, resolve_payload(b, profile_dirs)) for b in buttons]
-        self.connected = asyncio.Event()
-        self.connects = 0  # sessions that got as far as subscribed
         self.delivered = 0
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         self._logged: set[tuple[str, str]] = set()
-        self._session = LocalSession(broker, client_id)
+        filters = [b.cfg.topic for b in self.buttons]
+        self._session = local_session(broker, client_id, filters, "buttons are deaf")
+        self.connected = self._session.connected  # set while subscribed
         windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons}
         self._memory = DedupMemory(dedup_path, windows, self.clock)
 
     async def run(self, emit: Callable[[ContactEvent], None]) -> None:
         """Receive, map, dedupe and ``emit`` button events until cancelled."""
         try:
-            await self._connect_loop(emit)
+            await self._session.run(lambda client: self._serve(client, emit))
         finally:
             self._memory.close()
 
-    async def _connect_loop(self, emit: Callable[[ContactEvent], None]) -> None:
-        backoff = Backoff(0.5, self.broker.reconnect_max)
-        where = f"{self.broker.host}:{self.broker.effective_port}"
-        failing = False
-        while True:
-            try:
-                async with self._session.client() as client:
-                    raise_if_cancelling()
-                    await self._subscribe(client)
-                    backoff.reset()
-                    self.connects += 1
-                    self.connected.set()
-                    log.info(
-                        "subscribed to %d button topics on local broker %s",
-                        len(self.buttons),
-                        where,
-                    )
-                    failing = False
-                    async for message in client.messages:
-                        self._handle(message.topic.value, _as_bytes(message.payload), emit)
-            except aiomqtt.MqttError as exc:
-                if not failing:  # log entering the failed state, not every attempt
-                    log.warning("local broker %s unreachable: %s; buttons are deaf", where, exc)
-                    failing = True
-            finally:
-                self.connected.clear()
-            await asyncio.sleep(backoff.next())
+    async def _serve(self, client: aiomqtt.Client, emit: Callable[[ContactEvent], None]) -> None:
+        log.info(
+            "subscribed to %d button topics on local broker %s",
+            len(self.buttons),
+            self._session.endpoint.where,
+        )
+        async for message in client.messages:
+            self._handle(message.topic.value, _as_bytes(message.payload), emit)
 
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
-        granted = await client.subscribe([(b.cfg.topic, 1) for b in self.buttons])
-        raise_if_cancelling()
-        codes = [c if isinstance(c, int) else c.value for c in granted]
-        for button, qos in zip(self.buttons, codes, strict=False):
-            if qos >= 0x80:  # §3.9.3: 0x80 is a refused subscription
-                log.error(
-                    "local broker refused topic %r of button %s", button.cfg.topic, button.cfg.id
-                )
-            elif qos < 1:
-                log.warning(
-                    "local broker granted QoS 0 only on %r: events may be lost", button.cfg.topic
-                )
+    @property
+    def connects(self) -> int:
+        """Sessions that got as far as subscribed."""
+        return self._session.connects
 
     def _handle(self, topic: str, payload: bytes, emit: Callable[[ContactEvent], None]) -> None:
         """One message: map, dedupe, emit; a reject is counted and logged, never raised."""

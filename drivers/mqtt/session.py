@@ -1,39 +1,44 @@
-"""The client of one persistent session on the community's local broker (buttons, doors).
+"""The session of one client on the community's local broker (buttons, doors).
 
-``LocalSession`` reads the broker's password and TLS files once; ``client()`` makes a new
-aiomqtt client for each connection (aiomqtt has no reconnect of its own). The session is
-persistent (``clean_session=False`` and a fixed client id: MQTT 3.1.1 §3.1.2.4), so the broker
-keeps our subscriptions and queues QoS 1 events while we reconnect. Incoming messages are
-queued without bound: paho has already acknowledged what it queues, so a dropped message
-would be a lost event; the broker's ``message_size_limit`` bounds each one.
+``local_session`` turns the local broker's settings into a ``gateway.transport.mqtt.Session``:
+it reads the password and TLS files once, and reconnects with the broker's ``reconnect_max``
+as its cap. The session is persistent (``clean_session=False`` and a fixed client id: MQTT
+3.1.1 §3.1.2.4), so the broker keeps our subscriptions and queues QoS 1 events while we
+reconnect. Incoming messages are queued without bound: paho has already acknowledged what it
+queues, so a dropped message would be a lost event; the broker's ``message_size_limit`` bounds
+each one. No birth or will: devices do not watch the gateway on this broker.
 """
 
-import aiomqtt
+from collections.abc import Sequence
 
 from gateway.config.base import read_secret
 from gateway.config.mqtt_devices import LocalBrokerConfig
+from gateway.transport.mqtt import Endpoint, Retry, Session
+
+RECONNECT_BASE = 0.5  # first reconnect pause (s); doubles up to ``reconnect_max``
 
 
-class LocalSession:
-    """How to connect to the local broker as ``client_id``."""
+def local_session(
+    broker: LocalBrokerConfig, client_id: str, filters: Sequence[str], down: str
+) -> Session:
+    """A session on ``broker`` as ``client_id`` that subscribes ``filters`` at QoS 1.
 
-    def __init__(self, broker: LocalBrokerConfig, client_id: str) -> None:
-        self.broker = broker
-        self.client_id = client_id
-        self._password = read_secret(broker.password_file) if broker.password_file else None
-        self._tls = broker.tls.client_context() if broker.tls else None
-
-    def client(self) -> aiomqtt.Client:
-        """A new client for one connection."""
-        return aiomqtt.Client(
-            self.broker.host,
-            self.broker.effective_port,
-            identifier=self.client_id,
-            username=self.broker.username,
-            password=self._password,
-            clean_session=False,
-            keepalive=self.broker.keepalive,
-            tls_context=self._tls,
-            timeout=self.broker.timeout,
-            max_queued_incoming_messages=0,
-        )
+    ``down`` says what an outage means, for the log ("buttons are deaf").
+    """
+    endpoint = Endpoint(
+        broker.host,
+        broker.effective_port,
+        client_id,
+        username=broker.username,
+        password=read_secret(broker.password_file) if broker.password_file else None,
+        tls=broker.tls.client_context() if broker.tls else None,
+        keepalive=broker.keepalive,
+        timeout=broker.timeout,
+    )
+    return Session(
+        endpoint,
+        Retry(RECONNECT_BASE, broker.reconnect_max),
+        label="local broker",
+        down=down,
+        subscriptions=[(f, 1) for f in filters],
+    )

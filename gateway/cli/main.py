@@ -7,16 +7,18 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 from gateway import __version__
 from gateway.cli import alarms as cli_alarms
 from gateway.cli import keys as cli_commands
 from gateway.cli import status as cli_status
-from gateway.config import Config, load_config
+from gateway.config import Config, checks, load_config
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
 from gateway.core.errors import ConfigError, GatewayError
@@ -35,7 +37,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-format", choices=["auto", "json", "text"], default="auto")
     check = sub.add_parser("check-config", help="validate a config file and summarise it")
     check.add_argument("config", type=Path)
-    sub.add_parser("schema", help="print the config JSON Schema")
+    schema = sub.add_parser("schema", help="print the config JSON Schema, or a payload's")
+    schema.add_argument(
+        "name",
+        nargs="?",
+        default="config",
+        help="config (default), or a payload: " + ", ".join(payload_schemas()),
+    )
     demo = sub.add_parser("demo", help="simulated sensors -> gateway -> loopback broker, live")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
     demo.add_argument("--port", type=int, default=1883, help="broker port to use or start")
@@ -47,10 +55,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cgw`` console script."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (``cgw schema | head``): no traceback, and no second error when
+        # the interpreter flushes stdout at exit (the recipe of Python's signal documentation)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_FAILURE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "schema":
-        print(json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False))
-        return 0
+        return _schema(args.name)
     if args.command == "check-config":
         return _check(args.config)
     if args.command == "alarms":
@@ -64,6 +82,27 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo(args.duration, args.port)
     return _run(args.config, args.log_format)
+
+
+def payload_schemas() -> list[str]:
+    """The names of the upstream payload schemas shipped in ``gateway/schemas/``."""
+    folder = resources.files("gateway").joinpath("schemas")
+    return sorted(
+        f.name.removesuffix(".json") for f in folder.iterdir() if f.name.endswith(".json")
+    )
+
+
+def _schema(name: str) -> int:
+    if name == "config":
+        print(json.dumps(Config.model_json_schema(), indent=2, ensure_ascii=False))
+        return 0
+    if name.removesuffix(".json") not in payload_schemas():
+        known = ", ".join(["config", *payload_schemas()])
+        print(f"cgw schema: unknown schema {name!r} (known: {known})", file=sys.stderr)
+        return EXIT_CONFIG
+    file = resources.files("gateway").joinpath("schemas", name.removesuffix(".json") + ".json")
+    print(file.read_text(encoding="utf-8"), end="")
+    return 0
 
 
 def _load(path: Path) -> Config | None:
@@ -84,6 +123,8 @@ def _check(path: Path) -> int:
     modbus = [d for d in cfg.devices if isinstance(d, ModbusDeviceConfig)]
     points = sum(len(d.active_points) for d in modbus)
     print(f"{path}: OK")
+    for line in checks.warnings(cfg):
+        print(f"  warning: {line}")
     print(f"  gateway   {cfg.gateway.site_id}/{cfg.gateway.gateway_id}")
     print(
         f"  store     {cfg.store.path} (quota {cfg.store.quota.human_readable()},"

@@ -61,5 +61,5 @@ class GatewayActions:
         return {"silenced": self._engine().silence()}
 
     async def status(self) -> dict[str, Any]:
-        _, doc = health(self.rt)
+        _, doc = health(self.rt.snapshot())
         return {k: doc[k] for k in ("status", "failing", "devices", "backlog", "alarms")}

@@ -5,6 +5,7 @@ problem as ``key.path[index]: reason``. Device profiles are merged into the devi
 them first, so a profile's points are checked like any other.
 """
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from gateway.config import checks
 from gateway.config.doors import (
     DoorTerminalConfig,
     check_mapping,
@@ -26,6 +28,7 @@ from gateway.config.mqtt_devices import (
     filters_overlap,
     resolve_payload,
 )
+from gateway.config.paths import resolve_paths
 from gateway.core.errors import ConfigError
 
 BUILTIN_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
@@ -208,7 +211,14 @@ def check_references(cfg: Config) -> list[str]:
         problems += _check_points(dev.points, where, dev.max_block)
     doors = {d.id for dev in cfg.devices if dev.kind == "door_terminal" for d in dev.doors}
     known = set(devices) | doors  # a door alarm names the door
-    return problems + _check_buttons(cfg) + _check_doors(cfg) + _check_alarm_refs(cfg, known)
+    return (
+        problems
+        + _check_buttons(cfg)
+        + _check_doors(cfg)
+        + _check_alarm_refs(cfg, known)
+        + checks.check_rule_names(cfg)
+        + checks.check_listeners(cfg)
+    )
 
 
 def _check_doors(cfg: Config) -> list[str]:
@@ -325,11 +335,25 @@ def validate(raw: Any, base_dir: Path) -> Config:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         # a device whose profile failed lacks the profile's points: that is no second error
-        raise ConfigError(problems + _errors(exc, skip=unmerged)) from None
+        problems += _errors(exc, skip=unmerged)
+        problems += _check_the_rest(raw, exc)
+        raise ConfigError(checks.label(problems, raw)) from None
     problems += check_references(cfg)
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(checks.label(problems, raw))
     return cfg
+
+
+def _check_the_rest(raw: dict[str, Any], exc: ValidationError) -> list[str]:
+    """The cross-field problems of the items that did validate, so none hides behind another."""
+    doc, maps, removed = checks.without_failed(raw, [tuple(e["loc"]) for e in exc.errors()])
+    try:
+        rest = Config.model_validate(doc)
+    except ValidationError:
+        return []
+    gone = re.compile("unknown (?:device|bus) '(?:" + "|".join(map(re.escape, removed)) + ")'")
+    lines = [ln for ln in check_references(rest) if not (removed and gone.search(ln))]
+    return checks.renumber(lines, maps)
 
 
 def load_config(path: Path) -> Config:
@@ -341,49 +365,5 @@ def load_config(path: Path) -> Config:
     raw = read_yaml(path)
     base = path.resolve().parent
     if isinstance(raw, dict):
-        _resolve_paths(raw, base)
+        resolve_paths(raw, base)
     return validate(raw, base)
-
-
-_PATH_KEYS = {
-    ("api", "token_file"),
-    ("upstream", "influx", "token_file"),
-    ("local_broker", "password_file"),
-    ("local_broker", "tls", "ca_file"),
-    ("local_broker", "tls", "cert_file"),
-    ("local_broker", "tls", "key_file"),
-    ("channels", "*", "url_file"),
-    ("commands", "public_keys"),
-    ("commands", "replay_cache"),
-    ("privacy", "key_file"),
-    ("privacy", "previous_key_file"),
-    ("store", "path"),
-    ("upstream", "mqtt", "password_file"),
-    ("upstream", "mqtt", "tls", "ca_file"),
-    ("upstream", "mqtt", "tls", "cert_file"),
-    ("upstream", "mqtt", "tls", "key_file"),
-}
-
-
-def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
-    """Make the path-valued keys absolute, relative to ``base``; ``*`` walks a list."""
-    for keys in _PATH_KEYS:
-        nodes: list[Any] = [raw]
-        for key in keys[:-1]:
-            if key == "*":
-                nodes = [item for n in nodes if isinstance(n, list) for item in n]
-            else:
-                nodes = [n.get(key) for n in nodes if isinstance(n, dict)]
-        for node in nodes:
-            if not isinstance(node, dict):
-                continue
-            value = node.get(keys[-1])
-            if isinstance(value, str):
-                node[keys[-1]] = _absolute(value, base)
-            elif isinstance(value, list):  # a list of paths (public keys)
-                node[keys[-1]] = [_absolute(v, base) if isinstance(v, str) else v for v in value]
-
-
-def _absolute(value: str, base: Path) -> str:
-    path = Path(value).expanduser()
-    return str(path if path.is_absolute() else base / path)

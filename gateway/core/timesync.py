@@ -8,6 +8,7 @@ covers chrony and ntpd as well).
 
 import ctypes
 import ctypes.util
+from collections.abc import Callable
 from pathlib import Path
 
 from gateway.core.clock import Clock
@@ -31,10 +32,17 @@ def kernel_synced() -> bool:
 class SyncState:
     """Cached answer, refreshed at most every ``ttl`` seconds of monotonic time."""
 
-    def __init__(self, clock: Clock, ttl: float = 30.0, marker: Path = TIMESYNCD_MARKER) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        ttl: float = 30.0,
+        marker: Path = TIMESYNCD_MARKER,
+        kernel: Callable[[], bool] = kernel_synced,
+    ) -> None:
         self.clock = clock
         self.ttl = ttl
         self.marker = marker
+        self.kernel = kernel
         self._value = False
         self._checked = float("-inf")
 
@@ -42,5 +50,5 @@ class SyncState:
         now = self.clock.mono()
         if now - self._checked >= self.ttl:
             self._checked = now
-            self._value = self.marker.exists() or kernel_synced()
+            self._value = self.marker.exists() or self.kernel()
         return self._value

@@ -23,7 +23,7 @@ import aiomqtt
 
 from gateway.config import validate
 from gateway.config.loader import BUILTIN_PROFILES
-from gateway.demo.simulator import SimulatedDevice, Simulator
+from gateway.demo.sim import SimulatedDevice, Simulator
 from gateway.ops.logs import setup
 from gateway.runtime.root import Runtime
 

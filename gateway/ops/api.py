@@ -18,6 +18,8 @@ Contract:
   503 the alarm engine has not loaded its open alarms yet.
 - The token is never logged nor echoed (S12); every acknowledge and reset is logged at INFO
   with the alarm id and who did it. The access log is off: consoles poll.
+- It sees the alarm engine only through ``AlarmDesk``: open alarms, acknowledge, reset and
+  the response report; nothing else of the running gateway.
 - aiohttp is imported only when the API starts, so a daemon without an ``api`` section never
   loads it. The token is read once, at start.
 """
@@ -30,7 +32,7 @@ import json
 import logging
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.core.clock import Clock, SystemClock
@@ -41,8 +43,7 @@ if TYPE_CHECKING:
     from aiohttp import web
     from aiohttp.typedefs import Handler
 
-    from gateway.alarms.engine import AlarmEngine
-    from gateway.alarms.model import Alarm
+    from gateway.alarms.model import Alarm, Transition
     from gateway.config.api import ApiConfig
 
 log = logging.getLogger(__name__)
@@ -91,10 +92,35 @@ def _reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> 
     return web.json_response(payload, status=status, headers=headers)
 
 
+class AlarmDesk(Protocol):
+    """The API's port to the alarm engine: what staff may see and do with open alarms."""
+
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set once the open alarms are loaded from the store."""
+        ...
+
+    def open_alarms(self) -> list[Alarm]:
+        """Open alarms, oldest first."""
+        ...
+
+    async def acknowledge(self, alarm_id: str, by: str) -> list[Transition]:
+        """Acknowledge an open alarm; no transitions if it was acknowledged before."""
+        ...
+
+    async def reset(self, alarm_id: str, by: str) -> list[Transition]:
+        """Clear a latched alarm; ``LifecycleError`` while its input is still active."""
+        ...
+
+    async def response_report(self, since: float) -> dict[str, Any]:
+        """Response-time figures of alarms raised since ``since`` (wall clock)."""
+        ...
+
+
 class LocalApi:
     """The API server as an async context manager: listening inside the ``async with``."""
 
-    def __init__(self, cfg: ApiConfig, engine: AlarmEngine, clock: Clock | None = None) -> None:
+    def __init__(self, cfg: ApiConfig, engine: AlarmDesk, clock: Clock | None = None) -> None:
         self.cfg = cfg
         self.engine = engine
         self.clock = clock or SystemClock()

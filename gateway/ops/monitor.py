@@ -6,6 +6,7 @@ Contract:
 - ``/health``: 200 with ``status: ok`` when every required component is ok, else 503 with
   ``status`` ``starting`` or ``degraded`` and ``failing`` naming the components (see
   ``gateway.ops.health``). ``/metrics``: the text exposition format. Anything else: 404 JSON.
+- Reads the gateway only through the ``snapshot`` port it is given.
 - Read-only, no token, no request body is read; aiohttp and prometheus_client are imported
   only when the monitor starts.
 """
@@ -13,17 +14,17 @@ Contract:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
 from gateway.core.errors import ConfigError
 from gateway.ops.health import health
+from gateway.ops.snapshot import GatewaySnapshot
 
 if TYPE_CHECKING:
     from aiohttp import web
-    from prometheus_client import CollectorRegistry
 
     from gateway.config.monitor import MonitorConfig
-    from gateway.runtime.root import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,18 +32,17 @@ log = logging.getLogger(__name__)
 class Monitor:
     """The health and metrics server as an async context manager."""
 
-    def __init__(self, cfg: MonitorConfig, runtime: Runtime) -> None:
+    def __init__(self, cfg: MonitorConfig, snapshot: Callable[[], GatewaySnapshot]) -> None:
+        from gateway.ops.metrics import registry_for  # prometheus_client: only with a monitor
+
         self.cfg = cfg
-        self.runtime = runtime
+        self.snapshot = snapshot  # the gateway as it is now; taken once per request
         self._runner: web.AppRunner | None = None
-        self._registry: CollectorRegistry | None = None
+        self._registry = registry_for(snapshot)
 
     async def __aenter__(self) -> Self:
         from aiohttp import web
 
-        from gateway.ops.metrics import registry_for
-
-        self._registry = registry_for(self.runtime)
         app = web.Application()
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
@@ -66,7 +66,7 @@ class Monitor:
     async def _health(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        status, doc = health(self.runtime)
+        status, doc = health(self.snapshot())
         return web.json_response(doc, status=status)
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -74,5 +74,4 @@ class Monitor:
 
         from gateway.ops.metrics import CONTENT_TYPE, render
 
-        assert self._registry is not None
         return web.Response(body=render(self._registry), headers={"Content-Type": CONTENT_TYPE})

@@ -4,14 +4,21 @@ A reload never starts from an unchecked file: ``checked`` loads and validates it
 it (logging the keys and reasons, returning None) when it is invalid or when it changes what
 only a restart can change: the identity, the topic root, the store, or the set of sinks (the
 store keeps one cursor per sink, fixed when it opens).
+
+``reload`` is the whole step: systemd hears RELOADING=1, then READY=1 whatever happens; a
+config that passes is applied (the components whose config changed restart), the log level
+follows it, and one INFO line says what changed.
 """
 
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gateway.config.loader import load_config
 from gateway.config.models import Config
 from gateway.core.errors import ConfigError
+from gateway.ops import systemd
+from gateway.runtime.components import Changes
 
 log = logging.getLogger(__name__)
 
@@ -47,3 +54,20 @@ def checked(path: Path, running: Config) -> Config | None:
         )
         return None
     return new
+
+
+async def reload(
+    path: Path, running: Config, apply: Callable[[Config], Awaitable[Changes]]
+) -> Config | None:
+    """Check ``path`` and ``apply`` it: the config now running, or None if it was refused."""
+    systemd.notify("RELOADING=1")
+    try:
+        new = checked(path, running)
+        if new is None:
+            return None
+        changes = await apply(new)
+        logging.getLogger().setLevel(new.log_level)
+        log.info("config %s reloaded: %s", path, changes.summary())
+        return new
+    finally:
+        systemd.notify("READY=1")

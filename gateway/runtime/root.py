@@ -1,5 +1,10 @@
 """The daemon: the store, the alarm engine and every restartable component in one TaskGroup.
 
+The composition root. The store and the alarm engine exist for the whole of ``run`` and are
+built before its TaskGroup starts (``Core``); every other component gets them, or narrower
+ports, when it starts. Health, metrics, the status line and the ``status`` action read
+``snapshot()``, a frozen ``GatewaySnapshot`` built on demand (``gateway.runtime.views``).
+
 Order of a stop (SIGTERM): the local API and monitor close (no acknowledgements
 mid-shutdown), inputs are cancelled, the alarm engine stops, queued readings are committed,
 then the sinks publish "offline" and disconnect, and the store is closed cleanly. A component
@@ -22,19 +27,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from drivers.registry import DriverSet, Severity, build, groups
-from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
+from gateway import __version__
+from gateway.alarms.engine import AlarmEngine
 from gateway.config.alarms import ContactRuleConfig
+from gateway.config.influx import InfluxConfig
 from gateway.config.models import Config
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.contract import Identity
-from gateway.core.errors import TransientError
+from gateway.core.errors import GatewayError, TransientError
 from gateway.core.messages import Lane
 from gateway.core.timesync import SyncState
-from gateway.notify import Notifier
 from gateway.ops import systemd
+from gateway.ops.health import status_line
+from gateway.ops.snapshot import GatewayInfo, GatewaySnapshot, StoreSnapshot
 from gateway.pipeline.inputs import Inputs
+from gateway.runtime import views
 from gateway.runtime.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
 from gateway.runtime.poller import Poller
+from gateway.runtime.services import run_alarms, run_api, run_monitor
 from gateway.runtime.supervisor import supervise
 from gateway.sinks.mqtt import MqttSink
 from gateway.store.outbox import Store
@@ -54,6 +64,15 @@ def _key(*parts: Any) -> str:
 
 def _dump(model: Any) -> Any:
     return None if model is None else model.model_dump(mode="json")
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """What every other component is built around; it exists for the whole of ``run``."""
+
+    store: Store
+    alarms: AlarmEngine
+    components: Components
 
 
 @dataclass(frozen=True)
@@ -77,10 +96,11 @@ class Runtime:
             cfg.upstream.mqtt.topic_root, cfg.gateway.site_id, cfg.gateway.gateway_id
         )
         self.ready = asyncio.Event()
-        self.store: Store | None = None
+        self._core: Core | None = None  # from the start of ``run`` on
+        # Components a reload restarts (or the config leaves out) are None while they are not
+        # running; the snapshot says so.
         self.sink: MqttSink | None = None
         self.influx: InfluxSink | None = None  # imported only when configured
-        self.alarms: AlarmEngine | None = None
         self.api_up = asyncio.Event()
         self.groups: dict[str, RunningGroup] = {}  # driver groups running now, by name
         self.reloads = 0
@@ -88,11 +108,25 @@ class Runtime:
         self.started = self.clock.wall()
         self._severity: Severity = None
         self._reload_wanted = asyncio.Event()
-        self._components: Components | None = None
-        self._synced: SyncState | None = None
+        self._synced = SyncState(self.clock)
         self.commands: CommandService | None = None  # when the command channel is configured
         self.commands_dropped = 0  # command messages that arrived while it was not running
         self.linkage: FireLinkage | None = None  # when escape routes are configured
+
+    def _running(self) -> Core:
+        if self._core is None:
+            raise GatewayError("the gateway is not running: call run() first")
+        return self._core
+
+    @property
+    def store(self) -> Store:
+        """The outbox (from the start of ``run``)."""
+        return self._running().store
+
+    @property
+    def alarms(self) -> AlarmEngine:
+        """The alarm engine (from the start of ``run``)."""
+        return self._running().alarms
 
     @property
     def pollers(self) -> list[Poller]:
@@ -111,9 +145,10 @@ class Runtime:
 
     def _wanted(self, cfg: Config) -> list[Component]:
         """Every component ``cfg`` asks for, keyed by the config each is built from."""
+        engine = self.alarms
         out = [
             Component("alarms", ALARMS, _key(_dump(cfg.alarms), [_dump(c) for c in cfg.channels]),
-                      lambda: self._run_alarms(cfg)),
+                      lambda: run_alarms(engine, cfg)),
             Component("sink:mqtt", SINKS, _key(_dump(cfg.upstream.mqtt), cfg.commands is not None),
                       lambda: self._run_mqtt(cfg)),
         ]  # fmt: skip
@@ -122,17 +157,18 @@ class Runtime:
                 Component("commands", SERVICES, _key(_dump(cfg.commands)),
                           lambda: self._run_commands(cfg))
             )  # fmt: skip
-        if cfg.upstream.influx is not None:
+        if (influx := cfg.upstream.influx) is not None:
             out.append(
-                Component("sink:influx", SINKS, _key(_dump(cfg.upstream.influx)),
-                          lambda: self._run_influx(cfg))
+                Component("sink:influx", SINKS, _key(_dump(influx)),
+                          lambda: self._run_influx(influx))
             )  # fmt: skip
-        if cfg.api is not None:
-            out.append(Component("api", SERVICES, _key(_dump(cfg.api)), lambda: self._run_api(cfg)))
-        if cfg.monitor is not None:
+        if (api := cfg.api) is not None:
+            out.append(Component("api", SERVICES, _key(_dump(api)),
+                                 lambda: run_api(api, engine, self.api_up)))  # fmt: skip
+        if (monitor := cfg.monitor) is not None:
             out.append(
-                Component("monitor", SERVICES, _key(_dump(cfg.monitor)),
-                          lambda: self._run_monitor(cfg))
+                Component("monitor", SERVICES, _key(_dump(monitor)),
+                          lambda: run_monitor(monitor, self.snapshot))
             )  # fmt: skip
         routes = cfg.escape_routes
         if routes:
@@ -146,18 +182,7 @@ class Runtime:
             )
         return out
 
-    async def _run_alarms(self, cfg: Config) -> None:
-        assert self.alarms is not None
-        notifier = Notifier.from_config(cfg.channels) if cfg.channels else None
-        try:
-            self.alarms.reconfigure(cfg.alarms, NotifierDispatcher(notifier) if notifier else None)
-            await self.alarms.run()
-        finally:
-            if notifier is not None:
-                await notifier.aclose()
-
     async def _run_mqtt(self, cfg: Config) -> None:
-        assert self.store is not None
         on_command = self._on_command if cfg.commands is not None else None
         self.sink = MqttSink(cfg.upstream.mqtt, self.ident, self.store, self.clock, on_command)
         await self.sink.run()
@@ -173,8 +198,6 @@ class Runtime:
         from gateway.commands.service import CommandService
 
         assert cfg.commands is not None
-        assert self.store is not None
-        assert self._synced is not None
         service = CommandService(
             cfg.commands,
             cfg.store.path,
@@ -194,9 +217,6 @@ class Runtime:
     async def _run_linkage(self, cfg: Config, routes: list[str]) -> None:
         from gateway.alarms.linkage import FireLinkage
 
-        assert self.store is not None
-        assert self.alarms is not None
-        assert self._synced is not None
         engine = self.alarms
         fire_rules = {
             r.id for r in cfg.alarms.rules if isinstance(r, ContactRuleConfig) and r.type == "fire"
@@ -227,38 +247,14 @@ class Runtime:
                 return group.drivers.doors[door]
         return None
 
-    async def _run_influx(self, cfg: Config) -> None:
+    async def _run_influx(self, cfg: InfluxConfig) -> None:
         from gateway.sinks.influx import InfluxSink  # its client library is heavy
 
-        assert self.store is not None
-        assert cfg.upstream.influx is not None
-        self.influx = InfluxSink(cfg.upstream.influx, self.ident, self.store, self.clock)
+        self.influx = InfluxSink(cfg, self.ident, self.store, self.clock)
         await self.influx.run()
-
-    async def _run_api(self, cfg: Config) -> None:
-        from gateway.ops.api import LocalApi
-
-        assert cfg.api is not None
-        assert self.alarms is not None
-        try:
-            async with LocalApi(cfg.api, self.alarms):
-                self.api_up.set()
-                await asyncio.Future()  # until cancelled
-        finally:
-            self.api_up.clear()
-
-    async def _run_monitor(self, cfg: Config) -> None:
-        from gateway.ops.monitor import Monitor
-
-        assert cfg.monitor is not None
-        async with Monitor(cfg.monitor, self):
-            await asyncio.Future()  # until cancelled
 
     async def _run_drivers(self, name: str, cfg: Config) -> None:
         """One driver group: its devices' pollers and its input streams, with their ports."""
-        assert self.store is not None
-        assert self.alarms is not None
-        assert self._synced is not None
         drivers = build(cfg, self.clock)
         inputs = Inputs(self.alarms, self.store.add, self._synced)
         pollers = [Poller(d, s, inputs, self.clock) for d, s in drivers.polled]
@@ -288,26 +284,19 @@ class Runtime:
 
     async def reload(self) -> bool:
         """Load, validate and apply ``config_path``; False (and the old config kept) if bad."""
-        from gateway.runtime.reload import checked
+        from gateway.runtime.reload import reload
 
-        assert self._components is not None
         if self.config_path is None:
             log.error("reload asked, but the gateway was not started from a config file")
             return False
-        systemd.notify("RELOADING=1")
-        try:
-            new = checked(self.config_path, self.cfg)
-            if new is None:
-                self.reload_failures += 1
-                return False
-            changes = await self._components.apply(self._wanted(new))
-            self.cfg = new
-            logging.getLogger().setLevel(new.log_level)
-            self.reloads += 1
-            log.info("config %s reloaded: %s", self.config_path, changes.summary())
-            return True
-        finally:
-            systemd.notify("READY=1")
+        parts = self._running().components
+        new = await reload(self.config_path, self.cfg, lambda cfg: parts.apply(self._wanted(cfg)))
+        if new is None:
+            self.reload_failures += 1
+            return False
+        self.cfg = new
+        self.reloads += 1
+        return True
 
     async def _reload_loop(self) -> None:
         while True:
@@ -319,8 +308,7 @@ class Runtime:
 
     async def _run(self, stop: asyncio.Event, store: Store) -> None:
         cfg = self.cfg
-        self._synced = SyncState(self.clock)
-        self.alarms = AlarmEngine(
+        engine = AlarmEngine(
             cfg.alarms,
             store,
             self.clock,
@@ -333,7 +321,8 @@ class Runtime:
             committer = tg.create_task(
                 store.run_committer(cfg.store.commit_interval), name="store:commit"
             )
-            self._components = parts = Components(tg)
+            parts = Components(tg)
+            self._core = Core(store, engine, parts)
             await parts.apply(self._wanted(cfg))
             log.info(
                 "gateway %s/%s running: %d components, upstream %s:%d",
@@ -343,12 +332,13 @@ class Runtime:
                 cfg.upstream.mqtt.host,
                 cfg.upstream.mqtt.effective_port,
             )
-            await self.alarms.ready.wait()  # the local alarm path is up: that is "ready"
+            await engine.ready.wait()  # the local alarm path is up: that is "ready"
             if cfg.api is not None:
                 await self.api_up.wait()
             self.ready.set()
             systemd.notify("READY=1")
-            pinger = tg.create_task(systemd.keep_alive(self.status_line), name="systemd")
+            line = lambda: status_line(self.snapshot())  # noqa: E731
+            pinger = tg.create_task(systemd.keep_alive(line), name="systemd")
             reloader = tg.create_task(self._reload_loop(), name="reload")
             await stop.wait()
             systemd.notify("STOPPING=1")
@@ -365,22 +355,32 @@ class Runtime:
             await store.flush()
             committer.cancel()
 
-    def status_line(self) -> str:
-        """One line for ``systemctl status``: devices, uplink, backlog, open alarms."""
-        pollers = self.pollers
-        online = sum(1 for p in pollers if p.online)
-        uplink = "up" if self.sink is not None and self.sink.connected.is_set() else "down"
-        backlog = self.store.backlog(MqttSink.name) if self.store is not None else 0
-        alarms = len(self.alarms.open_alarms()) if self.alarms is not None else 0
-        return (
-            f"{online}/{len(pollers)} devices online, uplink {uplink},"
-            f" backlog {backlog}, {alarms} open alarms"
+    def snapshot(self) -> GatewaySnapshot:
+        """The gateway as it is now, for health, metrics and status (from ``run`` on)."""
+        core, cfg, groups = self._running(), self.cfg, self.groups.values()
+        gw = cfg.gateway
+        info = GatewayInfo(gw.site_id, gw.gateway_id, __version__, self.clock.wall() - self.started,
+                           self.ready.is_set(), self.reloads, self.reload_failures)  # fmt: skip
+        return GatewaySnapshot(
+            gateway=info,
+            store=StoreSnapshot(core.store.stats(), core.store.path),
+            alarms=views.alarms(core.alarms),
+            mqtt=views.mqtt(self.sink),
+            influx=views.influx(self.influx),
+            influx_configured=cfg.upstream.influx is not None,
+            api=views.api(cfg.api, self.api_up),
+            inputs=views.inputs(
+                [g.drivers.probes for g in groups], [g.drivers.rejects for g in groups]
+            ),
+            commands=views.commands(self.commands, self.commands_dropped),
+            linkage=views.linkage(self.linkage),
+            devices=views.devices(self.pollers),
         )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
         cfg = self.cfg
-        self.store = store = await Store.open(
+        store = await Store.open(
             cfg.store.path,
             quota=int(cfg.store.quota),
             reserve=int(cfg.store.reserve),

@@ -1,9 +1,10 @@
 """The upstream MQTT sink: drains the store to the platform's broker, PUBACK-gated.
 
 Contract:
-- One connection at a time, re-made by our own loop (aiomqtt has none) with capped, jittered
-  backoff that resets once a connection is up. Persistent session (clean_session=False, fixed
-  client id), a retained birth "online" and a retained last will "offline" on ``status``.
+- The connection is a ``gateway.transport.mqtt.Session``: one at a time, re-made with capped,
+  jittered backoff; persistent (fixed client id), a retained birth "online" and a retained last
+  will "offline" on ``status``; ``cmd/+`` subscribed on every connect when commands are taken.
+  This module keeps what is the sink's own: the priority window and the PUBACK tracker.
 - Rows go out as QoS 1 with at most ``max_inflight`` awaiting their PUBACK. A row counts as
   delivered only after its PUBACK; the sink's cursor advances over the contiguous acknowledged
   prefix of each lane, so a crash or a cut link re-sends, never skips. Duplicates are possible
@@ -11,7 +12,8 @@ Contract:
 - Priority: alarm rows before event rows before telemetry. A telemetry batch being sent is
   cut short as soon as a higher lane has rows, so an alarm waits for at most the publishes
   already in flight, never for the backlog.
-- On stop: a retained "offline" is published and the connection closed with DISCONNECT.
+- On stop: acknowledged rows are committed, then the session publishes a retained "offline"
+  and closes the connection with DISCONNECT.
 """
 
 import asyncio
@@ -25,16 +27,16 @@ import aiomqtt
 
 from gateway.config.base import read_secret
 from gateway.config.models import MqttConfig
-from gateway.core.aio import raise_if_cancelling
-from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
 from gateway.core.contract import Identity, render
 from gateway.core.messages import Lane
 from gateway.store.outbox import Row, Store
+from gateway.transport.mqtt import Endpoint, Retry, Session, Status
 
 log = logging.getLogger(__name__)
 FETCH = 256  # rows read from the store at a time
 ACK_EVERY = 0.2  # seconds between cursor commits while draining
+RECONNECT_BASE = 1.0  # first reconnect pause (s); doubles up to ``reconnect_max``
 
 
 class AckTracker:
@@ -89,99 +91,66 @@ class MqttSink:
         self.commands_received = 0
         self.store = store
         self.clock = clock
-        self.connected = asyncio.Event()
-        self.ever_connected = asyncio.Event()  # readiness: set once the first connect works
         self.published = 0
-        self.reconnects = 0
-        self.last_error = ""
-        self._password = read_secret(cfg.password_file) if cfg.password_file else None
-        self._tls = cfg.tls.client_context() if cfg.tls else None
+        password = read_secret(cfg.password_file) if cfg.password_file else None
+        status = Status(
+            ident.topic("status"), lambda state: ident.status_payload(state, clock.wall())
+        )
+        endpoint = Endpoint(
+            cfg.host,
+            cfg.effective_port,
+            cfg.client_id or f"cgw-{ident.site_id}-{ident.gateway_id}",
+            username=cfg.username,
+            password=password,
+            tls=cfg.tls.client_context() if cfg.tls else None,
+            keepalive=cfg.keepalive,
+            timeout=cfg.publish_timeout,
+            max_inflight=cfg.max_inflight,
+        )
+        # The session is persistent: commands sent while we were away are queued by the
+        # broker and arrive on reconnect (expired ones are reported, never executed).
+        commands = [(ident.topic("cmd/+"), 1)] if on_command is not None else []
+        self.session = Session(
+            endpoint,
+            Retry(RECONNECT_BASE, cfg.reconnect_max),
+            label="upstream broker",
+            down="buffering locally",
+            subscriptions=commands,
+            status=status,
+        )
+        self.connected = self.session.connected
+        self.ever_connected = self.session.ever_connected  # readiness: the first connect
 
     @property
     def client_id(self) -> str:
         """The MQTT client identifier (fixed, so the broker keeps the session)."""
-        return self.cfg.client_id or f"cgw-{self.ident.site_id}-{self.ident.gateway_id}"
+        return self.session.endpoint.client_id
 
-    def _client(self) -> aiomqtt.Client:
-        will = aiomqtt.Will(
-            self.ident.topic("status"),
-            self.ident.status_payload("offline", self.clock.wall()),
-            qos=1,
-            retain=True,
-        )
-        client = aiomqtt.Client(
-            self.cfg.host,
-            self.cfg.effective_port,
-            identifier=self.client_id,
-            username=self.cfg.username,
-            password=self._password,
-            clean_session=False,
-            keepalive=self.cfg.keepalive,
-            will=will,
-            tls_context=self._tls,
-            max_inflight_messages=self.cfg.max_inflight,
-            timeout=self.cfg.publish_timeout,
-        )
-        # aiomqtt warns once per publish above 10 pending calls; a full window is normal here.
-        client.pending_calls_threshold = 10 * self.cfg.max_inflight + 100
-        return client
+    @property
+    def reconnects(self) -> int:
+        """Connections lost or refused."""
+        return self.session.reconnects
+
+    @property
+    def last_error(self) -> str:
+        """Why the latest connection failed or ended ("" before any failure)."""
+        return self.session.last_error
 
     async def run(self) -> None:
         """Connect, drain, reconnect: until cancelled."""
-        backoff = Backoff(1.0, self.cfg.reconnect_max)
-        where = f"{self.cfg.host}:{self.cfg.effective_port}"
-        while True:
-            tracker = AckTracker()
-            try:
-                async with self._client() as client:
-                    raise_if_cancelling()
-                    backoff.reset()
-                    self.connected.set()
-                    self.ever_connected.set()
-                    log.info("connected to upstream broker %s as %s", where, self.client_id)
-                    await self._serve(client, tracker)
-            except* aiomqtt.MqttError as group:
-                exc = group.exceptions[0]
-                # only the text: the exception may pin paho's socket (a failed TLS handshake)
-                self.last_error = str(exc)
-                if self.connected.is_set() or not self.reconnects:
-                    log.warning(
-                        "upstream broker %s unreachable: %s; buffering locally",
-                        where,
-                        self.last_error,
-                    )
-            finally:
-                self.connected.clear()
-                await asyncio.shield(self._save(tracker))
-                self.store.rewind(self.name)
-            self.reconnects += 1
-            await asyncio.sleep(backoff.next())
+        await self.session.run(self._serve)
 
-    async def _serve(self, client: aiomqtt.Client, tracker: AckTracker) -> None:
-        status = self.ident.topic("status")
-        await client.publish(
-            status, self.ident.status_payload("online", self.clock.wall()), qos=1, retain=True
-        )
-        raise_if_cancelling()
-        if self.on_command is not None:
-            # The session is persistent: commands sent while we were away are queued by the
-            # broker and arrive now (expired ones are reported, never executed).
-            await client.subscribe(self.ident.topic("cmd/+"), qos=1)
-            raise_if_cancelling()
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        tracker = AckTracker()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(client), name="sink:mqtt:watch")
                 tg.create_task(self._save_loop(tracker), name="sink:mqtt:ack")
                 await self._drain(client, tracker, tg)
-        except asyncio.CancelledError:
-            # Stopping: say so while the link is still up (a clean DISCONNECT skips the will).
-            await self._save(tracker)
-            payload = self.ident.status_payload("offline", self.clock.wall())
-            try:
-                await client.publish(status, payload, qos=1, retain=True, timeout=1.0)
-            except aiomqtt.MqttError as exc:
-                log.warning("could not publish offline status: %s", exc)
-            raise
+        finally:
+            # before the session's "offline" on a stop; the rest is sent again next time
+            await asyncio.shield(self._save(tracker))
+            self.store.rewind(self.name)
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Hand on commands; raise ``MqttError`` as soon as the connection drops."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gateway.config.modbus import PointConfig
-from gateway.demo.simulator import SimulatedDevice, Simulator
+from gateway.demo.sim import SimulatedDevice, Simulator
 from tests.support.daemon import REPO, Daemon, gateway_config, stored_telemetry, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
@@ -175,7 +175,7 @@ def test_invalid_config_exits_2_naming_the_key_and_starts_nothing(tmp_path: Path
         check=False,
     )
     assert proc.returncode == 2
-    assert "devices[0].unit_id" in proc.stderr
+    assert "devices[0] (dev-1).unit_id" in proc.stderr
     assert "upstream.mqtt.colour: unknown key" in proc.stderr
     assert not (tmp_path / "never.db").exists()
 

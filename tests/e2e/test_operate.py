@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from gateway.config.modbus import PointConfig
-from gateway.demo.simulator import SimulatedDevice, Simulator
+from gateway.demo.sim import SimulatedDevice, Simulator
 from tests.support.daemon import REPO, Daemon, gateway_config, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
@@ -105,7 +105,10 @@ async def test_health_metrics_and_status_follow_the_uplink(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     async with Simulator(devices([1, 2]), port=0, interval=0.1) as sim:
-        doc = gateway_config(tmp_path / "b.db", mosquitto.port, sim.port, [1, 2])
+        # the devices must stay online until `cgw status` has looked, on a busy machine too
+        doc = gateway_config(
+            tmp_path / "b.db", mosquitto.port, sim.port, [1, 2], interval=1.0, timeout=1.0
+        )
         write_config(daemon.config, monitored(doc, port))
         daemon.start()
         health = await wait_health(
@@ -189,7 +192,7 @@ async def test_sighup_applies_a_good_file_and_keeps_the_running_config_on_a_bad_
         write_config(daemon.config, broken)
         daemon.proc.send_signal(signal.SIGHUP)
         line = await daemon.wait_log("refused")
-        assert "devices[0].unit_id" in line["msg"]
+        assert "devices[0] (dev-1).unit_id" in line["msg"]
         mark = len(rec.on(TELEMETRY + "dev-3"))
         await rec.wait_count(mark + 3, TELEMETRY + "dev-3")  # dev-3 still polled
 

@@ -27,7 +27,7 @@ def config(tmp_path: Path, port: int, public_key: Path) -> dict[str, Any]:
         "upstream": {"mqtt": {"host": "127.0.0.1", "port": port, "reconnect_max": 1}},
         "commands": {"public_keys": [str(public_key)], "require_synced_clock": False},
         "alarms": {
-            "rules": [{"kind": "contact", "id": "sos", "device": "*", "input": "sos"}],
+            "rules": [{"kind": "contact", "id": "sos", "device": "*", "input": "*"}],
             "ladders": [{"id": "default", "tiers": [{"after": 0, "channels": ["log"]}]}],
         },
     }
@@ -91,7 +91,7 @@ async def test_platform_acknowledges_an_alarm_once_though_the_command_arrives_tw
         )
         outcomes = [json.loads(x.payload)["outcome"] for x in audits if x.topic.endswith("/audit")]
         assert outcomes == ["executed", "duplicate", "rejected"]
-        metrics = render(registry_for(runtime)).decode()
+        metrics = render(registry_for(runtime.snapshot)).decode()
         assert "cgw_commands_executed_total 1.0" in metrics
         assert 'cgw_commands_rejected_total{reason="bad_signature"} 1.0' in metrics
         for msg in audits:  # everything the gateway published keeps the contract

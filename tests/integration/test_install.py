@@ -15,6 +15,7 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -179,6 +180,18 @@ def test_scripts_parse() -> None:
     for script in (INSTALL, UNINSTALL):
         run("bash", "-n", script)
         assert os.access(script, os.X_OK), f"{script} is not executable"
+
+
+def test_check_only_exits_3_for_a_config_that_is_not_valid_yet(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root)
+    venv_bin = root / "opt" / "cgw" / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "cgw").symlink_to(Path(sys.executable).with_name("cgw"))
+    result = run("bash", INSTALL, "--root", root, "--check", check=False)
+    assert result.returncode == 3, result.stdout + result.stderr  # the example's secrets are absent
+    assert "does not point to a file" in result.stdout
+    assert "/etc/cgw/gateway.yaml" in result.stdout
 
 
 def test_install_into_a_root_then_again_changes_nothing(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from gateway.config.modbus import (
 from gateway.core.clock import SystemClock
 from gateway.core.errors import TransientError
 from gateway.core.messages import DeviceStatus, Quality, Sample
-from gateway.demo.simulator import SimulatedDevice, Simulator
+from gateway.demo.sim import SimulatedDevice, Simulator
 from gateway.runtime.poller import Poller, Schedule
 from tests.support.ports import free_port
 from tests.support.socat import PtyPair

@@ -23,7 +23,7 @@ from pymodbus.pdu import ModbusPDU
 from gateway.config.loader import BUILTIN_PROFILES
 from gateway.config.modbus import PointConfig
 from gateway.core.errors import ConfigError
-from gateway.demo.simulator import SimulatedDevice, Simulator, decode_registers
+from gateway.demo.sim import SimulatedDevice, Simulator, decode_registers
 from tests.support.ports import free_port
 from tests.support.socat import PtyPair
 

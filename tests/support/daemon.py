@@ -25,9 +25,19 @@ def write_config(path: Path, doc: dict[str, Any]) -> Path:
 
 
 def gateway_config(
-    store: Path, broker_port: int, modbus_port: int, units: list[int], interval: float = 0.2
+    store: Path,
+    broker_port: int,
+    modbus_port: int,
+    units: list[int],
+    interval: float = 0.2,
+    timeout: float = 0.1,
 ) -> dict[str, Any]:
-    """A config polling ``units`` on one Modbus TCP endpoint, publishing to a local broker."""
+    """A config polling ``units`` on one Modbus TCP endpoint, publishing to a local broker.
+
+    The short default ``timeout`` finds a stopped simulator fast; a test that needs every
+    device to *stay* online on a busy machine (the simulator runs in the test's own process)
+    passes a longer one.
+    """
     return {
         "gateway": {"site_id": "s1", "gateway_id": "gw1"},
         "store": {"path": str(store), "quota": "16MiB", "reserve": "1MiB", "commit_interval": 0.2},
@@ -45,7 +55,7 @@ def gateway_config(
                 "kind": "modbus_tcp",
                 "host": "127.0.0.1",
                 "port": modbus_port,
-                "timeout": 0.1,
+                "timeout": timeout,
                 "retries": 0,
             }
         ],

@@ -14,6 +14,10 @@ The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 =========================  ======================
 
 ``validate_message`` also checks that a ``<dev>`` in the topic is the payload's ``device``.
+
+The shipped schemas are the consumers' (docs/mqtt-api.md: a consumer ignores fields it does not
+know, so they accept any). The tests hold the gateway to more: ``validator`` makes every object
+that lists its properties closed, so a field the contract does not document fails here first.
 """
 
 from __future__ import annotations
@@ -25,7 +29,14 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-__all__ = ["SCHEMA_FILES", "schema_name", "validate_message", "validator"]
+__all__ = [
+    "SCHEMA_FILES",
+    "consumer_schema",
+    "schema_name",
+    "strict",
+    "validate_message",
+    "validator",
+]
 
 SCHEMA_FILES = (
     "status.json",
@@ -39,11 +50,30 @@ SCHEMA_FILES = (
 )
 
 
+def consumer_schema(name: str) -> dict[str, Any]:
+    """``gateway/schemas/<name>`` as shipped: what a platform validates against."""
+    text = resources.files("gateway").joinpath("schemas", name).read_text(encoding="utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    Draft202012Validator.check_schema(schema)
+    return schema
+
+
+def strict(schema: Any) -> Any:
+    """A copy of ``schema`` in which every object with ``properties`` allows no others."""
+    if isinstance(schema, list):
+        return [strict(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: strict(value) for key, value in schema.items()}
+    if "properties" in out and "additionalProperties" not in out:
+        out["additionalProperties"] = False
+    return out
+
+
 @functools.cache
 def validator(name: str) -> Any:
-    """A checked Draft 2020-12 validator for ``gateway/schemas/<name>``."""
-    text = resources.files("gateway").joinpath("schemas", name).read_text(encoding="utf-8")
-    schema = json.loads(text)
+    """A strict Draft 2020-12 validator for ``gateway/schemas/<name>`` (see the docstring)."""
+    schema = strict(consumer_schema(name))
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 

@@ -34,14 +34,17 @@ PM = {"kind": "threshold", "id": "pm", "point": "pm25", "limit": 75}
 @pytest.mark.parametrize(
     ("alarms", "expected"),
     [
-        ({"rules": [{**PM, "devices": ["ghost"]}]}, "alarms.rules[0]: unknown device 'ghost'"),
+        (
+            {"rules": [{**PM, "devices": ["ghost"]}]},
+            "alarms.rules[0] (pm): unknown device 'ghost'",
+        ),
         (
             {"rules": [{"kind": "contact", "id": "sos", "device": "ghost"}]},
-            "alarms.rules[0]: unknown device 'ghost'",
+            "alarms.rules[0] (sos): unknown device 'ghost'",
         ),
         (
             {"ladders": [{"id": "default", "tiers": [{"after": 0, "channels": ["sms"]}]}]},
-            "alarms.ladders[0].tiers[0].channels: unknown channel 'sms'",
+            "alarms.ladders[0] (default).tiers[0].channels: unknown channel 'sms'",
         ),
         ({"rules": [{**PM, "ladder": "night"}]}, "unknown ladder 'night'"),
         ({"rules": [{**PM, "clear": 80}]}, "clear 80.0 must lie on the normal side of limit 75.0"),
@@ -63,7 +66,7 @@ PM = {"kind": "threshold", "id": "pm", "point": "pm25", "limit": 75}
         ),
         (
             {"rules": [{**PM, "schedule": [{"start": "25:00", "end": "06:00", "limit": 45}]}]},
-            "alarms.rules[0].schedule[0].start",
+            "alarms.rules[0] (pm).schedule[0].start",
         ),
     ],
 )

@@ -185,23 +185,28 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
     (
         "unknown-bus-key",
         _set("buses", 1, "baud", value=9600),
-        "buses[1].baud: ",
+        "buses[1] (rs).baud: ",
         ("unknown key",),
     ),
     (
         "unknown-point-key",
         _set(*P1, "register", value=3),
-        "devices[0].points[1].register: ",
+        "devices[0] (d1).points[1].register: ",
         ("unknown key",),
     ),
     # wrong types
     (
         "unit-id-not-int",
         _set(*D0, "unit_id", value="one"),
-        "devices[0].unit_id: ",
+        "devices[0] (d1).unit_id: ",
         ("valid integer",),
     ),
-    ("points-not-list", _set(*D0, "points", value="a,b"), "devices[0].points: ", ("valid list",)),
+    (
+        "points-not-list",
+        _set(*D0, "points", value="a,b"),
+        "devices[0] (d1).points: ",
+        ("valid list",),
+    ),
     ("gateway-not-mapping", _set("gateway", value="g1"), "gateway: ", ("valid dictionary",)),
     (
         "host-not-string",
@@ -212,7 +217,7 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
     (
         "address-not-int",
         _set(*P1, "address", value="0x10"),
-        "devices[0].points[1].address: ",
+        "devices[0] (d1).points[1].address: ",
         ("valid integer",),
     ),
     # missing required keys
@@ -226,46 +231,51 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
     (
         "missing-point-address",
         _drop(*P0, "address"),
-        "devices[0].points[0].address: ",
+        "devices[0] (d1).points[0].address: ",
         ("required key is missing",),
     ),
     (
         "missing-bus-kind",
         _drop("buses", 0, "kind"),
-        "buses[0].kind: ",
+        "buses[0] (tcp).kind: ",
         ("required key is missing",),
     ),
     # ranges
-    ("unit-id-0", _set(*D0, "unit_id", value=0), "devices[0].unit_id: ", ("equal to 1",)),
-    ("unit-id-248", _set(*D0, "unit_id", value=248), "devices[0].unit_id: ", ("equal to 247",)),
-    ("bus-port-0", _set("buses", 0, "port", value=0), "buses[0].port: ", ("equal to 1",)),
+    ("unit-id-0", _set(*D0, "unit_id", value=0), "devices[0] (d1).unit_id: ", ("equal to 1",)),
+    (
+        "unit-id-248",
+        _set(*D0, "unit_id", value=248),
+        "devices[0] (d1).unit_id: ",
+        ("equal to 247",),
+    ),
+    ("bus-port-0", _set("buses", 0, "port", value=0), "buses[0] (tcp).port: ", ("equal to 1",)),
     (
         "mqtt-port-70000",
         _set(*MQTT, "port", value=70000),
         "upstream.mqtt.port: ",
         ("equal to 65535",),
     ),
-    ("interval-0", _set(*D0, "interval", value=0), "devices[0].interval: ", ("equal to 0.1",)),
+    ("interval-0", _set(*D0, "interval", value=0), "devices[0] (d1).interval: ", ("equal to 0.1",)),
     (
         "negative-timeout",
         _set("buses", 0, "timeout", value=-1),
-        "buses[0].timeout: ",
+        "buses[0] (tcp).timeout: ",
         ("greater than 0",),
     ),
     (
         "max-block-126",
         _set(*D0, "max_block", value=126),
-        "devices[0].max_block: ",
+        "devices[0] (d1).max_block: ",
         ("equal to 125",),
     ),
     (
         "address-past-65535",
         _all(_set(*P1, "address", value=65535), _set(*P1, "type", value="int32")),
-        "devices[0].points[1]: ",
+        "devices[0] (d1).points[1]: ",
         ("address 65535 + 2 registers passes 65535",),
     ),
-    ("bad-device-id", _set(*D0, "id", value="d 1"), "devices[0].id: ", ("pattern",)),
-    ("bad-parity", _set("buses", 1, "parity", value="X"), "buses[1].parity: ", ("'N', 'E'",)),
+    ("bad-device-id", _set(*D0, "id", value="d 1"), "devices[0] (d 1).id: ", ("pattern",)),
+    ("bad-parity", _set("buses", 1, "parity", value="X"), "buses[1] (rs).parity: ", ("'N', 'E'",)),
     ("bad-log-level", _set("log_level", value="TRACE"), "log_level: ", ("pattern",)),
     # cross-field rules
     (
@@ -275,78 +285,78 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
             _set("buses", 0, "retries", value=2),
             _set(*D0, "interval", value=5),
         ),
-        "devices[0].interval: ",
+        "devices[0] (d1).interval: ",
         ("5.0 s is shorter than one request's worst case", "(2.0 s x 3 attempts)"),
     ),
     (
         "duplicate-device-id",
         _add("devices", item=SECOND_D1),
-        "devices[2].id: ",
+        "devices[2] (d1).id: ",
         ("duplicate device id 'd1' (also devices[0])",),
     ),
     (
         "duplicate-bus-id",
         _add("buses", item={"kind": "modbus_tcp", "id": "tcp", "host": "10.0.0.3"}),
-        "buses[2].id: ",
+        "buses[2] (tcp).id: ",
         ("duplicate bus id 'tcp' (also buses[0])",),
     ),
-    ("unknown-bus", _set(*D0, "bus", value="rs9"), "devices[0].bus: ", ("unknown bus 'rs9'",)),
+    ("unknown-bus", _set(*D0, "bus", value="rs9"), "devices[0] (d1).bus: ", ("unknown bus 'rs9'",)),
     (
         "same-unit-on-one-bus",
         _set("devices", 1, "bus", value="tcp"),
-        "devices[1].unit_id: ",
+        "devices[1] (d2).unit_id: ",
         ("unit 1 is already used on bus 'tcp' by devices[0]",),
     ),
     (
         "duplicate-point-name",
         _set(*P1, "name", value="a"),
-        "devices[0].points[1].name: ",
+        "devices[0] (d1).points[1].name: ",
         ("duplicate point name 'a'",),
     ),
     (
         "overlapping-registers",
         _set(*D0, "points", value=OVERLAPPING),
-        "devices[0].points[1].address: ",
+        "devices[0] (d1).points[1].address: ",
         ("holding 11..11 overlaps points[0] (10..11)",),
     ),
     (
         "overlap-listed-backwards",
         _set(*D0, "points", value=BACKWARDS),
-        "devices[0].points[1].address: ",
+        "devices[0] (d1).points[1].address: ",
         ("holding 10..11 overlaps points[0] (11..11)",),
     ),
     (
         "float32-wider-than-max-block",
         _all(_set(*D0, "max_block", value=1), _set(*P1, "type", value="float32")),
-        "devices[0].points[1].type: ",
+        "devices[0] (d1).points[1].type: ",
         ("float32 needs 2 registers, more than max_block 1",),
     ),
     # point consistency
     (
         "bool-in-holding-table",
         _set(*P1, "type", value="bool"),
-        "devices[0].points[1]: ",
+        "devices[0] (d1).points[1]: ",
         ("type 'bool' does not fit table 'holding'",),
     ),
     (
         "float32-in-coil-table",
         _all(_set(*P1, "table", value="coil"), _set(*P1, "type", value="float32")),
-        "devices[0].points[1]: ",
+        "devices[0] (d1).points[1]: ",
         ("type 'float32' does not fit table 'coil'",),
     ),
     (
         "range-min-above-max",
         _set(*P0, "range", value=[100, 0]),
-        "devices[0].points[0]: ",
+        "devices[0] (d1).points[0]: ",
         ("range [100.0, 0.0]: min must be below max",),
     ),
     (
         "range-min-equals-max",
         _set(*P0, "range", value=[5, 5]),
-        "devices[0].points[0]: ",
+        "devices[0] (d1).points[0]: ",
         ("range [5.0, 5.0]: min must be below max",),
     ),
-    ("scale-0", _set(*P1, "scale", value=0), "devices[0].points[1]: ", ("scale 0",)),
+    ("scale-0", _set(*P1, "scale", value=0), "devices[0] (d1).points[1]: ", ("scale 0",)),
     # store
     (
         "reserve-equals-quota",
@@ -364,7 +374,7 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
     (
         "unknown-profile",
         _all(_set(*D0, "profile", value="no-such-profile"), _drop(*D0, "points")),
-        "devices[0].profile: ",
+        "devices[0] (d1).profile: ",
         ("unknown profile 'no-such-profile'", "{dir}/profiles", str(BUILTIN_PROFILES)),
     ),
     (
@@ -430,13 +440,13 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
     (
         "unknown-bus-kind",
         _set("buses", 0, "kind", value="modbus_udp"),
-        "buses[0].kind: ",
+        "buses[0] (tcp).kind: ",
         ("'modbus_udp'", "'modbus_tcp', 'modbus_rtu'"),
     ),
     (
         "unknown-device-kind",
         _set(*D0, "kind", value="bacnet"),
-        "devices[0].kind: ",
+        "devices[0] (d1).kind: ",
         ("'bacnet'", "'modbus'"),
     ),
 ]
@@ -487,7 +497,7 @@ def test_three_independent_errors_are_reported_at_once(cfg_dir: Path) -> None:
     errors = _errors(_save(cfg_dir, doc))
     assert len(errors) == 3, errors
     heads = sorted(line.split(": ", 1)[0] for line in errors)
-    assert heads == ["devices[0].unit_id", "store.size", "upstream.mqtt.port"]
+    assert heads == ["devices[0] (d1).unit_id", "store.size", "upstream.mqtt.port"]
 
 
 def test_three_cross_reference_errors_are_reported_at_once(cfg_dir: Path) -> None:
@@ -497,9 +507,9 @@ def test_three_cross_reference_errors_are_reported_at_once(cfg_dir: Path) -> Non
     doc["devices"][1]["bus"] = "nowhere"
     errors = _errors(_save(cfg_dir, doc))
     assert errors == [
-        "buses[2].id: duplicate bus id 'rs' (also buses[1])",
-        "devices[0].points[1].name: duplicate point name 'a'",
-        "devices[1].bus: unknown bus 'nowhere'",
+        "buses[2] (rs).id: duplicate bus id 'rs' (also buses[1])",
+        "devices[0] (d1).points[1].name: duplicate point name 'a'",
+        "devices[1] (d2).bus: unknown bus 'nowhere'",
     ]
 
 
@@ -509,8 +519,8 @@ def test_a_profile_error_comes_with_the_model_errors(cfg_dir: Path) -> None:
     doc["devices"][1]["unit_id"] = 300
     errors = _errors(_save(cfg_dir, doc))
     assert len(errors) == 2, errors
-    assert errors[0].startswith("devices[0].profile: unknown profile 'no-such-profile'")
-    assert errors[1].startswith("devices[1].unit_id: ")
+    assert errors[0].startswith("devices[0] (d1).profile: unknown profile 'no-such-profile'")
+    assert errors[1].startswith("devices[1] (d2).unit_id: ")
 
 
 def test_profile_model_error_names_the_point_not_top_level(cfg_dir: Path) -> None:
@@ -665,7 +675,7 @@ def test_check_config_prints_every_error_to_stderr_and_returns_2(
     assert len(lines) == 4
     assert lines[1].startswith("  store: reserve (8388608 B) must be smaller than quota")
     assert "  upstream.mqtt.password: unknown key" in lines
-    assert any(line.startswith("  devices[0].unit_id: ") for line in lines)
+    assert any(line.startswith("  devices[0] (d1).unit_id: ") for line in lines)
     assert SECRET not in err
 
 

@@ -1,0 +1,238 @@
+"""One reconnecting MQTT session, for the upstream sink and every local-broker driver.
+
+aiomqtt 2.x has no reconnect of its own (paho runs with ``reconnect_on_failure=False``); its
+``docs/reconnection.md`` re-enters a client with ``async with`` inside ``while True`` and
+catches ``MqttError``. ``Session.run(serve)`` is that loop, written once.
+
+Contract:
+- One connection at a time. Each attempt makes a fresh ``aiomqtt.Client``: the will then
+  carries the time of this attempt, and paho never re-sends on its own a QoS 1 message that
+  timed out on an earlier link (the callers' stores re-send it; LIBRARIES.md P3).
+- Pauses between attempts come from ``Retry`` (capped, jittered, exponential), which restarts
+  from ``base`` once a connection has been up. The policy is a value, so a tighter one (a low
+  cap) is a config change, not a new loop.
+- On every connect, in this order: every subscription again (a broker that lost its state lost
+  them too; a refused filter is logged at ERROR, a QoS below the asked one at WARNING); then
+  the session is up: ``connected`` is set (``ever_connected`` the first time), the backoff
+  restarts, ``client`` is the live client; then the retained birth ``online`` on
+  ``Status.topic`` (when a ``Status`` is given) and ``serve(client)``. ``connected`` is
+  cleared as soon as the connection ends.
+- ``MqttError`` from ``serve`` (also inside an ``ExceptionGroup``) ends the connection; the
+  loop pauses, then connects again. If ``serve`` returns, the connection is closed with
+  DISCONNECT and made again after a pause the same way. Anything else propagates.
+- Logging is by transition: the first failure after being up (or at start) once at WARNING,
+  each recovery once at INFO; ``last_error`` keeps the text of the latest failure for health
+  (only the text: the exception may pin paho's socket).
+- Cancel-safe: after every await that aiomqtt runs through ``asyncio.wait_for`` (CONNACK,
+  SUBACK, PUBACK) ``raise_if_cancelling`` re-raises a stop that landed as it completed
+  (CPython gh-86296), so a stop is never swallowed. On a stop while connected, the retained
+  ``offline`` is published (1 s at most) before the clean DISCONNECT, which skips the will.
+- Incoming messages queue without bound (paho acknowledged them already); the broker's
+  ``message_size_limit`` bounds each one.
+- Sessions are persistent (``clean_session=False`` and a fixed client id, MQTT 3.1.1
+  §3.1.2.4) unless ``Endpoint.persistent`` is False: the broker keeps subscriptions and queues
+  QoS 1 messages while we are away.
+"""
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import NoReturn
+
+import aiomqtt
+
+from gateway.core.aio import raise_if_cancelling
+from gateway.core.backoff import Backoff
+
+log = logging.getLogger(__name__)
+OFFLINE_TIMEOUT = 1.0  # seconds the "offline" status may take on the way out
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Reconnect pauses: ``base * 2**n`` capped at ``cap``, less up to ``jitter`` of it.
+
+    Jitter spreads many gateways reconnecting after a platform outage. The first alarm after a
+    broker returns waits for at most one pause, so ``cap`` bounds that delay.
+    """
+
+    base: float
+    cap: float
+    jitter: float = 0.25
+
+    def backoff(self) -> Backoff:
+        """A fresh pause sequence."""
+        return Backoff(self.base, self.cap, self.jitter)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """How to reach one broker as one client."""
+
+    host: str
+    port: int
+    client_id: str
+    username: str | None = None
+    password: str | None = None
+    tls: ssl.SSLContext | None = None
+    keepalive: int = 30
+    timeout: float = 10.0  # seconds for CONNACK, SUBACK and (by default) PUBACK
+    max_inflight: int | None = None  # QoS 1 publishes awaiting PUBACK; None: paho's default
+    persistent: bool = True
+
+    @property
+    def where(self) -> str:
+        """``host:port``, for logs."""
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """The retained availability topic: birth ``online`` on connect, will and stop ``offline``."""
+
+    topic: str
+    payload: Callable[[str], bytes]  # state ("online" / "offline") -> payload
+
+
+Serve = Callable[[aiomqtt.Client], Awaitable[None]]
+
+
+class Session:
+    """A reconnecting session; ``run(serve)`` until cancelled.
+
+    Args:
+        endpoint: the broker and client identity.
+        retry: the reconnect pause policy.
+        label: what the broker is, for logs ("upstream broker", "local broker").
+        down: what being down means, for the WARNING ("buffering locally").
+        subscriptions: (filter, QoS) pairs subscribed on every connect.
+        status: birth and will, or None for none.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        retry: Retry,
+        *,
+        label: str,
+        down: str,
+        subscriptions: Sequence[tuple[str, int]] = (),
+        status: Status | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.retry = retry
+        self.label = label
+        self.down = down
+        self.subscriptions = list(subscriptions)
+        self.status = status
+        self.connected = asyncio.Event()
+        self.ever_connected = asyncio.Event()
+        self.connects = 0  # connections that got as far as ``serve``
+        self.reconnects = 0  # connections lost or refused
+        self.last_error = ""
+        self.client: aiomqtt.Client | None = None  # the live client while ``connected``
+        self._failing = False
+
+    def make_client(self) -> aiomqtt.Client:
+        """A new client for one connection."""
+        ep = self.endpoint
+        will = None
+        if self.status is not None:
+            offline = self.status.payload("offline")
+            will = aiomqtt.Will(self.status.topic, offline, qos=1, retain=True)
+        client = aiomqtt.Client(
+            ep.host,
+            ep.port,
+            identifier=ep.client_id,
+            username=ep.username,
+            password=ep.password,
+            clean_session=not ep.persistent,
+            keepalive=ep.keepalive,
+            will=will,
+            tls_context=ep.tls,
+            timeout=ep.timeout,
+            max_inflight_messages=ep.max_inflight,
+            # Unbounded: paho has acknowledged what it queues, so a dropped message is lost.
+            max_queued_incoming_messages=0,
+        )
+        if ep.max_inflight is not None:
+            # aiomqtt warns once per publish above 10 pending calls; a full window is normal.
+            client.pending_calls_threshold = 10 * ep.max_inflight + 100
+        return client
+
+    async def run(self, serve: Serve) -> NoReturn:
+        """Connect, ``serve``, and connect again after every ``MqttError``, until cancelled."""
+        backoff = self.retry.backoff()
+        while True:
+            try:
+                async with self.make_client() as client:
+                    raise_if_cancelling()
+                    await self._up(client, serve, backoff)
+            except* aiomqtt.MqttError as group:
+                self._failed(group.exceptions[0])
+            finally:
+                self.client = None
+                self.connected.clear()
+            self.reconnects += 1
+            await asyncio.sleep(backoff.next())
+
+    async def _up(self, client: aiomqtt.Client, serve: Serve, backoff: Backoff) -> None:
+        if self.subscriptions:
+            granted = await client.subscribe(self.subscriptions)
+            raise_if_cancelling()
+            self._check(granted)
+        backoff.reset()
+        self.connects += 1
+        self.client = client
+        self.connected.set()
+        self.ever_connected.set()
+        self._failing = False
+        log.info(
+            "connected to %s %s as %s",
+            self.label,
+            self.endpoint.where,
+            self.endpoint.client_id,
+            extra={"broker": self.endpoint.where},
+        )
+        status = self.status
+        try:
+            if status is not None:
+                await client.publish(status.topic, status.payload("online"), qos=1, retain=True)
+                raise_if_cancelling()
+            await serve(client)
+        except asyncio.CancelledError:
+            if status is not None:
+                # Stopping: say so while the link is up (a clean DISCONNECT skips the will).
+                payload = status.payload("offline")
+                try:
+                    await client.publish(
+                        status.topic, payload, qos=1, retain=True, timeout=OFFLINE_TIMEOUT
+                    )
+                except aiomqtt.MqttError as exc:
+                    log.warning("could not publish offline status: %s", exc)
+            raise
+
+    def _check(self, granted: Sequence[object]) -> None:
+        codes = [c if isinstance(c, int) else int(getattr(c, "value", 0x80)) for c in granted]
+        for (topic, asked), code in zip(self.subscriptions, codes, strict=False):
+            if code >= 0x80:  # §3.9.3: 0x80 is a refused subscription
+                log.error("%s refused subscription %r", self.label, topic)
+            elif code < asked:
+                log.warning(
+                    "%s granted QoS %d only on %r: messages may be lost", self.label, code, topic
+                )
+
+    def _failed(self, exc: BaseException) -> None:
+        self.last_error = str(exc)
+        if not self._failing:  # entering the failed state, not every attempt
+            self._failing = True
+            log.warning(
+                "%s %s unreachable: %s; %s",
+                self.label,
+                self.endpoint.where,
+                self.last_error,
+                self.down,
+                extra={"broker": self.endpoint.where},
+            )

@@ -1,0 +1,204 @@
+"""The reconnecting MQTT session against a real mosquitto, with faults from the MQTT proxy.
+
+What is checked: re-subscription on every connect, birth / will / stop status, log-once
+transitions (one WARNING per outage, one INFO per recovery), the backoff cap and its reset,
+``last_error``, cancel-safety during a connect that never completes, and that an error of
+``serve`` that is not an ``MqttError`` ends ``run``. The session has no event for "failed
+attempt", so ``wait_until`` polls its counters every 10 ms.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiomqtt
+import pytest
+
+from gateway.transport.mqtt import Endpoint, Retry, Session, Status
+from tests.support.mosquitto import Mosquitto
+from tests.support.proxy import MqttProxy
+from tests.support.subscriber import Recorder
+
+FAST = Retry(0.05, 0.2)  # quick reconnects: the tests wait for several attempts
+STATUS = "site/gw/status"
+LOGGER = "gateway.transport.mqtt"
+
+
+def session(
+    port: int,
+    *,
+    retry: Retry = FAST,
+    subscriptions: list[tuple[str, int]] | None = None,
+    status: Status | None = None,
+) -> Session:
+    endpoint = Endpoint("127.0.0.1", port, "session-under-test", keepalive=5, timeout=2.0)
+    return Session(
+        endpoint,
+        retry,
+        label="test broker",
+        down="testing offline",
+        subscriptions=subscriptions or [],
+        status=status,
+    )
+
+
+def status() -> Status:
+    return Status(STATUS, lambda state: state.encode())
+
+
+async def wait_until(predicate: Callable[[], bool], what: str) -> None:
+    """Poll an in-memory counter of the session (it has no event for it), for 10 s at most."""
+    deadline = time.monotonic() + 10.0
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after 10 s: {what}")
+        await asyncio.sleep(0.01)
+
+
+async def idle(client: aiomqtt.Client) -> None:
+    """A ``serve`` that only notices the end of the connection."""
+    async for _ in client.messages:
+        pass
+
+
+@contextlib.asynccontextmanager
+async def running(
+    sess: Session, serve: Callable[[aiomqtt.Client], Awaitable[None]] = idle
+) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(sess.run(serve), name="test:session")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+
+
+def records(caplog: pytest.LogCaptureFixture, level: int) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == LOGGER and r.levelno == level]
+
+
+async def test_subscribes_again_after_the_broker_forgot_the_session(
+    mosquitto: Mosquitto,
+) -> None:
+    got: asyncio.Queue[bytes] = asyncio.Queue()
+
+    async def serve(client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            assert isinstance(message.payload, bytes)
+            got.put_nowait(message.payload)
+
+    sess = session(mosquitto.port, subscriptions=[("in/#", 1)])
+    async with running(sess, serve):
+        await asyncio.wait_for(sess.connected.wait(), 10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="dev") as dev:
+            await dev.publish("in/a", b"before", qos=1)
+        assert await asyncio.wait_for(got.get(), 10) == b"before"
+        await mosquitto.restart_async()  # persistence off: the subscription is gone
+        await wait_until(lambda: sess.connects >= 2, "second connect")
+        assert sess.connected.is_set()
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="dev") as dev:
+            await dev.publish("in/a", b"after", qos=1)
+        assert await asyncio.wait_for(got.get(), 10) == b"after"
+    assert not sess.connected.is_set()
+    assert sess.client is None
+
+
+async def test_one_warning_per_outage_and_one_info_per_recovery(
+    mqtt_proxy: MqttProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOGGER)
+    await mqtt_proxy.refuse(True)
+    sess = session(mqtt_proxy.port)
+    async with running(sess):
+        await wait_until(lambda: sess.reconnects >= 4, "four refused connects")
+        assert not sess.ever_connected.is_set()
+        assert sess.last_error
+        assert len(records(caplog, logging.WARNING)) == 1
+        assert records(caplog, logging.INFO) == []
+
+        await mqtt_proxy.refuse(False)
+        await asyncio.wait_for(sess.connected.wait(), 10)
+        assert sess.ever_connected.is_set()
+        infos = records(caplog, logging.INFO)
+        assert len(infos) == 1
+        assert "connected to test broker" in infos[0].getMessage()
+
+        before = sess.reconnects
+        await mqtt_proxy.refuse(True)
+        mqtt_proxy.abort_all()  # the link dies without DISCONNECT; new connects are refused
+        await wait_until(lambda: sess.reconnects >= before + 3, "three more failures")
+        assert not sess.connected.is_set()
+        warnings = records(caplog, logging.WARNING)
+        assert len(warnings) == 2
+        assert "testing offline" in warnings[1].getMessage()
+        await mqtt_proxy.refuse(False)
+        await asyncio.wait_for(sess.connected.wait(), 10)
+    assert len(records(caplog, logging.INFO)) == 2
+    assert len(records(caplog, logging.WARNING)) == 2
+
+
+async def test_the_cap_bounds_the_wait_after_the_broker_returns(mqtt_proxy: MqttProxy) -> None:
+    """Seven failures: uncapped, the next pause would be 0.05 * 2**7 = 6.4 s; the cap is 0.2 s."""
+    await mqtt_proxy.refuse(True)
+    sess = session(mqtt_proxy.port, retry=Retry(0.05, 0.2, jitter=0.0))
+    async with running(sess):
+        await wait_until(lambda: sess.reconnects >= 7, "seven refused connects")
+        await mqtt_proxy.refuse(False)
+        back = time.monotonic()
+        await asyncio.wait_for(sess.connected.wait(), 10)
+        assert time.monotonic() - back < 1.5
+
+        # The backoff restarted from its base once up: a lost link is retried at once.
+        await mqtt_proxy.refuse(True)
+        before = sess.reconnects
+        mqtt_proxy.abort_all()
+        await wait_until(lambda: sess.reconnects >= before + 1, "link lost")
+        await mqtt_proxy.refuse(False)
+        back = time.monotonic()
+        await wait_until(lambda: sess.connects >= 2, "reconnected")
+        assert time.monotonic() - back < 1.0
+
+
+async def test_birth_will_and_offline_on_stop(mosquitto: Mosquitto, mqtt_proxy: MqttProxy) -> None:
+    async with Recorder(mosquitto.host, mosquitto.port, STATUS) as rec:
+        sess = session(mqtt_proxy.port, status=status())
+        async with running(sess):
+            await rec.wait_for(lambda msgs: [m.payload for m in msgs] == [b"online"])
+            mqtt_proxy.abort_all()  # no DISCONNECT: the broker publishes the will
+            await rec.wait_for(
+                lambda msgs: [m.payload for m in msgs][:2] == [b"online", b"offline"]
+            )
+            await rec.wait_for(lambda msgs: [m.payload for m in msgs][-1:] == [b"online"])
+            assert sess.connects == 2
+        # stopped: "offline" was published before the clean DISCONNECT
+        got = await rec.wait_for(lambda msgs: msgs[-1].payload == b"offline")
+    assert [m.payload for m in got] == [b"online", b"offline", b"online", b"offline"]
+    async with Recorder(mosquitto.host, mosquitto.port, STATUS) as late:
+        retained = await late.wait_count(1)
+    assert retained[0].retain
+    assert retained[0].payload == b"offline"
+
+
+async def test_a_stop_during_a_connect_that_never_completes(mqtt_proxy: MqttProxy) -> None:
+    mqtt_proxy.block(True)  # accepted, never a CONNACK
+    sess = session(mqtt_proxy.port)
+    async with running(sess) as task:
+        await wait_until(lambda: mqtt_proxy.connections >= 1, "a connect under way")
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+        assert done, "the stop was swallowed"
+        assert task.cancelled()
+    assert not sess.connected.is_set()
+
+
+async def test_an_error_of_serve_that_is_no_mqtt_error_ends_run(mosquitto: Mosquitto) -> None:
+    async def broken(client: aiomqtt.Client) -> None:
+        raise LookupError("a bug")
+
+    sess = session(mosquitto.port)
+    with pytest.raises(LookupError, match="a bug"):
+        await asyncio.wait_for(sess.run(broken), 10)
+    assert sess.connects == 1
+    assert not sess.connected.is_set()

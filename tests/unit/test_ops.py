@@ -1,0 +1,226 @@
+"""Health, the status line and metrics, rendered from snapshots made by hand (no runtime)."""
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from gateway.ops.health import health, status_line
+from gateway.ops.metrics import registry_for, render
+from gateway.ops.snapshot import (
+    AlarmsSnapshot,
+    ApiSnapshot,
+    CommandsSnapshot,
+    DeviceSnapshot,
+    GatewayInfo,
+    GatewaySnapshot,
+    InputsSnapshot,
+    LinkageSnapshot,
+    OpenAlarm,
+    SinkSnapshot,
+    StoreSnapshot,
+)
+from gateway.store.outbox import StoreStats
+
+MIB = 1024**2
+
+
+def healthy(store_path: Path = Path("/nonexistent/buffer.db")) -> GatewaySnapshot:
+    """A gateway with every optional part configured and everything up."""
+    return GatewaySnapshot(
+        gateway=GatewayInfo("s1", "gw1", "1.2.3", 3725.06, True, 2, 1),
+        store=StoreSnapshot(
+            StoreStats({"mqtt": 7, "influx": 3}, MIB, 16 * MIB, 4, 5, 1, 2), store_path
+        ),
+        alarms=AlarmsSnapshot(True, (), {"critical": (2, 30.5)}),
+        mqtt=SinkSnapshot(True, "", delivered=120, reconnects=1),
+        influx=SinkSnapshot(True, "", delivered=80, dead_lettered=2, retries=3),
+        influx_configured=True,
+        api=ApiSnapshot("127.0.0.1:8080", True),
+        inputs=InputsSnapshot(
+            {"local_broker:buttons": True}, {"mqtt_buttons": {"bad_json": 2, "unknown": 1}}
+        ),
+        commands=CommandsSnapshot(True, 4, 1, {"bad_signature": 3}, 0),
+        linkage=LinkageSnapshot(False, 0),
+        devices=(
+            DeviceSnapshot("dev-1", True, 10, 1, 0.5, 0.04),
+            DeviceSnapshot("dev-2", False, 6, 6, 1.5, 0.25),
+            DeviceSnapshot("dev-3", None, 0, 0, 0.0, 0.0),
+        ),
+    )
+
+
+def test_health_of_a_healthy_gateway_is_ok_and_says_what_each_component_does() -> None:
+    code, doc = health(healthy())
+    assert (code, doc["status"], doc["failing"]) == (200, "ok", [])
+    assert doc["gateway"] == {"site_id": "s1", "gateway_id": "gw1", "version": "1.2.3",
+                              "uptime_s": 3725.1}  # fmt: skip
+    assert doc["components"] == {
+        "store": {"ok": True, "detail": "1.0 MiB of 16.0 MiB used"},
+        "alarms": {"ok": True, "detail": "0 open"},
+        "api": {"ok": True, "detail": "listening on 127.0.0.1:8080"},
+        "sink:mqtt": {"ok": True, "detail": "connected"},
+        "sink:influx": {"ok": True, "detail": "writing"},
+        "local_broker:buttons": {"ok": True, "detail": "subscribed"},
+    }
+    assert list(doc["components"])[:2] == ["store", "alarms"]
+    assert doc["devices"] == {"dev-1": "online", "dev-2": "offline", "dev-3": "unknown"}
+    assert doc["backlog"] == {"mqtt": 7, "influx": 3}
+    assert doc["alarms"] == {"open": 0, "unacknowledged": 0, "worst": None}
+    assert (doc["uplink"], doc["reloads"]) == ("up", {"ok": 2, "refused": 1})
+
+
+def test_health_while_starting_is_503_and_names_what_is_not_up_yet() -> None:
+    snap = dataclasses.replace(
+        healthy(),
+        gateway=dataclasses.replace(healthy().gateway, ready=False),
+        alarms=AlarmsSnapshot(False, (), {}),
+        mqtt=None,
+        influx=None,
+        api=ApiSnapshot("127.0.0.1:8080", False),
+    )
+    code, doc = health(snap)
+    assert (code, doc["status"]) == (503, "starting")
+    assert doc["failing"] == ["alarms", "api", "sink:influx", "sink:mqtt"]
+    comps = doc["components"]
+    assert comps["alarms"]["detail"] == comps["sink:mqtt"]["detail"] == "starting"
+    assert comps["api"]["detail"] == "not listening"
+    assert comps["sink:influx"]["detail"] == "failing: no write yet"
+    assert doc["uplink"] == "down"
+
+
+def test_health_when_running_but_cut_off_is_degraded_with_the_reasons() -> None:
+    snap = dataclasses.replace(
+        healthy(),
+        mqtt=SinkSnapshot(False, "connection refused", delivered=0, reconnects=3),
+        influx=SinkSnapshot(False, "HTTP 503", delivered=0),
+        inputs=InputsSnapshot({"local_broker:buttons": False}, {}),
+    )
+    code, doc = health(snap)
+    assert (code, doc["status"]) == (503, "degraded")
+    assert doc["failing"] == ["local_broker:buttons", "sink:influx", "sink:mqtt"]
+    comps = doc["components"]
+    assert comps["sink:mqtt"]["detail"] == "unreachable: connection refused"
+    assert comps["sink:influx"]["detail"] == "failing: HTTP 503"
+    assert comps["local_broker:buttons"]["detail"] == "not connected"
+    assert doc["uplink"] == "down"
+
+
+def test_health_leaves_out_what_is_not_configured() -> None:
+    snap = dataclasses.replace(
+        healthy(), influx=None, influx_configured=False, api=None, inputs=InputsSnapshot({}, {})
+    )
+    _, doc = health(snap)
+    assert list(doc["components"]) == ["store", "alarms", "sink:mqtt"]
+
+
+def test_health_counts_unacknowledged_alarms_and_names_the_worst_of_them() -> None:
+    alarms = (
+        OpenAlarm("a1", "critical", unacknowledged=False),  # taken on: not the worst any more
+        OpenAlarm("a2", "warning", unacknowledged=True),
+        OpenAlarm("a3", "info", unacknowledged=True),
+    )
+    _, doc = health(dataclasses.replace(healthy(), alarms=AlarmsSnapshot(True, alarms, {})))
+    assert doc["alarms"] == {"open": 3, "unacknowledged": 2, "worst": "warning"}
+    assert doc["components"]["alarms"]["detail"] == "3 open"
+
+
+def test_status_line_sums_up_devices_uplink_backlog_and_alarms() -> None:
+    snap = healthy()
+    assert status_line(snap) == "1/3 devices online, uplink up, backlog 7, 0 open alarms"
+    one = AlarmsSnapshot(True, (OpenAlarm("a", "info", True),), {})
+    down = dataclasses.replace(snap, mqtt=None, alarms=one)
+    assert status_line(down) == "1/3 devices online, uplink down, backlog 7, 1 open alarms"
+
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def scrape(snapshot: Callable[[], GatewaySnapshot]) -> Samples:
+    """Every sample of one scrape, by name and labels."""
+    text = render(registry_for(snapshot)).decode()
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples[(name, frozenset(labels.items()))]
+
+
+def test_metrics_render_every_figure_of_the_snapshot(tmp_path: Path) -> None:
+    db = tmp_path / "buffer.db"
+    db.write_bytes(b"x" * 4096)
+    Path(f"{db}-wal").write_bytes(b"x" * 1000)
+    got = scrape(lambda: healthy(db))
+    expected: list[tuple[str, dict[str, str], float]] = [
+        ("cgw_info", {"site": "s1", "gateway": "gw1", "version": "1.2.3"}, 1),
+        ("cgw_ready", {}, 1),
+        ("cgw_device_online", {"device": "dev-1"}, 1),
+        ("cgw_device_online", {"device": "dev-2"}, 0),
+        ("cgw_device_polls_total", {"device": "dev-2"}, 6),
+        ("cgw_device_poll_failures_total", {"device": "dev-2"}, 6),
+        ("cgw_device_poll_seconds_total", {"device": "dev-1"}, 0.5),
+        ("cgw_device_poll_latency_seconds", {"device": "dev-2"}, 0.25),
+        ("cgw_sink_backlog_rows", {"sink": "influx"}, 3),
+        ("cgw_sink_connected", {"sink": "mqtt"}, 1),
+        ("cgw_sink_delivered_total", {"sink": "mqtt"}, 120),
+        ("cgw_sink_delivered_total", {"sink": "influx"}, 80),
+        ("cgw_sink_reconnects_total", {"sink": "mqtt"}, 1),
+        ("cgw_sink_dead_lettered_total", {"sink": "influx"}, 2),
+        ("cgw_sink_retries_total", {"sink": "influx"}, 3),
+        ("cgw_store_used_bytes", {}, MIB),
+        ("cgw_store_quota_bytes", {}, 16 * MIB),
+        ("cgw_store_evicted_total", {}, 4),
+        ("cgw_store_dropped_total", {}, 5),
+        ("cgw_store_quarantined_total", {}, 1),
+        ("cgw_store_purged_total", {}, 2),
+        ("cgw_store_file_bytes", {}, 5096),
+        ("cgw_alarms_open", {"severity": "critical"}, 0),
+        ("cgw_alarm_acknowledged_total", {"severity": "critical"}, 2),
+        ("cgw_alarm_time_to_ack_seconds_total", {"severity": "critical"}, 30.5),
+        ("cgw_alarm_acknowledged_total", {"severity": "info"}, 0),
+        ("cgw_input_rejected_total", {"input": "mqtt_buttons", "reason": "bad_json"}, 2),
+        ("cgw_commands_executed_total", {}, 4),
+        ("cgw_commands_unaudited_total", {}, 1),
+        ("cgw_commands_rejected_total", {"reason": "bad_signature"}, 3),
+        ("cgw_fire_linkage_active", {}, 0),
+        ("cgw_fire_linkage_unlocks_total", {}, 0),
+        ("cgw_config_reloads_total", {"result": "applied"}, 2),
+        ("cgw_config_reloads_total", {"result": "refused"}, 1),
+    ]
+    for name, labels, want in expected:
+        assert value(got, name, **labels) == want, (name, labels)
+    assert ("cgw_device_online", frozenset({("device", "dev-3")})) not in got  # never polled
+    assert value(got, "process_resident_memory_bytes") > 0
+
+
+def test_metrics_of_a_command_channel_between_runs_count_only_what_was_dropped() -> None:
+    snap = dataclasses.replace(
+        healthy(), commands=CommandsSnapshot(False, 0, 0, {}, 2), linkage=None, influx=None
+    )
+    got = scrape(lambda: snap)
+    assert value(got, "cgw_commands_rejected_total", reason="not_running") == 2
+    names = {name for name, _ in got}
+    assert not names & {"cgw_commands_executed_total", "cgw_fire_linkage_active"}
+    assert ("cgw_sink_connected", frozenset({("sink", "influx")})) not in got
+
+
+def test_metrics_take_a_fresh_snapshot_on_every_scrape() -> None:
+    opened: list[OpenAlarm] = []
+    taken: list[GatewaySnapshot] = []
+
+    def snapshot() -> GatewaySnapshot:
+        taken.append(dataclasses.replace(healthy(), alarms=AlarmsSnapshot(True, (*opened,), {})))
+        return taken[-1]
+
+    registry = registry_for(snapshot)
+    assert 'cgw_alarms_open{severity="critical"} 0.0' in render(registry).decode()
+    opened.append(OpenAlarm("a", "critical", True))
+    text = render(registry).decode()
+    assert len(taken) == 2
+    assert 'cgw_alarms_open{severity="critical"} 1.0' in text
+    assert 'cgw_alarms_unacknowledged{severity="critical"} 1.0' in text

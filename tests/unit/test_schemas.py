@@ -1,0 +1,31 @@
+"""The shipped payload schemas are the consumers': they accept fields a later version adds."""
+
+import json
+
+import pytest
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError
+
+from gateway.cli.main import main
+from tests.support.schemas import SCHEMA_FILES, consumer_schema, validator
+
+
+def test_shipped_schemas_accept_fields_a_later_minor_version_adds() -> None:
+    status = {"v": 1, "gateway_id": "g", "site_id": "s", "state": "online",
+              "ts": "2027-01-15T08:00:00.000Z"}  # fmt: skip
+    newer = status | {"uptime_s": 12}
+    Draft202012Validator(consumer_schema("status.json")).validate(newer)
+    validator("status.json").validate(status)
+    with pytest.raises(ValidationError, match="uptime_s"):
+        validator("status.json").validate(newer)  # the gateway's own tests stay strict
+    for name in SCHEMA_FILES:
+        assert '"additionalProperties": false' not in json.dumps(consumer_schema(name))
+
+
+def test_cgw_schema_prints_a_payload_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "telemetry"]) == 0
+    assert json.loads(capsys.readouterr().out) == consumer_schema("telemetry.json")
+    assert main(["schema"]) == 0
+    assert json.loads(capsys.readouterr().out)["title"] == "Config"
+    assert main(["schema", "telemetri"]) == 2
+    assert "unknown schema 'telemetri' (known: config, access-event" in capsys.readouterr().err
