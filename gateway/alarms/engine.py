@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
+from gateway.alarms.records import alarm_record
 from gateway.alarms.rules import Evaluator
 from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import Clock
-from gateway.core.contract import alarm_record
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Sample
 from gateway.store import Store, StoreFullError
 

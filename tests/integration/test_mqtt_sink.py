@@ -38,10 +38,11 @@ from pydantic import ValidationError
 
 from gateway.alarms.lifecycle import Lifecycle
 from gateway.alarms.model import Condition, Transition
+from gateway.alarms.records import alarm_record
 from gateway.config.alarms import AlarmsConfig
 from gateway.config.models import MqttConfig
 from gateway.core.clock import SystemClock
-from gateway.core.contract import Identity, alarm_record, iso, status_record, telemetry_record
+from gateway.core.contract import Identity, iso, status_record, telemetry_record
 from gateway.core.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
 from gateway.sinks.mqtt import FETCH, MqttSink
 from gateway.store.outbox import Store
