@@ -21,7 +21,6 @@ Contract:
 """
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -235,5 +234,4 @@ class CommandService:
                 extra={"command": cid, "outcome": outcome})  # fmt: skip
 
     def _record(self, topic: str, body: dict[str, Any]) -> Record:
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        return Record(Lane.EVENT, topic, text, self.clock.wall(), self.synced())
+        return Record(Lane.EVENT, topic, self.clock.wall(), self.synced(), fields=body)

@@ -92,7 +92,7 @@ class Harness:
         return name, json.dumps(sign_legacy(self.key, doc)).encode()
 
     def bodies(self, topic_prefix: str) -> list[dict[str, Any]]:
-        return [json.loads(r.body) for r in self.records if r.topic.startswith(topic_prefix)]
+        return [dict(r.fields) for r in self.records if r.topic.startswith(topic_prefix)]
 
     async def until(self, n: int, topic_prefix: str = "audit") -> list[dict[str, Any]]:
         async with asyncio.timeout(10):
