@@ -259,7 +259,7 @@ else
     fi
     want=$(sha256sum "$SRC/pyproject.toml" | cut -d' ' -f1)
     if [[ $(cat "$venv/.cgw-pyproject" 2>/dev/null) != "$want" ]]; then
-        # editable: the package runs from $PREFIX, next to config/profiles, which it reads
+        # editable: the package runs from $PREFIX, its profiles (package data) included
         act "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$(t "$PREFIX")"
         if grep -qs '^Raspberry Pi' /proc/device-tree/model; then
             # gpiozero's pin factory for the Pi 5 (and the default on Pi OS)

@@ -4,7 +4,7 @@ A *door terminal* (``kind: door_terminal``) is one terminal, or a fleet of ident
 ``device_from_topic`` takes the terminal id from a ``+`` level of its topics. It has an event
 topic, a heartbeat topic, an optional command topic (for remote unlock), its doors, and a
 *payload mapping* (inline ``payload:`` or named ``profile:`` from
-``config/profiles/doors/<name>.yaml``) saying where the vendor's JSON keeps each field, how its
+``gateway/profiles/doors/<name>.yaml``) saying where the vendor's JSON keeps each field, how its
 values translate into ours (``gateway.core.access``), which fields must never be read (face images
 and templates), what a heartbeat looks like and how to word an unlock command.
 
@@ -37,8 +37,9 @@ from gateway.config.mqtt_devices import (
 )
 from gateway.core.access import Credential, DenyReason, Kind
 from gateway.pipeline.privacy import Pseudonymiser
+from gateway.profiles import SHIPPED
 
-BUILTIN_DOOR_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "doors"
+BUILTIN_DOOR_PROFILES = SHIPPED / "doors"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
 # what an unlock template may name; "{door}" and "{seconds}" alone in a string keep their type
 PLACEHOLDERS = frozenset(

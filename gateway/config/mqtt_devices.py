@@ -5,7 +5,7 @@ sensors with a radio bridge) publish to inside the community; it is not the plat
 broker. A *button* (``kind: mqtt_button``) is one topic filter, possibly with ``+`` wildcards
 covering many devices, plus a *payload mapping* that says where the vendor's JSON keeps the
 event id, the state and (optionally) the input name. A mapping is written inline (``payload:``)
-or named (``profile:``) from ``config/profiles/mqtt/*.yaml``; ``resolve_payload`` finds it.
+or named (``profile:``) from ``gateway/profiles/mqtt/*.yaml``; ``resolve_payload`` finds it.
 
 Checks that span several buttons (duplicate ids, overlapping topic filters) are in
 ``check_buttons``, to be run with the other cross-field checks at load time.
@@ -29,8 +29,9 @@ from pydantic import (
 from gateway.config.base import Model, Name
 from gateway.config.broker import BrokerConfig, TlsConfig
 from gateway.core.errors import ConfigError
+from gateway.profiles import SHIPPED
 
-BUILTIN_MQTT_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "mqtt"
+BUILTIN_MQTT_PROFILES = SHIPPED / "mqtt"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # the same rule as ``Name``
 
 JsonPath = Annotated[
@@ -125,7 +126,7 @@ class MqttButtonConfig(Model):
         description="0-based topic level that names the device; it must be a '+' level",
     )
     profile: Name | None = Field(
-        None, description="Named payload mapping (config/profiles/mqtt/<name>.yaml)"
+        None, description="Named payload mapping (gateway/profiles/mqtt/<name>.yaml)"
     )
     payload: PayloadMapConfig | None = Field(None, description="Inline payload mapping")
     max_payload: int = Field(

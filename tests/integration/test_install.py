@@ -214,7 +214,7 @@ def test_install_into_a_root_then_again_changes_nothing(tmp_path: Path) -> None:
     assert (opt / "gateway" / "cli" / "main.py").read_bytes() == (
         REPO / "gateway" / "cli" / "main.py"
     ).read_bytes()
-    assert (opt / "config" / "profiles" / "pm-laser-rs485.yaml").is_file()
+    assert (opt / "gateway" / "profiles" / "pm-laser-rs485.yaml").is_file()
     assert os.access(opt / "systemd" / "install.sh", os.X_OK)
     assert not (opt / "tests").exists()
     assert not list(opt.rglob("__pycache__"))
