@@ -504,10 +504,11 @@ if [[ ! -x $cgw ]]; then
 else
     conf=$(mapped_config)
     rc=0
-    logins=$("$cgw" broker-acl --logins -c "$conf" 2>&1) &&
-        acl=$("$cgw" broker-acl -c "$conf" 2>&1) || rc=$?
-    rm -f "$conf"
-    ((rc == 0)) || die "cgw broker-acl failed: ${logins}${acl:-}"
+    logins=$("$cgw" broker-acl --logins -c "$conf" 2>"$conf.err") &&
+        acl=$("$cgw" broker-acl -c "$conf" 2>"$conf.err") || rc=$?
+    err=$(sed "s|$conf|$CONF/gateway.yaml|g" "$conf.err")
+    rm -f "$conf" "$conf.err"
+    ((rc == 0)) || die "cgw broker-acl failed: $err"
     ensure_dir "$LOGINS" 0700 root:root
     for login in $logins; do
         broker_login "$login" "$LOGINS/$login.password" || true

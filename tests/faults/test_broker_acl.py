@@ -397,3 +397,17 @@ def test_a_topic_that_would_inject_acl_lines_is_refused(
     assert "control characters" in capsys.readouterr().err
     assert cli.main(["broker-acl", "--logins", "-c", str(site_config(site, tmp_path))]) == 0
     assert capsys.readouterr().out == "sos-flats\nfacegate\n"
+
+
+def test_install_stops_on_a_config_the_acl_cannot_express(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    stage_install(root)
+    acl = (root / "etc/mosquitto/cgw.acl").read_text()
+    config = root / "etc" / "cgw" / "gateway.yaml"
+    config.write_text(config.read_text().replace("id: sos-flats\n", "id: cgw\n"))
+    result = run("bash", INSTALL, "--root", root, "--no-venv", check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "cgw broker-acl failed" in result.stderr
+    assert "/etc/cgw/gateway.yaml" in result.stderr
+    assert "'cgw' is the gateway's broker user" in result.stderr
+    assert (root / "etc/mosquitto/cgw.acl").read_text() == acl  # the last good one stays
