@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Model, Name, SecretFile
+from gateway.config.base import Model, Name, SecretFile, check_filter, check_topic_text
 from gateway.config.mqtt_devices import (
     JsonPath,
     StateValue,
@@ -60,17 +60,6 @@ def _seconds(value: object) -> object:
 
 Duration = Annotated[int, BeforeValidator(_seconds)]
 DoorRef = StrictInt | Annotated[str, Field(min_length=1, max_length=64)]
-
-
-def check_filter(topic: str) -> str:
-    """A ``+``-only topic filter (MQTT 3.1.1 §4.7), as for buttons; raises ``ValueError``."""
-    if "#" in topic or "\0" in topic:
-        raise ValueError(f"{topic!r}: '#' and NUL are not allowed; use '+' per level")
-    if topic.startswith("$"):
-        raise ValueError(f"{topic!r}: '$' topics belong to the broker")
-    if any("+" in level and level != "+" for level in topic.split("/")):
-        raise ValueError(f"{topic!r}: '+' must fill a whole topic level")
-    return topic
 
 
 Filter = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(check_filter)]
@@ -303,7 +292,7 @@ class DoorTerminalConfig(Model):
         _unique([d.id for d in self.doors], "doors")
         _unique([(d.terminal or self.id, d.door_ref) for d in self.doors], "doors (terminal, ref)")
         if self.command_topic is not None:
-            topic = self.command_topic
+            topic = check_topic_text(self.command_topic)
             if any(c in topic for c in "+#\0") or topic.startswith("$"):
                 raise ValueError(f"command_topic {topic!r}: no wildcards, NUL or '$' topics")
             if set(PLACEHOLDER.findall(topic)) - {"terminal"}:

@@ -26,7 +26,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Model, Name
+from gateway.config.base import Model, Name, check_filter
 from gateway.config.broker import BrokerConfig, TlsConfig
 from gateway.core.errors import ConfigError
 from gateway.profiles import SHIPPED
@@ -143,15 +143,7 @@ class MqttButtonConfig(Model):
     @field_validator("topic")
     @classmethod
     def _topic(cls, topic: str) -> str:
-        # MQTT 3.1.1 §4.7: '+' fills a whole level; §4.7.2: '$' topics are the broker's own;
-        # §1.5.3: no U+0000. '#' would subscribe to everything below: name the levels instead.
-        if "#" in topic or "\0" in topic:
-            raise ValueError(f"{topic!r}: '#' and NUL are not allowed; use '+' per level")
-        if topic.startswith("$"):
-            raise ValueError(f"{topic!r}: '$' topics belong to the broker")
-        if any("+" in level and level != "+" for level in topic.split("/")):
-            raise ValueError(f"{topic!r}: '+' must fill a whole topic level")
-        return topic
+        return check_filter(topic)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
