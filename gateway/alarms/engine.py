@@ -31,6 +31,7 @@ from gateway.alarms.rules import Evaluator
 from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import Clock
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Sample
+from gateway.core.snapshots import AlarmsSnapshot, OpenAlarm
 from gateway.store import Store, StoreFullError
 
 if TYPE_CHECKING:
@@ -223,6 +224,14 @@ class AlarmEngine:
             sev: _figures([a for a in alarms if a["severity"] == sev])
             for sev in ("critical", "warning", "info")
         }
+
+    def snapshot(self) -> AlarmsSnapshot:
+        """Whether the engine has loaded its open alarms, which are open, acknowledgements."""
+        return AlarmsSnapshot(
+            ready=self.ready.is_set(),
+            open=tuple(OpenAlarm(a.id, a.severity, a.state in UNACKED) for a in self.open_alarms()),
+            acked=dict(self.acked),
+        )
 
     def open_alarms(self) -> list[Alarm]:
         """Open alarms, oldest first."""

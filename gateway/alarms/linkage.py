@@ -22,6 +22,7 @@ from typing import Protocol
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError
 from gateway.core.messages import Lane, Record
+from gateway.core.snapshots import LinkageSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,10 @@ class FireLinkage:
     def holds(self, door: str) -> bool:
         """Whether ``door`` is held released by the linkage right now."""
         return self.active and door in self.routes
+
+    def snapshot(self) -> LinkageSnapshot:
+        """Whether escape routes are held released, and the unlocks sent."""
+        return LinkageSnapshot(self.active, self.unlocks_sent)
 
     async def run(self) -> None:
         """Check and release until cancelled."""

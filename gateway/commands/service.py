@@ -35,6 +35,7 @@ from gateway.config.commands import CommandsConfig
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError
 from gateway.core.messages import Lane, Record
+from gateway.core.snapshots import CommandsSnapshot
 
 log = logging.getLogger(__name__)
 PRUNE_EVERY = 60.0  # seconds between replay-cache prunes
@@ -97,6 +98,11 @@ class CommandService:
             self._queue.put_nowait((name, payload))
         except asyncio.QueueFull:
             self.rejected["overload"] += 1
+
+    def snapshot(self, dropped: int = 0) -> CommandsSnapshot:
+        """The channel's counters; ``dropped``: messages that came while it was not running."""
+        rejected, received = dict(self.rejected), dict(self.received)
+        return CommandsSnapshot(True, self.executed, self.unaudited, rejected, dropped, received)
 
     async def run(self) -> None:
         """Open the replay cache, report interrupted commands, then serve until cancelled."""

@@ -5,7 +5,7 @@ from typing import Annotated, Self
 
 from pydantic import ByteSize, Field, field_validator, model_validator
 
-from gateway.config.alarms import AlarmsConfig
+from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
 from gateway.config.api import ApiConfig
 from gateway.config.base import Model, Name
 from gateway.config.broker import BrokerConfig
@@ -139,6 +139,13 @@ class Config(Model):
         description="Extra folders with device profiles, searched before <config dir>/profiles",
     )
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level")
+
+    @property
+    def fire_rules(self) -> set[str]:
+        """Ids of the contact rules of type ``fire`` (their alarms release the escape routes)."""
+        return {
+            r.id for r in self.alarms.rules if isinstance(r, ContactRuleConfig) and r.type == "fire"
+        }
 
     @property
     def escape_routes(self) -> list[str]:

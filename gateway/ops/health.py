@@ -17,7 +17,8 @@ Contract:
 from typing import Any
 
 from gateway.alarms.engine import SEVERITY_RANK
-from gateway.ops.snapshot import GatewaySnapshot, SinkSnapshot
+from gateway.core.snapshots import SinkSnapshot
+from gateway.ops.snapshot import GatewaySnapshot
 
 
 def _mib(n: int) -> str:

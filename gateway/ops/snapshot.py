@@ -1,23 +1,27 @@
-"""What the operations side reads of a running gateway: frozen snapshots, taken on demand.
+"""What the operations side reads of a running gateway: one aggregate of the parts' snapshots.
 
 Contract:
-- Every type here is a frozen, slotted value: taking one copies the figures out of the live
-  component, so a reader can keep it, compare it or render it later without seeing it change
-  and without reaching into the component. Health, metrics, ``cgw status`` and the ``status``
-  platform action read nothing else of the running gateway.
+- Each part is the frozen snapshot a component publishes (``gateway.core.snapshots``, taken by
+  its ``snapshot()``); health, metrics, ``cgw status`` and the ``status`` platform action read
+  nothing else of the running gateway.
 - ``GatewaySnapshot`` is the aggregate the composition root builds when asked (each scrape,
   each ``/health``, each status line); nothing in ``gateway.ops`` knows where its parts came
   from. A part is None only when the component is absent: not configured, or between two
   runs while a reload restarts it.
-- Counters are as the component keeps them: they start over when a reload restarts it.
-- Mappings are fresh copies; nobody mutates them after the snapshot is taken.
 """
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-from gateway.store.outbox import StoreStats
+from gateway.core.snapshots import (
+    AlarmsSnapshot,
+    ApiSnapshot,
+    CommandsSnapshot,
+    DeviceSnapshot,
+    InputsSnapshot,
+    LinkageSnapshot,
+    SinkSnapshot,
+    StoreSnapshot,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,97 +35,6 @@ class GatewayInfo:
     ready: bool  # the local alarm path (and the local API, when configured) is up
     reloads: int  # config reloads applied
     reload_failures: int  # config reloads refused
-
-
-@dataclass(frozen=True, slots=True)
-class StoreSnapshot:
-    """The outbox's in-memory figures and where its files are."""
-
-    stats: StoreStats
-    path: Path  # the database; its WAL is ``<path>-wal``
-
-    @property
-    def backlog(self) -> Mapping[str, int]:
-        """Rows each sink has not confirmed (an upper bound), by sink name."""
-        return self.stats.rows
-
-
-@dataclass(frozen=True, slots=True)
-class SinkSnapshot:
-    """One upstream sink: its connection and its counters."""
-
-    connected: bool  # MQTT: the session is up; InfluxDB: the last write succeeded
-    last_error: str  # "" when there was none
-    delivered: int  # messages (MQTT) or rows (InfluxDB) the server confirmed
-    reconnects: int = 0  # connections lost or refused
-    dead_lettered: int = 0  # rows the server refused for good
-    retries: int = 0  # failed writes retried
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAlarm:
-    """What health and metrics need of one open alarm."""
-
-    id: str
-    severity: str  # critical | warning | info
-    unacknowledged: bool  # nobody took it on yet
-
-
-@dataclass(frozen=True, slots=True)
-class AlarmsSnapshot:
-    """The alarm engine: whether it has loaded its open alarms, which are open, acks so far."""
-
-    ready: bool
-    open: tuple[OpenAlarm, ...]
-    acked: Mapping[str, tuple[int, float]]  # severity -> (acknowledged, sum of seconds to ack)
-
-
-@dataclass(frozen=True, slots=True)
-class ApiSnapshot:
-    """The local alarm API."""
-
-    where: str  # host:port
-    listening: bool
-
-
-@dataclass(frozen=True, slots=True)
-class InputsSnapshot:
-    """Streaming inputs: their broker connections and the messages they rejected."""
-
-    connections: Mapping[str, bool]  # e.g. "local_broker:buttons" -> subscribed
-    rejects: Mapping[str, Mapping[str, int]]  # input -> reason -> count
-
-
-@dataclass(frozen=True, slots=True)
-class CommandsSnapshot:
-    """The platform command channel; ``executed`` and friends count only while it runs."""
-
-    running: bool
-    executed: int
-    unaudited: int  # rejections counted but not audited (rate limit)
-    rejected: Mapping[str, int]  # reason -> count
-    dropped: int  # command messages that arrived while it was not running
-    received: Mapping[str, int] = field(default_factory=dict)  # wire form -> messages read
-
-
-@dataclass(frozen=True, slots=True)
-class LinkageSnapshot:
-    """The fire linkage of escape routes."""
-
-    active: bool  # escape routes are held released
-    unlocks_sent: int
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceSnapshot:
-    """One polled device: availability and polling figures."""
-
-    id: str
-    online: bool | None  # None until its first poll
-    polls: int
-    failed_polls: int
-    latency_sum: float  # seconds over all polls
-    last_latency: float  # seconds
 
 
 @dataclass(frozen=True, slots=True)

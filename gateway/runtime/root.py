@@ -19,19 +19,17 @@ running config and logs why. A good one restarts only the components whose confi
 
 import asyncio
 import functools
-import json
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import DriverGroup, GroupPlan, Ports
+from drivers.base import DriverGroup, GroupPlan, Ports, config_key
 from drivers.registry import plan
 from gateway import __version__
 from gateway.alarms.engine import AlarmEngine
 from gateway.commands.dispatch import Dispatcher
-from gateway.config.alarms import ContactRuleConfig
 from gateway.config.influx import InfluxConfig
 from gateway.config.models import Config
 from gateway.core.clock import Clock, SystemClock
@@ -43,7 +41,7 @@ from gateway.core.messages import Lane
 from gateway.core.timesync import SyncState
 from gateway.ops import systemd
 from gateway.ops.health import status_line
-from gateway.ops.snapshot import GatewayInfo, GatewaySnapshot, StoreSnapshot
+from gateway.ops.snapshot import GatewayInfo, GatewaySnapshot
 from gateway.pipeline.stages import pipeline
 from gateway.runtime import views
 from gateway.runtime.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
@@ -61,10 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _key(*parts: Any) -> str:
-    return json.dumps(parts, sort_keys=True, default=str)
-
-
 def _dump(model: Any) -> Any:
     return None if model is None else model.model_dump(mode="json")
 
@@ -75,6 +69,7 @@ class Core:
 
     store: Store
     alarms: AlarmEngine
+    orders: Dispatcher  # the one way back to the devices
     components: Components
 
 
@@ -110,7 +105,6 @@ class Runtime:
         self.reload_failures = 0
         self.started = self.clock.wall()
         self.devices = DeviceStates()  # every device's state, whatever its kind
-        self.dispatcher: Dispatcher | None = None  # the one way back to the devices
         self._reload_wanted = asyncio.Event()
         self._synced = SyncState(self.clock)
         self.commands: CommandService | None = None  # when the command channel is configured
@@ -140,45 +134,44 @@ class Runtime:
     # -- outputs ----------------------------------------------------------------------------
 
     def _sound(self, severity: Severity) -> None:
-        assert self.dispatcher is not None
-        self.dispatcher.submit(SoundSiren(severity))
+        self._orders().submit(SoundSiren(severity))
 
     # -- components -------------------------------------------------------------------------
 
     def _wanted(self, cfg: Config) -> list[Component]:
         """Every component ``cfg`` asks for, keyed by the config each is built from."""
-        engine = self.alarms
+        engine, key = self.alarms, config_key  # a key: the JSON of what it is built from
         out = [
-            Component("alarms", ALARMS, _key(_dump(cfg.alarms), [_dump(c) for c in cfg.channels]),
+            Component("alarms", ALARMS, key(_dump(cfg.alarms), [_dump(c) for c in cfg.channels]),
                       lambda: run_alarms(engine, cfg)),
-            Component("sink:mqtt", SINKS, _key(_dump(cfg.upstream.mqtt), cfg.commands is not None),
+            Component("sink:mqtt", SINKS, key(_dump(cfg.upstream.mqtt), cfg.commands is not None),
                       lambda: self._run_mqtt(cfg)),
         ]  # fmt: skip
         if cfg.commands is not None:
             out.append(
-                Component("commands", SERVICES, _key(_dump(cfg.commands)),
+                Component("commands", SERVICES, key(_dump(cfg.commands)),
                           lambda: self._run_commands(cfg))
             )  # fmt: skip
         if (influx := cfg.upstream.influx) is not None:
             out.append(
-                Component("sink:influx", SINKS, _key(_dump(influx)),
+                Component("sink:influx", SINKS, key(_dump(influx)),
                           lambda: self._run_influx(influx))
             )  # fmt: skip
         if (api := cfg.api) is not None:
-            out.append(Component("api", SERVICES, _key(_dump(api)),
+            out.append(Component("api", SERVICES, key(_dump(api)),
                                  lambda: run_api(api, engine, self.api_up)))  # fmt: skip
         if (monitor := cfg.monitor) is not None:
             out.append(
-                Component("monitor", SERVICES, _key(_dump(monitor)),
+                Component("monitor", SERVICES, key(_dump(monitor)),
                           lambda: run_monitor(monitor, self.snapshot))
             )  # fmt: skip
         routes = cfg.escape_routes
         if routes:
             out.append(
-                Component("linkage", ALARMS, _key(routes, _dump(cfg.alarms)),
+                Component("linkage", ALARMS, key(routes, _dump(cfg.alarms)),
                           lambda: self._run_linkage(cfg, routes))
             )  # fmt: skip
-        out.append(Component("dispatch", ALARMS, "", self._run_dispatch))
+        out.append(Component("dispatch", ALARMS, "", lambda: self._orders().run()))
         return out + self._driver_groups(cfg)
 
     def _driver_groups(self, cfg: Config) -> list[Component]:
@@ -231,10 +224,7 @@ class Runtime:
     async def _run_linkage(self, cfg: Config, routes: list[str]) -> None:
         from gateway.alarms.linkage import FireLinkage
 
-        engine = self.alarms
-        fire_rules = {
-            r.id for r in cfg.alarms.rules if isinstance(r, ContactRuleConfig) and r.type == "fire"
-        }
+        engine, fire_rules = self.alarms, cfg.fire_rules
 
         def fire_alarms() -> list[str]:
             return [a.id for a in engine.open_alarms() if a.rule in fire_rules]
@@ -255,14 +245,10 @@ class Runtime:
             self.linkage = None
 
     def _orders(self) -> Dispatcher:
-        assert self.dispatcher is not None
-        return self.dispatcher
+        return self._running().orders
 
     def _submit(self, order: Order) -> None:
         self._orders().submit(order)
-
-    async def _run_dispatch(self) -> None:
-        await self._orders().run()
 
     async def _run_influx(self, cfg: InfluxConfig) -> None:
         from gateway.sinks.influx import InfluxSink  # its client library is heavy
@@ -327,7 +313,7 @@ class Runtime:
 
     async def _run(self, stop: asyncio.Event, store: Store) -> None:
         cfg = self.cfg
-        self.dispatcher = Dispatcher(lambda: self.alarms, store.add, self.clock, self._synced)
+        orders = Dispatcher(lambda: self.alarms, store.add, self.clock, self._synced)
         engine = AlarmEngine(
             cfg.alarms,
             store,
@@ -342,7 +328,7 @@ class Runtime:
                 store.run_committer(cfg.store.commit_interval), name="store:commit"
             )
             parts = Components(tg)
-            self._core = Core(store, engine, parts)
+            self._core = Core(store, engine, orders, parts)
             await parts.apply(self._wanted(cfg))
             log.info(
                 "gateway %s/%s running: %d components, upstream %s:%d",
@@ -383,17 +369,17 @@ class Runtime:
                            self.ready.is_set(), self.reloads, self.reload_failures)  # fmt: skip
         return GatewaySnapshot(
             gateway=info,
-            store=StoreSnapshot(core.store.stats(), core.store.path),
-            alarms=views.alarms(core.alarms),
-            mqtt=views.mqtt(self.sink),
-            influx=views.influx(self.influx),
+            store=core.store.snapshot(),
+            alarms=core.alarms.snapshot(),
+            mqtt=None if self.sink is None else self.sink.snapshot(),
+            influx=None if self.influx is None else self.influx.snapshot(),
             influx_configured=cfg.upstream.influx is not None,
             api=views.api(cfg.api, self.api_up),
             inputs=views.inputs(
                 [g.drivers.probes for g in groups], [g.drivers.rejects for g in groups]
             ),
             commands=views.commands(self.commands, self.commands_dropped),
-            linkage=views.linkage(self.linkage),
+            linkage=None if self.linkage is None else self.linkage.snapshot(),
             devices=views.devices(self.devices.snapshot()),
         )
 

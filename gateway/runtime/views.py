@@ -1,9 +1,12 @@
-"""Snapshots of live components, for ``Runtime.snapshot``: one small function per part.
+"""The parts of ``Runtime.snapshot`` that no single component publishes.
+
+Components publish their own ``snapshot()`` (the store, the alarm engine, the sinks, the
+command channel, the fire linkage). What is left here belongs to the composition root: the
+API's listening state, the inputs of every running driver group, the command channel while a
+reload restarts it, and the device states shaped as health and metrics read them.
 
 Contract: each function copies what it reads into the frozen types of
-``gateway.ops.snapshot`` and keeps no reference to the component; none blocks or awaits.
-They are the only code that knows which attribute of which component a figure comes from,
-so a component that starts publishing its own ``snapshot()`` replaces one function here.
+``gateway.core.snapshots`` and keeps no reference; none blocks or awaits.
 """
 
 from __future__ import annotations
@@ -12,39 +15,21 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
-from gateway.alarms.model import UNACKED
 from gateway.core.devices import DeviceState
-from gateway.ops.snapshot import (
-    AlarmsSnapshot,
+from gateway.core.snapshots import (
     ApiSnapshot,
     CommandsSnapshot,
     DeviceSnapshot,
     InputsSnapshot,
-    LinkageSnapshot,
-    OpenAlarm,
-    SinkSnapshot,
 )
 
 if TYPE_CHECKING:  # the runtime imports these when configured; a view never needs to
-    from gateway.alarms.engine import AlarmEngine
-    from gateway.alarms.linkage import FireLinkage
     from gateway.commands.service import CommandService
     from gateway.config.api import ApiConfig
-    from gateway.sinks.influx import InfluxSink
-    from gateway.sinks.mqtt import MqttSink
 
 POLLED_KINDS = ("modbus",)  # the kinds health and metrics list as devices today
 Probe = Callable[[], bool]  # is this input's connection up?
 Counts = Callable[[], Mapping[str, int]]  # an input's rejected messages by reason
-
-
-def alarms(engine: AlarmEngine) -> AlarmsSnapshot:
-    """The engine's open alarms and its acknowledgement figures."""
-    return AlarmsSnapshot(
-        ready=engine.ready.is_set(),
-        open=tuple(OpenAlarm(a.id, a.severity, a.state in UNACKED) for a in engine.open_alarms()),
-        acked=dict(engine.acked),
-    )
 
 
 def api(cfg: ApiConfig | None, listening: asyncio.Event) -> ApiSnapshot | None:
@@ -52,42 +37,11 @@ def api(cfg: ApiConfig | None, listening: asyncio.Event) -> ApiSnapshot | None:
     return None if cfg is None else ApiSnapshot(f"{cfg.host}:{cfg.port}", listening.is_set())
 
 
-def mqtt(sink: MqttSink | None) -> SinkSnapshot | None:
-    """The upstream MQTT session, or None while it is not running."""
-    if sink is None:
-        return None
-    return SinkSnapshot(
-        connected=sink.connected.is_set(),
-        last_error=sink.last_error,
-        delivered=sink.published,
-        reconnects=sink.reconnects,
-    )
-
-
-def influx(sink: InfluxSink | None) -> SinkSnapshot | None:
-    """The InfluxDB sink, or None while it is not running."""
-    if sink is None:
-        return None
-    return SinkSnapshot(
-        connected=sink.connected.is_set(),
-        last_error=sink.last_error,
-        delivered=sink.rows_written,
-        dead_lettered=sink.dead_lettered,
-        retries=sink.retries,
-    )
-
-
 def commands(service: CommandService | None, dropped: int) -> CommandsSnapshot:
     """The command channel's counters; ``dropped`` arrived while it was not running."""
     if service is None:
         return CommandsSnapshot(False, 0, 0, {}, dropped)
-    rejected, received = dict(service.rejected), dict(service.received)
-    return CommandsSnapshot(True, service.executed, service.unaudited, rejected, dropped, received)
-
-
-def linkage(fire: FireLinkage | None) -> LinkageSnapshot | None:
-    """The fire linkage, or None while it is not running."""
-    return None if fire is None else LinkageSnapshot(fire.active, fire.unlocks_sent)
+    return service.snapshot(dropped)
 
 
 def inputs(

@@ -48,6 +48,7 @@ from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
 from gateway.core.contract import Identity
 from gateway.core.messages import Lane, Quality
+from gateway.core.snapshots import SinkSnapshot
 from gateway.store.outbox import Row, Store
 
 log = logging.getLogger(__name__)
@@ -188,6 +189,16 @@ class InfluxSink:
         self._last_ms: dict[str, int] = {}  # per device: the last timestamp written
         self._backoff = Backoff(min(1.0, cfg.retry_max), cfg.retry_max)
         self._failing = False
+
+    def snapshot(self) -> SinkSnapshot:
+        """Whether the last write succeeded, and the rows written, dead-lettered, retried."""
+        return SinkSnapshot(
+            connected=self.connected.is_set(),
+            last_error=self.last_error,
+            delivered=self.rows_written,
+            dead_lettered=self.dead_lettered,
+            retries=self.retries,
+        )
 
     async def run(self) -> None:
         """Drain the telemetry lane to the server: until cancelled."""

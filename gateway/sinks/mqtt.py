@@ -30,6 +30,7 @@ from gateway.config.models import MqttConfig
 from gateway.core.clock import Clock
 from gateway.core.contract import Identity, render
 from gateway.core.messages import Lane
+from gateway.core.snapshots import SinkSnapshot
 from gateway.store.outbox import Row, Store
 from gateway.transport.mqtt import Endpoint, Retry, Session, Status
 
@@ -135,6 +136,15 @@ class MqttSink:
     def last_error(self) -> str:
         """Why the latest connection failed or ended ("" before any failure)."""
         return self.session.last_error
+
+    def snapshot(self) -> SinkSnapshot:
+        """The session's state and what the broker confirmed."""
+        return SinkSnapshot(
+            connected=self.connected.is_set(),
+            last_error=self.last_error,
+            delivered=self.published,
+            reconnects=self.reconnects,
+        )
 
     async def run(self) -> None:
         """Connect, drain, reconnect: until cancelled."""

@@ -6,7 +6,8 @@ store thread and mirrors them in memory; ``cursors`` keeps each sink's handed an
 cursors; ``outbox`` is the ``Store`` the rest of the gateway uses.
 """
 
-from gateway.store.model import Row, StoreFullError, StoreStats
+from gateway.core.snapshots import StoreStats
+from gateway.store.model import Row, StoreFullError
 from gateway.store.outbox import Store
 
 __all__ = ["Row", "Store", "StoreFullError", "StoreStats"]

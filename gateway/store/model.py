@@ -1,7 +1,6 @@
 """What the store hands out and reports: rows, figures, the full error, row sizes."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from gateway.core.errors import TransientError
@@ -31,19 +30,6 @@ class Row(NamedTuple):
     retain: bool
     fields: Mapping[str, Json]  # every lane but telemetry: the fields of its kind
     points: tuple[Point, ...]  # telemetry: the readings of one poll
-
-
-@dataclass(frozen=True, slots=True)
-class StoreStats:
-    """Figures for status and metrics."""
-
-    rows: dict[str, int]
-    used_bytes: int
-    quota_bytes: int
-    evicted: int
-    dropped: int
-    quarantined: int
-    purged: int = 0  # personal data deleted at the end of its retention
 
 
 def size(rec: Record, body: str) -> int:

@@ -42,10 +42,11 @@ from typing import Any, TypeVar
 
 from gateway.core.errors import StoreError
 from gateway.core.messages import Lane, Record
+from gateway.core.snapshots import StoreSnapshot, StoreStats
 from gateway.store.cursors import Cursors
 from gateway.store.db import open_db
 from gateway.store.ledger import Ledger, Stored, rows
-from gateway.store.model import Row, StoreFullError, StoreStats
+from gateway.store.model import Row, StoreFullError
 from gateway.store.schema import STORE, unclean
 
 __all__ = ["MAX_QUEUED", "Row", "Store", "StoreFullError", "StoreStats"]
@@ -327,6 +328,10 @@ class Store:
             await self._run(ledger.ack, sink, dict(upto))
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: cursor update failed: {exc}") from exc
+
+    def snapshot(self) -> StoreSnapshot:
+        """What health and metrics read of the store (memory only, no disk access)."""
+        return StoreSnapshot(self.stats(), self.path)
 
     def stats(self) -> StoreStats:
         """Current figures (from memory; no disk access)."""

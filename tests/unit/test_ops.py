@@ -6,22 +6,21 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.ops.health import health, status_line
-from gateway.ops.metrics import registry_for, render
-from gateway.ops.snapshot import (
+from gateway.core.snapshots import (
     AlarmsSnapshot,
     ApiSnapshot,
     CommandsSnapshot,
     DeviceSnapshot,
-    GatewayInfo,
-    GatewaySnapshot,
     InputsSnapshot,
     LinkageSnapshot,
     OpenAlarm,
     SinkSnapshot,
     StoreSnapshot,
+    StoreStats,
 )
-from gateway.store.outbox import StoreStats
+from gateway.ops.health import health, status_line
+from gateway.ops.metrics import registry_for, render
+from gateway.ops.snapshot import GatewayInfo, GatewaySnapshot
 
 MIB = 1024**2
 

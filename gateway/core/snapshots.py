@@ -1,0 +1,121 @@
+"""What components publish about themselves: frozen snapshots, taken on demand.
+
+Contract:
+- Every type here is a frozen, slotted value: a component's ``snapshot()`` copies its figures
+  out, so a reader can keep it, compare it or render it later without seeing it change and
+  without reaching into the component. Health, metrics, ``cgw status`` and the ``status``
+  platform action read nothing else of a running gateway (``gateway.ops.snapshot`` holds the
+  aggregate the composition root builds from these).
+- They live in the core so that every layer can publish one without importing the layers that
+  read them.
+- Counters are as the component keeps them: they start over when a reload restarts it.
+- Mappings are fresh copies; nobody mutates them after the snapshot is taken.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """Figures for status and metrics."""
+
+    rows: dict[str, int]
+    used_bytes: int
+    quota_bytes: int
+    evicted: int
+    dropped: int
+    quarantined: int
+    purged: int = 0  # personal data deleted at the end of its retention
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSnapshot:
+    """The outbox's in-memory figures and where its files are."""
+
+    stats: StoreStats
+    path: Path  # the database; its WAL is ``<path>-wal``
+
+    @property
+    def backlog(self) -> Mapping[str, int]:
+        """Rows each sink has not confirmed (an upper bound), by sink name."""
+        return self.stats.rows
+
+
+@dataclass(frozen=True, slots=True)
+class SinkSnapshot:
+    """One upstream sink: its connection and its counters."""
+
+    connected: bool  # MQTT: the session is up; InfluxDB: the last write succeeded
+    last_error: str  # "" when there was none
+    delivered: int  # messages (MQTT) or rows (InfluxDB) the server confirmed
+    reconnects: int = 0  # connections lost or refused
+    dead_lettered: int = 0  # rows the server refused for good
+    retries: int = 0  # failed writes retried
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAlarm:
+    """What health and metrics need of one open alarm."""
+
+    id: str
+    severity: str  # critical | warning | info
+    unacknowledged: bool  # nobody took it on yet
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmsSnapshot:
+    """The alarm engine: whether it has loaded its open alarms, which are open, acks so far."""
+
+    ready: bool
+    open: tuple[OpenAlarm, ...]
+    acked: Mapping[str, tuple[int, float]]  # severity -> (acknowledged, sum of seconds to ack)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSnapshot:
+    """The local alarm API."""
+
+    where: str  # host:port
+    listening: bool
+
+
+@dataclass(frozen=True, slots=True)
+class InputsSnapshot:
+    """Streaming inputs: their broker connections and the messages they rejected."""
+
+    connections: Mapping[str, bool]  # e.g. "local_broker:buttons" -> subscribed
+    rejects: Mapping[str, Mapping[str, int]]  # input -> reason -> count
+
+
+@dataclass(frozen=True, slots=True)
+class CommandsSnapshot:
+    """The platform command channel; ``executed`` and friends count only while it runs."""
+
+    running: bool
+    executed: int
+    unaudited: int  # rejections counted but not audited (rate limit)
+    rejected: Mapping[str, int]  # reason -> count
+    dropped: int  # command messages that arrived while it was not running
+    received: Mapping[str, int] = field(default_factory=dict)  # wire form -> messages read
+
+
+@dataclass(frozen=True, slots=True)
+class LinkageSnapshot:
+    """The fire linkage of escape routes."""
+
+    active: bool  # escape routes are held released
+    unlocks_sent: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSnapshot:
+    """One polled device: availability and polling figures."""
+
+    id: str
+    online: bool | None  # None until its first poll
+    polls: int
+    failed_polls: int
+    latency_sum: float  # seconds over all polls
+    last_latency: float  # seconds
