@@ -131,9 +131,7 @@ class Runtime:
         """Every device poller running now."""
         return [p for group in self.groups.values() for p in group.pollers]
 
-    # -- outputs ----------------------------------------------------------------------------
-
-    def _sound(self, severity: Severity) -> None:
+    def _sound(self, severity: Severity) -> None:  # the engine's outputs: sirens and lights
         self._orders().submit(SoundSiren(severity))
 
     # -- components -------------------------------------------------------------------------
