@@ -3,12 +3,13 @@
 Contract:
 - ``setup`` sends the root logger to one stderr handler, JSON lines unless stderr is a
   terminal, with a ``RepeatFilter`` on it.
-- ``RepeatFilter``: a WARNING or worse repeated identically (same logger, level, message
-  template and exception type) passes ``burst`` times per ``window`` seconds; the rest are
+- ``RepeatFilter``: a WARNING or ERROR repeated identically (same logger, level, message
+  text and exception type) passes ``burst`` times per ``window`` seconds; the rest are
   dropped and counted (``suppressed``, in total). The next one that passes carries how many
   of its kind were dropped before it as the ``suppressed`` field. So a fault that repeats
   thousands of times a second (an accept loop out of file descriptors) writes a few lines a
-  window, never the disk full. INFO and below are never dropped.
+  window, never the disk full. INFO and below, and CRITICAL (alarms logged by the ``log``
+  channel among them), are never dropped.
 """
 
 import json
@@ -28,7 +29,10 @@ _Key = tuple[str, int, str, str]
 
 
 class RepeatFilter(logging.Filter):
-    """Drops repeats of one warning or error beyond ``burst`` per ``window`` seconds."""
+    """Drops repeats of one warning or error beyond ``burst`` per ``window`` seconds.
+
+    ``suppressed`` counts every record dropped since start.
+    """
 
     def __init__(
         self,
@@ -44,10 +48,10 @@ class RepeatFilter(logging.Filter):
         self._seen: dict[_Key, list[float | int]] = {}  # key -> [window start, passed, dropped]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno < logging.WARNING:
+        if not logging.WARNING <= record.levelno < logging.CRITICAL:
             return True
         exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else ""
-        key = (record.name, record.levelno, str(record.msg), exc)
+        key = (record.name, record.levelno, record.getMessage(), exc)
         now = self.clock()
         seen = self._seen.get(key)
         if seen is None or now - seen[0] >= self.window:
