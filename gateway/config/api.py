@@ -8,6 +8,9 @@ Contract:
   characters without spaces, so it survives an HTTP header unchanged. Loading the config
   checks it (so ``cgw check-config`` catches a bad one) and ``read_token`` checks it again
   when the token is used. Errors name the file, never the token (S12).
+- ``ListenerLimits`` (shared with the monitor) bounds what idle or slow clients can hold:
+  a connection cap (by default sized from the file descriptor budget, see
+  ``gateway.ops.listener``), a header-read timeout and an idle keep-alive timeout.
 """
 
 import ipaddress
@@ -41,7 +44,31 @@ def local_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-class ApiConfig(Model):
+class ListenerLimits(Model):
+    """What one HTTP listener lets clients hold (RELIABILITY.md, fault 9)."""
+
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        le=65536,
+        description="Connections open at once; at the cap the oldest idle one is closed."
+        " Default: what the file descriptor limit leaves after the store and brokers",
+    )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Seconds a new connection has to send complete request headers",
+    )
+    idle_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds an idle keep-alive connection stays open between requests",
+    )
+
+
+class ApiConfig(ListenerLimits):
     """The local alarm API used by the staff console and ``cgw alarms``."""
 
     host: str = Field(

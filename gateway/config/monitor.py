@@ -4,17 +4,17 @@ Contract:
 - Off unless configured. It listens on loopback by default; any other address needs
   ``allow_remote: true`` (RELIABILITY.md S6), like the alarm API.
 - No token: health and metrics carry counts and device ids, never secrets or personal data.
+- Connection cap and timeouts as for the alarm API (``ListenerLimits``).
 """
 
 from typing import Self
 
 from pydantic import Field, model_validator
 
-from gateway.config.api import is_loopback, local_url
-from gateway.config.base import Model
+from gateway.config.api import ListenerLimits, is_loopback, local_url
 
 
-class MonitorConfig(Model):
+class MonitorConfig(ListenerLimits):
     """Health and Prometheus metrics for installers and the property's monitoring."""
 
     host: str = Field(

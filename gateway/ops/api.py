@@ -10,9 +10,15 @@ Used by the property staff's console and by ``cgw alarms``. Endpoints (JSON in a
 
 Contract:
 - Every other request needs ``Authorization: Bearer <token>``, compared in constant time.
-  A missing or wrong token is 401 and counts in ``failed_auth``. After ``MAX_FAILURES`` of
-  them from one peer address within ``WINDOW`` seconds, that peer gets 429 for ``BLOCK``
-  seconds whatever it sends (RELIABILITY.md S26), counted in ``throttled``.
+  The right token is always served at once, whoever else is failing (RELIABILITY.md S26,
+  fault 8: every local client is 127.0.0.1, so nothing is keyed on the peer address).
+  Only failures are slowed: a missing or wrong token is answered 401 after ``fail_delay``
+  seconds, one failure at a time for the whole server (so at most 1/``fail_delay`` guesses
+  a second), counted in ``failed_auth``. While ``max_waiting`` failures already wait, a
+  further failure is answered 429 at once (counted in ``throttled``; one WARNING a minute).
+- Connections go through a ``ConnectionGate`` (``gateway.ops.listener``): a cap sized from
+  the file descriptor budget, a header-read timeout and an idle keep-alive timeout from the
+  config; ``gate`` has the counts.
 - Errors are ``{"error": "<reason>"}``: 400 bad JSON or body, 404 no such open alarm (or
   route), 409 reset refused (the input is still active), 413 body over ``MAX_BODY`` bytes,
   503 the alarm engine has not loaded its open alarms yet.
@@ -31,13 +37,13 @@ import hmac
 import json
 import logging
 import math
-from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.contract import iso
 from gateway.core.errors import ConfigError
+from gateway.ops.listener import ConnectionGate, connection_cap, gated_site
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -48,12 +54,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 MAX_BODY = 4096  # bytes of a request body
-MAX_FAILURES = 5  # failed authentications from one peer within WINDOW before it is blocked
-WINDOW = 60.0  # seconds
-BLOCK = 60.0  # seconds a blocked peer gets 429
+FAIL_DELAY = 0.25  # seconds before a failed authentication is answered, one at a time
+MAX_WAITING = 8  # failed authentications waiting for their answer before more get 429
+WARN_EVERY = 60.0  # seconds between two warnings about throttled failures
 READY_WAIT = 5.0  # seconds a request waits for the engine to load its open alarms
 _PUBLIC = frozenset({"/v1/health"})
-_MAX_PEERS = 1024  # failure histories kept before old ones are pruned (bounds memory)
 
 
 class _Refused(Exception):
@@ -120,15 +125,29 @@ class AlarmDesk(Protocol):
 class LocalApi:
     """The API server as an async context manager: listening inside the ``async with``."""
 
-    def __init__(self, cfg: ApiConfig, engine: AlarmDesk, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        cfg: ApiConfig,
+        engine: AlarmDesk,
+        clock: Clock | None = None,
+        *,
+        fail_delay: float = FAIL_DELAY,
+        max_waiting: int = MAX_WAITING,
+    ) -> None:
         self.cfg = cfg
         self.engine = engine
         self.clock = clock or SystemClock()
-        self.failed_auth = 0  # requests refused 401 (missing or wrong token)
-        self.throttled = 0  # requests refused 429 (peer blocked after too many failures)
+        self.fail_delay = fail_delay
+        self.max_waiting = max_waiting
+        self.failed_auth = 0  # requests with a missing or wrong token
+        self.throttled = 0  # of those, answered 429 at once: max_waiting were waiting
+        self.gate = ConnectionGate(
+            "local alarm API", connection_cap(cfg.max_connections), cfg.header_timeout
+        )
         self._token = b""
-        self._failures: dict[str, deque[float]] = {}  # peer -> monotonic times of failures
-        self._blocked: dict[str, float] = {}  # peer -> monotonic time the block ends
+        self._waiting = 0  # failed authentications waiting for their answer
+        self._failing = asyncio.Lock()  # answers failures one at a time
+        self._warned_at: float | None = None
         self._runner: web.AppRunner | None = None
 
     async def __aenter__(self) -> Self:
@@ -143,25 +162,41 @@ class LocalApi:
         async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             return await self._guard(request, handler)
 
-        app = web.Application(client_max_size=MAX_BODY, middlewares=[guard])
+        app = web.Application(client_max_size=MAX_BODY, middlewares=[self.gate.middleware, guard])
         app.router.add_get("/v1/health", self._health)
         app.router.add_get("/v1/alarms", self._list)
         app.router.add_get("/v1/report", self._report)
         app.router.add_post("/v1/alarms/{id}/ack", self._ack)
         app.router.add_post("/v1/alarms/{id}/reset", self._reset)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=2.0,
+            keepalive_timeout=self.cfg.idle_timeout,
+        )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.cfg.host, self.cfg.port).start()
+            await gated_site(runner, self.cfg.host, self.cfg.port, self.gate).start()
         except OSError as exc:
             await runner.cleanup()
             where = f"{self.cfg.host}:{self.cfg.port}"
             raise ConfigError([f"api: cannot listen on {where}: {exc.strerror}"]) from exc
         self._runner = runner
         if self.cfg.allow_remote:
-            log.warning("local alarm API on %s:%d, beyond loopback", self.cfg.host, self.cfg.port)
+            log.warning(
+                "local alarm API on %s:%d, beyond loopback (at most %d connections)",
+                self.cfg.host,
+                self.cfg.port,
+                self.gate.cap,
+            )
         else:
-            log.info("local alarm API on %s:%d", self.cfg.host, self.cfg.port)
+            log.info(
+                "local alarm API on %s:%d (at most %d connections)",
+                self.cfg.host,
+                self.cfg.port,
+                self.gate.cap,
+                extra={"cap": self.gate.cap},
+            )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -176,7 +211,7 @@ class LocalApi:
 
         try:
             if request.path not in _PUBLIC:
-                self._authorize(request.remote or "unknown", request.headers.get("Authorization"))
+                await self._authorize(request.headers.get("Authorization"))
             return await handler(request)
         except _Refused as refused:
             return _reply(refused.status, {"error": refused.message}, refused.headers)
@@ -186,47 +221,41 @@ class LocalApi:
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
             return _reply(exc.status, {"error": exc.reason}, allow)
 
-    def _authorize(self, peer: str, header: str | None) -> None:
-        now = self.clock.mono()
-        until = self._blocked.get(peer)
-        if until is not None and now < until:
-            self.throttled += 1
-            raise _Refused(
-                429,
-                "too many failed authentications from this address; try again later",
-                {"Retry-After": str(math.ceil(until - now))},
-            )
-        self._blocked.pop(peer, None)
+    async def _authorize(self, header: str | None) -> None:
+        """Returns at once for the right token; a failure is answered late, or 429."""
         scheme, _, given = (header or "").partition(" ")
         if scheme.lower() == "bearer" and hmac.compare_digest(
             given.strip().encode("utf-8", "surrogateescape"), self._token
         ):
             return
         self.failed_auth += 1
-        if peer not in self._failures and len(self._failures) >= _MAX_PEERS:
-            self._prune(now)
-        fails = self._failures.setdefault(peer, deque())
-        while fails and now - fails[0] >= WINDOW:
-            fails.popleft()
-        fails.append(now)
-        if len(fails) >= MAX_FAILURES:
-            del self._failures[peer]
-            self._blocked[peer] = now + BLOCK
-            log.warning(
-                "local API: %d failed authentications from %s within %g s; refusing it for %g s",
-                MAX_FAILURES,
-                peer,
-                WINDOW,
-                BLOCK,
+        if self._waiting >= self.max_waiting:
+            self.throttled += 1
+            self._warn_throttled()
+            raise _Refused(
+                429,
+                "too many failed authentications; try again later",
+                {"Retry-After": str(max(1, math.ceil(self.max_waiting * self.fail_delay)))},
             )
+        self._waiting += 1
+        try:
+            async with self._failing:
+                await asyncio.sleep(self.fail_delay)
+        finally:
+            self._waiting -= 1
         raise _Refused(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
-    def _prune(self, now: float) -> None:
-        """Forget failure histories and blocks that no longer matter."""
-        for peer in [p for p, f in self._failures.items() if not f or now - f[-1] >= WINDOW]:
-            del self._failures[peer]
-        for peer in [p for p, until in self._blocked.items() if now >= until]:
-            del self._blocked[peer]
+    def _warn_throttled(self) -> None:
+        now = self.clock.mono()
+        if self._warned_at is None or now - self._warned_at >= WARN_EVERY:
+            self._warned_at = now
+            log.warning(
+                "local API: %d failed authentications waiting; answering further ones 429"
+                " (%d failed, %d throttled so far; a valid token is still served)",
+                self.max_waiting,
+                self.failed_auth,
+                self.throttled,
+            )
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -9,6 +9,9 @@ Contract:
 - Reads the gateway only through the ``snapshot`` port it is given.
 - Read-only, no token, no request body is read; aiohttp and prometheus_client are imported
   only when the monitor starts.
+- Connections go through a ``ConnectionGate`` (``gateway.ops.listener``): a capped number
+  open at once (the oldest idle one closed to make room, so ``/health`` always answers),
+  a header-read timeout and an idle keep-alive timeout from the config.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Self
 
 from gateway.core.errors import ConfigError
 from gateway.ops.health import health
+from gateway.ops.listener import ConnectionGate, connection_cap, gated_site
 from gateway.ops.snapshot import GatewaySnapshot
 
 if TYPE_CHECKING:
@@ -39,23 +43,36 @@ class Monitor:
         self.snapshot = snapshot  # the gateway as it is now; taken once per request
         self._runner: web.AppRunner | None = None
         self._registry = registry_for(snapshot)
+        self.gate = ConnectionGate(
+            "monitor", connection_cap(cfg.max_connections), cfg.header_timeout
+        )
 
     async def __aenter__(self) -> Self:
         from aiohttp import web
 
-        app = web.Application()
+        app = web.Application(middlewares=[self.gate.middleware])
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            shutdown_timeout=1.0,
+            keepalive_timeout=self.cfg.idle_timeout,
+        )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.cfg.host, self.cfg.port).start()
+            await gated_site(runner, self.cfg.host, self.cfg.port, self.gate).start()
         except OSError as exc:
             await runner.cleanup()
             where = f"{self.cfg.host}:{self.cfg.port}"
             raise ConfigError([f"monitor: cannot listen on {where}: {exc.strerror}"]) from exc
         self._runner = runner
-        log.info("health and metrics on %s (/health, /metrics)", self.cfg.url)
+        log.info(
+            "health and metrics on %s (/health, /metrics; at most %d connections)",
+            self.cfg.url,
+            self.gate.cap,
+            extra={"cap": self.gate.cap},
+        )
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

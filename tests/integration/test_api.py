@@ -9,7 +9,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -79,8 +79,13 @@ class Harness:
 
 
 @asynccontextmanager
-async def running(tmp_path: Path, clock: Clock | None = None) -> AsyncIterator[Harness]:
-    """Engine on a store, the API on a free loopback port, a client session; all closed after."""
+async def running(
+    tmp_path: Path, clock: Clock | None = None, limits: dict[str, Any] | None = None, **kw: Any
+) -> AsyncIterator[Harness]:
+    """Engine on a store, the API on a free loopback port, a client session; all closed after.
+
+    ``limits`` go into the api config section, ``kw`` to ``LocalApi``.
+    """
     token_file = tmp_path / "api.token"
     token_file.write_text(TOKEN + "\n", encoding="utf-8")
     os.chmod(token_file, 0o600)
@@ -94,9 +99,10 @@ async def running(tmp_path: Path, clock: Clock | None = None) -> AsyncIterator[H
             await engine.ready.wait()
             for attempt in range(3):  # another process may take the free port first
                 api_cfg = {"host": "127.0.0.1", "port": free_port(), "token_file": str(token_file)}
+                api_cfg.update(limits or {})
                 try:
                     api = await stack.enter_async_context(
-                        LocalApi(ApiConfig.model_validate(api_cfg), engine, clock)
+                        LocalApi(ApiConfig.model_validate(api_cfg), engine, clock, **kw)
                     )
                     break
                 except ConfigError:
@@ -194,32 +200,44 @@ async def test_list_ack_and_reset_over_http(
     assert TOKEN not in caplog.text
 
 
-async def test_token_required_and_brute_force_throttled(
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (bounded) for a condition on the server running in this process."""
+    async with asyncio.timeout(5):
+        while not condition():  # noqa: ASYNC110 - the server's counters have no event
+            await asyncio.sleep(0.01)
+
+
+async def test_token_required_and_failures_only_slowed(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = ManualClock()
-    async with running(tmp_path, clock) as h:
+    async with running(tmp_path, ManualClock(), fail_delay=0.5, max_waiting=3) as h:
         status, body, headers = await h.call("GET", "/v1/alarms", token=None)
         assert (status, body, headers["WWW-Authenticate"]) == (
             401,
             {"error": "missing or wrong bearer token"},
             "Bearer",
         )
-        bad = [await h.call("GET", "/v1/alarms", token="wrong" * 4) for _ in range(4)]
-        assert [s for s, _, _ in bad] == [401] * 4
-        assert h.api.failed_auth == 5
-        # the 6th bad token in a row: this peer is refused for 60 s, even with the right token
-        status, body, headers = await h.call("GET", "/v1/alarms", token="wrong" * 4)
-        assert (status, headers["Retry-After"]) == (429, "60")
-        assert "too many failed authentications" in body["error"]
-        assert (await h.call("GET", "/v1/alarms"))[0] == 429
+        bad = [
+            asyncio.create_task(h.call("GET", "/v1/alarms", token="wrong" * 4)) for _ in range(6)
+        ]
+        await until(lambda: h.api.failed_auth == 7)
+        # three failures wait their turn, three more got 429: the right token is served at once
+        for _ in range(3):
+            assert (await h.call("GET", "/v1/alarms"))[:2] == (200, [])
+        assert not all(t.done() for t in bad)
+        answers = [
+            (s, b["error"], hd.get("Retry-After")) for s, b, hd in await asyncio.gather(*bad)
+        ]
+        assert (
+            sorted(answers)
+            == [(401, "missing or wrong bearer token", None)] * 3
+            + [(429, "too many failed authentications; try again later", "2")] * 3
+        )
+        assert (h.api.failed_auth, h.api.throttled) == (7, 3)
         assert (await h.call("GET", "/v1/health", token=None))[0] == 200
-        assert (h.api.failed_auth, h.api.throttled) == (5, 2)
-        clock.advance(61)
-        assert (await h.call("GET", "/v1/alarms"))[:2] == (200, [])
-        assert (await h.call("GET", "/v1/alarms", token=None))[0] == 401  # counting anew
-    blocks = [r for r in caplog.records if "failed authentications from" in r.getMessage()]
-    assert [r.levelno for r in blocks] == [logging.WARNING]
+        assert (await h.call("GET", "/v1/alarms", token=None))[0] == 401
+    throttled = [r for r in caplog.records if "failed authentications waiting" in r.getMessage()]
+    assert [r.levelno for r in throttled] == [logging.WARNING]
     assert "wrong" not in caplog.text
 
 
@@ -357,3 +375,64 @@ def test_cli_refuses_a_bad_name(tmp_path: Path, token_file: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         cgw("ack", "a1", "--by", "", "-c", str(cfg))
     assert exc.value.code == 2
+
+
+# -- connections: cap and timeouts ------------------------------------------------------------
+
+
+async def idle_connection(h: Harness) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    assert h.session._base_url is not None
+    return await asyncio.open_connection(h.session._base_url.host, h.session._base_url.port)
+
+
+async def closed(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sent until it closed the connection."""
+    async with asyncio.timeout(5):
+        return await reader.read()
+
+
+async def test_at_the_cap_the_oldest_idle_connection_makes_room(tmp_path: Path) -> None:
+    limits = {"max_connections": 3, "header_timeout": 60}
+    async with running(tmp_path, limits=limits, fail_delay=0.3) as h:
+        conns = [await idle_connection(h) for _ in range(3)]
+        await until(lambda: h.api.gate.open == 3)
+        fourth = await idle_connection(h)
+        assert await closed(conns[0][0]) == b""  # the oldest, with no request, went
+        assert (await h.call("GET", "/v1/alarms"))[:2] == (200, [])  # and so did the next
+        assert await closed(conns[1][0]) == b""
+        assert (h.api.gate.accepted, h.api.gate.evicted, h.api.gate.refused) == (5, 2, 0)
+        for _, writer in [*conns, fourth]:
+            writer.close()
+        await until(lambda: h.api.gate.open == 1)  # the session's keep-alive connection
+        # every connection busy (failures waiting for their answer): a new one is refused
+        bad = [
+            asyncio.create_task(h.call("GET", "/v1/alarms", token="wrong" * 4)) for _ in range(3)
+        ]
+        await until(lambda: h.api.failed_auth == 3)
+        assert h.api.gate.open == 3
+        reader, writer = await idle_connection(h)
+        assert await closed(reader) == b""
+        writer.close()
+        assert (h.api.gate.accepted, h.api.gate.evicted, h.api.gate.refused) == (7, 2, 1)
+        assert [s for s, _, _ in await asyncio.gather(*bad)] == [401, 401, 401]
+
+
+async def test_slow_and_idle_connections_are_closed(tmp_path: Path) -> None:
+    limits = {"header_timeout": 0.3, "idle_timeout": 0.6}
+    async with running(tmp_path, limits=limits) as h:
+        silent = await idle_connection(h)
+        slow = await idle_connection(h)
+        slow[1].write(b"GET /v1/health HTTP/1.1\r\nHost: gw\r\n")  # never finished
+        served = await idle_connection(h)
+        served[1].write(b"GET /v1/health HTTP/1.1\r\nHost: gw\r\n\r\n")
+        began = asyncio.get_running_loop().time()
+        assert await closed(silent[0]) == b""
+        assert await closed(slow[0]) == b""
+        assert h.api.gate.timed_out == 2
+        answer = await closed(served[0])  # the answer, then closed once idle for 0.6 s
+        assert answer.startswith(b"HTTP/1.1 200 OK")
+        assert answer.endswith(b'{"ok": true}')
+        assert asyncio.get_running_loop().time() - began >= 0.5
+        assert (h.api.gate.timed_out, h.api.gate.evicted) == (2, 0)
+        for _, writer in (silent, slow, served):
+            writer.close()
