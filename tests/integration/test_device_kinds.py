@@ -3,9 +3,10 @@
 The page's "Adding a device kind" section holds a toy kind: its new files (``python`` blocks
 headed by their path), its edits to existing files (``diff`` blocks) and a config naming it
 (a ``yaml`` block). The recipe test copies ``gateway/`` and ``drivers/`` into a temporary
-folder, writes and applies exactly those blocks, and runs ruff, ``cgw check-config`` and the
-daemon on the copy in a child process. When the page and the code drift apart (an anchor line
-renamed, a type moved, one more place a kind must touch), it fails.
+folder, writes and applies exactly those blocks, and runs ruff, the import contracts, mypy,
+``cgw check-config`` and the daemon on the copy in child processes. When the page and the
+code drift apart (an anchor line renamed, a type moved, one more place a kind must touch), it
+fails.
 """
 
 import asyncio
@@ -167,13 +168,19 @@ async def test_the_recipe_adds_a_toy_kind_that_runs_through_pipeline_states_and_
     added = sum(line.startswith("+") for _, diff in edits for line in diff.split("\n"))
     assert added == 4, "the page promises four lines in existing files"
 
-    for lint in (["check"], ["format", "--check"]):
-        ruff = await _run(tree, None, str(BIN / "ruff"), *lint, *touched)
-        assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+    env = {"PYTHONPATH": str(tree), "PATH": str(BIN)}
+    cache = str(tmp_path / "mypy")
+    for argv in (
+        [str(BIN / "ruff"), "check", *touched],
+        [str(BIN / "ruff"), "format", "--check", *touched],
+        [str(BIN / "lint-imports"), "--no-logo", "--no-cache"],  # the layer contracts
+        [sys.executable, "-m", "mypy", "--cache-dir", cache, *touched],  # strict, as configured
+    ):
+        done = await _run(tree, env, *argv)
+        assert done.returncode == 0, done.stdout + done.stderr
 
     cfg = tmp_path / "gateway.yaml"
     cfg.write_text(yaml.safe_dump(_config(tmp_path)), encoding="utf-8")
-    env = {"PYTHONPATH": str(tree), "PATH": str(BIN)}
     check = await _run(tmp_path, env, sys.executable, "-m", "gateway", "check-config", str(cfg))
     assert check.returncode == 0, check.stderr
 
