@@ -1,6 +1,7 @@
 # The two commands of the README, and what they need. Both do their own set-up:
 #   make demo   simulated sensors -> gateway -> loopback broker, live
-#   make test   lint, type check and the whole test suite against real peers
+#   make test   lint, type check and the whole test suite against real peers, which includes
+#               the wheel test: build the wheel, install it into a fresh venv, run it from there
 #
 # System packages: installed with apt-get when run as root; otherwise the exact command is
 # printed and make stops.
@@ -12,7 +13,7 @@ BIN := $(VENV)/bin
 SYSTEM_DEPS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat openssl:openssl \
 	victoria-metrics:victoria-metrics
 
-.PHONY: demo test lint typecheck unit bench system-deps venv clean
+.PHONY: demo test lint typecheck unit wheel-test bench system-deps venv clean
 
 demo: system-deps venv
 	$(BIN)/cgw demo
@@ -22,6 +23,10 @@ test: system-deps venv lint typecheck
 
 unit: venv
 	$(BIN)/pytest -q tests/unit
+
+# the packaging check alone (part of make test): data files the code reads must be package data
+wheel-test: system-deps venv
+	$(BIN)/pytest -q tests/e2e/test_wheel.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -168,7 +168,7 @@ class Trace:
     Class-level wrappers, installed before ``Runtime`` is built, in the gateway worker only:
     ``AlarmEngine.contact`` (the button event reaches the engine), ``AlarmEngine._commit``
     (the "raised" transition and its message committed: write lock, store thread, fsync),
-    ``Store._insert``/``_ack``/``_select`` (what the store thread does and for how long),
+    ``Ledger.insert``/``ack``/``select`` (what the store thread does and for how long),
     ``aiomqtt.Client.publish`` (the sink hands the alarm to aiomqtt; PUBACK back),
     ``DedupFile.save`` (the button dedup file, written on the event loop with two fsyncs) and
     ``MqttButtons._subscribe`` (readiness). Each wrapper costs a ``time.monotonic()`` and a dict
@@ -194,7 +194,7 @@ class Trace:
         from gateway.alarms.engine import AlarmEngine
         from gateway.core.messages import Lane
         from gateway.pipeline.dedup import DedupFile
-        from gateway.store.outbox import Store
+        from gateway.store.ledger import Ledger
 
         mono = time.monotonic
         trace = self
@@ -225,7 +225,7 @@ class Trace:
                 raised = [
                     r.device
                     for r in batch
-                    if r.lane is Lane.ALARM and json.loads(r.body)["state"] == "raised"
+                    if r.lane is Lane.ALARM and r.fields["state"] == "raised"
                 ]
                 t0 = mono()
                 try:
@@ -290,9 +290,9 @@ class Trace:
 
         patch(AlarmEngine, "contact", contact)
         patch(AlarmEngine, "_commit", commit)
-        patch(Store, "_insert", insert)
-        patch(Store, "_ack", timed("ack"))
-        patch(Store, "_select", timed("select"))
+        patch(Ledger, "insert", insert)
+        patch(Ledger, "ack", timed("ack"))
+        patch(Ledger, "select", timed("select"))
         patch(aiomqtt.Client, "publish", publish)
         patch(DedupFile, "save", dedup_save)
         patch(MqttButtons, "_serve", subscribed)

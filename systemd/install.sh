@@ -10,8 +10,12 @@
 #   config     /etc/cgw/gateway.yaml from config/examples/gateway.pi.yaml, only if absent;
 #              /etc/cgw/credentials/ (root 0700, secrets 0600); /etc/cgw/tls/
 #   broker     /etc/mosquitto/conf.d/cgw-local.conf from config/mosquitto/local.conf, only if
-#              absent; broker user cgw with a generated password (credential local-mqtt-password)
-#   service    /etc/systemd/system/cgw.service; `cgw check-config`; enable and start
+#              absent (or an unedited older version); broker user cgw with a generated password
+#              (credential local-mqtt-password); with --lan-listener a TLS listener on the LAN
+#              with a site CA made here (a plain-text LAN listener is never written)
+#   service    /etc/systemd/system/cgw.service; `cgw check-config`; then, from the valid config,
+#              one broker login per device entry (passwords in /etc/cgw/local-broker/) and the
+#              broker's ACL (`cgw broker-acl`); enable and start
 #
 # Exit codes: 0 done; 1 failure; 2 usage; 3 installed, but the config is not valid yet, so the
 # service was neither enabled nor started (the message says what to do).
@@ -23,6 +27,13 @@ STATE=/var/lib/cgw
 UNIT=/etc/systemd/system/cgw.service
 MOSQ_DIR=/etc/mosquitto/conf.d
 MOSQ_PASSWD=/etc/mosquitto/cgw.passwd
+MOSQ_ACL=/etc/mosquitto/cgw.acl
+MOSQ_CERTS=/etc/mosquitto/certs # the LAN listener's certificate and key
+LOGINS=/etc/cgw/local-broker    # device logins' passwords, root 0700 (not for the service)
+SITE_CA=/etc/cgw/site-ca        # the site CA's key, root 0700; its certificate in tls/
+LAN_PORT=8883
+# sha256 of earlier shipped config/mosquitto/local.conf versions: replaced when found unedited
+OLD_LOCAL_CONF=(381d7d87f374d824e067c4ab604979a992dfda908a348e19806f9fa3ed28f286)
 CRED_PATH=/run/credentials/cgw.service/cgw_ # + file name in $CONF/credentials
 PACKAGES=(python3-venv mosquitto)
 SHIP=(pyproject.toml README.md gateway drivers config systemd docs) # copied to $PREFIX
@@ -40,8 +51,9 @@ Options:
   --dry-run            print what would change, change nothing
   --no-venv            skip the venv and pip step (and so the config check)
   --no-start           enable the service but do not start or restart it
-  --lan-listener ADDR  also let the local broker listen on ADDR:1883 (the building LAN),
-                       written to $MOSQ_DIR/cgw-lan.conf
+  --lan-listener ADDR  also let the local broker listen on ADDR:$LAN_PORT (the building LAN),
+                       TLS only, with a certificate from a site CA made here; written to
+                       $MOSQ_DIR/cgw-lan.conf (devices trust $CONF/tls/site-ca.crt)
   --check              only check $CONF/gateway.yaml, reading the secrets it names from
                        $CONF/credentials; change nothing
   -h, --help           this text
@@ -133,23 +145,32 @@ install_file() {
     return 0
 }
 
-check_config() { # prints cgw's verdict; returns its exit code
-    local cgw conf tmp rc esc
-    cgw=$(t "$PREFIX")/.venv/bin/cgw
-    conf=$(t "$CONF")/gateway.yaml
-    if [[ ! -x $cgw ]]; then
-        say "  config check skipped: $PREFIX/.venv/bin/cgw is not installed"
-        return 0
-    fi
-    [[ -f $conf ]] || { say "  $CONF/gateway.yaml does not exist"; return 2; }
-    # The config names the secrets as the service sees them; map them to their source files.
-    # The copy stays in $CONF so that paths relative to the config still resolve.
+CGW_BIN=$PREFIX/.venv/bin/cgw
+
+# mapped_config: a copy of the config with the secrets it names mapped to their source files
+# (the config names them as the service sees them). The copy stays in $CONF so that paths
+# relative to the config still resolve; the caller removes it.
+mapped_config() {
+    local tmp esc
     tmp=$(mktemp --suffix=.yaml "$(t "$CONF")/.check.XXXXXX")
     esc=$(t "$CONF")/credentials/
     esc=${esc//\\/\\\\}
     esc=${esc//&/\\&}
     esc=${esc//|/\\|}
-    sed "s|${CRED_PATH//./\\.}|$esc|g" "$conf" >"$tmp"
+    sed "s|${CRED_PATH//./\\.}|$esc|g" "$(t "$CONF")/gateway.yaml" >"$tmp"
+    printf '%s\n' "$tmp"
+}
+
+check_config() { # prints cgw's verdict; returns its exit code
+    local cgw conf tmp rc
+    cgw=$(t "$CGW_BIN")
+    conf=$(t "$CONF")/gateway.yaml
+    if [[ ! -x $cgw ]]; then
+        say "  config check skipped: $CGW_BIN is not installed"
+        return 0
+    fi
+    [[ -f $conf ]] || { say "  $CONF/gateway.yaml does not exist"; return 2; }
+    tmp=$(mapped_config)
     rc=0
     "$cgw" check-config "$tmp" >"$tmp.out" 2>&1 || rc=$?
     sed "s|$tmp|$CONF/gateway.yaml|g" "$tmp.out" | sed 's/^/  /'
@@ -259,7 +280,7 @@ else
     fi
     want=$(sha256sum "$SRC/pyproject.toml" | cut -d' ' -f1)
     if [[ $(cat "$venv/.cgw-pyproject" 2>/dev/null) != "$want" ]]; then
-        # editable: the package runs from $PREFIX, next to config/profiles, which it reads
+        # editable: the package runs from $PREFIX, its profiles (package data) included
         act "$venv/bin/pip" install --quiet --disable-pip-version-check -e "$(t "$PREFIX")"
         if grep -qs '^Raspberry Pi' /proc/device-tree/model; then
             # gpiozero's pin factory for the Pi 5 (and the default on Pi OS)
@@ -316,47 +337,126 @@ if [[ ! -e $local_conf ]]; then
     changed "created $MOSQ_DIR/cgw-local.conf"
     BROKER_CHANGED=1
 elif ! cmp -s "$SRC/config/mosquitto/local.conf" "$local_conf"; then
-    say "  $MOSQ_DIR/cgw-local.conf differs from config/mosquitto/local.conf: kept as it is"
+    if [[ " ${OLD_LOCAL_CONF[*]} " == *" $(sha256sum <"$local_conf" | cut -d' ' -f1) "* ]]; then
+        act install -m 0644 "$SRC/config/mosquitto/local.conf" "$local_conf"
+        changed "updated $MOSQ_DIR/cgw-local.conf (an unedited earlier version)"
+        BROKER_CHANGED=1
+    else
+        say "  $MOSQ_DIR/cgw-local.conf differs from config/mosquitto/local.conf: kept as it is"
+        grep -qs '^acl_file ' "$local_conf" ||
+            say "  warning: it has no acl_file line: add 'acl_file $MOSQ_ACL' (see local.conf)"
+    fi
+fi
+lan=$(t "$MOSQ_DIR/cgw-lan.conf")
+lan_mark="# written by install.sh --lan-listener"
+if [[ -z $LAN_LISTENER && -f $lan ]] && grep -qs "^$lan_mark" "$lan" &&
+    ! grep -qs '^certfile ' "$lan"; then
+    # an earlier install wrote a plain-text LAN listener: keep its address, move it to TLS
+    LAN_LISTENER=$(sed -n 's/^listener [0-9]* //p' "$lan" | head -n 1)
+    say "  $MOSQ_DIR/cgw-lan.conf is a plain-text listener on $LAN_LISTENER: moved to TLS"
 fi
 if [[ -n $LAN_LISTENER ]]; then
-    lan=$(t "$MOSQ_DIR/cgw-lan.conf")
-    want="# written by install.sh --lan-listener: the building LAN
-listener 1883 $LAN_LISTENER"
+    command -v openssl >/dev/null ||
+        die "--lan-listener needs openssl for its TLS certificate; a plain LAN listener is refused"
+    ensure_dir "$SITE_CA" 0700 root:root
+    ensure_dir "$MOSQ_CERTS" 0755 root:root
+    ca_key=$(t "$SITE_CA/ca.key")
+    ca_crt=$(t "$SITE_CA/ca.crt")
+    if [[ ! -f $ca_key || ! -f $ca_crt ]]; then
+        act openssl req -x509 -newkey rsa:2048 -nodes -days 7300 -sha256 \
+            -subj "/CN=cgw site CA $(hostname -s 2>/dev/null || echo gateway)" \
+            -addext basicConstraints=critical,CA:TRUE,pathlen:0 \
+            -addext keyUsage=critical,keyCertSign,cRLSign \
+            -keyout "$ca_key" -out "$ca_crt" >/dev/null 2>&1
+        ((DRY_RUN)) || chmod 0600 "$ca_key"
+        changed "created the site CA in $SITE_CA (its key never leaves this directory)"
+    fi
+    if ((DRY_RUN)) && [[ ! -f $ca_crt ]]; then
+        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for the devices"
+    elif install_file "$ca_crt" "$CONF/tls/site-ca.crt" 0644; then
+        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for the devices"
+    fi
+    lan_crt=$(t "$MOSQ_CERTS/cgw-lan.crt")
+    lan_key=$(t "$MOSQ_CERTS/cgw-lan.key")
+    san="DNS:$LAN_LISTENER"
+    [[ $LAN_LISTENER =~ ^[0-9.]+$|: ]] && san="IP:${LAN_LISTENER%%\%*}" # no zone id in a cert
+    # issued for this address (its CN) and valid for 30 more days, or issued again
+    if [[ ! -f $lan_key ]] || ! openssl x509 -in "$lan_crt" -noout -checkend 2592000 >/dev/null ||
+        [[ $(openssl x509 -in "$lan_crt" -noout -subject -nameopt RFC2253) != \
+            "subject=CN=$LAN_LISTENER" ]]; then
+        csr=$(mktemp)
+        act openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$LAN_LISTENER" \
+            -keyout "$lan_key" -out "$csr" >/dev/null 2>&1
+        ext=$(mktemp)
+        printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+            "$san" >"$ext"
+        act openssl x509 -req -in "$csr" -CA "$ca_crt" -CAkey "$ca_key" -set_serial \
+            "0x$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -days 3650 -sha256 \
+            -extfile "$ext" -out "$lan_crt" >/dev/null 2>&1
+        rm -f "$csr" "$ext"
+        ((DRY_RUN)) || chmod 0600 "$lan_key"
+        changed "issued the LAN listener's certificate for $LAN_LISTENER ($MOSQ_CERTS/cgw-lan.crt)"
+        BROKER_CHANGED=1
+    fi
+    [[ -e $lan_key ]] && ensure_owner "$MOSQ_CERTS/cgw-lan.key" mosquitto:mosquitto
+    want="$lan_mark: the building LAN, TLS only
+# (devices verify it with $CONF/tls/site-ca.crt and log in as their device class)
+listener $LAN_PORT $LAN_LISTENER
+certfile $MOSQ_CERTS/cgw-lan.crt
+keyfile $MOSQ_CERTS/cgw-lan.key
+tls_version tlsv1.2"
     if [[ ! -f $lan || $(cat "$lan") != "$want" ]]; then
         ((DRY_RUN)) || printf '%s\n' "$want" >"$lan"
-        changed "local broker listens on $LAN_LISTENER:1883 too ($MOSQ_DIR/cgw-lan.conf)"
+        changed "local broker listens on $LAN_LISTENER:$LAN_PORT (TLS) too ($MOSQ_DIR/cgw-lan.conf)"
         BROKER_CHANGED=1
     fi
 fi
-password=$(t "$CONF/credentials/local-mqtt-password")
 passwd_file=$(t "$MOSQ_PASSWD")
-fresh=0
-if [[ ! -e $password ]]; then
-    if ((!DRY_RUN)); then
-        (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$password")
+# broker_login USER SECRET: USER in the password file with the password in the file SECRET
+# (generated if absent); returns 1 if nothing had to change
+broker_login() {
+    local user=$1 secret fresh=0 entry
+    secret=$(t "$2")
+    if [[ ! -e $secret ]]; then
+        if ((!DRY_RUN)); then
+            (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$secret")
+        fi
+        changed "generated the local broker password of $user in $2"
+        fresh=1
     fi
-    changed "generated the local broker password $CONF/credentials/local-mqtt-password"
-    fresh=1
-fi
-if ((fresh)) || ! grep -qs '^cgw:' "$passwd_file"; then
+    if ((!fresh)) && grep -qs "^$user:" "$passwd_file"; then return 1; fi
     if ((DRY_RUN)); then
-        changed "broker user cgw in $MOSQ_PASSWD"
+        changed "broker user $user in $MOSQ_PASSWD"
     elif ! command -v mosquitto_passwd >/dev/null; then
-        say "  warning: mosquitto_passwd not found: broker user cgw not created in $MOSQ_PASSWD"
+        say "  warning: mosquitto_passwd not found: broker user $user not created in $MOSQ_PASSWD"
+        return 1
     else
         entry=$(mktemp)
-        printf 'cgw:%s\n' "$(cat "$password")" >"$entry" # a file: no secret on a command line
+        printf '%s:%s\n' "$user" "$(cat "$secret")" >"$entry" # a file: no secret on a command line
         mosquitto_passwd -U "$entry"
         (umask 077 &&
-            { grep -vs '^cgw:' "$passwd_file" || true; cat "$entry"; } >"$passwd_file.new")
+            { grep -vs "^$user:" "$passwd_file" || true; cat "$entry"; } >"$passwd_file.new")
         rm -f "$entry"
         mv -f "$passwd_file.new" "$passwd_file"
-        changed "broker user cgw set in $MOSQ_PASSWD"
-        BROKER_CHANGED=1
-        RESTART=1
+        changed "broker user $user set in $MOSQ_PASSWD"
     fi
-fi
+    BROKER_CHANGED=1
+    return 0
+}
+if broker_login cgw "$CONF/credentials/local-mqtt-password"; then RESTART=1; fi
 [[ -e $passwd_file ]] && ensure_owner "$MOSQ_PASSWD" mosquitto:mosquitto
+acl_file=$(t "$MOSQ_ACL")
+if [[ ! -e $acl_file ]]; then
+    # until the config is valid, no device may do anything (the full ACL comes after the check)
+    if ((!DRY_RUN)); then
+        (umask 077 && printf '%s\n' "# The local broker's ACL, written by install.sh: no device" \
+            "# login is allowed anything until /etc/cgw/gateway.yaml passes its check." \
+            "" "user cgw" >"$acl_file")
+    fi
+    changed "created $MOSQ_ACL (devices refused until the config is valid)"
+    BROKER_CHANGED=1
+fi
+[[ -e $acl_file ]] && ensure_owner "$MOSQ_ACL" mosquitto:mosquitto
 
 # -- state ------------------------------------------------------------------------------------
 say "store in $STATE"
@@ -395,6 +495,44 @@ The configuration is not valid yet, so cgw.service was neither enabled nor start
 See $PREFIX/docs/install.md.
 EOF
     exit 3
+fi
+
+say "broker logins and ACL"
+cgw=$(t "$CGW_BIN")
+if [[ ! -x $cgw ]]; then
+    say "  skipped: $CGW_BIN is not installed (devices stay refused by the broker)"
+else
+    conf=$(mapped_config)
+    rc=0
+    logins=$("$cgw" broker-acl --logins -c "$conf" 2>"$conf.err") &&
+        acl=$("$cgw" broker-acl -c "$conf" 2>"$conf.err") || rc=$?
+    err=$(sed "s|$conf|$CONF/gateway.yaml|g" "$conf.err")
+    rm -f "$conf" "$conf.err"
+    ((rc == 0)) || die "cgw broker-acl failed: $err"
+    ensure_dir "$LOGINS" 0700 root:root
+    for login in $logins; do
+        broker_login "$login" "$LOGINS/$login.password" || true
+    done
+    for secret in "$(t "$LOGINS")"/*.password; do # logins of devices no longer configured
+        [[ -e $secret ]] || continue
+        login=$(basename "$secret" .password)
+        if ! grep -qx -- "$login" <<<"$logins"; then
+            if ((!DRY_RUN)); then
+                (umask 077 && { grep -v "^$login:" "$passwd_file" || true; } >"$passwd_file.new")
+                mv -f "$passwd_file.new" "$passwd_file"
+                rm -f "$secret"
+            fi
+            changed "removed broker user $login (no longer in the config)"
+            BROKER_CHANGED=1
+        fi
+    done
+    if [[ $(cat "$acl_file" 2>/dev/null) != "$acl" ]]; then
+        ((DRY_RUN)) || (umask 077 && printf '%s\n' "$acl" >"$acl_file")
+        changed "wrote $MOSQ_ACL from the config ($(wc -w <<<"$logins") device login(s))"
+        BROKER_CHANGED=1
+    fi
+    [[ -e $passwd_file ]] && ensure_owner "$MOSQ_PASSWD" mosquitto:mosquitto
+    [[ -e $acl_file ]] && ensure_owner "$MOSQ_ACL" mosquitto:mosquitto
 fi
 
 say "service"

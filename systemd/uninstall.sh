@@ -14,7 +14,8 @@ CONF=/etc/cgw
 STATE=/var/lib/cgw
 UNIT=/etc/systemd/system/cgw.service
 MOSQ_FILES=(/etc/mosquitto/conf.d/cgw-local.conf /etc/mosquitto/conf.d/cgw-lan.conf
-    /etc/mosquitto/cgw.passwd)
+    /etc/mosquitto/cgw.passwd /etc/mosquitto/cgw.acl /etc/mosquitto/certs/cgw-lan.crt
+    /etc/mosquitto/certs/cgw-lan.key)
 
 usage() {
     cat <<EOF

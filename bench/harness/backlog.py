@@ -62,7 +62,18 @@ def rendered(records: Sequence[Record]) -> list[tuple[str, bytes]]:
     ident = Identity(ROOT, SITE, GATEWAY)
     out = []
     for i, rec in enumerate(records, 1):
-        row = Row(i, rec.lane, i, rec.topic, rec.device, rec.ts, rec.clock_synced, False, rec.body)
+        row = Row(
+            i,
+            rec.lane,
+            i,
+            rec.topic,
+            rec.device,
+            rec.ts,
+            rec.clock_synced,
+            False,
+            rec.fields,
+            rec.points,
+        )
         out.append(render(ident, row))
     return out
 
@@ -83,10 +94,12 @@ async def open_store(tmp: Path, port: int) -> Any:
 
 async def worker_fill(args: argparse.Namespace) -> None:
     """Fill the Store with ``--backlog`` telemetry rows while no sink runs, then close it."""
+    from gateway.store.codec import encode
+
     store = await open_store(Path(args.tmp), args.port)
     try:
         records = make_records(args.backlog)
-        body = sum(len(r.body) for r in records) / len(records)
+        body = sum(len(encode(r)) for r in records) / len(records)
         t_fill = time.monotonic()
         for first in range(0, len(records), 10_000):  # Store.add drops telemetry past 50,000
             for rec in records[first : first + 10_000]:

@@ -26,23 +26,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
+from gateway.alarms.records import alarm_record
 from gateway.alarms.rules import Evaluator
 from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import Clock
-from gateway.core.contract import alarm_record
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Sample
-from gateway.store.outbox import Store, StoreFullError
+from gateway.store import Store, StoreFullError
 
 if TYPE_CHECKING:
     from gateway.notify import Notifier
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS alarms(
-    id TEXT PRIMARY KEY, open INTEGER NOT NULL, raised_at REAL NOT NULL, body TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS alarms_open ON alarms(open, raised_at);
-"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,13 +130,9 @@ class AlarmEngine:
     # -- life -----------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Create the alarm table if needed and reload open alarms."""
+        """Reload open alarms (the store's schema holds their table)."""
 
         def load(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            # statement by statement: executescript() would COMMIT the open transaction
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    conn.execute(stmt)
             rows = conn.execute("SELECT body FROM alarms WHERE open=1 ORDER BY raised_at")
             return [json.loads(r[0]) for r in rows]
 

@@ -15,7 +15,6 @@ Contract:
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
@@ -114,5 +113,4 @@ class FireLinkage:
             "authenticated": True,
             "doors": self.routes,
         }
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        self.add(Record(Lane.EVENT, "audit", text, self.clock.wall(), self.synced()))
+        self.add(Record(Lane.EVENT, "audit", self.clock.wall(), self.synced(), fields=body))

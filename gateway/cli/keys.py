@@ -5,16 +5,16 @@
 gateway), and prints the key id on stdout.
 
 ``cgw sign --key FILE --site S --gateway G --name unlock --arg door=gate-1 --arg seconds=5``
-prints two lines on stdout: the topic to publish on, then the signed command (JSON). Argument
-values are typed by the command's schema (``seconds`` is an integer). For commissioning and
-tests; the platform signs in its own code (docs/commands.md, "Verifying on the platform side").
+prints two lines on stdout: the topic to publish on, then the signed command (a JWS in compact
+serialisation). Argument values are typed by the command's schema (``seconds`` is an integer).
+For commissioning and tests; the platform signs in its own code with any JOSE library
+(docs/commands.md, "Signing on the platform").
 
 Exit codes: 0 done; 2 a usage error or bad input (unreadable key, unknown command, arguments
 the schema refuses, an existing key file); the message on stderr says which.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -108,7 +108,7 @@ def _sign(args: argparse.Namespace) -> int:
         print(f"cgw sign: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(command_topic(args.root, args.site, args.gateway, args.cmd_name))
-    print(json.dumps(signed, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
+    print(signed)
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway import __version__
 from gateway.cli import alarms as cli_alarms
+from gateway.cli import broker_acl as cli_broker_acl
 from gateway.cli import keys as cli_commands
 from gateway.cli import status as cli_status
 from gateway.config import Config, checks, load_config
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_alarms.add_parser(sub)
     cli_status.add_parser(sub)
     cli_commands.add_parser(sub)
+    cli_broker_acl.add_parser(sub)
     return parser
 
 
@@ -75,6 +77,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return cli_alarms.run(args)
     if args.command == "status":
         return cli_status.run(args)
+    if args.command == cli_broker_acl.COMMAND:
+        return cli_broker_acl.run(args)
     if args.command in cli_commands.COMMANDS:
         return cli_commands.run(args)
     if args.command == "demo":

@@ -170,5 +170,4 @@ class Dispatcher:
             "detail": f"{order.by}: {detail}"[:300],
             "authenticated": False,  # a local order carries no signature
         }
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        self.add(Record(Lane.EVENT, "audit", text, self.clock.wall(), self.synced()))
+        self.add(Record(Lane.EVENT, "audit", self.clock.wall(), self.synced(), fields=body))

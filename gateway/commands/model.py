@@ -1,10 +1,11 @@
 """Downlink command values: the verified ``Command``, the command names and their arguments.
 
-A command reaches the gateway as a signed JSON object (docs/commands.md has the format and the
-canonical form). ``gateway.commands.verify`` is the only code that turns bytes into a
-``Command``; everything downstream may rely on these invariants of a ``Command``:
+A command reaches the gateway as a JWS whose payload is the command's JSON object (or, during
+the transition, as the legacy signed JSON envelope; docs/commands.md has both).
+``gateway.commands.verify`` is the only code that turns bytes into a ``Command``; everything
+downstream may rely on these invariants of a ``Command``:
 
-- its signature was valid under a configured platform key (``kid``);
+- its signature was valid under a configured platform key (``kid``), in wire form ``form``;
 - it is addressed to this gateway (``site_id``, ``gateway_id``);
 - it was within its validity window when verified (``iat - skew <= now <= exp + skew``) and
   its lifetime ``exp - iat`` was at most the configured maximum;
@@ -25,9 +26,12 @@ from pydantic import AfterValidator, ConfigDict, Field
 from gateway.config.base import Model, Name
 
 CommandName = Literal["ack", "reset", "unlock", "silence", "status"]
+Form = Literal["jws", "legacy"]  # wire forms: a JWS, or the legacy envelope of the transition
 NAMES: Final[tuple[CommandName, ...]] = ("ack", "reset", "unlock", "silence", "status")
 
 VERSION: Final = 1  # the "v" field; changes only for an incompatible format change
+ALG: Final = "EdDSA"  # the only JWS "alg" accepted (RFC 8037: Ed25519 here)
+TYP: Final = "cgw-cmd+jwt"  # the JWS "typ": names this use, so no other signed token passes
 MAX_SIZE: Final = 4096  # bytes of one command on the wire (RELIABILITY.md §5: commands ≤ 4 KiB)
 DEFAULT_MAX_SKEW: Final = 60  # seconds of clock difference tolerated on iat and exp
 DEFAULT_MAX_LIFETIME: Final = 60  # seconds a command may be valid for: exp - iat
@@ -99,6 +103,7 @@ class Command:
     exp: int  # expires at, Unix seconds (platform clock)
     nonce: str  # unique per command; the replay cache key
     kid: str  # the key that signed it
+    form: Form = "jws"  # the wire form it arrived in
 
     def arguments(self) -> dict[str, Any]:
         """``args`` as the JSON object it came from."""

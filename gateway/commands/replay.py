@@ -42,7 +42,6 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -52,10 +51,11 @@ from typing import Any, Literal, cast
 
 from gateway.commands.model import DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SKEW, Command
 from gateway.core.errors import StoreError
+from gateway.store.db import Schema, open_db, statements
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+_V1 = """
 CREATE TABLE IF NOT EXISTS nonces(
     nonce TEXT PRIMARY KEY,
     command_id TEXT NOT NULL UNIQUE,
@@ -68,13 +68,11 @@ CREATE TABLE IF NOT EXISTS nonces(
 CREATE INDEX IF NOT EXISTS nonces_done_exp ON nonces(exp) WHERE state = 'done';
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+# version 0 is a file from before versioning, or a new one: the idempotent script serves both
+_SCHEMA = Schema("replay cache", (lambda conn: statements(conn, _V1),))
 _COLUMNS = "command_id, nonce, name, args, exp, state, outcome"
 
 State = Literal["accepted", "done"]
-
-
-class _CorruptError(sqlite3.DatabaseError):
-    """The file opened but failed its integrity check."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,32 +127,22 @@ class ReplayCache:
             StoreError: the file cannot be created, opened or initialised (other than
                 corruption, which is quarantined).
         """
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the folder of replay cache {path}: {exc}") from exc
-        quarantined = None
-        try:
-            conn = _connect(path)
-        except sqlite3.DatabaseError as exc:
-            corrupt = getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-            if not (corrupt or isinstance(exc, _CorruptError)):
-                raise StoreError(f"cannot open replay cache {path}: {exc}") from exc
-            quarantined = _quarantine(path, str(exc))
+        opened = open_db(path, _SCHEMA, needs_check=_always)
+        conn, quarantined = opened.conn, opened.quarantined
+        if quarantined is not None:
+            log.warning(
+                "replay cache %s started fresh: for one validity window every command is"
+                " refused as a possible replay",
+                path,
+            )
+            floor = now + max_skew + max_lifetime
             try:
-                conn = _connect(path)
-            except sqlite3.Error as again:
-                raise StoreError(f"cannot open replay cache {path}: {again}") from again
-        try:
-            conn.executescript(_SCHEMA)
-            if quarantined is not None:
-                floor = now + max_skew + max_lifetime
                 conn.execute(
                     "INSERT OR REPLACE INTO meta(key, value) VALUES('floor', ?)", (repr(floor),)
                 )
-        except sqlite3.Error as exc:
-            conn.close()
-            raise StoreError(f"cannot initialise replay cache {path}: {exc}") from exc
+            except sqlite3.Error as exc:
+                conn.close()
+                raise StoreError(f"cannot initialise replay cache {path}: {exc}") from exc
         return cls(conn, path, max_skew, max_lifetime, quarantined)
 
     def close(self) -> None:
@@ -312,20 +300,10 @@ class ReplayCache:
         return float(rows[0][0]) if rows else float("-inf")
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """A checked connection in WAL mode; ``sqlite3.DatabaseError`` if the file is corrupt."""
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=FULL")
-        # the file is small: checking it at every open costs little and catches a torn card
-        result = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if result != "ok":
-            raise _CorruptError("quick_check: " + " ".join(str(result).split())[:200])
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+def _always(conn: sqlite3.Connection) -> bool:
+    """The file is small: checking it at every open costs little and catches a torn card."""
+    del conn
+    return True
 
 
 def _rollback(conn: sqlite3.Connection) -> None:
@@ -334,31 +312,6 @@ def _rollback(conn: sqlite3.Connection) -> None:
     with suppress(sqlite3.Error):
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-
-
-def _quarantine(path: Path, reason: str) -> Path:
-    """Move ``path`` and its WAL and shm files aside; where they went."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    target = path.with_name(f"{path.name}.corrupt-{stamp}")
-    n = 0
-    while any(Path(f"{target}{s}").exists() for s in ("", "-wal", "-shm")):
-        n += 1
-        target = path.with_name(f"{path.name}.corrupt-{stamp}-{n}")
-    for suffix in ("", "-wal", "-shm"):
-        src = Path(f"{path}{suffix}")
-        if src.exists():
-            try:
-                src.rename(Path(f"{target}{suffix}"))
-            except OSError as exc:
-                raise StoreError(f"cannot move corrupt replay cache {src} aside: {exc}") from exc
-    log.error(
-        "replay cache %s is corrupt (%s): moved it to %s for inspection and started a fresh"
-        " one; for one validity window every command is refused as a possible replay",
-        path,
-        reason,
-        target,
-    )
-    return target
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

@@ -9,7 +9,9 @@ Contract:
   delivery of a finished command is answered again with its recorded outcome, one still
   running is ignored, anything else is rejected as ``replayed``.
 - Results go out on ``cmd-result/<id>`` and every decision on ``audit`` (both event lane),
-  and to the log. A rejection of a message whose signature did not verify is answered only
+  and to the log. The audit names the wire form (``form``: ``jws`` or ``legacy``) whenever it
+  is known, and ``received`` counts messages by form, so the end of the legacy transition can
+  be seen. A rejection of a message whose signature did not verify is answered only
   when its claimed id is well-formed, and audited at most ``audit_rate`` times a minute (the
   rest are counted), so a flood of forgeries cannot fill the store.
 - At start, commands claimed but never finished (a crash mid-execution) are reported as
@@ -19,7 +21,6 @@ Contract:
 """
 
 import asyncio
-import json
 import logging
 from collections import Counter
 from collections.abc import Callable
@@ -80,10 +81,12 @@ class CommandService:
             gateway_id,
             max_skew=cfg.max_skew,
             max_lifetime=cfg.max_lifetime,
+            legacy=cfg.accept_legacy,
         )
         self.cache_path = cfg.replay_cache or store_path.with_name(store_path.name + ".commands.db")
         self.executed = 0
         self.rejected: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()  # verified or rejected messages, by wire form
         self.unaudited = 0  # rejections counted but not audited (rate limit)
         self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(QUEUE_MAX)
         self._window = (0.0, 0)  # (minute start, unauthenticated rejections audited in it)
@@ -130,20 +133,24 @@ class CommandService:
         try:
             cmd = self.verifier.verify(payload, now, topic_name=name)
         except Rejected as rej:
-            self._reject(rej.reason, rej.detail, rej.command_id, name, rej.authenticated)
+            if rej.form is not None:
+                self.received[rej.form] += 1
+            self._reject(rej.reason, rej.detail, rej.command_id, name, rej.authenticated, rej.form)
             return
+        self.received[cmd.form] += 1
         if self.cfg.require_synced_clock and not self.synced():
             detail = "the gateway's clock is not synchronised; expiry cannot be judged"
-            self._reject("clock_unsynced", detail, cmd.id, cmd.name, True)
+            self._reject("clock_unsynced", detail, cmd.id, cmd.name, True, cmd.form)
             return
         if not await asyncio.to_thread(cache.claim, cmd):
             entry = await asyncio.to_thread(cache.entry, cmd.id)
             if entry is not None and entry.nonce == cmd.nonce:
                 if entry.outcome is not None:  # a duplicate delivery: the same answer again
                     self._answer(cmd.id, cmd.name, dict(entry.outcome))
-                self._audit(cmd.id, cmd.name, "duplicate", "delivered again; not re-run", True)
+                detail = "delivered again; not re-run"
+                self._audit(cmd.id, cmd.name, "duplicate", detail, True, form=cmd.form)
                 return
-            self._reject("replayed", "nonce or id seen before", cmd.id, cmd.name, True)
+            self._reject("replayed", "nonce or id seen before", cmd.id, cmd.name, True, cmd.form)
             return
         outcome = await self._execute(cmd)
         await asyncio.to_thread(cache.finish, cmd.id, outcome)
@@ -171,7 +178,13 @@ class CommandService:
     # -- answers and the audit trail ------------------------------------------------------
 
     def _reject(
-        self, reason: str, detail: str, cid: str | None, name: str, authenticated: bool
+        self,
+        reason: str,
+        detail: str,
+        cid: str | None,
+        name: str,
+        authenticated: bool,
+        form: str | None,
     ) -> None:
         self.rejected[reason] += 1
         if not authenticated:
@@ -186,7 +199,7 @@ class CommandService:
         outcome = {"status": "rejected", "reason": reason, "detail": detail}
         if cid is not None:
             self._answer(cid, name, outcome)
-        self._audit(cid, name, "rejected", f"{reason}: {detail}", authenticated)
+        self._audit(cid, name, "rejected", f"{reason}: {detail}", authenticated, form=form)
 
     def _answer(self, cid: str, name: str, outcome: dict[str, Any]) -> None:
         body = {"command_id": cid, "name": name, **outcome}
@@ -200,6 +213,7 @@ class CommandService:
         detail: str,
         authenticated: bool,
         cmd: Command | None = None,
+        form: str | None = None,
     ) -> None:
         body: dict[str, Any] = {
             "kind": "command",
@@ -209,6 +223,9 @@ class CommandService:
             "detail": detail[:300],
             "authenticated": authenticated,
         }
+        form = cmd.form if cmd is not None else form
+        if form is not None:
+            body["form"] = form
         if cmd is not None:
             body |= {"kid": cmd.kid, "args": cmd.arguments(), "iat": cmd.iat, "exp": cmd.exp}
         self.add(self._record("audit", body))
@@ -217,5 +234,4 @@ class CommandService:
                 extra={"command": cid, "outcome": outcome})  # fmt: skip
 
     def _record(self, topic: str, body: dict[str, Any]) -> Record:
-        text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-        return Record(Lane.EVENT, topic, text, self.clock.wall(), self.synced())
+        return Record(Lane.EVENT, topic, self.clock.wall(), self.synced(), fields=body)

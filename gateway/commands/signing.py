@@ -1,25 +1,16 @@
-"""Ed25519 signatures over commands: the canonical form, key ids, key files and signing.
+"""Commands signed by the platform: key ids, key files, building and signing commands.
 
-The canonical form (docs/commands.md, "Canonical form") is RFC 8785 (JCS) restricted to the
-values a command can hold: objects with string keys, arrays, strings (valid Unicode, no lone
-surrogates), integers within ±(2**53 - 1), ``true``, ``false`` and ``null``. Floats are not
-part of it (JCS would print them through ECMAScript's number formatting, which no Python
-library reproduces by default), so a command never carries one. For that subset JCS is:
-
-- no whitespace; object members sorted by their keys as UTF-16 code units;
-- strings as in ``json.dumps(s, ensure_ascii=False)``: only ``"``, ``\\`` and the control
-  characters U+0000..U+001F are escaped (``\\b \\t \\n \\f \\r`` short forms, the others as
-  ``\\u00xx`` in lowercase hex), everything else is written as itself in UTF-8;
-- integers in plain decimal.
-
-The signed bytes are the UTF-8 of the command object *without* its ``sig`` member in that form.
-``kid`` is inside the signed bytes, so a signature cannot be moved to another key id.
+A command goes on the wire as a JWS in compact serialisation (RFC 7515 §7.1) signed with
+EdDSA over Ed25519 (RFC 8037): ``base64url(header) "." base64url(payload) "." base64url(sig)``.
+The signature covers exactly the bytes sent, so the platform signs with any JOSE library and
+needs no canonical form (docs/commands.md, "Wire format"). ``sign`` is the platform side, for
+``cgw sign`` and tests; it uses PyJWT, as the verifier does (``gateway.commands.jws``).
 
 Key ids are the first 16 hex digits of SHA-256 over the 32 raw bytes of the public key, so the
 platform and every gateway compute the same id from the key alone. Only the platform holds a
 private key; a gateway holds public keys, so a gateway taken apart cannot sign commands.
 
-Errors: ``canonical``, ``sign`` and ``make_command`` raise ``ValueError`` on a value outside the
+Errors: ``sign`` and ``make_command`` raise ``ValueError`` on a value outside the
 format; the key loaders raise ``ConfigError`` naming the file; ``keygen`` raises
 ``FileExistsError`` rather than overwrite a key and ``OSError`` when it cannot write.
 """
@@ -37,78 +28,52 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import ValidationError
 
 from gateway.commands.model import (
+    ALG,
     ARGS,
     DEFAULT_MAX_LIFETIME,
     ID_PATTERN,
-    MAX_INT,
     NAME_PATTERN,
     NAMES,
     NONCE_PATTERN,
+    TYP,
     VERSION,
 )
 from gateway.core.errors import ConfigError
 
-MAX_DEPTH: Final = 16  # nesting the canonical form accepts; a command needs 2
 SIGNATURE_CHARS: Final = 86  # base64url without padding of a 64-byte Ed25519 signature
-_SURROGATE = re.compile("[\ud800-\udfff]")
+_B64URL = re.compile("[A-Za-z0-9_-]*")
 
 
-# -- canonical form ---------------------------------------------------------------------------
-
-
-def canonical(command: Mapping[str, Any]) -> bytes:
-    """The bytes a signature covers: ``command`` without ``sig``, in the canonical form.
-
-    Raises:
-        ValueError: a value outside the canonical subset (a float, a too large integer, a
-            lone surrogate, a non-string key, nesting deeper than ``MAX_DEPTH``).
-    """
-    return _encode({k: v for k, v in command.items() if k != "sig"}, 0).encode("utf-8")
-
-
-def _encode(value: object, depth: int) -> str:
-    if depth > MAX_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_DEPTH} levels")
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if type(value) is int:
-        if not -MAX_INT <= value <= MAX_INT:
-            raise ValueError(f"integer {value} is outside ±(2**53 - 1)")
-        return str(value)
-    if type(value) is str:
-        return _string(value)
-    if isinstance(value, Mapping):
-        for key in value:
-            if type(key) is not str:
-                raise ValueError(f"object key {key!r} is not a string")
-        members = sorted(value.items(), key=lambda kv: kv[0].encode("utf-16-be"))
-        return "{" + ",".join(f"{_string(k)}:{_encode(v, depth + 1)}" for k, v in members) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(_encode(v, depth + 1) for v in value) + "]"
-    if isinstance(value, float):
-        raise ValueError(f"{value!r} is a float: commands carry integers only")
-    raise ValueError(f"a {type(value).__name__} has no canonical JSON form")
-
-
-def _string(text: str) -> str:
-    if _SURROGATE.search(text):
-        raise ValueError("a string holds a lone surrogate (not valid Unicode)")
-    return json.dumps(text, ensure_ascii=False)
+# -- base64url ------------------------------------------------------------------------------
 
 
 def b64url(data: bytes) -> str:
-    """Base64url without padding (RFC 4648 §5), as the ``sig`` field carries it."""
+    """Base64url without padding (RFC 4648 §5), as JWS segments and the legacy ``sig`` are."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def b64url_decode(text: str) -> bytes:
+    """The bytes of ``text``, which must be their canonical base64url without padding.
+
+    Canonical: only ``A-Z a-z 0-9 - _``, no ``=``, and the unused low bits of the last
+    character zero; so one value has exactly one encoding.
+
+    Raises:
+        ValueError: ``text`` is not the canonical encoding of any bytes.
+    """
+    if not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url without padding")
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if b64url(data) != text:
+        raise ValueError("not the canonical base64url of its bytes")
+    return data
 
 
 # -- keys -------------------------------------------------------------------------------------
@@ -296,19 +261,27 @@ def make_command(
     }
 
 
-def sign(private_key: Ed25519PrivateKey, command: Mapping[str, Any]) -> dict[str, Any]:
-    """``command`` with ``kid`` (of ``private_key``) and ``sig`` set; any old ``sig`` replaced.
+def sign(private_key: Ed25519PrivateKey, command: Mapping[str, Any]) -> str:
+    """``command`` signed as a JWS in compact serialisation: what goes on ``cmd/<name>``.
+
+    The protected header is ``{"alg":"EdDSA","kid":<key id>,"typ":"cgw-cmd+jwt"}``; the
+    payload is ``command`` as compact JSON in UTF-8. Nothing is checked beyond what JSON can
+    carry: ``make_command`` builds valid commands, and tests sign invalid ones on purpose.
 
     Raises:
-        ValueError: ``command`` names another ``kid``, or holds a value outside the canonical
-            form (see ``canonical``).
+        ValueError: ``command`` carries ``kid`` or ``sig`` (members of the legacy envelope
+            only; a JWS names its key in the header), or a value JSON cannot carry.
     """
-    kid = key_id(private_key.public_key())
-    if command.get("kid", kid) != kid:
-        raise ValueError(f"command names key {command['kid']!r}, the signing key is {kid!r}")
-    body = {k: v for k, v in command.items() if k != "sig"}
-    body["kid"] = kid
-    return {**body, "sig": b64url(private_key.sign(canonical(body)))}
+    for member in ("kid", "sig"):
+        if member in command:
+            raise ValueError(f"{member!r} belongs to the legacy envelope, not a JWS payload")
+    try:
+        payload = json.dumps(dict(command), separators=(",", ":"), ensure_ascii=False,
+                             allow_nan=False).encode("utf-8")  # fmt: skip
+    except (TypeError, UnicodeEncodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    headers = {"kid": key_id(private_key.public_key()), "typ": TYP}
+    return jwt.PyJWS().encode(payload, private_key, algorithm=ALG, headers=headers)
 
 
 def describe(exc: ValidationError) -> str:

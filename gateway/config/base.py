@@ -52,3 +52,30 @@ SecretFile = Annotated[
 def read_secret(path: Path) -> str:
     """The secret in ``path`` without its trailing newline. Never log the result."""
     return path.read_text(encoding="utf-8").rstrip("\r\n")
+
+
+def check_topic_text(topic: str) -> str:
+    """No control characters and no surrounding blanks in a topic; raises ``ValueError``.
+
+    MQTT allows them (3.1.1 §1.5.3 forbids only U+0000), but a topic is also written into the
+    local broker's ACL file, one per line: a newline there would add a rule of its own.
+    """
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in topic) or topic != topic.strip():
+        raise ValueError(f"{topic!r}: no control characters or surrounding blanks in a topic")
+    return topic
+
+
+def check_filter(topic: str) -> str:
+    """A ``+``-only topic filter (MQTT 3.1.1 §4.7); raises ``ValueError``.
+
+    '+' fills a whole level; '$' topics are the broker's own (§4.7.2); '#' would subscribe to
+    everything below, so the levels are named instead.
+    """
+    check_topic_text(topic)
+    if "#" in topic or "\0" in topic:
+        raise ValueError(f"{topic!r}: '#' and NUL are not allowed; use '+' per level")
+    if topic.startswith("$"):
+        raise ValueError(f"{topic!r}: '$' topics belong to the broker")
+    if any("+" in level and level != "+" for level in topic.split("/")):
+        raise ValueError(f"{topic!r}: '+' must fill a whole topic level")
+    return topic

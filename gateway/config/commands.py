@@ -2,7 +2,8 @@
 
 Off unless configured: without a ``commands`` section the gateway does not subscribe to
 ``cmd/+`` at all. The platform's Ed25519 public keys come from files (PEM); several keys are
-accepted at once during a key rotation.
+accepted at once during a key rotation. Commands arrive as JWS; ``accept_legacy`` keeps the
+legacy JSON envelope working for one release, so a platform can switch without a flag day.
 """
 
 from pathlib import Path
@@ -32,6 +33,12 @@ class CommandsConfig(Model):
         True,
         description="Refuse commands while the gateway's clock is not NTP-synchronised: expiry"
         " cannot be judged with a wrong clock",
+    )
+    accept_legacy: bool = Field(
+        True,
+        description="Also accept commands in the legacy JSON envelope (sig over its RFC 8785"
+        " form) besides JWS. On in this release for the transition; the option and the legacy"
+        " form go away in the next (docs/commands.md, Transition)",
     )
     replay_cache: Path | None = Field(
         None, description="Replay cache file; default <store path>.commands.db"

@@ -4,7 +4,7 @@ A *door terminal* (``kind: door_terminal``) is one terminal, or a fleet of ident
 ``device_from_topic`` takes the terminal id from a ``+`` level of its topics. It has an event
 topic, a heartbeat topic, an optional command topic (for remote unlock), its doors, and a
 *payload mapping* (inline ``payload:`` or named ``profile:`` from
-``config/profiles/doors/<name>.yaml``) saying where the vendor's JSON keeps each field, how its
+``gateway/profiles/doors/<name>.yaml``) saying where the vendor's JSON keeps each field, how its
 values translate into ours (``gateway.core.access``), which fields must never be read (face images
 and templates), what a heartbeat looks like and how to word an unlock command.
 
@@ -27,7 +27,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Model, Name, SecretFile
+from gateway.config.base import Model, Name, SecretFile, check_filter, check_topic_text
 from gateway.config.mqtt_devices import (
     JsonPath,
     StateValue,
@@ -37,8 +37,9 @@ from gateway.config.mqtt_devices import (
 )
 from gateway.core.access import Credential, DenyReason, Kind
 from gateway.pipeline.privacy import Pseudonymiser
+from gateway.profiles import SHIPPED
 
-BUILTIN_DOOR_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "doors"
+BUILTIN_DOOR_PROFILES = SHIPPED / "doors"
 PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
 # what an unlock template may name; "{door}" and "{seconds}" alone in a string keep their type
 PLACEHOLDERS = frozenset(
@@ -59,17 +60,6 @@ def _seconds(value: object) -> object:
 
 Duration = Annotated[int, BeforeValidator(_seconds)]
 DoorRef = StrictInt | Annotated[str, Field(min_length=1, max_length=64)]
-
-
-def check_filter(topic: str) -> str:
-    """A ``+``-only topic filter (MQTT 3.1.1 §4.7), as for buttons; raises ``ValueError``."""
-    if "#" in topic or "\0" in topic:
-        raise ValueError(f"{topic!r}: '#' and NUL are not allowed; use '+' per level")
-    if topic.startswith("$"):
-        raise ValueError(f"{topic!r}: '$' topics belong to the broker")
-    if any("+" in level and level != "+" for level in topic.split("/")):
-        raise ValueError(f"{topic!r}: '+' must fill a whole topic level")
-    return topic
 
 
 Filter = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(check_filter)]
@@ -302,7 +292,7 @@ class DoorTerminalConfig(Model):
         _unique([d.id for d in self.doors], "doors")
         _unique([(d.terminal or self.id, d.door_ref) for d in self.doors], "doors (terminal, ref)")
         if self.command_topic is not None:
-            topic = self.command_topic
+            topic = check_topic_text(self.command_topic)
             if any(c in topic for c in "+#\0") or topic.startswith("$"):
                 raise ValueError(f"command_topic {topic!r}: no wildcards, NUL or '$' topics")
             if set(PLACEHOLDER.findall(topic)) - {"terminal"}:

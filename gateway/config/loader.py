@@ -30,8 +30,9 @@ from gateway.config.mqtt_devices import (
 )
 from gateway.config.paths import resolve_paths
 from gateway.core.errors import ConfigError
+from gateway.profiles import SHIPPED
 
-BUILTIN_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles"
+BUILTIN_PROFILES = SHIPPED
 _UNION_TAGS = frozenset(
     {"modbus", "modbus_tcp", "modbus_rtu", "gpio", "mqtt_button", "door_terminal"}
     | {"threshold", "contact", "offline", "sensor_fault"}

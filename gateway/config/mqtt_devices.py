@@ -5,7 +5,7 @@ sensors with a radio bridge) publish to inside the community; it is not the plat
 broker. A *button* (``kind: mqtt_button``) is one topic filter, possibly with ``+`` wildcards
 covering many devices, plus a *payload mapping* that says where the vendor's JSON keeps the
 event id, the state and (optionally) the input name. A mapping is written inline (``payload:``)
-or named (``profile:``) from ``config/profiles/mqtt/*.yaml``; ``resolve_payload`` finds it.
+or named (``profile:``) from ``gateway/profiles/mqtt/*.yaml``; ``resolve_payload`` finds it.
 
 Checks that span several buttons (duplicate ids, overlapping topic filters) are in
 ``check_buttons``, to be run with the other cross-field checks at load time.
@@ -26,11 +26,12 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Model, Name
+from gateway.config.base import Model, Name, check_filter
 from gateway.config.broker import BrokerConfig, TlsConfig
 from gateway.core.errors import ConfigError
+from gateway.profiles import SHIPPED
 
-BUILTIN_MQTT_PROFILES = Path(__file__).resolve().parents[2] / "config" / "profiles" / "mqtt"
+BUILTIN_MQTT_PROFILES = SHIPPED / "mqtt"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")  # the same rule as ``Name``
 
 JsonPath = Annotated[
@@ -125,7 +126,7 @@ class MqttButtonConfig(Model):
         description="0-based topic level that names the device; it must be a '+' level",
     )
     profile: Name | None = Field(
-        None, description="Named payload mapping (config/profiles/mqtt/<name>.yaml)"
+        None, description="Named payload mapping (gateway/profiles/mqtt/<name>.yaml)"
     )
     payload: PayloadMapConfig | None = Field(None, description="Inline payload mapping")
     max_payload: int = Field(
@@ -142,15 +143,7 @@ class MqttButtonConfig(Model):
     @field_validator("topic")
     @classmethod
     def _topic(cls, topic: str) -> str:
-        # MQTT 3.1.1 §4.7: '+' fills a whole level; §4.7.2: '$' topics are the broker's own;
-        # §1.5.3: no U+0000. '#' would subscribe to everything below: name the levels instead.
-        if "#" in topic or "\0" in topic:
-            raise ValueError(f"{topic!r}: '#' and NUL are not allowed; use '+' per level")
-        if topic.startswith("$"):
-            raise ValueError(f"{topic!r}: '$' topics belong to the broker")
-        if any("+" in level and level != "+" for level in topic.split("/")):
-            raise ValueError(f"{topic!r}: '+' must fill a whole topic level")
-        return topic
+        return check_filter(topic)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -7,22 +7,45 @@ kind ships in ``gateway/schemas/`` and the tests validate what is published agai
 """
 
 import json
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from gateway.core.messages import DeviceStatus, Lane, Record, Sample
+from gateway.core.messages import DeviceStatus, Json, Lane, Point, Quality, Record, Sample
 
 if TYPE_CHECKING:
-    from gateway.alarms.model import Transition
     from gateway.core.access import AccessEvent
 
 SCHEMA_VERSION = 1
 
 
 def iso(ts: float) -> str:
-    """``1800000000.5`` -> ``2027-01-15T08:00:00.500Z`` (UTC, milliseconds)."""
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """``1800000000.5`` -> ``2027-01-15T08:00:00.500Z`` (UTC, milliseconds).
+
+    The text of ``datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")``: the
+    microseconds rounded half to even, then cut to milliseconds. The date and time of a whole
+    second are kept, as every message of a backlog drain asks for the same few seconds.
+    """
+    frac, whole = math.modf(ts)
+    us = round(frac * 1e6)
+    seconds = int(whole)
+    if us >= 1_000_000:
+        seconds, us = seconds + 1, us - 1_000_000
+    elif us < 0:
+        seconds, us = seconds - 1, us + 1_000_000
+    stamp = _seconds.get(seconds)
+    if stamp is None:
+        if len(_seconds) > 4096:
+            _seconds.clear()
+        stamp = _seconds[seconds] = datetime.fromtimestamp(seconds, UTC).strftime(
+            "%Y-%m-%dT%H:%M:%S"
+        )
+    return f"{stamp}.{us // 1000:03d}Z"
+
+
+_seconds: dict[int, str] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +56,16 @@ class Identity:
     site_id: str
     gateway_id: str
 
-    @property
-    def prefix(self) -> str:
-        """``<root>/<site>/<gateway>``."""
-        return f"{self.root}/{self.site_id}/{self.gateway_id}"
+    prefix: str = field(init=False, repr=False, compare=False)  # <root>/<site>/<gateway>
+    head: str = field(init=False, repr=False, compare=False)  # the envelope up to the lane
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prefix", f"{self.root}/{self.site_id}/{self.gateway_id}")
+        head = (
+            f'{{"v":{SCHEMA_VERSION},"gateway_id":{json.dumps(self.gateway_id)},'
+            f'"site_id":{json.dumps(self.site_id)},"lane":"'
+        )
+        object.__setattr__(self, "head", head)
 
     def topic(self, suffix: str) -> str:
         """The full topic of a message whose topic below the gateway is ``suffix``."""
@@ -65,21 +94,73 @@ class StoredMessage(Protocol):
     @property
     def topic(self) -> str: ...
     @property
+    def device(self) -> str: ...
+    @property
     def ts(self) -> float: ...
     @property
     def synced(self) -> bool: ...
     @property
-    def body(self) -> str: ...
+    def fields(self) -> Mapping[str, Json]: ...
+    @property
+    def points(self) -> Sequence[Point]: ...
 
 
 def render(ident: Identity, msg: StoredMessage) -> tuple[str, bytes]:
-    """Topic and payload of a stored message: the envelope spliced before the stored body."""
+    """Topic and payload of a stored message: the envelope, then the fields of its kind.
+
+    Called by sinks only: the store keeps typed fields, this is the one place that knows the
+    wire format. A telemetry message's fields are ``device`` and ``points``.
+    """
     head = (
-        f'{{"v":{SCHEMA_VERSION},"gateway_id":{json.dumps(ident.gateway_id)},'
-        f'"site_id":{json.dumps(ident.site_id)},"lane":"{msg.lane.label}","seq":{msg.seq},'
-        f'"ts":"{iso(msg.ts)}","clock_synced":{"true" if msg.synced else "false"},'
+        f'{ident.head}{_LABELS[msg.lane]}","seq":{msg.seq},"ts":"{iso(msg.ts)}",'
+        f'"clock_synced":{"true" if msg.synced else "false"}'
     )
-    return ident.topic(msg.topic), (head + msg.body[1:]).encode()
+    if msg.lane is Lane.TELEMETRY:
+        device = _devices.get(msg.device)
+        if device is None:
+            device = _devices[msg.device] = f',"device":{_dumps(msg.device)},"points":['
+            if len(_devices) > 4096:  # device ids come from the config: a small set
+                _devices.clear()
+        body = f"{device}{','.join(map(_point, msg.points))}]}}"
+    elif msg.fields:
+        # as the fields were always written: a NaN from a command's arguments stays NaN
+        body = "," + json.dumps(msg.fields, separators=(",", ":"), ensure_ascii=False)[1:]
+    else:
+        body = "}"
+    return ident.topic(msg.topic), (head + body).encode()
+
+
+_LABELS = {ln: ln.label for ln in Lane}
+# rendered once, not per message: a drain renders thousands of rows a second
+_devices: dict[str, str] = {}
+_fragments: dict[tuple[str, str, Quality], tuple[str, str]] = {}
+
+
+def _point(p: Point) -> str:
+    """``{"name":..,"value":..,"unit":..,"quality":..}``, as ``_dumps`` writes it."""
+    key = (p.name, p.unit, p.quality)
+    around = _fragments.get(key)
+    if around is None:
+        if len(_fragments) > 4096:  # names and units come from the config: a small set
+            _fragments.clear()
+        around = _fragments[key] = (
+            f'{{"name":{_dumps(p.name)},"value":',
+            f',"unit":{_dumps(p.unit)},"quality":"{p.quality.value}"}}',
+        )
+    v = p.value
+    if type(v) is float:
+        text = repr(v) if math.isfinite(v) else "null"  # refused by telemetry_record already
+    elif v is None:
+        text = "null"
+    elif v is True:
+        text = "true"
+    elif v is False:
+        text = "false"
+    elif type(v) is int:
+        text = repr(v)
+    else:
+        text = _dumps(v)
+    return around[0] + text + around[1]
 
 
 def _dumps(obj: object) -> str:
@@ -88,66 +169,36 @@ def _dumps(obj: object) -> str:
 
 def telemetry_record(sample: Sample, synced: bool) -> Record:
     """A telemetry message: every point of one device from one poll."""
-    points = [
-        {"name": r.name, "value": r.value, "unit": r.unit, "quality": r.quality.value}
-        for r in sample.readings
-    ]
-    body = _dumps({"device": sample.device, "points": points})
+    for r in sample.readings:
+        if isinstance(r.value, float) and not math.isfinite(r.value):
+            # as json.dumps(allow_nan=False) says it: JSON has no NaN (RFC 8259 section 6)
+            raise ValueError(f"Out of range float values are not JSON compliant: {r.value!r}")
     return Record(
-        Lane.TELEMETRY, f"telemetry/{sample.device}", body, sample.ts, synced, sample.device
+        Lane.TELEMETRY,
+        f"telemetry/{sample.device}",
+        sample.ts,
+        synced,
+        sample.device,
+        points=tuple(Point(r.name, r.value, r.unit, r.quality) for r in sample.readings),
     )
 
 
 def status_record(status: DeviceStatus, synced: bool) -> Record:
     """A device availability change, published retained on ``device/<id>/status``."""
-    body = _dumps(
-        {
-            "device": status.device,
-            "state": "online" if status.online else "offline",
-            "reason": status.reason,
-        }
-    )
+    fields: dict[str, Json] = {
+        "device": status.device,
+        "state": "online" if status.online else "offline",
+        "reason": status.reason,
+    }
     return Record(
         Lane.EVENT,
         f"device/{status.device}/status",
-        body,
         status.ts,
         synced,
         status.device,
         retain=True,
+        fields=fields,
     )
-
-
-def alarm_record(t: "Transition", synced: bool) -> Record:
-    """An alarm transition, in the alarm lane on ``alarm/<alarm_id>``."""
-    a = t.alarm
-    body = _dumps(
-        {
-            "alarm_id": a.id,
-            "state": a.state.value,
-            "previous": None if t.previous is None else t.previous.value,
-            "note": t.note,
-            "cause": a.cause,
-            "rule": a.rule,
-            "kind": a.kind,
-            "device": a.device,
-            "severity": a.severity,
-            "latched": a.latched,
-            "active": a.active,
-            "message": a.message,
-            "value": a.value,
-            "raised_at": iso(a.raised_at),
-            "notified_at": None if a.notified_at is None else iso(a.notified_at),
-            "acked_at": None if a.acked_at is None else iso(a.acked_at),
-            "acked_by": a.acked_by or None,
-            "cleared_at": None if a.cleared_at is None else iso(a.cleared_at),
-            "time_to_ack_s": None if a.time_to_ack is None else round(a.time_to_ack, 3),
-            "repeats": a.repeats,
-            "escalation_step": a.tier + 1,
-        }
-    )
-    ts = a.history[-1][0] if a.history else a.raised_at
-    return Record(Lane.ALARM, f"alarm/{a.id}", body, ts, synced, a.device)
 
 
 def access_record(ev: "AccessEvent", synced: bool) -> Record:
@@ -156,26 +207,30 @@ def access_record(ev: "AccessEvent", synced: bool) -> Record:
     A personal event (it names a pseudonymised person or a snapshot) carries its retention:
     the store purges it then, delivered or not.
     """
-    body = _dumps(
-        {
-            "device": ev.device,
-            "door": ev.door or None,
-            "kind": ev.kind,
-            "reason": ev.reason or None,
-            "credential": ev.credential,
-            "person": ev.person or None,
-            "person_previous": ev.person_previous or None,
-            "snapshot_ref": ev.snapshot_ref or None,
-            "event_id": ev.event_id or None,
-            "terminal_ts": None if ev.terminal_ts is None else iso(ev.terminal_ts),
-            "gateway_ts": iso(ev.gateway_ts),
-            "skew_s": None if ev.skew is None else round(ev.skew, 3),
-            "skew_flagged": ev.skew_flagged,
-            "data_class": ev.data_class,
-            "retention_s": ev.retention,
-        }
-    )
+    fields: dict[str, Json] = {
+        "device": ev.device,
+        "door": ev.door or None,
+        "kind": ev.kind,
+        "reason": ev.reason or None,
+        "credential": ev.credential,
+        "person": ev.person or None,
+        "person_previous": ev.person_previous or None,
+        "snapshot_ref": ev.snapshot_ref or None,
+        "event_id": ev.event_id or None,
+        "terminal_ts": None if ev.terminal_ts is None else iso(ev.terminal_ts),
+        "gateway_ts": iso(ev.gateway_ts),
+        "skew_s": None if ev.skew is None else round(ev.skew, 3),
+        "skew_flagged": ev.skew_flagged,
+        "data_class": ev.data_class,
+        "retention_s": ev.retention,
+    }
     expires = ev.gateway_ts + ev.retention if ev.retention is not None else None
     return Record(
-        Lane.EVENT, f"event/{ev.device}", body, ev.gateway_ts, synced, ev.device, expires=expires
+        Lane.EVENT,
+        f"event/{ev.device}",
+        ev.gateway_ts,
+        synced,
+        ev.device,
+        expires=expires,
+        fields=fields,
     )

@@ -4,10 +4,13 @@ Values are ``bool | int | float | str``; a value that could not be read is ``Non
 quality that says why. A missing value is never turned into 0.
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
+from typing import NamedTuple
 
 Value = bool | int | float | str
+Json = None | bool | int | float | str | Sequence["Json"] | Mapping[str, "Json"]
 
 
 class Lane(IntEnum):
@@ -80,19 +83,31 @@ class ContactEvent:
     source: str = field(default="", compare=False)
 
 
+class Point(NamedTuple):
+    """One reading of a telemetry record, as stored and handed to sinks."""
+
+    name: str
+    value: Value | None
+    unit: str
+    quality: Quality
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A message ready for the store: its lane, topic (below the gateway's root) and body.
+    """A message for the store: what happened, as typed fields; sinks choose the wire format.
 
-    ``body`` is the JSON text of the message-specific fields; the envelope (gateway id, lane,
-    seq, timestamp, clock flag) is added when a sink publishes it.
+    ``topic`` is below the gateway's root. A telemetry record (lane ``TELEMETRY``) carries the
+    readings of one poll of ``device`` in ``points``; every other record carries the fields of
+    its kind in ``fields``, in the order the upstream contract lists them. The envelope
+    (gateway id, lane, seq, timestamp, clock flag) is added by the sink that publishes it.
     """
 
     lane: Lane
     topic: str
-    body: str
     ts: float
     clock_synced: bool
     device: str = ""
     retain: bool = False
     expires: float | None = None  # wall time its retention ends: purged then, delivered or not
+    fields: Mapping[str, Json] = field(default_factory=dict)
+    points: tuple[Point, ...] = ()

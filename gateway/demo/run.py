@@ -1,6 +1,6 @@
 """``cgw demo``: the gateway's main job on embedded defaults, watched live.
 
-It starts (only if needed) a loopback Mosquitto from ``config/mosquitto/demo.conf``, an
+It starts (only if needed) a loopback Mosquitto from ``gateway/demo/mosquitto.conf``, an
 in-process Modbus TCP simulator serving the shipped sensor profiles with drifting values, and
 the gateway itself with a temporary store; then it prints what reaches the upstream broker.
 Ctrl-C (or ``--duration``) stops everything and removes the temporary files.
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,7 @@ from gateway.demo.sim import SimulatedDevice, Simulator
 from gateway.ops.logs import setup
 from gateway.runtime.root import Runtime
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_CONF = REPO / "config" / "mosquitto" / "demo.conf"
+DEMO_CONF = resources.files("gateway.demo") / "mosquitto.conf"  # package data, like the profiles
 DEVICES = [  # (device id, profile, unit id)
     ("th-1", "th-rs485", 1),
     ("pm-1", "pm-laser-rs485", 2),

@@ -76,6 +76,12 @@ def _commands(snap: GatewaySnapshot) -> Iterator[Metric]:
         )
         for reason, n in sorted(commands.rejected.items()):
             rejected.add_metric([reason], n)
+        received = CounterMetricFamily(
+            "cgw_commands_received", "Platform commands read, by wire form", labels=["form"]
+        )
+        for form, n in sorted(commands.received.items()):
+            received.add_metric([form], n)
+        yield received
     if commands.dropped:
         rejected.add_metric(["not_running"], commands.dropped)
     yield rejected

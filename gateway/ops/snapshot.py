@@ -14,7 +14,7 @@ Contract:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.store.outbox import StoreStats
@@ -101,6 +101,7 @@ class CommandsSnapshot:
     unaudited: int  # rejections counted but not audited (rate limit)
     rejected: Mapping[str, int]  # reason -> count
     dropped: int  # command messages that arrived while it was not running
+    received: Mapping[str, int] = field(default_factory=dict)  # wire form -> messages read
 
 
 @dataclass(frozen=True, slots=True)

@@ -81,8 +81,8 @@ def commands(service: CommandService | None, dropped: int) -> CommandsSnapshot:
     """The command channel's counters; ``dropped`` arrived while it was not running."""
     if service is None:
         return CommandsSnapshot(False, 0, 0, {}, dropped)
-    rejected = dict(service.rejected)
-    return CommandsSnapshot(True, service.executed, service.unaudited, rejected, dropped)
+    rejected, received = dict(service.rejected), dict(service.received)
+    return CommandsSnapshot(True, service.executed, service.unaudited, rejected, dropped, received)
 
 
 def linkage(fire: FireLinkage | None) -> LinkageSnapshot | None:

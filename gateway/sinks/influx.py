@@ -11,8 +11,9 @@ Contract:
   The package is heavy (about 40 MiB); it is imported when the sink first runs, never when
   the gateway is imported.
 - The cursor moves only over rows that were written (a 2xx answer) or dead-lettered, in order.
-- One row (one device's poll) becomes one line: measurement ``cfg.measurement``, tags ``site``,
-  ``gateway``, ``device``, one field per point. Only points with quality "good" and a numeric
+- One row (one device's poll) becomes one line, written here from the row's typed points
+  (``line``): measurement ``cfg.measurement``, tags ``site``, ``gateway``, ``device``, one
+  field per point. Only points with quality "good" and a numeric
   value are written (bool as 0/1); ``None``, strings, non-finite floats and points of any other
   quality are skipped and counted. Units are not written.
 - Timestamps are the row's wall-clock time in milliseconds, made unique per series (per
@@ -34,24 +35,20 @@ Contract:
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway.config.base import read_secret
 from gateway.config.influx import InfluxConfig
 from gateway.core.backoff import Backoff
 from gateway.core.clock import Clock
 from gateway.core.contract import Identity
-from gateway.core.messages import Lane
+from gateway.core.messages import Lane, Quality
 from gateway.store.outbox import Row, Store
-
-if TYPE_CHECKING:
-    from influxdb_client.client.write.point import Point
 
 log = logging.getLogger(__name__)
 dead_log = logging.getLogger("gateway.influx_dead_letter")
@@ -62,12 +59,12 @@ RETRY_AFTER_STATUS = (429, 503)
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A row the server refused (or that could not be converted); kept for inspection."""
+    """A row the server refused; kept for inspection."""
 
     row_id: int
     device: str
     ts: float
-    line: str  # the line protocol sent, or the stored body if it could not be converted
+    line: str  # the line protocol sent
     error: str
 
 
@@ -75,10 +72,9 @@ class DeadLetter:
 class _Batch:
     """Rows converted for one request."""
 
-    points: list[Point] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
     fields: int = 0
     skipped: int = 0
-    bad: list[tuple[Row, str]] = field(default_factory=list)
     last_ms: dict[str, int] = field(default_factory=dict)
 
 
@@ -98,13 +94,6 @@ class _Retry(Exception):
         self.after = after
 
 
-def _point_class() -> Any:
-    """``influxdb_client.Point``, imported on first use (the package costs ~40 MiB, P19)."""
-    from influxdb_client.client.write.point import Point
-
-    return Point
-
-
 def _write_precision_ms() -> Any:
     from influxdb_client.domain.write_precision import WritePrecision
 
@@ -122,9 +111,42 @@ def _numeric(value: object) -> int | float | None:
     return None
 
 
-def _line(point: Any) -> str:
-    """The line protocol of ``point`` (for the dead-letter record)."""
-    return str(point.to_line_protocol())
+# line protocol escapes, as influxdb-client writes them
+_ESCAPE_MEASUREMENT = str.maketrans({",": r"\,", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"})
+_ESCAPE_KEY = str.maketrans(
+    {",": r"\,", "=": r"\=", " ": r"\ ", "\n": r"\n", "\t": r"\t", "\r": r"\r"}
+)
+
+
+def line(
+    measurement: str,
+    tags: Sequence[tuple[str, str]],
+    fields: Sequence[tuple[str, int | float]],
+    ms: int,
+) -> str:
+    """One line of line protocol: tags and fields sorted by key, empty tags left out.
+
+    Ints are written as integers (``1i``), floats as Python's shortest round-trip text with a
+    whole number's ``.0`` trimmed, the time in milliseconds; a later field of the same name
+    wins. ``fields`` must be finite numbers (``_numeric``).
+    """
+    tag_text = "".join(
+        f",{k.translate(_ESCAPE_KEY)}={_tag_value(v)}" for k, v in sorted(tags) if k and v
+    )
+    parts = []
+    for name, value in sorted(dict(fields).items()):
+        if isinstance(value, float):
+            text = repr(value)
+            text = text[:-2] if text.endswith(".0") else text
+        else:
+            text = f"{value}i"
+        parts.append(f"{name.translate(_ESCAPE_KEY)}={text}")
+    return f"{measurement.translate(_ESCAPE_MEASUREMENT)}{tag_text} {','.join(parts)} {ms}"
+
+
+def _tag_value(value: str) -> str:
+    out = value.translate(_ESCAPE_KEY)
+    return out + " " if out.endswith("\\") else out
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -156,7 +178,7 @@ class InfluxSink:
         self.written = 0  # fields (points) the server accepted
         self.rows_written = 0  # rows (device readings) the server accepted
         self.skipped = 0  # points not written: not numeric, or quality not "good"
-        self.dead_lettered = 0  # rows refused by the server or unconvertible
+        self.dead_lettered = 0  # rows refused by the server
         self.retries = 0  # failed writes retried
         self.last_error = ""
         self.batch_size = cfg.batch_size  # halved on 413
@@ -198,11 +220,11 @@ class InfluxSink:
         """Write ``rows`` until written or dead-lettered, then confirm them to the store."""
         while True:
             batch = self._convert(rows)
-            if not batch.points:
+            if not batch.lines:
                 await self._confirm(rows, batch)
                 return
             try:
-                await self._write(api, batch.points)
+                await self._write(api, batch.lines)
             except _Retry as exc:
                 await self._pause(exc)
                 continue
@@ -215,7 +237,7 @@ class InfluxSink:
                         self.batch_size,
                     )
                 if len(rows) == 1:
-                    self._dead(rows[0], _line(batch.points[0]), str(exc))
+                    self._dead(rows[0], batch.lines[0], str(exc))
                     await self._confirm(rows, batch)
                     return
                 half = len(rows) // 2
@@ -224,12 +246,12 @@ class InfluxSink:
                 return
             self._last_ms.update(batch.last_ms)
             self.written += batch.fields
-            self.rows_written += len(batch.points)
+            self.rows_written += len(batch.lines)
             self._ok()
             await self._confirm(rows, batch)
             return
 
-    async def _write(self, api: Any, points: list[Point]) -> None:
+    async def _write(self, api: Any, lines: list[str]) -> None:
         """One request; failures are sorted into ``_Retry`` and ``_Rejected``."""
         import aiohttp  # a dependency of influxdb-client[async]
         from influxdb_client.rest import ApiException
@@ -238,7 +260,7 @@ class InfluxSink:
             await api.write(
                 bucket=self.cfg.bucket,
                 org=self.cfg.org,
-                record=points,
+                record=lines,
                 write_precision=_write_precision_ms(),
             )
         except ApiException as exc:
@@ -275,8 +297,6 @@ class InfluxSink:
 
     async def _confirm(self, rows: Sequence[Row], batch: _Batch) -> None:
         """Go past ``rows``: they were written, or are dead-lettered or have nothing to write."""
-        for row, error in batch.bad:
-            self._dead(row, row.body[:500], error)
         self.skipped += batch.skipped
         await self.store.ack(self.name, {Lane.TELEMETRY: max(r.id for r in rows)})
 
@@ -288,28 +308,21 @@ class InfluxSink:
         )
 
     def _convert(self, rows: Sequence[Row]) -> _Batch:
-        """Points for ``rows`` and the per-device last stamps they would leave behind.
+        """Lines for ``rows`` and the per-device last stamps they would leave behind.
 
         Pure apart from reading ``_last_ms``: a retried or split chunk is converted again and
         gets the same lines; counters move only when the chunk is confirmed.
         """
-        point_cls = _point_class()
-        precision = _write_precision_ms()
         batch = _Batch()
         for row in rows:
-            try:
-                body = json.loads(row.body)
-                device = str(body.get("device") or row.device)
-                readings = body["points"]
-                fields: list[tuple[str, int | float]] = []
-                for reading in readings:
-                    value = _numeric(reading.get("value"))
-                    if value is None or reading.get("quality") != "good":
-                        continue
-                    fields.append((str(reading["name"]), value))
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                batch.bad.append((row, f"not a telemetry body: {exc!r}"))
-                continue
+            device = row.device
+            readings = row.points
+            fields: list[tuple[str, int | float]] = []
+            for reading in readings:
+                value = _numeric(reading.value)
+                if value is None or reading.quality is not Quality.GOOD:
+                    continue
+                fields.append((reading.name, value))
             batch.skipped += len(readings) - len(fields)
             if not fields:
                 continue
@@ -318,16 +331,10 @@ class InfluxSink:
             if last is not None and ms <= last:
                 ms = last + 1  # unique per series, even if the wall clock stepped back (F42)
             batch.last_ms[device] = ms
-            point = (
-                point_cls(self.cfg.measurement)
-                .tag("site", self.ident.site_id)
-                .tag("gateway", self.ident.gateway_id)
-                .tag("device", device)
+            tags = (("device", device), ("gateway", self.ident.gateway_id))
+            batch.lines.append(
+                line(self.cfg.measurement, (*tags, ("site", self.ident.site_id)), fields, ms)
             )
-            for name, value in fields:
-                point.field(name, value)
-            point.time(ms, precision)
-            batch.points.append(point)
             batch.fields += len(fields)
         return batch
 

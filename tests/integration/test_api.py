@@ -72,7 +72,7 @@ class Harness:
         async with asyncio.timeout(5):
             while True:
                 for row in await self.store.fetch("mqtt", 100, lanes=[Lane.ALARM]):
-                    body: dict[str, Any] = json.loads(row.body)
+                    body: dict[str, Any] = dict(row.fields)
                     if fields.items() <= body.items():
                         return body
                 await self.store.wait_for_rows("mqtt")

@@ -7,6 +7,7 @@ is validated with its credential paths pointed at temporary files; the local bro
 loaded by a real mosquitto on a free loopback port, stopped by PID afterwards.
 """
 
+import contextlib
 import os
 import pwd
 import re
@@ -214,7 +215,7 @@ def test_install_into_a_root_then_again_changes_nothing(tmp_path: Path) -> None:
     assert (opt / "gateway" / "cli" / "main.py").read_bytes() == (
         REPO / "gateway" / "cli" / "main.py"
     ).read_bytes()
-    assert (opt / "config" / "profiles" / "pm-laser-rs485.yaml").is_file()
+    assert (opt / "gateway" / "profiles" / "pm-laser-rs485.yaml").is_file()
     assert os.access(opt / "systemd" / "install.sh", os.X_OK)
     assert not (opt / "tests").exists()
     assert not list(opt.rglob("__pycache__"))
@@ -223,6 +224,11 @@ def test_install_into_a_root_then_again_changes_nothing(tmp_path: Path) -> None:
         passwd = root / "etc" / "mosquitto" / "cgw.passwd"
         assert passwd.read_text().startswith("cgw:$")  # hashed, never the plain password
         assert mode(passwd) == 0o600
+    acl = root / "etc" / "mosquitto" / "cgw.acl"  # no cgw to derive it yet: devices get nothing
+    assert [line for line in acl.read_text().splitlines() if line[:1] not in ("#", "")] == [
+        "user cgw"
+    ]
+    assert mode(acl) == 0o600
 
     second = install(root)
     assert "Nothing changed" in second, second
@@ -258,12 +264,62 @@ def test_install_dry_run_writes_nothing(tmp_path: Path) -> None:
     assert not root.exists() or not any(root.iterdir())
 
 
-def test_lan_listener_is_written_once(tmp_path: Path) -> None:
+def test_lan_listener_is_tls_only_and_written_once(tmp_path: Path) -> None:
     root = tmp_path / "root"
     install(root, "--lan-listener", "192.168.10.2")
     lan = root / "etc" / "mosquitto" / "conf.d" / "cgw-lan.conf"
-    assert "listener 1883 192.168.10.2" in lan.read_text().splitlines()
+    lines = lan.read_text().splitlines()
+    assert "listener 8883 192.168.10.2" in lines
+    assert "certfile /etc/mosquitto/certs/cgw-lan.crt" in lines
+    assert not any(line.startswith("listener 1883") for line in lines)
+    ca = root / "etc" / "cgw" / "site-ca"
+    assert mode(ca) == 0o700
+    assert mode(ca / "ca.key") == 0o600
+    assert mode(root / "etc" / "mosquitto" / "certs" / "cgw-lan.key") == 0o600
+    public = root / "etc" / "cgw" / "tls" / "site-ca.crt"
+    assert public.read_bytes() == (ca / "ca.crt").read_bytes()
+    cert = root / "etc" / "mosquitto" / "certs" / "cgw-lan.crt"
+    run("openssl", "verify", "-CAfile", public, cert)
+    assert "does match" in run("openssl", "x509", "-in", cert, "-noout", "-checkip",
+                               "192.168.10.2").stdout  # fmt: skip
     assert "Nothing changed" in install(root, "--lan-listener", "192.168.10.2")
+
+    out = install(root, "--lan-listener", "192.168.10.3")  # a new address: a new certificate
+    assert "issued the LAN listener's certificate for 192.168.10.3" in out
+    assert "created the site CA" not in out
+
+
+def test_a_plain_lan_listener_of_an_earlier_install_moves_to_tls(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    conf_d = root / "etc" / "mosquitto" / "conf.d"
+    conf_d.mkdir(parents=True)
+    (conf_d / "cgw-lan.conf").write_text(
+        "# written by install.sh --lan-listener: the building LAN\nlistener 1883 10.0.0.7\n"
+    )
+    out = install(root)
+    assert "plain-text listener on 10.0.0.7: moved to TLS" in out
+    assert "listener 8883 10.0.0.7" in (conf_d / "cgw-lan.conf").read_text().splitlines()
+    assert "Nothing changed" in install(root)
+
+
+def test_an_unedited_earlier_local_conf_is_replaced(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    conf_d = root / "etc" / "mosquitto" / "conf.d"
+    conf_d.mkdir(parents=True)
+    shown = run("git", "-C", REPO, "show", "b7d49c9:config/mosquitto/local.conf", check=False)
+    if shown.returncode != 0:
+        pytest.skip("the earlier local.conf needs the git history")
+    old = shown.stdout
+    (conf_d / "cgw-local.conf").write_text(old)
+    assert "updated /etc/mosquitto/conf.d/cgw-local.conf" in install(root)
+    assert (conf_d / "cgw-local.conf").read_text() == LOCAL_CONF.read_text()
+
+    edited = root / "edited"
+    (edited / "etc/mosquitto/conf.d").mkdir(parents=True)
+    (edited / "etc/mosquitto/conf.d/cgw-local.conf").write_text(old + "# mine\n")
+    out = install(edited)
+    assert "kept as it is" in out
+    assert "has no acl_file line" in out
 
 
 def test_install_rejects_unknown_options(tmp_path: Path) -> None:
@@ -293,6 +349,7 @@ def test_uninstall_keeps_config_and_store_unless_purged(tmp_path: Path) -> None:
     assert not (root / "etc" / "cgw").exists()
     assert not (root / "var" / "lib" / "cgw").exists()
     assert not (root / "etc" / "mosquitto" / "conf.d" / "cgw-local.conf").exists()
+    assert not (root / "etc" / "mosquitto" / "cgw.acl").exists()
     assert "Nothing changed" in uninstall(root, "--purge")
 
 
@@ -317,43 +374,47 @@ def connack(port: int, username: str | None = None, password: str | None = None)
     return reply[3]
 
 
-@pytest.fixture
-def local_broker(tmp_path: Path) -> Iterator[tuple[int, str]]:
-    """mosquitto running config/mosquitto/local.conf (paths and port moved into tmp_path)."""
-    if not (os.access(MOSQUITTO, os.X_OK) and shutil.which("mosquitto_passwd")):
-        pytest.skip("mosquitto is not installed")
-    password = "local-broker-test-password"
-    passwd = tmp_path / "cgw.passwd"
-    passwd.write_text(f"cgw:{password}\n")
-    passwd.chmod(0o600)
-    run("mosquitto_passwd", "-U", passwd)
-    port = free_port()
-    conf = LOCAL_CONF.read_text()
-    assert "listener 1883 127.0.0.1" in conf
-    assert "/etc/mosquitto/cgw.passwd" in conf
-    conf = conf.replace("listener 1883 127.0.0.1", f"listener {port} 127.0.0.1")
-    conf = conf.replace("/etc/mosquitto/cgw.passwd", str(passwd))
-    # what Debian's /etc/mosquitto/mosquitto.conf adds, and the test user (see support/)
+def staged_broker_conf(mosquitto_dir: Path, workdir: Path, ports: dict[str, int]) -> str:
+    """The broker files staged under ``mosquitto_dir`` as one config for a test broker.
+
+    Paths under /etc/mosquitto move to ``mosquitto_dir``; each ``listener PORT ADDR`` line whose
+    PORT is a key of ``ports`` moves to that port; plus what Debian's mosquitto.conf adds, and
+    the test user (see tests/support/mosquitto.py).
+    """
+    conf = "".join(
+        (mosquitto_dir / "conf.d" / name).read_text()
+        for name in ("cgw-local.conf", "cgw-lan.conf")
+        if (mosquitto_dir / "conf.d" / name).is_file()
+    )
+    for shipped, port in ports.items():
+        conf = conf.replace(f"listener {shipped} 127.0.0.1", f"listener {port} 127.0.0.1")
+    conf = conf.replace("/etc/mosquitto/", f"{mosquitto_dir}/")
     user = pwd.getpwuid(os.geteuid()).pw_name
-    conf += f"persistence true\npersistence_location {tmp_path}/\nuser {user}\n"
-    (tmp_path / "mosquitto.conf").write_text(conf)
-    log = (tmp_path / "mosquitto.log").open("wb")
+    return conf + f"persistence true\npersistence_location {workdir}/\nuser {user}\n"
+
+
+@contextlib.contextmanager
+def broker_running(conf: str, workdir: Path, ports: list[int]) -> Iterator[None]:
+    """mosquitto with ``conf`` until the block ends (stopped by PID); waits for ``ports``."""
+    (workdir / "mosquitto.conf").write_text(conf)
+    log = (workdir / "mosquitto.log").open("wb")
     proc = subprocess.Popen(
-        [MOSQUITTO, "-c", str(tmp_path / "mosquitto.conf")], stdout=log, stderr=log
+        [MOSQUITTO, "-c", str(workdir / "mosquitto.conf")], stdout=log, stderr=log
     )
     try:
         deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(
-                        (tmp_path / "mosquitto.log").read_text(errors="replace")
-                    ) from None
-                time.sleep(0.05)
-        yield port, password
+        for port in ports:
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise AssertionError(
+                            (workdir / "mosquitto.log").read_text(errors="replace")
+                        ) from None
+                    time.sleep(0.05)
+        yield
     finally:
         proc.terminate()
         try:
@@ -362,6 +423,29 @@ def local_broker(tmp_path: Path) -> Iterator[tuple[int, str]]:
             proc.kill()
             proc.wait(timeout=10)
         log.close()
+
+
+@pytest.fixture
+def local_broker(tmp_path: Path) -> Iterator[tuple[int, str]]:
+    """mosquitto running config/mosquitto/local.conf (paths and port moved into tmp_path)."""
+    if not (os.access(MOSQUITTO, os.X_OK) and shutil.which("mosquitto_passwd")):
+        pytest.skip("mosquitto is not installed")
+    password = "local-broker-test-password"
+    mosq = tmp_path / "mosquitto"
+    (mosq / "conf.d").mkdir(parents=True)
+    passwd = mosq / "cgw.passwd"
+    passwd.write_text(f"cgw:{password}\n")
+    passwd.chmod(0o600)
+    run("mosquitto_passwd", "-U", passwd)
+    (mosq / "cgw.acl").write_text("user cgw\n")
+    conf = LOCAL_CONF.read_text()
+    assert "listener 1883 127.0.0.1" in conf
+    assert "password_file /etc/mosquitto/cgw.passwd" in conf
+    assert "acl_file /etc/mosquitto/cgw.acl" in conf
+    (mosq / "conf.d" / "cgw-local.conf").write_text(conf)
+    port = free_port()
+    with broker_running(staged_broker_conf(mosq, tmp_path, {"1883": port}), tmp_path, [port]):
+        yield port, password
 
 
 def test_local_broker_refuses_anonymous_clients(local_broker: tuple[int, str]) -> None:

@@ -38,10 +38,11 @@ from pydantic import ValidationError
 
 from gateway.alarms.lifecycle import Lifecycle
 from gateway.alarms.model import Condition, Transition
+from gateway.alarms.records import alarm_record
 from gateway.config.alarms import AlarmsConfig
 from gateway.config.models import MqttConfig
 from gateway.core.clock import SystemClock
-from gateway.core.contract import Identity, alarm_record, iso, status_record, telemetry_record
+from gateway.core.contract import Identity, iso, status_record, telemetry_record
 from gateway.core.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
 from gateway.sinks.mqtt import FETCH, MqttSink
 from gateway.store.outbox import Store
@@ -244,6 +245,13 @@ def has_all(lane: str, last: int, first: int = 1) -> Callable[[Sequence[Received
     return lambda msgs: tally.feed(msgs).covers(lane, last, first)
 
 
+def _fields(rec: Record) -> dict[str, Any]:
+    """The fields of the record's kind, as the contract lists them."""
+    if rec.lane is Lane.TELEMETRY:
+        return {"device": rec.device, "points": [p._asdict() for p in rec.points]}
+    return dict(rec.fields)
+
+
 def expected_fields(rec: Record, seq: int) -> dict[str, Any]:
     """The published object for ``rec``: the envelope plus the stored body."""
     return {
@@ -254,7 +262,7 @@ def expected_fields(rec: Record, seq: int) -> dict[str, Any]:
         "seq": seq,
         "ts": iso(rec.ts),
         "clock_synced": rec.clock_synced,
-        **json.loads(rec.body),
+        **_fields(rec),
     }
 
 

@@ -9,9 +9,17 @@ from typing import Any
 
 import pytest
 
+from gateway.commands.legacy import sign_legacy
 from gateway.commands.replay import ReplayCache
 from gateway.commands.service import ActionFailed, CommandService
-from gateway.commands.signing import keygen, load_private_key, make_command, sign
+from gateway.commands.signing import (
+    b64url,
+    b64url_decode,
+    keygen,
+    load_private_key,
+    make_command,
+    sign,
+)
 from gateway.config.commands import CommandsConfig
 from gateway.core.clock import SystemClock
 from gateway.core.messages import Lane, Record
@@ -44,10 +52,14 @@ class Actions:
 
 
 class Harness:
-    def __init__(self, tmp: Path, synced: bool = True, audit_rate: int = 60) -> None:
+    def __init__(
+        self, tmp: Path, synced: bool = True, audit_rate: int = 60, accept_legacy: bool = True
+    ) -> None:
         files = keygen(tmp / "keys")
         self.key = load_private_key(files.private)
-        self.cfg = CommandsConfig(public_keys=[files.public], audit_rate=audit_rate)
+        self.cfg = CommandsConfig(
+            public_keys=[files.public], audit_rate=audit_rate, accept_legacy=accept_legacy
+        )
         self.records: list[Record] = []
         self.actions = Actions()
         self.synced = synced
@@ -73,10 +85,14 @@ class Harness:
 
     def command(self, name: str, args: dict[str, Any], **kw: Any) -> tuple[str, bytes]:
         doc = make_command(name, args, site_id="s1", gateway_id="gw1", now=time.time(), **kw)
-        return name, json.dumps(sign(self.key, doc)).encode()
+        return name, sign(self.key, doc).encode()
+
+    def legacy(self, name: str, args: dict[str, Any], **kw: Any) -> tuple[str, bytes]:
+        doc = make_command(name, args, site_id="s1", gateway_id="gw1", now=time.time(), **kw)
+        return name, json.dumps(sign_legacy(self.key, doc)).encode()
 
     def bodies(self, topic_prefix: str) -> list[dict[str, Any]]:
-        return [json.loads(r.body) for r in self.records if r.topic.startswith(topic_prefix)]
+        return [dict(r.fields) for r in self.records if r.topic.startswith(topic_prefix)]
 
     async def until(self, n: int, topic_prefix: str = "audit") -> list[dict[str, Any]]:
         async with asyncio.timeout(10):
@@ -121,14 +137,16 @@ async def test_a_failed_action_is_answered_with_its_reason(h: Harness) -> None:
 
 async def test_forged_replayed_and_wrong_target_commands_are_rejected(h: Harness) -> None:
     name, raw = h.command("silence", {}, command_id="c-3")
-    doc = json.loads(raw)
-    forged = json.dumps({**doc, "name": "silence", "nonce": doc["nonce"][::-1]}).encode()
+    head, body, sig = raw.split(b".")
+    doc = json.loads(b64url_decode(body.decode()))
+    forged_body = json.dumps({**doc, "nonce": doc["nonce"][::-1]}).encode()
+    forged = b".".join((head, b64url(forged_body).encode(), sig))
     h.service.submit(name, forged)  # signature no longer matches
     h.service.submit(name, raw)  # the genuine one: executed
     replay = h.command("silence", {}, command_id="c-4", nonce=doc["nonce"])  # old nonce
     h.service.submit(*replay)
     other = make_command("silence", {}, site_id="s1", gateway_id="gw2", now=time.time())
-    h.service.submit("silence", json.dumps(sign(h.key, other)).encode())
+    h.service.submit("silence", sign(h.key, other).encode())
     audits = await h.until(4)
     assert [(a["outcome"], a["detail"].split(":")[0]) for a in audits] == [
         ("rejected", "bad_signature"),
@@ -138,6 +156,40 @@ async def test_forged_replayed_and_wrong_target_commands_are_rejected(h: Harness
     ]
     assert h.actions.calls == [("silence", None)]
     assert h.service.rejected == {"bad_signature": 1, "replayed": 1, "wrong_target": 1}
+    assert {a["form"] for a in audits} == {"jws"}
+    assert h.service.received == {"jws": 4}
+
+
+async def test_the_legacy_envelope_is_executed_during_the_transition_and_audited_as_such(
+    h: Harness,
+) -> None:
+    h.service.submit(*h.legacy("unlock", {"door": "gate-1", "seconds": 5}, command_id="c-8"))
+    h.service.submit(*h.command("silence", {}, command_id="c-9"))
+    audits = await h.until(2)
+    assert [(a["outcome"], a["form"]) for a in audits] == [
+        ("executed", "legacy"),
+        ("executed", "jws"),
+    ]
+    assert h.actions.calls == [("unlock", ("gate-1", 5)), ("silence", None)]
+    assert h.service.received == {"legacy": 1, "jws": 1}
+
+
+async def test_the_legacy_envelope_is_refused_once_the_transition_is_over(tmp_path: Path) -> None:
+    h = Harness(tmp_path, accept_legacy=False)
+    task = asyncio.create_task(h.service.run())
+    try:
+        h.service.submit(*h.legacy("unlock", {"door": "gate-1", "seconds": 5}, command_id="c-10"))
+        (audit,) = await h.until(1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert (audit["outcome"], audit["form"], audit["authenticated"]) == (
+        "rejected",
+        "legacy",
+        False,
+    )
+    assert "accept_legacy" in audit["detail"]
+    assert h.actions.calls == []
 
 
 async def test_commands_are_refused_while_the_clock_is_not_synchronised(tmp_path: Path) -> None:

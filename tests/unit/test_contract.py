@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from gateway.core.contract import (
     telemetry_record,
 )
 from gateway.core.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
+from gateway.store.codec import decode_points, encode
 from gateway.store.outbox import Row
 
 SCHEMAS = Path(gateway.__file__).parent / "schemas"
@@ -54,7 +56,8 @@ def _row(rec: Record, seq: int = 42) -> Row:
         ts=rec.ts,
         synced=rec.clock_synced,
         retain=rec.retain,
-        body=rec.body,
+        fields=rec.fields,
+        points=rec.points,
     )
 
 
@@ -185,3 +188,54 @@ def test_iso_matches_the_schema_pattern_and_parses_back(ts: float) -> None:
     assert back.utcoffset() == timedelta(0)
     # fromtimestamp rounds to the microsecond, then the milliseconds are truncated
     assert -1e-6 <= ts - back.timestamp() < 0.001 + 1e-6
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=8),
+)
+_readings = st.builds(
+    Reading,
+    name=st.text(min_size=1, max_size=8),
+    value=_values,
+    unit=st.text(max_size=4),
+    quality=st.sampled_from(Quality),
+)
+
+
+@given(readings=st.lists(_readings, max_size=5))
+def test_telemetry_from_stored_points_renders_the_v1_bytes(readings: list[Reading]) -> None:
+    """Stored as fields and rendered by the sink: the bytes the v1 contract always had."""
+    rec = telemetry_record(Sample("th-1", TS, tuple(readings)), synced=True)
+    stored = dataclasses.replace(rec, points=decode_points(encode(rec)))
+    assert stored.points == rec.points
+    _, payload = render(IDENT, _row(stored))
+    points = [
+        {"name": r.name, "value": r.value, "unit": r.unit, "quality": r.quality.value}
+        for r in readings
+    ]
+    body = json.dumps(
+        {"device": "th-1", "points": points},
+        separators=(",", ":"),
+        ensure_ascii=False,
+        allow_nan=False,
+    )
+    assert payload.endswith(("," + body[1:]).encode())
+
+
+@given(
+    ts=st.one_of(
+        st.floats(0, 2**33, allow_nan=False),
+        st.builds(
+            lambda s, f: s + f,
+            st.integers(0, 2**33),
+            st.sampled_from([0.0005, 0.9995, 0.0000005, 0.9999995, 0.999999, 0.0009995]),
+        ),
+    )
+)
+def test_iso_is_the_datetime_text(ts: float) -> None:
+    expected = datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    assert iso(ts) == expected.replace("+00:00", "Z")

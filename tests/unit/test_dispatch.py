@@ -1,7 +1,6 @@
 """The dispatcher: every order routed to its actuator or the alarm engine, and audited."""
 
 import asyncio
-import json
 from typing import Any
 
 import pytest
@@ -82,7 +81,7 @@ class Harness:
         )
 
     def audits(self) -> list[dict[str, Any]]:
-        return [json.loads(r.body) for r in self.records if r.topic == "audit"]
+        return [dict(r.fields) for r in self.records if r.topic == "audit"]
 
 
 async def test_alarm_orders_go_to_the_engine_and_are_audited_upstream() -> None:

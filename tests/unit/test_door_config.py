@@ -160,6 +160,8 @@ BAD: list[tuple[str, Callable[[Doc], None], str]] = [
     ("two mappings", _set("profile", "facegate-json"), "exactly one of profile"),
     ("no mapping", _drop("payload"), "exactly one of profile"),
     ("command wildcard", _set("command_topic", "f/+/cmd"), "no wildcards"),
+    ("command newline", _set("command_topic", "f/{terminal}/cmd\nx"), "no control characters"),
+    ("heartbeat newline", _set("heartbeat_topic", "f/hb\rx"), "no control characters"),
     ("command placeholder", _set("command_topic", "f/{door}/cmd"), "'{terminal}' is its only"),
     ("heartbeat too fast", _set("heartbeat_timeout", 1), "greater than or equal to 5"),
     ("payload too big", _set("max_payload", 2 << 20), "less than or equal to 1048576"),

@@ -1,8 +1,10 @@
-"""The shipped device profiles (config/profiles/*.yaml) load, validate and merge as documented."""
+"""The shipped device profiles (gateway/profiles/*.yaml, package data) load, validate and merge
+as documented, and a site's own profile of the same name shadows a shipped one."""
 
 from __future__ import annotations
 
 import re
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,14 @@ def _points(path: Path) -> list[PointConfig]:
 def test_the_documented_profiles_ship() -> None:
     names = {p.stem for p in PROFILES}
     assert {"pm-laser-rs485", "noise-rs485", "th-rs485", "env-station-rs485"} <= names
+
+
+def test_the_profiles_are_package_data() -> None:
+    shipped = resources.files("gateway.profiles")
+    assert Path(str(shipped)) == BUILTIN_PROFILES
+    assert BUILTIN_PROFILES.is_relative_to(Path(str(resources.files("gateway"))))
+    for sub in ("", "doors", "mqtt"):  # Modbus maps, door and button payload mappings
+        assert any(f.name.endswith(".yaml") for f in shipped.joinpath(sub).iterdir())
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.stem)
@@ -113,3 +123,13 @@ def test_device_overrides_disables_and_adds_points(tmp_path: Path) -> None:
     assert by_name["status"].table == "discrete"
     assert dev.max_gap == 0  # the device's own value wins
     assert dev.max_block == 32  # the profile's value applies
+
+
+@pytest.mark.parametrize("folder", ["profiles", "site-profiles"])
+def test_a_site_profile_shadows_the_shipped_one(tmp_path: Path, folder: str) -> None:
+    site = "name: th-rs485\npoints:\n  - name: lux\n    table: input\n    address: 7\n"
+    (tmp_path / folder).mkdir()
+    (tmp_path / folder / "th-rs485.yaml").write_text(site)
+    doc = {**_config(tmp_path, {"profile": "th-rs485"}), "profile_dirs": ["site-profiles"]}
+    dev = as_modbus(validate(doc, tmp_path).devices[0])
+    assert [(p.name, p.address) for p in dev.points] == [("lux", 7)]

@@ -1,7 +1,6 @@
 """The replay cache on real SQLite files: claims, outcomes, restarts, pruning, corruption."""
 
 import asyncio
-import json
 import logging
 import sqlite3
 from collections.abc import Iterator
@@ -123,17 +122,15 @@ def test_finish_refuses_unknown_finished_and_non_json(cache: ReplayCache) -> Non
 def test_duplicate_delivery_executes_once_and_answers_twice(tmp_path: Path) -> None:
     key = Ed25519PrivateKey.from_private_bytes(bytes(32))
     verifier = Verifier({key_id(key.public_key()): key.public_key()}, "huayuan-b7", "gw-01")
-    raw = json.dumps(
-        sign(
-            key,
-            make_command(
-                "unlock",
-                {"door": "gate-1", "seconds": 5},
-                site_id="huayuan-b7",
-                gateway_id="gw-01",
-                now=T0,
-            ),
-        )
+    raw = sign(
+        key,
+        make_command(
+            "unlock",
+            {"door": "gate-1", "seconds": 5},
+            site_id="huayuan-b7",
+            gateway_id="gw-01",
+            now=T0,
+        ),
     ).encode()
     executed: list[Command] = []
     answers: list[dict[str, Any]] = []

@@ -2,17 +2,17 @@
 
 import contextlib
 import dataclasses
-import json
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.core.errors import StoreError
-from gateway.core.messages import Lane, Record
+from gateway.core.messages import Json, Lane, Point, Quality, Record
 from gateway.store.outbox import Row, Store, StoreFullError
 
 QUOTA = 256 * 1024
@@ -20,8 +20,19 @@ RESERVE = 32 * 1024
 
 
 def rec(lane: Lane, device: str = "d1", n: int = 0, size: int = 20, ts: float = 1e9) -> Record:
-    body = json.dumps({"device": device, "n": n, "pad": "x" * size})
-    return Record(lane, f"telemetry/{device}", body, ts + n, True, device)
+    topic = f"telemetry/{device}"
+    if lane is Lane.TELEMETRY:
+        points = (Point("n", n, "", Quality.GOOD), Point("pad", "x" * size, "", Quality.GOOD))
+        return Record(lane, topic, ts + n, True, device, points=points)
+    fields: dict[str, Json] = {"device": device, "n": n, "pad": "x" * size}
+    return Record(lane, topic, ts + n, True, device, fields=fields)
+
+
+def num(row: Row) -> int:
+    """The ``n`` a row was made with by ``rec``."""
+    value = row.points[0].value if row.lane is Lane.TELEMETRY else row.fields["n"]
+    assert isinstance(value, int)
+    return value
 
 
 async def open_store(path: Path, sinks: tuple[str, ...] = ("mqtt",), quota: int = QUOTA) -> Store:
@@ -57,7 +68,7 @@ async def test_lanes_drain_in_priority_order(store: Store) -> None:
     await store.flush()
     rows = await store.fetch("mqtt", 10)
     assert [r.lane for r in rows] == [Lane.ALARM, Lane.EVENT, Lane.TELEMETRY, Lane.TELEMETRY]
-    assert [json.loads(r.body)["n"] for r in rows] == [4, 2, 1, 3]
+    assert [num(r) for r in rows] == [4, 2, 1, 3]
 
 
 async def test_seq_per_lane_is_dense_and_survives_restart(tmp_path: Path) -> None:
@@ -99,7 +110,7 @@ async def test_unconfirmed_rows_come_back_after_restart(tmp_path: Path) -> None:
         again = await s.fetch("mqtt", 10)
     finally:
         await s.close()
-    assert [json.loads(r.body)["n"] for r in again] == [2, 3, 4]
+    assert [num(r) for r in again] == [2, 3, 4]
 
 
 async def test_rewind_hands_out_unconfirmed_rows_again(store: Store) -> None:
@@ -110,7 +121,7 @@ async def test_rewind_hands_out_unconfirmed_rows_again(store: Store) -> None:
     assert await store.fetch("mqtt", 10) == []
     await store.ack("mqtt", {Lane.TELEMETRY: rows[0].id})
     store.rewind("mqtt")
-    assert [json.loads(r.body)["n"] for r in await store.fetch("mqtt", 10)] == [1, 2, 3]
+    assert [num(r) for r in await store.fetch("mqtt", 10)] == [1, 2, 3]
 
 
 async def test_give_back_returns_the_unsent_tail(store: Store) -> None:
@@ -119,7 +130,7 @@ async def test_give_back_returns_the_unsent_tail(store: Store) -> None:
     await store.flush()
     rows = await store.fetch("mqtt", 10)
     store.give_back("mqtt", rows[2:])
-    assert [json.loads(r.body)["n"] for r in await store.fetch("mqtt", 10)] == [2, 3]
+    assert [num(r) for r in await store.fetch("mqtt", 10)] == [2, 3]
 
 
 async def test_rows_stay_until_every_sink_confirms(tmp_path: Path) -> None:
@@ -185,8 +196,8 @@ async def test_quota_evicts_oldest_telemetry_and_reports_a_gap(store: Store) -> 
     assert stats.used_bytes <= QUOTA
     counts = await store.count_rows()
     rows = await drain(store)
-    tele = [json.loads(r.body)["n"] for r in rows if r.lane is Lane.TELEMETRY]
-    gaps = [json.loads(r.body) for r in rows if r.topic == "gap"]
+    tele = [num(r) for r in rows if r.lane is Lane.TELEMETRY]
+    gaps: list[Mapping[str, Any]] = [r.fields for r in rows if r.topic == "gap"]
     assert stats.evicted > 0
     # produced = kept + evicted, exactly; nothing else vanished
     assert len(tele) + stats.evicted + stats.dropped == produced
@@ -206,7 +217,7 @@ async def test_gap_reports_coalesce_until_handed_out(store: Store) -> None:
     await store.flush()
     gaps = [r for r in await store.fetch("mqtt", 5000) if r.topic == "gap"]
     assert len(gaps) == 1
-    assert json.loads(gaps[0].body)["count"] == store.stats().evicted
+    assert gaps[0].fields["count"] == store.stats().evicted
 
 
 async def test_event_seq_stays_unique_when_a_gap_report_is_written(store: Store) -> None:
@@ -260,11 +271,11 @@ async def test_alarms_and_events_are_never_evicted(tmp_path: Path) -> None:
             s.add(rec(Lane.ALARM, n=1000 + i, size=400))
         with pytest.raises(StoreFullError, match="waiting in memory"):
             await s.flush()
-        alarms = [json.loads(r.body)["n"] for r in await drain(s) if r.lane is Lane.ALARM]
+        alarms = [num(r) for r in await drain(s) if r.lane is Lane.ALARM]
         while True:  # as the sink confirms, the waiting alarms go in, in order
             with contextlib.suppress(StoreFullError):
                 await s.flush()
-            got = [json.loads(r.body)["n"] for r in await drain(s) if r.lane is Lane.ALARM]
+            got = [num(r) for r in await drain(s) if r.lane is Lane.ALARM]
             if not got:
                 break
             alarms += got
@@ -383,7 +394,8 @@ async def test_model_every_row_is_delivered_once_in_order(
 async def test_rows_past_retention_are_purged_even_if_never_delivered(tmp_path: Path) -> None:
     store = await open_store(tmp_path / "r.db")
     try:
-        personal = Record(Lane.EVENT, "event/door-1", '{"person":"p1:x"}', 1e9, True, "door-1")
+        fields: dict[str, Json] = {"person": "p1:x"}
+        personal = Record(Lane.EVENT, "event/door-1", 1e9, True, "door-1", fields=fields)
         store.add(dataclasses.replace(personal, expires=1000.0))
         store.add(dataclasses.replace(personal, expires=2000.0))
         store.add(rec(Lane.EVENT, n=1))  # no retention: kept until delivered
@@ -395,7 +407,7 @@ async def test_rows_past_retention_are_purged_even_if_never_delivered(tmp_path: 
         assert store.stats().purged == 1
         assert store.stats().used_bytes < used
         left = await drain(store)
-        assert [r.body for r in left] == ['{"person":"p1:x"}', rec(Lane.EVENT, n=1).body]
+        assert [r.fields for r in left] == [{"person": "p1:x"}, rec(Lane.EVENT, n=1).fields]
     finally:
         await store.close()
     again = await open_store(tmp_path / "r.db")  # the count is persisted
@@ -416,13 +428,13 @@ async def test_a_store_from_before_retention_gains_the_column(tmp_path: Path) ->
     )
     conn.execute(
         "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size)"
-        " VALUES(2, 1, 'telemetry/d1', 'd1', 1e9, 1, 0, '{}', 70)"
+        " VALUES(2, 1, 'telemetry/d1', 'd1', 1e9, 1, 0, '{\"device\":\"d1\",\"points\":[]}', 70)"
     )
     conn.commit()
     conn.close()
     store = await open_store(path)
     try:
-        assert [r.body for r in await drain(store)] == ["{}"]  # the old row is kept
+        assert [r.points for r in await drain(store)] == [()]  # the old row is kept
         store.add(dataclasses.replace(rec(Lane.EVENT), expires=5.0))
         await store.flush()
         assert await store.purge_expired(10.0) == 1

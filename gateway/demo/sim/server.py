@@ -50,7 +50,7 @@ class Simulator:
 
     Example::
 
-        dev = SimulatedDevice.from_profile(1, Path("config/profiles/th-rs485.yaml"))
+        dev = SimulatedDevice.from_profile(1, BUILTIN_PROFILES / "th-rs485.yaml")
         async with Simulator([dev], port=free_port()) as sim:
             await sim.set_value(1, "temperature", -10.1)
     """

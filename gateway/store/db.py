@@ -1,0 +1,200 @@
+"""Opening an SQLite file of the gateway: connection, pragmas, checks, versioned schema.
+
+One opener for every SQLite file the gateway keeps (the store, the command replay cache).
+
+Invariants:
+
+1. A file is in WAL mode with ``synchronous=FULL`` before anything is written to it: a
+   committed transaction survives a killed process and, on storage that honours flushes, a
+   power cut.
+2. ``PRAGMA user_version`` is the schema version. ``Schema.migrations[i]`` takes a file from
+   version ``i`` to ``i + 1``; each runs in its own ``BEGIN IMMEDIATE ... COMMIT`` together
+   with the new ``user_version``, so a crash mid-upgrade leaves the file at the last version
+   it fully reached, and the next open resumes from there. Files written before versioning
+   read as version 0, which is why every first migration is idempotent
+   (``CREATE ... IF NOT EXISTS``).
+3. A file that is corrupt (not a database, or failing ``quick_check`` when one is asked for)
+   is moved aside with its WAL and shm files, never deleted, logged at ERROR, and a fresh file
+   is opened: corruption never becomes a crash loop.
+4. A file whose ``user_version`` is newer than the code knows (a downgrade) is refused before
+   anything is written to it: it is moved aside the same way, logged at CRITICAL, and a fresh
+   file is opened. Its rows are kept for the newer release, never reinterpreted.
+5. Any other SQLite or file-system error is a ``StoreError``.
+
+Every call here is synchronous: the caller runs it on its own thread.
+"""
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from gateway.core.errors import StoreError
+
+log = logging.getLogger(__name__)
+
+Migration = Callable[[sqlite3.Connection], None]
+_SUFFIXES = ("", "-wal", "-shm")
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """What a file holds: ``migrations[i]`` upgrades version ``i`` to ``i + 1``."""
+
+    label: str  # "store", "replay cache": used in messages and log lines
+    migrations: tuple[Migration, ...]
+
+    @property
+    def version(self) -> int:
+        """The version this code writes."""
+        return len(self.migrations)
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """An open, checked, current connection and what happened on the way."""
+
+    conn: sqlite3.Connection
+    quarantined: Path | None  # where a corrupt or too-new file went, if one did
+    checked: bool  # quick_check ran on the file (and passed)
+
+
+class _CorruptError(sqlite3.DatabaseError):
+    """The file opened but failed its integrity check."""
+
+
+class _NewerError(Exception):
+    """The file's schema is newer than this code knows."""
+
+
+def statements(conn: sqlite3.Connection, script: str) -> None:
+    """Run ``script`` statement by statement (``executescript`` would COMMIT the transaction)."""
+    for stmt in script.split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+def open_db(
+    path: Path,
+    schema: Schema,
+    *,
+    needs_check: Callable[[sqlite3.Connection], bool],
+    max_bytes: int | None = None,
+) -> Opened:
+    """Open ``path``: checked, quarantined if corrupt or too new, migrated to ``schema``.
+
+    ``needs_check(conn)`` says whether this file needs a ``quick_check`` (it may read the file,
+    never write it). ``max_bytes`` caps the file (``max_page_count``): hitting it is reported as
+    SQLITE_FULL instead of filling the disk.
+
+    Raises:
+        StoreError: the file cannot be created, opened or migrated (other than corruption or a
+            newer version, which are moved aside).
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder of {schema.label} {path}: {exc}") from exc
+    quarantined = None
+    checked = False
+    try:
+        conn, checked = _connect(path, schema, needs_check, max_bytes)
+    except _NewerError as exc:
+        quarantined = _move_aside(path, "newer", schema.label)
+        log.critical(
+            "%s %s has schema version %s, newer than this release knows (%d): moved it to %s"
+            " untouched and started a fresh one; install the newer release to deliver it",
+            schema.label,
+            path,
+            exc,
+            schema.version,
+            quarantined,
+        )
+    except sqlite3.DatabaseError as exc:
+        corrupt = getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
+        if not (corrupt or isinstance(exc, _CorruptError)):
+            raise StoreError(f"cannot open {schema.label} {path}: {exc}") from exc
+        quarantined = _move_aside(path, "corrupt", schema.label)
+        log.error(
+            "%s %s is corrupt (%s): moved it to %s for inspection and started a fresh one",
+            schema.label,
+            path,
+            " ".join(str(exc).split())[:200],
+            quarantined,
+        )
+    if quarantined is not None:
+        try:
+            conn, _ = _connect(path, schema, lambda c: False, max_bytes)
+        except (sqlite3.Error, _NewerError) as exc:
+            raise StoreError(f"cannot open {schema.label} {path}: {exc}") from exc
+    try:
+        migrate(conn, schema)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise StoreError(f"cannot initialise {schema.label} {path}: {exc}") from exc
+    return Opened(conn, quarantined, checked)
+
+
+def _connect(
+    path: Path,
+    schema: Schema,
+    needs_check: Callable[[sqlite3.Connection], bool],
+    max_bytes: int | None,
+) -> tuple[sqlite3.Connection, bool]:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        # read-only so far: a file of a newer release is refused before any write (invariant 4)
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > schema.version:
+            raise _NewerError(str(version))
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA journal_size_limit=67108864")
+        if max_bytes is not None:
+            page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+            conn.execute(f"PRAGMA max_page_count={max_bytes // page}")
+        checked = needs_check(conn)
+        if checked:
+            result = conn.execute("PRAGMA quick_check").fetchone()[0]
+            if result != "ok":
+                raise _CorruptError("quick_check: " + str(result))
+    except BaseException:
+        conn.close()
+        raise
+    return conn, checked
+
+
+def migrate(conn: sqlite3.Connection, schema: Schema) -> None:
+    """Bring the file to ``schema.version``, one committed step per version (invariant 2)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    for target in range(version + 1, schema.version + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            schema.migrations[target - 1](conn)
+            conn.execute(f"PRAGMA user_version={target}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        if version:
+            log.info("%s: schema upgraded to version %d", schema.label, target)
+
+
+def _move_aside(path: Path, why: str, label: str) -> Path:
+    """Move ``path`` and its WAL and shm files to ``<path>.<why>-<stamp>``; where they went."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    target = path.with_name(f"{path.name}.{why}-{stamp}")
+    n = 0
+    while any(Path(f"{target}{s}").exists() for s in _SUFFIXES):
+        n += 1
+        target = path.with_name(f"{path.name}.{why}-{stamp}-{n}")
+    for suffix in _SUFFIXES:
+        src = Path(f"{path}{suffix}")
+        if src.exists():
+            try:
+                src.rename(Path(f"{target}{suffix}"))
+            except OSError as exc:
+                raise StoreError(f"cannot move {label} {src} aside: {exc}") from exc
+    return target

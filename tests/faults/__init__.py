@@ -1,0 +1,1 @@
+"""The standing fault suite: each test against the real daemon or real peers."""

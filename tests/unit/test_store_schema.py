@@ -1,0 +1,95 @@
+"""The store file's versioned schema: old files are migrated, newer ones refused untouched."""
+
+import json
+import logging
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.core.contract import Identity
+from gateway.core.messages import Lane, Record
+from gateway.store import Store
+from gateway.store.schema import STORE
+from tests.fixtures.make_store_v0 import wire
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+def user_version(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        conn.close()
+
+
+async def open_v0_copy(tmp_path: Path) -> Store:
+    path = tmp_path / "buffer.db"
+    shutil.copy(FIXTURES / "store_v0.db", path)
+    assert user_version(path) == 0
+    return await Store.open(
+        path,
+        quota=12 * 1024,
+        reserve=2 * 1024,
+        sinks=["mqtt", "influx"],
+        lanes={"influx": [Lane.TELEMETRY]},
+    )
+
+
+async def test_a_store_of_the_unversioned_release_delivers_what_it_owed(tmp_path: Path) -> None:
+    expected: dict[str, Any] = json.loads((FIXTURES / "expected_v0.json").read_text())
+    ident = Identity(*expected["ident"])
+    store = await open_v0_copy(tmp_path)
+    try:
+        for sink in ("mqtt", "influx"):
+            got = []
+            while rows := await store.fetch(sink, 7):
+                got += [wire(ident, row) for row in rows]
+            assert got == expected[sink], sink
+        assert store.stats().evicted == expected["stats"]["evicted"]
+        # fields take less room than the upstream JSON did
+        assert 0 < store.stats().used_bytes < expected["stats"]["used_bytes"]
+        alarms = await store.transact(lambda c: c.execute("SELECT id, open FROM alarms").fetchall())
+        assert alarms == [("a1", 1)]
+        # seqs go on from where the old release stopped
+        store.add(Record(Lane.ALARM, "alarm/a2", 1.9e9, True, "d", fields={"n": 2}))
+        await store.flush()
+        assert [r.seq for r in await store.fetch("mqtt", 10)] == [2]
+    finally:
+        await store.close()
+    assert user_version(tmp_path / "buffer.db") == STORE.version
+
+
+async def test_a_fresh_store_is_at_the_current_version(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "b.db", quota=1 << 20, reserve=1 << 16, sinks=["mqtt"])
+    await store.close()
+    assert user_version(tmp_path / "b.db") == STORE.version
+
+
+async def test_a_store_of_a_newer_release_is_moved_aside_untouched(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "buffer.db"
+    store = await Store.open(path, quota=1 << 20, reserve=1 << 16, sinks=["mqtt"])
+    store.add(Record(Lane.ALARM, "alarm/a1", 1.9e9, True, "d", fields={"n": 1}))
+    await store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA user_version={STORE.version + 1}")
+    conn.execute("PRAGMA journal_mode=DELETE")  # one file, so its bytes can be compared
+    conn.close()
+    before = path.read_bytes()
+
+    with caplog.at_level(logging.CRITICAL, logger="gateway.store.db"):
+        store = await Store.open(path, quota=1 << 20, reserve=1 << 16, sinks=["mqtt"])
+    try:
+        assert store.quarantined is not None
+        assert store.quarantined.read_bytes() == before  # not a byte written
+        assert await store.fetch("mqtt", 10) == []  # a fresh store
+    finally:
+        await store.close()
+    assert [r.levelname for r in caplog.records] == ["CRITICAL"]
+    assert str(store.quarantined) in caplog.text
+    assert user_version(path) == STORE.version
