@@ -155,8 +155,10 @@ def _check(path: Path) -> int:
                 f"    {d.id}: {d.kind} unit {d.unit_id} on {d.bus},{profile}"
                 f" {len(d.active_points)} points every {d.interval:g} s"
             )
-        else:
-            print(f"    {d.id}: {d.kind} on local topic {d.topic},{profile}")
+        else:  # buttons and door terminals listen on a topic; a kind added later may not
+            topic = getattr(d, "topic", None)
+            where = f" on local topic {topic}," if topic else ""
+            print(f"    {d.id}: {d.kind}{where}{profile}")
     rules = cfg.alarms.rules
     print(
         f"  alarms    {len(rules)} rules, ladders: "
