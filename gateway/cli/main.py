@@ -194,8 +194,10 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 async def _daemon(cfg: Config, path: Path) -> None:
+    from gateway.ops.listener import fd_budget
     from gateway.runtime.root import Runtime
 
+    fd_budget()  # the soft descriptor limit up to the hard one, before anything opens files
     stop = asyncio.Event()
     runtime = Runtime(cfg, config_path=path)
     loop = asyncio.get_running_loop()
