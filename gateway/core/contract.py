@@ -106,6 +106,7 @@ def status_record(status: DeviceStatus, synced: bool) -> Record:
             "state": "online" if status.online else "offline",
             "reason": status.reason,
         }
+        | ({"disabled": list(status.disabled)} if status.disabled else {})
     )
     return Record(
         Lane.EVENT,

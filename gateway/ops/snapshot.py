@@ -14,7 +14,7 @@ Contract:
 """
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway.store.outbox import StoreStats
@@ -121,6 +121,8 @@ class DeviceSnapshot:
     failed_polls: int
     latency_sum: float  # seconds over all polls
     last_latency: float  # seconds
+    bad_frames: int = 0  # answers that did not fit their request (never taken as values)
+    disabled: Mapping[str, str] = field(default_factory=dict)  # point -> why it is not read
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,17 +54,11 @@ def brokers(tmp_path: Path) -> Iterator[tuple[Mosquitto, Mosquitto]]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path, brokers: tuple[Mosquitto, Mosquitto]) -> Iterator[Daemon]:
+def started(tmp_path: Path, daemon: Daemon, brokers: tuple[Mosquitto, Mosquitto]) -> Daemon:
     up, local = brokers
-    d = Daemon(
-        write_config(tmp_path / "gw.yaml", config(tmp_path / "buf.db", up.port, local.port)),
-        tmp_path / "gw.log",
-    )
-    d.start()
-    try:
-        yield d
-    finally:
-        d.stop()
+    write_config(daemon.config, config(tmp_path / "buf.db", up.port, local.port))
+    daemon.start()
+    return daemon
 
 
 async def press(port: int, event_id: str) -> None:
@@ -84,9 +78,10 @@ async def ready(daemon: Daemon) -> None:
 
 
 async def test_upstream_return_to_first_alarm(
-    daemon: Daemon, brokers: tuple[Mosquitto, Mosquitto]
+    started: Daemon, brokers: tuple[Mosquitto, Mosquitto]
 ) -> None:
     up, local = brokers
+    daemon = started
 
     # The platform's subscriber keeps a persistent session, and reconnects only once the
     # broker is back: what it gets then was queued for it, so its clock never runs early.
@@ -112,9 +107,10 @@ async def test_upstream_return_to_first_alarm(
 
 
 async def test_local_return_to_first_alarm(
-    daemon: Daemon, brokers: tuple[Mosquitto, Mosquitto]
+    started: Daemon, brokers: tuple[Mosquitto, Mosquitto]
 ) -> None:
     up, local = brokers
+    daemon = started
     async with Recorder(up.host, up.port, f"{PREFIX}/alarm/#") as rec:
         await ready(daemon)
         await local.stop_async()
