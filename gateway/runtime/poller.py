@@ -4,7 +4,8 @@ Contract:
 - Polls start every ``interval`` on the monotonic clock. A poll that overruns its slot skips
   the missed slots (counted in ``overruns``); polls never pile up or burst to catch up: the
   next poll starts at least half an interval after the previous one ended, so a poll held up
-  on its bus (a neighbour's timeout) skips the slot that would follow right behind it.
+  on its bus (a neighbour's timeout) moves the next slot back instead of being followed by
+  one right behind it (the grid keeps the new phase).
 - ``offline_after`` consecutive failed polls mark the device offline: one WARNING line and one
   retained status message. An offline device is retried with capped exponential backoff
   (``interval`` doubling up to ``backoff_max``), so it seldom takes its bus's time. The first
@@ -120,12 +121,12 @@ class Poller:
                 due = now + self._backoff.next()
                 continue
             due += interval
-            earliest = now + interval / 2
-            if due < earliest:
-                missed = int((earliest - due) // interval) + 1
+            if due < now:
+                missed = int((now - due) // interval) + 1
                 self.overruns += missed
                 self._count("overruns", missed)
                 due += missed * interval
+            due = max(due, now + interval / 2)  # never a second poll right behind a late one
 
     def _count(self, counter: str, n: float) -> None:
         if self.states is not None:
