@@ -17,7 +17,11 @@ Contract:
   like base64 content, or longer than 128 printable ASCII characters is dropped (the event is
   kept, ``snapshot_dropped`` set).
 - Values are matched type-exactly, as for buttons (JSON ``1`` is not ``"1"`` nor ``true``). A
-  terminal time that cannot be read leaves ``terminal_ts`` empty; the event is kept.
+  terminal time that cannot be read leaves ``terminal_ts`` empty; the event is kept. A time
+  further than ``MAX_SKEW`` from the arrival is dropped the same way (the event is flagged).
+- A heartbeat is a sign of life only if it is well formed: a mapped time or status that is
+  present must be a readable time and a JSON string, integer or boolean (a status of ``[]``
+  is ``unmapped``, not alive); absent fields are allowed (a bare ``{}`` is alive).
 """
 
 import json
@@ -38,7 +42,7 @@ from gateway.config.doors import (
     DoorTerminalConfig,
 )
 from gateway.config.mqtt_devices import NAME_RE
-from gateway.core.access import DOOR_KINDS, AccessEvent, Credential, DenyReason
+from gateway.core.access import DOOR_KINDS, AccessEvent, Credential, DenyReason, plausible
 
 __all__ = [
     "REASONS",
@@ -289,13 +293,16 @@ def _heartbeat(term: Terminal, device: str, payload: bytes, ts: float) -> Heartb
             raise Reject("too_large", f"{len(payload)} bytes, limit {term.cfg.max_payload}", device)
         return Heartbeat(device, ts, None)  # any payload will do: it is not even decoded
     doc = decode(payload, term.cfg.max_payload, device)
-    when = (
-        None
-        if hb.time is None
-        else terminal_time(_get(doc, hb.time), m.time_format, m.naive_offset)
-    )
+    when = None
+    if hb.time is not None and (value := _get(doc, hb.time)) is not None:
+        when = terminal_time(value, m.time_format, m.naive_offset)
+        if when is None:
+            raise Reject("unmapped", f"{hb.time!r} ({_kind_name(value)}) is no time", device)
     state = None if hb.state is None else _get(doc, hb.state)
-    return Heartbeat(device, ts, when, not any(_same(v, state) for v in hb.offline_values))
+    if state is not None and (isinstance(state, float) or not isinstance(state, str | int)):
+        raise Reject("unmapped", f"{hb.state!r} ({_kind_name(state)}) is no status", device)
+    online = not any(_same(v, state) for v in hb.offline_values)
+    return Heartbeat(device, ts, plausible(when, ts), online)
 
 
 def parse(

@@ -9,6 +9,9 @@ Contract:
 - pymodbus exceptions never leave this module: no answer becomes ``ModbusTimeout``, a lost
   connection ``ModbusUnavailable`` (both transient), and an exception response is returned as
   ``ModbusErrorResponse`` with its code (Modbus Application Protocol v1.1b3 §7).
+- An answer is checked against its request: a register count other than the one asked for,
+  or a bit answer whose byte count is not ``ceil(count / 8)``, raises ``ModbusBadFrame``; it
+  is never decoded into values. The connection stays up (the frame itself was complete).
 """
 
 import asyncio
@@ -46,6 +49,10 @@ class ModbusTimeout(TransientError):
 
 class ModbusUnavailable(TransientError):
     """The port or endpoint cannot be opened or the connection dropped."""
+
+
+class ModbusBadFrame(Exception):
+    """The device answered, but the answer does not fit the request (a wrong byte count)."""
 
 
 class ModbusErrorResponse(Exception):
@@ -133,10 +140,15 @@ class Bus:
         if isinstance(rr, ExceptionResponse) or rr.isError():
             raise ModbusErrorResponse(int(getattr(rr, "exception_code", DEVICE_FAILURE)))
         if table in ("coil", "discrete"):
-            return [int(b) for b in rr.bits[:count]]
+            bits: list[bool] = rr.bits
+            if len(bits) != 8 * ((count + 7) // 8):
+                raise ModbusBadFrame(
+                    f"unit {unit} answered {len(bits) // 8} bytes for {count} {table}s"
+                )
+            return [int(b) for b in bits[:count]]
         regs: list[int] = rr.registers
-        if len(regs) < count:
-            raise ModbusTimeout(f"short answer from unit {unit}: {len(regs)} of {count} registers")
+        if len(regs) != count:
+            raise ModbusBadFrame(f"unit {unit} answered {len(regs)} registers of {count} asked")
         return regs
 
     def close(self) -> None:

@@ -92,6 +92,8 @@ def summary(doc: dict[str, Any]) -> str:
         down = sorted(d for d, state in devices.items() if state != "online")
         line = f"devices: {len(devices) - len(down)}/{len(devices)} online"
         lines.append(line + (f"; not online: {', '.join(down)}" if down else ""))
+    for device, points in sorted(doc.get("disabled", {}).items()):
+        lines.append(f"  {device}: points disabled (refused by the device): {', '.join(points)}")
     backlog = doc.get("backlog", {})
     if backlog:
         lines.append("backlog: " + ", ".join(f"{s} {n} rows" for s, n in backlog.items()))

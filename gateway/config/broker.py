@@ -1,4 +1,10 @@
-"""How to reach an MQTT broker (upstream or local): address, TLS, credentials."""
+"""How to reach an MQTT broker (upstream or local): address, TLS, credentials, reconnects.
+
+``reconnect_max`` caps the pause between two connect attempts, so it bounds how long an
+alarm raised during an outage waits once the broker is back (one pause, plus the connect).
+The default keeps that under the 5 s the alarm path promises, for both brokers; an attempt
+against a broker that is down costs one refused TCP connect.
+"""
 
 import ssl
 from typing import Self
@@ -6,6 +12,8 @@ from typing import Self
 from pydantic import Field, FilePath, model_validator
 
 from gateway.config.base import Model, SecretFile
+
+RECONNECT_MAX = 2.0  # seconds: the longest pause between connect attempts, by default
 
 
 class TlsConfig(Model):
@@ -31,12 +39,19 @@ class TlsConfig(Model):
 
 
 class BrokerConfig(Model):
-    """Port, TLS and credentials, shared by the upstream and the local broker settings."""
+    """Port, TLS, credentials and reconnects, shared by the upstream and the local broker."""
 
     port: int | None = Field(None, ge=1, le=65535, description="Default 1883, or 8883 with TLS")
     tls: TlsConfig | None = Field(None, description="TLS settings; omit for plain TCP")
     username: str | None = Field(None, min_length=1, description="User name")
     password_file: SecretFile | None = Field(None, description="File holding the password")
+    reconnect_max: float = Field(
+        RECONNECT_MAX,
+        ge=1,
+        le=3600,
+        description="Longest reconnect pause (s); an alarm raised while the broker is away "
+        "goes out at most this long (plus the connect) after it is back",
+    )
 
     @model_validator(mode="after")
     def _auth(self) -> Self:

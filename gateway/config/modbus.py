@@ -144,6 +144,12 @@ class ModbusDeviceConfig(Model):
         le=100,
         description="Unmapped registers a merged read may span; 0 for devices that refuse them",
     )
+    disabled_retry: float = Field(
+        600.0,
+        ge=1,
+        le=86400,
+        description="How often a point the device refused (exception 0x01-0x03) is tried again (s)",
+    )
     profile: Name | None = Field(None, description="Device profile the points come from")
     points: list[PointConfig] = Field(min_length=1, description="Points to read")
     description: str = Field("", max_length=200, description="Free text, e.g. the location")

@@ -83,7 +83,6 @@ class MqttConfig(BrokerConfig):
         "events, so an alarm never queues behind a full window of backlog",
     )
     publish_timeout: float = Field(15.0, gt=0, le=120, description="Seconds to wait for a PUBACK")
-    reconnect_max: float = Field(60.0, ge=1, le=3600, description="Longest reconnect pause (s)")
 
     @field_validator("topic_root")
     @classmethod

@@ -62,7 +62,6 @@ class LocalBrokerConfig(BrokerConfig):
     )
     keepalive: int = Field(15, ge=5, le=3600, description="MQTT keepalive (s)")
     timeout: float = Field(10.0, gt=0, le=60, description="Seconds to wait for CONNACK and SUBACK")
-    reconnect_max: float = Field(10.0, ge=1, le=300, description="Longest reconnect pause (s)")
 
     def client_id_for(self, site_id: str, gateway_id: str) -> str:
         """``client_id``, or the default derived from the gateway's identity."""

@@ -10,7 +10,10 @@ Contract:
   ``credential``; a deny ``reason`` on denials only; ``data_class`` is ``personal`` exactly
   when a person (raw or pseudonymous) or snapshot is named, and then ``retention`` (seconds)
   says how long it may be kept; ``skew`` is ``terminal_ts - gateway_ts`` and
-  ``skew_flagged`` whether it exceeded the terminal's limit. ``source`` names the terminal
+  ``skew_flagged`` whether it exceeded the terminal's limit. A terminal time more than
+  ``MAX_SKEW`` from the arrival time (a terminal clock reset to 2000 or set to 9999) is no
+  time at all: it is dropped, the event keeps the arrival time alone (``terminal_ts`` and
+  ``skew`` None) and stays flagged. ``source`` names the terminal
   config (its dedup window); ``derived`` marks events the gateway derived (``operational``).
 - ``DoorTracker`` turns door traffic into what the alarm engine needs, per door: an opening
   with no grant (a granted credential or a gateway unlock) in the last ``grant_window``
@@ -54,6 +57,14 @@ ALARM_KINDS: frozenset[Kind] = frozenset({"forced", "held_open", "tamper"})
 DOOR_KINDS: frozenset[Kind] = frozenset(
     {"granted", "denied", "forced", "held_open", "door_closed", "door_opened"}
 )  # these always name a door; the others may not
+MAX_SKEW = 86400.0  # seconds: a terminal time further off than this is not believed
+
+
+def plausible(terminal_ts: float | None, gateway_ts: float) -> float | None:
+    """``terminal_ts`` if it lies within ``MAX_SKEW`` of the arrival time, else None."""
+    if terminal_ts is None or abs(terminal_ts - gateway_ts) > MAX_SKEW:
+        return None
+    return terminal_ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +113,7 @@ class AccessEvent:
             self.retention is not None and self.retention <= 0
         ):
             problems.append(f"retention {self.retention!r} for {self.data_class} data")
-        if (self.skew is None) != (self.terminal_ts is None) or (
-            self.skew_flagged and self.skew is None
-        ):
+        if (self.skew is None) != (self.terminal_ts is None):
             problems.append("skew without terminal_ts, or the other way round")
         if problems:
             raise ValueError("invalid AccessEvent: " + "; ".join(problems))
@@ -132,8 +141,10 @@ class AccessEvent:
         """An event with skew, data class and retention worked out.
 
         ``retention`` (seconds) applies if the event turns out personal (a person or snapshot).
+        An implausible ``terminal_ts`` (see ``plausible``) is dropped and the event flagged.
         """
-        skew = None if terminal_ts is None else terminal_ts - gateway_ts
+        believed = plausible(terminal_ts, gateway_ts)
+        skew = None if believed is None else believed - gateway_ts
         personal = bool(person or raw_person or snapshot_ref)
         return cls(
             device=device,
@@ -145,9 +156,9 @@ class AccessEvent:
             person=person,
             person_previous=person_previous,
             snapshot_ref=snapshot_ref,
-            terminal_ts=terminal_ts,
+            terminal_ts=believed,
             skew=skew,
-            skew_flagged=skew is not None and abs(skew) > skew_limit,
+            skew_flagged=believed != terminal_ts or (skew is not None and abs(skew) > skew_limit),
             event_id=event_id,
             data_class="personal" if personal else "operational",
             retention=retention if personal else None,

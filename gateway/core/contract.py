@@ -190,6 +190,8 @@ def status_record(status: DeviceStatus, synced: bool) -> Record:
         "state": "online" if status.online else "offline",
         "reason": status.reason,
     }
+    if status.disabled:
+        fields["disabled"] = list(status.disabled)
     return Record(
         Lane.EVENT,
         f"device/{status.device}/status",

@@ -135,6 +135,12 @@ class DeviceStates:
         dev.points.pop(point, None)
         self._bump(device)
 
+    def enable(self, device: str, point: str) -> None:
+        """``point`` of ``device`` is read again (idempotent)."""
+        dev = self._get(device)
+        if dev.disabled.pop(point, None) is not None:
+            self._bump(device)
+
     def count(self, device: str, counter: str, n: float = 1) -> None:
         """Add ``n`` to one of ``device``'s counters."""
         counters = self._get(device).counters

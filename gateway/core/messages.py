@@ -62,6 +62,7 @@ class DeviceStatus:
     online: bool
     ts: float
     reason: str  # why it went offline ("timeout", "connection refused", ...) or "ok"
+    disabled: tuple[str, ...] = ()  # points no longer read (the device refused them)
 
 
 @dataclass(frozen=True, slots=True)

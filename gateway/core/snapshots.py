@@ -119,3 +119,5 @@ class DeviceSnapshot:
     failed_polls: int
     latency_sum: float  # seconds over all polls
     last_latency: float  # seconds
+    bad_frames: int = 0  # answers that did not fit their request (never taken as values)
+    disabled: Mapping[str, str] = field(default_factory=dict)  # point -> why it is not read

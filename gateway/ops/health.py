@@ -9,7 +9,9 @@ Contract:
   ok, ``starting`` before the alarm path is up, else ``degraded``; the HTTP status is 200
   only for ``ok``, so a plain HTTP check alarms on a dead uplink too.
 - Devices are listed but are not components: an offline sensor is a device problem the
-  gateway reports, not a gateway failure.
+  gateway reports, not a gateway failure. So are disabled points: ``disabled`` lists, per
+  device that has any, the points it refused (exception 0x01-0x03), which it reads no more
+  but for a retry on a slow schedule.
 - Nothing personal, no secret: ids, counts and states only.
 - ``status_line(snapshot)`` is the one-line summary systemd shows.
 """
@@ -89,6 +91,7 @@ def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
             d.id: "unknown" if d.online is None else ("online" if d.online else "offline")
             for d in snap.devices
         },
+        "disabled": {d.id: sorted(d.disabled) for d in snap.devices if d.disabled},
         "backlog": dict(snap.store.backlog),
         "alarms": {
             "open": len(open_alarms),
@@ -110,7 +113,9 @@ def status_line(snap: GatewaySnapshot) -> str:
     online = sum(1 for d in snap.devices if d.online)
     uplink = "up" if _up(snap.mqtt) else "down"
     backlog = snap.store.backlog.get("mqtt", 0)
+    disabled = sum(len(d.disabled) for d in snap.devices)
     return (
-        f"{online}/{len(snap.devices)} devices online, uplink {uplink},"
-        f" backlog {backlog}, {len(snap.alarms.open)} open alarms"
+        f"{online}/{len(snap.devices)} devices online"
+        + (f" ({disabled} points disabled)" if disabled else "")
+        + f", uplink {uplink}, backlog {backlog}, {len(snap.alarms.open)} open alarms"
     )

@@ -107,6 +107,14 @@ def _devices(snap: GatewaySnapshot) -> Iterator[Metric]:
     last = GaugeMetricFamily(
         "cgw_device_poll_latency_seconds", "Duration of the last poll", labels=["device"]
     )
+    bad = CounterMetricFamily(
+        "cgw_device_bad_frames", "Answers that did not fit their request", labels=["device"]
+    )
+    disabled = GaugeMetricFamily(
+        "cgw_device_point_disabled",
+        "1 for a point the device refused (read again on a slow schedule)",
+        labels=["device", "point"],
+    )
     for d in snap.devices:
         dev = [d.id]
         if d.online is not None:
@@ -115,7 +123,10 @@ def _devices(snap: GatewaySnapshot) -> Iterator[Metric]:
         failed.add_metric(dev, d.failed_polls)
         seconds.add_metric(dev, d.latency_sum)
         last.add_metric(dev, d.last_latency)
-    yield from (online, polls, failed, seconds, last)
+        bad.add_metric(dev, d.bad_frames)
+        for point in sorted(d.disabled):
+            disabled.add_metric([d.id, point], 1)
+    yield from (online, polls, failed, seconds, last, bad, disabled)
 
 
 def _sinks(snap: GatewaySnapshot) -> Iterator[Metric]:

@@ -2,7 +2,10 @@
 
 Contract:
 - Polls start every ``interval`` on the monotonic clock. A poll that overruns its slot skips
-  the missed slots (counted in ``overruns``); polls never pile up or burst to catch up.
+  the missed slots (counted in ``overruns``); polls never pile up or burst to catch up: the
+  next poll starts at least half an interval after the previous one ended, so a poll held up
+  on its bus (a neighbour's timeout) moves the next slot back instead of being followed by
+  one right behind it (the grid keeps the new phase).
 - ``offline_after`` consecutive failed polls mark the device offline: one WARNING line and one
   retained status message. An offline device is retried with capped exponential backoff
   (``interval`` doubling up to ``backoff_max``), so it seldom takes its bus's time. The first
@@ -13,11 +16,16 @@ Contract:
   (``polls``, ``poll_failures``, ``overruns``, ``latency_sum``, ``last_latency``) and the
   driver's disabled points go to ``states`` (``gateway.core.devices``) when one is given; the
   attributes of the same names stay until health and metrics read ``states``.
+- Disabled points are synced to ``states`` after every poll (``disable``, and ``enable`` when
+  the driver reads a point again), and a change of the disabled set is published like an
+  availability change: a ``DeviceStatus`` listing them. A driver's ``counters`` (running
+  totals, e.g. Modbus ``bad_frames``), when it has them, are added to the device's counters.
 """
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol, runtime_checkable
 
 from drivers.base import Polled, PollSchedule
 from gateway.core.aio import raise_if_cancelling
@@ -32,6 +40,14 @@ log = logging.getLogger(__name__)
 
 
 Schedule = PollSchedule  # the name the poller's callers know
+
+
+@runtime_checkable
+class Counting(Protocol):
+    """A driver that keeps running totals of its own (bad frames, exception codes)."""
+
+    @property
+    def counters(self) -> Mapping[str, int]: ...
 
 
 class Poller:
@@ -58,6 +74,10 @@ class Poller:
         self.last_latency = 0.0
         self.latency_sum = 0.0  # seconds over all polls, for the metrics' average
         self._backoff = Backoff(schedule.interval, max(schedule.interval, schedule.backoff_max))
+        self._disabled: dict[str, str] = {}  # as last published
+        self._totals: dict[str, int] = {}  # the driver's counters as last added
+        self._reason = ""
+        self._published = False  # a status went out for this poll's outcome
 
     async def run(self) -> None:
         """Poll until cancelled (or until the driver reports a permanent error)."""
@@ -84,9 +104,13 @@ class Poller:
                 self._set_online(False, str(exc))
                 return
             except TransientError as exc:
+                changed = self._sync_driver()
                 self._failed(exc)
             else:
+                changed = self._sync_driver()
                 self._succeeded(sample)
+            if changed and self.online is not None and not self._published:
+                self._publish()
             now = loop.time()
             self.last_latency = now - started
             self.latency_sum += self.last_latency
@@ -102,6 +126,7 @@ class Poller:
                 self.overruns += missed
                 self._count("overruns", missed)
                 due += missed * interval
+            due = max(due, now + interval / 2)  # never a second poll right behind a late one
 
     def _count(self, counter: str, n: float) -> None:
         if self.states is not None:
@@ -112,9 +137,25 @@ class Poller:
         self._backoff.reset()
         self.emit(sample)
         self._set_online(True, "ok")
+
+    def _sync_driver(self) -> bool:
+        """Bring counters and disabled points to ``states``; whether the disabled set changed."""
+        self._published = False
+        if isinstance(self.driver, Counting):
+            for name, total in self.driver.counters.items():
+                if total != self._totals.get(name, 0):
+                    self._count(name, total - self._totals.get(name, 0))
+                    self._totals[name] = total
+        now = dict(self.driver.disabled)
+        if now == self._disabled:
+            return False
         if self.states is not None:
-            for point, why in self.driver.disabled.items():
+            for point, why in now.items():
                 self.states.disable(self.driver.id, point, why)
+            for point in self._disabled.keys() - now.keys():
+                self.states.enable(self.driver.id, point)
+        self._disabled = now
+        return True
 
     def _failed(self, exc: TransientError) -> None:
         self.failures += 1
@@ -129,7 +170,7 @@ class Poller:
         if self.online is online:
             return
         was = self.online
-        self.online = online
+        self.online, self._reason = online, reason
         dev = self.driver.id
         if online and was is False:
             log.info("device %s is back online", dev, extra={"device": dev})
@@ -141,4 +182,12 @@ class Poller:
                 reason,
                 extra={"device": dev},
             )
-        self.emit(DeviceStatus(dev, online, self.clock.wall(), reason))
+        self._publish()
+
+    def _publish(self) -> None:
+        assert self.online is not None
+        disabled = tuple(sorted(self._disabled))
+        self.emit(
+            DeviceStatus(self.driver.id, self.online, self.clock.wall(), self._reason, disabled)
+        )
+        self._published = True

@@ -64,6 +64,8 @@ def devices(states: Mapping[str, DeviceState]) -> tuple[DeviceSnapshot, ...]:
             failed_polls=int(s.counters.get("poll_failures", 0)),
             latency_sum=s.counters.get("latency_sum", 0.0),
             last_latency=s.counters.get("last_latency", 0.0),
+            bad_frames=int(s.counters.get("bad_frames", 0)),
+            disabled=dict(s.disabled),
         )
         for s in states.values()
         if s.kind in POLLED_KINDS

@@ -43,6 +43,7 @@ from typing import NoReturn
 
 import aiomqtt
 
+from gateway.config.broker import RECONNECT_MAX
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.backoff import Backoff
 
@@ -58,8 +59,8 @@ class Retry:
     broker returns waits for at most one pause, so ``cap`` bounds that delay.
     """
 
-    base: float
-    cap: float
+    base: float = 0.5
+    cap: float = RECONNECT_MAX
     jitter: float = 0.25
 
     def backoff(self) -> Backoff:

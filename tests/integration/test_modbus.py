@@ -1,6 +1,7 @@
 """The Modbus driver and the poller against a real pymodbus server, over TCP and RTU (socat)."""
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 
@@ -15,7 +16,7 @@ from gateway.config.modbus import (
     ModbusTcpBusConfig,
     PointConfig,
 )
-from gateway.core.clock import SystemClock
+from gateway.core.clock import ManualClock, SystemClock
 from gateway.core.devices import DeviceStates
 from gateway.core.errors import TransientError
 from gateway.core.items import Item
@@ -23,6 +24,7 @@ from gateway.core.messages import DeviceStatus, Quality, Sample
 from gateway.demo.sim import SimulatedDevice, Simulator
 from gateway.pipeline.stages import Scale
 from gateway.runtime.poller import Poller, Schedule
+from tests.support.lying_modbus import LyingServer
 from tests.support.ports import free_port
 from tests.support.socat import PtyPair
 
@@ -259,3 +261,97 @@ async def test_dead_device_does_not_stall_its_shared_rtu_bus(pty_pair: PtyPair) 
     assert [s.device for s in offline] == ["dev-3"]
     assert "no answer from unit 3" in offline[0].reason
     assert pollers[2].polls < pollers[0].polls / 2  # backed off, not hammering the bus
+
+
+# -- a server that lies on purpose (fault finding 10) -----------------------------------------
+
+
+async def test_a_refused_point_is_retried_on_its_slow_schedule_and_comes_back() -> None:
+    points = [PointConfig(name="a", address=0), PointConfig(name="b", address=5)]
+    clock = ManualClock()
+    async with LyingServer(registers={0: 7, 5: 9}, exceptions={5: 0x02}) as srv:
+        bus = tcp_bus(srv.port)
+        try:
+            dev = ModbusDevice(device(1, points, disabled_retry=600), bus, clock)
+            first = await read(dev)
+            clock.advance(599)
+            second = await read(dev)
+            srv.exceptions.clear()  # the register map is fixed (or the device was replaced)
+            clock.advance(1)
+            third = await read(dev)
+        finally:
+            bus.close()
+    assert {r.name: r.value for r in first.readings} == {"a": 7}
+    assert {r.name: r.value for r in second.readings} == {"a": 7}
+    assert {r.name: r.value for r in third.readings} == {"a": 7, "b": 9}
+    assert [r.address for r in srv.requests if r.address == 5] == [5, 5]  # refused, then retried
+    assert dev.disabled == {}
+    assert dev.counters == {"exception_0x02": 1}
+
+
+async def test_a_device_whose_every_point_is_refused_keeps_being_retried() -> None:
+    clock = ManualClock()
+    async with LyingServer(registers={3: 4}, exceptions={3: 0x02}) as srv:
+        bus = tcp_bus(srv.port)
+        try:
+            dev = ModbusDevice(device(1, [PointConfig(name="only", address=3)]), bus, clock)
+            with pytest.raises(TransientError, match="no readable point"):
+                await dev.poll()  # a failed poll (offline after a few), not a stopped poller
+            srv.exceptions.clear()
+            clock.advance(dev.cfg.disabled_retry)
+            sample = await read(dev)
+        finally:
+            bus.close()
+    assert [(r.name, r.value, r.quality) for r in sample.readings] == [("only", 4, Quality.GOOD)]
+
+
+@pytest.mark.parametrize("delta", [-1, 1], ids=["short", "long"])
+async def test_an_answer_with_a_wrong_count_is_a_bad_frame_never_a_value(delta: int) -> None:
+    points = [
+        PointConfig(name="a", address=0),
+        PointConfig(name="energy", address=10, type="uint32"),
+        PointConfig(name="door", table="coil", address=20, type="bool"),
+    ]
+    async with LyingServer(registers={0: 7, 10: 0, 11: 0, 20: 1}, miscount={10: delta}) as srv:
+        bus = tcp_bus(srv.port)
+        try:
+            dev = ModbusDevice(device(1, points), bus, SystemClock())
+            sample = await read(dev)
+            srv.miscount = {20: 8 * delta}  # a coil answer one byte short or long
+            coils = await read(dev)
+        finally:
+            bus.close()
+    got = {r.name: (r.value, r.quality) for r in sample.readings}
+    assert got == {
+        "a": (7, Quality.GOOD),
+        "energy": (None, Quality.COMM_ERROR),
+        "door": (True, Quality.GOOD),
+    }
+    assert {r.name: r.value for r in coils.readings} == {"a": 7, "energy": 0, "door": None}
+    assert dev.counters == {"bad_frames": 2}
+
+
+async def test_a_hung_neighbour_causes_no_catch_up_polls() -> None:
+    interval = 0.3
+    async with LyingServer(registers={0: 1}, silent={2}) as srv:
+        bus = tcp_bus(srv.port, timeout=0.28)
+        rec = Recording()
+
+        def poller(unit: int, every: float) -> Poller:
+            dev = ModbusDevice(device(unit, [PointConfig(name="a", address=0)]), bus, SystemClock())
+            return Poller(dev, Schedule(every, 100, every), rec, SystemClock())
+
+        # The hung neighbour holds the bus for a whole timeout just as unit 1 is due.
+        tasks = [asyncio.create_task(poller(2, 60.0).run())]
+        await srv.wait_requests(1)
+        tasks.append(asyncio.create_task(poller(1, interval).run()))
+        try:
+            await srv.wait_for(lambda reqs: sum(r.unit == 1 for r in reqs) >= 4)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            bus.close()
+    ones = [r.at for r in srv.requests if r.unit == 1]
+    gaps = [b - a for a, b in itertools.pairwise(ones)]
+    assert min(gaps) > interval / 2 - 0.05, gaps  # never a second poll right behind a late one

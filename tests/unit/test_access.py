@@ -89,7 +89,6 @@ BAD_EVENTS: list[tuple[str, dict[str, Any]]] = [
     ("zero retention", {"person": "p1:x:y", "data_class": "personal", "retention": 0}),
     ("previous without current", {"person_previous": "p1:x:y"}),
     ("skew without terminal time", {"skew": 1.0}),
-    ("flag without skew", {"skew_flagged": True}),
 ]
 
 
@@ -399,3 +398,14 @@ def test_a_missing_key_file_names_the_path(tmp_path: Path) -> None:
     (tmp_path / "old").write_bytes(OLD_KEY)
     names = Pseudonymiser.from_files("site-1", tmp_path / "k", tmp_path / "old")
     assert names.pseudonyms("x") == Pseudonymiser("site-1", KEY, OLD_KEY).pseudonyms("x")
+
+
+def test_an_implausible_terminal_time_is_dropped_and_flagged() -> None:
+    far = AccessEvent.build(
+        "t", "d", "granted", 1000.0, skew_limit=30, retention=3600, terminal_ts=2.5e11
+    )
+    assert (far.terminal_ts, far.skew, far.skew_flagged) == (None, None, True)
+    near = AccessEvent.build(
+        "t", "d", "granted", 1000.0, skew_limit=30, retention=3600, terminal_ts=1010.0
+    )
+    assert (near.terminal_ts, near.skew, near.skew_flagged) == (1010.0, 10.0, False)

@@ -589,3 +589,29 @@ def test_the_raw_person_id_never_passes_the_pseudonymise_stage(
     parsed = outcome(topic, json.dumps(doc).encode())
     if isinstance(parsed, Parsed) and isinstance(parsed.message, AccessEvent):
         assert parsed.message.person == NAMES.pseudonym(raw)
+
+
+# -- malformed heartbeats and impossible terminal times (fault finding 13) ------------------
+
+
+def test_a_malformed_heartbeat_is_no_sign_of_life() -> None:
+    assert outcome("facegate/FG-A2/heartbeat", {"deviceSn": 1, "status": [], "time": 12}) == (
+        "unmapped"
+    )
+    assert outcome("facegate/FG-A2/heartbeat", {"status": {"x": 1}}) == "unmapped"
+    assert outcome("facegate/FG-A2/heartbeat", {"status": 1.5}) == "unmapped"
+    assert outcome("facegate/FG-A2/heartbeat", {"status": "online", "time": 12}) == "unmapped"
+    assert beat("facegate/FG-A2/heartbeat", {"status": "online"}).online is True
+
+
+def test_an_impossible_terminal_time_gives_way_to_the_arrival_time() -> None:
+    got = event("facegate/FG-A1/event", fg("FACE_PASS", time="9999-12-31 00:00:00"))
+    assert (got.gateway_ts, got.terminal_ts, got.skew, got.skew_flagged) == (T0, None, None, True)
+    reset = event("facegate/FG-A1/event", fg("FACE_PASS", time="2000-01-01 00:00:00"))
+    assert (reset.terminal_ts, reset.skew_flagged) == (None, True)
+    hb = beat("facegate/FG-A2/heartbeat", {"status": "online", "time": "9999-12-31 00:00:00"})
+    assert (hb.gateway_ts, hb.terminal_ts, hb.online) == (T0, None, True)
+    # a few hours off is believed and flagged, as before
+    late = event("facegate/FG-A1/event", fg("FACE_PASS", time="2026-11-28 06:12:05"))
+    assert late.skew == pytest.approx(3 * 3600 + 25.0)
+    assert late.skew_flagged
