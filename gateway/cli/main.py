@@ -47,7 +47,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = sub.add_parser("demo", help="simulated sensors -> gateway -> loopback broker, live")
     demo.add_argument("--duration", type=float, default=None, help="stop after N seconds")
-    demo.add_argument("--port", type=int, default=1883, help="broker port to use or start")
+    demo.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="use the broker on this loopback port (started there if none listens);"
+        " default: start one on a free port",
+    )
     cli_alarms.add_parser(sub)
     cli_status.add_parser(sub)
     cli_commands.add_parser(sub)

@@ -1,14 +1,19 @@
 """``cgw demo``: the gateway's main job on embedded defaults, watched live.
 
-It starts (only if needed) a loopback Mosquitto from ``gateway/demo/mosquitto.conf``, an
-in-process Modbus TCP simulator serving the shipped sensor profiles with drifting values, and
-the gateway itself with a temporary store; then it prints what reaches the upstream broker.
-Ctrl-C (or ``--duration``) stops everything and removes the temporary files.
+It starts a loopback Mosquitto from ``gateway/demo/mosquitto.conf`` on a free port (or uses the
+broker on ``--port``), an in-process Modbus TCP simulator serving the shipped sensor profiles
+with drifting values, and the gateway itself with a temporary store, its local alarm API and
+its monitor; then it prints what reaches the upstream broker. Its config is written next to
+the store, and the README's commands are printed with its ``-c``, so each can be tried while
+the demo runs. A scripted resident presses the lobby button and a scripted guard acknowledges
+the alarm with ``cgw alarms ack``, through the local API. Ctrl-C (or ``--duration``) stops
+everything and removes the temporary files.
 """
 
 import asyncio
 import contextlib
 import json
+import secrets
 import shutil
 import signal
 import socket
@@ -21,7 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
+import yaml
 
+from gateway.cli.main import main as cli_main
 from gateway.config import validate
 from gateway.config.loader import BUILTIN_PROFILES
 from gateway.demo.sim import SimulatedDevice, Simulator
@@ -37,18 +44,37 @@ DEVICES = [  # (device id, profile, unit id)
 ]
 
 
-def run_demo(duration: float | None, port: int) -> int:
-    """Run the demo until Ctrl-C or ``duration`` seconds; 0 on a clean stop."""
+def run_demo(duration: float | None, port: int | None) -> int:
+    """Run the demo until Ctrl-C or ``duration`` seconds; 0 on a clean stop, 1 if it cannot."""
     setup("WARNING", json_lines=False)
+    port = _free_port() if port is None else port
     with tempfile.TemporaryDirectory(prefix="cgw-demo-") as tmp:
         broker = None if _listening(port) else _start_broker(Path(tmp), port)
+        refused: BaseException | None = None
         try:
             asyncio.run(_demo(Path(tmp), port, duration))
+        except* aiomqtt.MqttError as group:
+            # e.g. an installed gateway's broker, which wants a login: one line, no traceback
+            refused = group.exceptions[0]
         finally:
             if broker is not None:
                 broker.terminate()
                 broker.wait(5)
+    if refused is not None:
+        print(
+            f"cgw demo: the broker on 127.0.0.1:{port} refused the demo ({refused}); run"
+            " 'cgw demo' without --port to let it start a broker of its own",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _listening(port: int) -> bool:
@@ -75,8 +101,13 @@ def _start_broker(tmp: Path, port: int) -> subprocess.Popen[bytes]:
 
 
 def _config(tmp: Path, broker: int, modbus: int) -> dict[str, Any]:
+    token = tmp / "api-token"
+    token.write_text(secrets.token_hex(16) + "\n")
+    token.chmod(0o600)
     return {
         "gateway": {"site_id": "demo-site", "gateway_id": "gw-demo"},
+        "api": {"host": "127.0.0.1", "port": _free_port(), "token_file": str(token)},
+        "monitor": {"host": "127.0.0.1", "port": _free_port()},
         "store": {"path": str(tmp / "buffer.db"), "quota": "16MiB", "reserve": "1MiB"},
         "upstream": {"mqtt": {"host": "127.0.0.1", "port": broker, "topic_root": "cgw"}},
         "buses": [
@@ -138,21 +169,39 @@ async def _demo(tmp: Path, broker: int, duration: float | None) -> None:
         for _, profile, unit in DEVICES
     ]
     async with Simulator(devices, port=0, interval=1.0) as sim:
-        cfg = validate(_config(tmp, broker, sim.port), tmp)
+        doc = _config(tmp, broker, sim.port)
+        path = tmp / "gateway.yaml"
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        cfg = validate(doc, tmp)
         print(
             f"Modbus simulator on 127.0.0.1:{sim.port}: {len(devices)} sensors;"
             f" gateway publishing to 127.0.0.1:{broker} under cgw/demo-site/gw-demo/#"
         )
+        _print_commands(path, doc)
         print("Ctrl-C to stop.\n")
         runtime = Runtime(cfg)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(_watch(broker, stop), name="demo:watch")
-            script = tg.create_task(_emergency(broker, runtime), name="demo:emergency")
+            script = tg.create_task(_emergency(broker, runtime, path), name="demo:emergency")
             await runtime.run(stop)
             script.cancel()
 
 
-async def _emergency(port: int, runtime: Runtime) -> None:
+def _print_commands(path: Path, doc: dict[str, Any]) -> None:
+    monitor = f"http://127.0.0.1:{doc['monitor']['port']}"
+    print(f"Its config is {path}; while it runs, try in another terminal:")
+    for line in (
+        f"cgw status -c {path}",
+        f"cgw alarms list -c {path}",
+        f"cgw alarms ack <alarm id> --by <your name> -c {path}",
+        f"cgw check-config {path}",
+        f"curl -s {monitor}/health",
+        f"curl -s {monitor}/metrics | grep '^cgw_'",
+    ):
+        print(f"  {line}")
+
+
+async def _emergency(port: int, runtime: Runtime, config: Path) -> None:
     """A resident presses the lobby call button; a guard acknowledges it a little later."""
     await runtime.ready.wait()
     await asyncio.sleep(5)
@@ -161,10 +210,10 @@ async def _emergency(port: int, runtime: Runtime) -> None:
         press = {"id": "demo-press-1", "evt": "sos", "state": "pressed"}
         await button.publish("demo/lobby/sos", json.dumps(press).encode(), qos=1)
     await asyncio.sleep(4)
-    assert runtime.alarms is not None
     for alarm in runtime.alarms.open_alarms():
-        print(f"\n>>> the guard acknowledges alarm {alarm.id} (cgw alarms ack ...)\n")
-        await runtime.alarms.acknowledge(alarm.id, "guard-wang")
+        command = ["alarms", "ack", alarm.id, "--by", "guard-wang", "-c", str(config)]
+        print(f"\n>>> the guard acknowledges it: cgw {' '.join(command)}\n")
+        await asyncio.to_thread(cli_main, command)
 
 
 async def _watch(port: int, stop: asyncio.Event) -> None:

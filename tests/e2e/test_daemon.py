@@ -200,6 +200,62 @@ def test_demo_shows_live_telemetry(tmp_path: Path) -> None:
     assert "-> ACKNOWLEDGED after" in proc.stdout
 
 
+def test_demo_prints_the_readme_commands_and_they_work_while_it_runs(tmp_path: Path) -> None:
+    """The demo picks a free broker port, and `cgw status -c <its config>` answers meanwhile."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--duration", "25"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    ) as demo:
+        assert demo.stdout is not None
+        lines: list[str] = []
+        try:
+            for line in demo.stdout:  # up to the scripted acknowledgement
+                lines.append(line)
+                if "-> ACKNOWLEDGED after" in line:
+                    break
+            status = next(ln.split()[1:] for ln in lines if ln.strip().startswith("cgw status -c"))
+            shown = subprocess.run(
+                [sys.executable, "-m", "gateway", *status],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            listed = subprocess.run(
+                [sys.executable, "-m", "gateway", "alarms", "list", *status[1:]],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+        finally:
+            demo.terminate()
+            out, _ = demo.communicate(timeout=30)
+    text = "".join(lines) + out
+    assert "started a loopback mosquitto on 127.0.0.1:" in text
+    assert "cgw alarms ack <alarm id> --by <your name> -c " in text
+    assert ">>> the guard acknowledges it: cgw alarms ack " in text
+    assert "acknowledged by guard-wang" in text  # the CLI's own answer, through the local API
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert "devices: 4/4 online" in shown.stdout
+    assert listed.returncode == 0, listed.stderr
+    assert "lobby-sos" in listed.stdout
+
+
+def test_demo_on_a_broker_that_wants_a_login_says_so_in_one_line(tmp_path: Path) -> None:
+    broker = Mosquitto(tmp_path / "mq", extra_config="allow_anonymous false\n")
+    broker.start()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "gateway", "demo", "--duration", "10",
+             "--port", str(broker.port)],
+            capture_output=True, text=True, cwd=REPO, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        broker.stop()
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr
+    assert f"cgw demo: the broker on 127.0.0.1:{broker.port} refused the demo" in proc.stderr
+    assert "without --port" in proc.stderr
+
+
 async def test_telemetry_reaches_both_mqtt_and_influx(
     tmp_path: Path, mosquitto: Mosquitto, daemon: Daemon
 ) -> None:
