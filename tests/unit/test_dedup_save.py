@@ -95,18 +95,32 @@ async def test_a_pass_during_a_write_is_written_by_the_next_one(
 
 
 async def test_a_failing_write_is_logged_once_and_close_still_tries(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr("gateway.pipeline.dedup.SAVE_EVERY", 0.0)
     blocker = tmp_path / "file"
     blocker.write_text("")
     memory = _memory(blocker / "ids.json")  # its folder is a file: every write fails
-    memory.caches["sos"].add(("b", "e-0", True), 100.0)
-    memory.save_soon()
+    attempts = 0
+    tried = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    real = DedupFile.save
+
+    def save(file: DedupFile, caches: Mapping[str, Sequence[Entry]]) -> None:
+        nonlocal attempts
+        attempts += 1
+        loop.call_soon_threadsafe(tried.set)
+        real(file, caches)
+
+    monkeypatch.setattr(DedupFile, "save", save)
+    for i in range(2):
+        memory.caches["sos"].add(("b", f"e-{i}", True), 100.0)
+        memory.save_soon()
+        await asyncio.wait_for(tried.wait(), 10)
+        tried.clear()
+        await memory_idle(memory)
     memory.close()
-    await asyncio.sleep(0)  # the write at once
-    await memory_idle(memory)
-    memory.caches["sos"].add(("b", "e-1", True), 100.0)
-    memory.close()
+    assert attempts == 3
     failures = [r for r in caplog.records if r.getMessage().startswith("cannot write dedup")]
     assert len(failures) == 1
 
