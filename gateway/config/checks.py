@@ -29,7 +29,7 @@ from gateway.config.doors import DoorTerminalConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig, ModbusRtuBusConfig
 from gateway.config.models import Config
-from gateway.config.mqtt_devices import MqttButtonConfig, resolve_payload
+from gateway.config.mqtt_devices import MqttButtonConfig, profiles_once, resolve_payload
 from gateway.core.errors import ConfigError
 
 DOOR_INPUTS = ("forced", "held_open")  # contacts a door raises (gateway.pipeline.inputs)
@@ -50,7 +50,7 @@ def _listing(names: Iterable[str]) -> str:
 def contact_inputs(cfg: Config) -> dict[str, set[str] | None]:
     """Per device (and door), the contact inputs it can report; None means "any name"."""
     out: dict[str, set[str] | None] = {}
-    dirs = list(cfg.profile_dirs)
+    mapping_of = profiles_once(resolve_payload, list(cfg.profile_dirs))
     for dev in cfg.devices:
         if isinstance(dev, GpioDeviceConfig):
             out[dev.id] = {i.name for i in dev.inputs}
@@ -58,7 +58,7 @@ def contact_inputs(cfg: Config) -> dict[str, set[str] | None]:
             out[dev.id] = {p.name for p in dev.active_points if p.type == "bool"}
         elif isinstance(dev, MqttButtonConfig):
             try:
-                mapping = resolve_payload(dev, dirs)
+                mapping = mapping_of(dev)
             except ConfigError:
                 out[dev.id] = None  # reported by the button checks
                 continue

@@ -14,6 +14,7 @@ Checks that span terminals are in ``check_terminals``; those that need the resol
 """
 
 import re
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -29,6 +30,7 @@ from pydantic import (
 
 from gateway.config.base import Model, Name, SecretFile, check_filter, check_topic_text
 from gateway.config.mqtt_devices import (
+    FilterIndex,
     JsonPath,
     StateValue,
     filters_overlap,
@@ -303,23 +305,41 @@ class DoorTerminalConfig(Model):
 def check_terminals(
     terminals: Sequence[DoorTerminalConfig], labels: Sequence[str] | None = None
 ) -> list[str]:
-    """Problems between configs: duplicate ids, terminals, doors; overlapping topic filters."""
+    """Problems between configs: duplicate ids, terminals, doors; overlapping topic filters.
+
+    Reported under the later config, for each earlier one in order. Ids, terminals, doors and
+    topics are indexed, so many configs check in linear time when they do not clash.
+    """
     names = (
         list(labels) if labels is not None else [f"terminals[{i}]" for i in range(len(terminals))]
     )
     problems: list[str] = []
+    ids: dict[str, set[int]] = defaultdict(set)
+    owners: dict[str, set[int]] = defaultdict(set)  # terminal id -> configs
+    doors: dict[str, set[int]] = defaultdict(set)  # door id -> configs
+    topics = FilterIndex()
     for j, b in enumerate(terminals):
-        for i in range(j):
+        mine, my_doors = set(b.terminals), {d.id for d in b.doors}
+        overlaps = [topics.overlapping(x) for x in (b.topic, b.heartbeat_topic)]
+        clashes = set(ids[b.id]).union(*(owners[t] for t in mine), *(doors[d] for d in my_doors))
+        for i in sorted(clashes.union(*overlaps)):
             a = terminals[i]
             if a.id == b.id:
                 problems.append(f"{names[j]}.id: duplicate id {b.id!r} (also {names[i]})")
-            for t in sorted(set(a.terminals) & set(b.terminals)):
+            for t in sorted(set(a.terminals) & mine):
                 problems.append(f"{names[j]}: terminal {t!r} is also in {names[i]}")
-            for d in sorted({d.id for d in a.doors} & {d.id for d in b.doors}):
+            for d in sorted({d.id for d in a.doors} & my_doors):
                 problems.append(f"{names[j]}.doors: door {d!r} is also in {names[i]}")
-            for x in (b.topic, b.heartbeat_topic):
-                if any(filters_overlap(x, y) for y in (a.topic, a.heartbeat_topic)):
+            for x, over in zip((b.topic, b.heartbeat_topic), overlaps, strict=True):
+                if i in over:
                     problems.append(f"{names[j]}: topic {x!r} overlaps a topic of {names[i]}")
+        ids[b.id].add(j)
+        for t in mine:
+            owners[t].add(j)
+        for d in my_doors:
+            doors[d].add(j)
+        topics.add(b.topic, j)
+        topics.add(b.heartbeat_topic, j)
     return problems
 
 

@@ -23,9 +23,10 @@ from gateway.config.doors import (
 from gateway.config.modbus import PointConfig
 from gateway.config.models import Config
 from gateway.config.mqtt_devices import (
+    FilterIndex,
     MqttButtonConfig,
     check_buttons,
-    filters_overlap,
+    profiles_once,
     resolve_payload,
 )
 from gateway.config.paths import resolve_paths
@@ -238,18 +239,18 @@ def _check_doors(cfg: Config) -> list[str]:
         )
     problems += check_terminals([d for _, d in indexed], [f"devices[{i}]" for i, _ in indexed])
     buttons = [d for d in cfg.devices if isinstance(d, MqttButtonConfig)]
+    button_topics = FilterIndex()
+    for k, button in enumerate(buttons):
+        button_topics.add(button.topic, k)
+    mapping = profiles_once(resolve_door_payload, list(cfg.profile_dirs))
     for i, term in indexed:
-        for button in buttons:
-            if filters_overlap(term.topic, button.topic):
-                problems.append(
-                    f"devices[{i}].topic: {term.topic!r} overlaps button {button.id}"
-                    f" ({button.topic!r})"
-                )
+        for k in sorted(button_topics.overlapping(term.topic)):
+            button = buttons[k]
+            problems.append(
+                f"devices[{i}].topic: {term.topic!r} overlaps button {button.id} ({button.topic!r})"
+            )
         try:
-            problems += [
-                f"devices[{i}]: {p}"
-                for p in check_mapping(term, resolve_door_payload(term, list(cfg.profile_dirs)))
-            ]
+            problems += [f"devices[{i}]: {p}" for p in check_mapping(term, mapping(term))]
         except ConfigError as exc:
             problems += [f"devices[{i}].profile: {e}" for e in exc.errors]
     return problems
@@ -265,10 +266,10 @@ def _check_buttons(cfg: Config) -> list[str]:
         problems.append(f"devices[{indexed[0][0]}]: an mqtt_button needs a 'local_broker' section")
     buttons = [d for _, d in indexed]
     problems += check_buttons(buttons, [f"devices[{i}]" for i, _ in indexed])
-    dirs = list(cfg.profile_dirs)
+    mapping = profiles_once(resolve_payload, list(cfg.profile_dirs))
     for i, button in indexed:
         try:
-            resolve_payload(button, dirs)
+            mapping(button)
         except ConfigError as exc:
             problems += [f"devices[{i}].profile: {e}" for e in exc.errors]
     return problems

@@ -10,6 +10,9 @@ Invariants:
   once more: the safe side); a backward step lengthens it by one window at most.
 - ``DedupFile.save`` replaces the file atomically (temp file, fsync, rename, fsync of the
   folder): after a crash the file holds the previous or the new content, never a mix.
+- ``DedupMemory`` never writes on the event loop: the loop only copies the caches (a C-level
+  copy of each), a worker thread of its own serialises, writes and fsyncs. Writes are
+  coalesced, never two at once, and ``close`` writes the last state.
 - A missing file is an empty memory. An unreadable or corrupt file, or a malformed entry, is
   skipped and counted in ``skipped`` with one WARNING, never a crash: forgetting an event can
   only cause a duplicate alarm, never a lost one.
@@ -19,11 +22,12 @@ the door terminals).
 """
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import math
 import os
-from collections import Counter, OrderedDict
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -36,18 +40,27 @@ log = logging.getLogger(__name__)
 
 Key = tuple[str, str, bool]  # device, event id, active
 Entry = tuple[Key, float]  # key, wall-clock time of its first delivery
+Held = tuple[float, int]  # a held key's first delivery and its add number
 VERSION = 1
 MAX_FILE = 64 * 1024**2  # bytes; 100k entries of the longest ids fit well below
 SAVE_EVERY = 1.0  # seconds between two writes of the dedup file, at most
+CHUNK = 500  # entries per json.dumps call when the file is written
 
 
 class DedupCache:
-    """The keys delivered within the last ``window`` seconds, at most ``size`` of them."""
+    """The keys delivered within the last ``window`` seconds, at most ``size`` of them.
+
+    Held in a plain dict in delivery order (a re-added key moves to the end), so a
+    ``snapshot`` is one fast C copy; a queue of ``(key, add number)`` finds the oldest key in
+    O(1) and skips the entries of keys since removed or added again.
+    """
 
     def __init__(self, window: float, size: int) -> None:
         self.window = window
         self.size = size
-        self._first: OrderedDict[Key, float] = OrderedDict()  # in delivery order
+        self._first: dict[Key, Held] = {}  # in delivery order
+        self._order: deque[tuple[Key, int]] = deque()  # oldest first, with stale entries
+        self._adds = 0
 
     def __len__(self) -> int:
         return len(self._first)
@@ -55,20 +68,30 @@ class DedupCache:
     def _fresh(self, ts: float, now: float) -> bool:
         return -self.window <= now - ts <= self.window
 
+    def _oldest(self) -> Key | None:
+        while self._order:
+            key, n = self._order[0]
+            held = self._first.get(key)
+            if held is not None and held[1] == n:
+                return key
+            self._order.popleft()  # removed or added again since
+        return None
+
+    def _drop_oldest(self, key: Key) -> None:
+        del self._first[key]
+        self._order.popleft()
+
     def _expire(self, now: float) -> None:
-        while self._first:
-            key, ts = next(iter(self._first.items()))
-            if self._fresh(ts, now):
-                break
-            del self._first[key]
+        while (key := self._oldest()) is not None and not self._fresh(self._first[key][0], now):
+            self._drop_oldest(key)
 
     def seen(self, key: Key, now: float) -> bool:
         """Whether ``key`` was delivered within the window."""
         self._expire(now)
-        ts = self._first.get(key)
-        if ts is None:
+        held = self._first.get(key)
+        if held is None:
             return False
-        if self._fresh(ts, now):
+        if self._fresh(held[0], now):
             return True
         del self._first[key]  # out of order after a clock step: stale all the same
         return False
@@ -76,13 +99,25 @@ class DedupCache:
     def add(self, key: Key, now: float) -> None:
         """Remember ``key`` as delivered at ``now``; the oldest key goes if the cache is full."""
         self._first.pop(key, None)
-        self._first[key] = now
-        while len(self._first) > self.size:
-            self._first.popitem(last=False)
+        self._adds += 1
+        self._first[key] = (now, self._adds)
+        self._order.append((key, self._adds))
+        while len(self._first) > self.size and (oldest := self._oldest()) is not None:
+            self._drop_oldest(oldest)
+        if len(self._order) > 2 * len(self._first) + 64:  # too many stale entries: rebuild
+            self._order = deque((k, n) for k, (_, n) in self._first.items())
 
     def entries(self, now: float) -> list[Entry]:
         """The keys still in the window, oldest first (what ``DedupFile.save`` writes)."""
-        return [(k, ts) for k, ts in self._first.items() if self._fresh(ts, now)]
+        return self.fresh(self._first, now)
+
+    def snapshot(self) -> dict[Key, Held]:
+        """Every key held, oldest first, stale or not: one cheap copy for a writer thread."""
+        return self._first.copy()
+
+    def fresh(self, held: Mapping[Key, Held], now: float) -> list[Entry]:
+        """The keys of ``held`` (a ``snapshot``) still in the window at ``now``, oldest first."""
+        return [(k, ts) for k, (ts, _) in held.items() if self._fresh(ts, now)]
 
     def restore(self, entries: Sequence[Entry], now: float) -> None:
         """Take back what ``entries`` gives (oldest first), dropping stale keys and overflow."""
@@ -100,6 +135,23 @@ def _entry(item: object) -> Entry | None:
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
         return None
     return (device, event_id, active), float(ts)
+
+
+def _encode(caches: Mapping[str, Sequence[Entry]]) -> bytes:
+    """The file's JSON, encoded ``CHUNK`` entries at a time.
+
+    The C encoder holds the GIL for a whole ``json.dumps`` call: one call over 100k entries
+    would stall the event loop from the writer thread. Between chunks the GIL changes hands.
+    """
+    parts = [f'{{"version":{VERSION},"buttons":{{']
+    for n, (button, entries) in enumerate(caches.items()):
+        parts.append(f"{',' if n else ''}{json.dumps(button)}:[")
+        for i in range(0, len(entries), CHUNK):
+            rows = [[*key, ts] for key, ts in entries[i : i + CHUNK]]
+            parts.append(("," if i else "") + json.dumps(rows, separators=(",", ":"))[1:-1])
+        parts.append("]")
+    parts.append("}}")
+    return "".join(parts).encode()
 
 
 class DedupFile:
@@ -149,13 +201,7 @@ class DedupFile:
 
     def save(self, caches: Mapping[str, Sequence[Entry]]) -> None:
         """Replace the file atomically with ``caches``; raises ``OSError``."""
-        doc = {
-            "version": VERSION,
-            "buttons": {
-                button: [[*key, ts] for key, ts in entries] for button, entries in caches.items()
-            },
-        }
-        data = json.dumps(doc, separators=(",", ":")).encode()
+        data = _encode(caches)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(self.path.name + ".tmp")
         with tmp.open("wb") as f:
@@ -170,11 +216,17 @@ class DedupFile:
             os.close(folder)
 
 
+Snapshot = dict[str, dict[Key, Held]]  # config id -> ``DedupCache.snapshot``
+
+
 class DedupMemory:
     """Event ids delivered, per config id: bounded caches, saved to one file.
 
     Writes are coalesced: at once if the last one is old, else one write per ``SAVE_EVERY``
-    seconds of a storm. A failing write is logged once; dedup goes on in memory.
+    seconds of a storm. The loop takes a snapshot; serialising and both fsyncs run in this
+    memory's own single worker thread, so at most one write is in flight and a pass made
+    during it is written by the next one. A failing write is logged once; dedup goes on in
+    memory. ``close`` (at shutdown) waits for a write in flight, then writes the last state.
     """
 
     def __init__(self, path: Path, windows: dict[str, tuple[float, int]], clock: Clock) -> None:
@@ -184,38 +236,73 @@ class DedupMemory:
         for cid, entries in self.file.load().items():
             if cid in self.caches:  # a config since removed is forgotten
                 self.caches[cid].restore(entries, clock.wall())
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dedup-save")
         self._timer: asyncio.TimerHandle | None = None
+        self._writing: asyncio.Future[OSError | None] | None = None
+        self._dirty = False  # a pass came while a write was in flight
+        self._closed = False
         self._saved_at = float("-inf")  # loop time of the last write
         self._failing = False
 
     def save_soon(self) -> None:
         """Write at once if the last write is old, else coalesce a storm into one write."""
-        if self._timer is None:
+        if self._closed:
+            return
+        if self._writing is not None:
+            self._dirty = True
+        elif self._timer is None:
             loop = asyncio.get_running_loop()
             delay = max(0.0, self._saved_at + SAVE_EVERY - loop.time())
-            self._timer = loop.call_later(delay, self.save)
+            self._timer = loop.call_later(delay, self._start_write)
 
-    def save(self) -> None:
-        """Write the caches now; a failure is logged once and dedup goes on in memory."""
+    def _start_write(self) -> None:
         self._timer = None
-        self._saved_at = asyncio.get_running_loop().time()
-        now = self.clock.wall()
+        loop = asyncio.get_running_loop()
+        self._saved_at = loop.time()
+        snap = self._snapshot()
+        self._writing = loop.run_in_executor(self._pool, self._write, snap, self.clock.wall())
+        self._writing.add_done_callback(self._written)
+
+    def _written(self, done: "asyncio.Future[OSError | None]") -> None:
+        self._writing = None
+        if done.cancelled():
+            return
+        self._report(done.result())  # anything but an OSError is a bug: the loop logs it
+        if self._dirty:
+            self._dirty = False
+            self.save_soon()
+
+    def _snapshot(self) -> Snapshot:
+        return {cid: c.snapshot() for cid, c in self.caches.items()}
+
+    def _write(self, snap: Snapshot, now: float) -> OSError | None:
+        """In the worker thread (or at close): the error of the write, if it failed."""
         try:
-            self.file.save({cid: c.entries(now) for cid, c in self.caches.items()})
+            self.file.save({cid: self.caches[cid].fresh(e, now) for cid, e in snap.items()})
         except OSError as exc:
+            return exc
+        return None
+
+    def _report(self, exc: OSError | None) -> None:
+        if exc is not None:
             if not self._failing:
                 log.warning("cannot write dedup file %s: %s", self.file.path, exc)
                 self._failing = True
-            return
-        if self._failing:
+        elif self._failing:
             log.info("dedup file %s written again", self.file.path)
             self._failing = False
 
     def close(self) -> None:
-        """Cancel a pending write and write now."""
+        """Cancel a pending write, wait for one in flight, and write the last state now.
+
+        Blocking, once, at shutdown: it is the write the daemon must not lose.
+        """
+        self._closed = True
         if self._timer is not None:
             self._timer.cancel()
-        self.save()
+            self._timer = None
+        self._pool.shutdown(wait=True)
+        self._report(self._write(self._snapshot(), self.clock.wall()))
 
 
 class Dedup:

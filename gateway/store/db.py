@@ -19,12 +19,15 @@ Invariants:
 4. A file whose ``user_version`` is newer than the code knows (a downgrade) is refused before
    anything is written to it: it is moved aside the same way, logged at CRITICAL, and a fresh
    file is opened. Its rows are kept for the newer release, never reinterpreted.
-5. Any other SQLite or file-system error is a ``StoreError``.
+5. Any other SQLite or file-system error is a ``StoreError``. When the file or its folder
+   cannot be written (a read-only file system, a folder or file this user may not write),
+   the message says so and what to do, not only SQLite's "unable to open database file".
 
 Every call here is synchronous: the caller runs it on its own thread.
 """
 
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -96,7 +99,8 @@ def open_db(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise StoreError(f"cannot create the folder of {schema.label} {path}: {exc}") from exc
+        why = unwritable(path, schema.label) or str(exc)
+        raise StoreError(f"cannot create the folder of {schema.label} {path}: {why}") from exc
     quarantined = None
     checked = False
     try:
@@ -115,7 +119,7 @@ def open_db(
     except sqlite3.DatabaseError as exc:
         corrupt = getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
         if not (corrupt or isinstance(exc, _CorruptError)):
-            raise StoreError(f"cannot open {schema.label} {path}: {exc}") from exc
+            raise _open_error("cannot open", path, schema.label, exc) from exc
         quarantined = _move_aside(path, "corrupt", schema.label)
         log.error(
             "%s %s is corrupt (%s): moved it to %s for inspection and started a fresh one",
@@ -128,13 +132,45 @@ def open_db(
         try:
             conn, _ = _connect(path, schema, lambda c: False, max_bytes)
         except (sqlite3.Error, _NewerError) as exc:
-            raise StoreError(f"cannot open {schema.label} {path}: {exc}") from exc
+            raise _open_error("cannot open", path, schema.label, exc) from exc
     try:
         migrate(conn, schema)
     except sqlite3.Error as exc:
         conn.close()
-        raise StoreError(f"cannot initialise {schema.label} {path}: {exc}") from exc
+        raise _open_error("cannot initialise", path, schema.label, exc) from exc
     return Opened(conn, quarantined, checked)
+
+
+def _open_error(what: str, path: Path, label: str, exc: BaseException) -> StoreError:
+    why = unwritable(path, label)
+    detail = f"{why} (SQLite: {exc})" if why else str(exc)
+    return StoreError(f"{what} {label} {path}: {detail}")
+
+
+def unwritable(path: Path, label: str) -> str | None:
+    """Why the file at ``path`` (or the folder to hold it) cannot be written, with what to do.
+
+    None when nothing is visibly wrong. The file system's read-only flag is checked first: it
+    stops root too, while the ``access`` checks only say something for other users.
+    """
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent  # the folder to create is missing: its nearest ancestor
+    try:
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return None
+    move = f"or set the {label}'s path to a writable folder"
+    if read_only:
+        return f"the file system holding {folder} is read-only; remount it read-write, {move}"
+    user = f"this user (uid {os.geteuid()})"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the folder {folder} is not writable by {user}; give it write access, {move}"
+    for suffix in _SUFFIXES:
+        file = Path(f"{path}{suffix}")
+        if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+            return f"{file} is not writable by {user}; give it write access, {move}"
+    return None
 
 
 def _connect(
