@@ -1,7 +1,8 @@
 """``cgw status``: a running gateway in a few lines, from its monitor's ``/health``.
 
 Shows the overall state, which required components fail and why, devices online/offline,
-the backlog per sink, open alarms and the uplink. ``--json`` prints the health document.
+the backlog per sink, open alarms, the uplink and
+whether the clock is synced. ``--json`` prints the health document.
 
 Exit codes: 0 the gateway is healthy; 1 it is degraded, starting or cannot be reached (the
 output says which); 2 a config or usage error (no ``monitor`` section).
@@ -103,6 +104,11 @@ def summary(doc: dict[str, Any]) -> str:
         text += f" (worst: {alarms['worst']})"
     lines.append(text)
     lines.append(f"uplink: {doc.get('uplink', '?')}")
+    synced = doc.get("clock_synced")
+    if synced is not None:
+        lines.append(
+            "clock: synced" if synced else "clock: NOT synced (platform commands are refused)"
+        )
     return "\n".join(lines)
 
 

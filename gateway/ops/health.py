@@ -12,6 +12,9 @@ Contract:
   gateway reports, not a gateway failure. So are disabled points: ``disabled`` lists, per
   device that has any, the points it refused (exception 0x01-0x03), which it reads no more
   but for a retry on a slow schedule.
+- ``clock_synced`` says whether NTP has set the clock. It is shown, not a component: a gateway
+  without NTP still raises alarms, but stamps them with an unsynced clock and refuses
+  platform commands.
 - Nothing personal, no secret: ids, counts and states only.
 - ``status_line(snapshot)`` is the one-line summary systemd shows.
 """
@@ -86,6 +89,7 @@ def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
             "version": gw.version,
             "uptime_s": round(gw.uptime_s, 1),
         },
+        "clock_synced": gw.clock_synced,
         "components": comps,
         "devices": {
             d.id: "unknown" if d.online is None else ("online" if d.online else "offline")

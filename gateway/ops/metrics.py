@@ -40,6 +40,11 @@ class GatewayCollector(Collector):
         info.add_metric([gw.site_id, gw.gateway_id, gw.version], 1)
         yield info
         yield GaugeMetricFamily("cgw_ready", "1 once the local alarm path is up", int(gw.ready))
+        yield GaugeMetricFamily(
+            "cgw_clock_synced",
+            "1 once NTP has set the clock (platform commands are refused before)",
+            int(gw.clock_synced),
+        )
         yield from _devices(snap)
         yield from _sinks(snap)
         yield from _store(snap)

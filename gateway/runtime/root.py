@@ -364,7 +364,8 @@ class Runtime:
         core, cfg, groups = self._running(), self.cfg, self.groups.values()
         gw = cfg.gateway
         info = GatewayInfo(gw.site_id, gw.gateway_id, __version__, self.clock.wall() - self.started,
-                           self.ready.is_set(), self.reloads, self.reload_failures)  # fmt: skip
+                           self.ready.is_set(), self.reloads, self.reload_failures,
+                           self._synced())  # fmt: skip
         return GatewaySnapshot(
             gateway=info,
             store=core.store.snapshot(),

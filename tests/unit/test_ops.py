@@ -1,6 +1,7 @@
 """Health, the status line and metrics, rendered from snapshots made by hand (no runtime)."""
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ MIB = 1024**2
 def healthy(store_path: Path = Path("/nonexistent/buffer.db")) -> GatewaySnapshot:
     """A gateway with every optional part configured and everything up."""
     return GatewaySnapshot(
-        gateway=GatewayInfo("s1", "gw1", "1.2.3", 3725.06, True, 2, 1),
+        gateway=GatewayInfo("s1", "gw1", "1.2.3", 3725.06, True, 2, 1, True),
         store=StoreSnapshot(
             StoreStats({"mqtt": 7, "influx": 3}, MIB, 16 * MIB, 4, 5, 1, 2), store_path
         ),
@@ -223,3 +224,19 @@ def test_metrics_take_a_fresh_snapshot_on_every_scrape() -> None:
     assert len(taken) == 2
     assert 'cgw_alarms_open{severity="critical"} 1.0' in text
     assert 'cgw_alarms_unacknowledged{severity="critical"} 1.0' in text
+
+
+def test_the_clock_sync_flag_shows_in_health_metrics_and_status() -> None:
+    from gateway.cli.status import summary
+
+    for synced in (True, False):
+        snap = dataclasses.replace(
+            healthy(), gateway=dataclasses.replace(healthy().gateway, clock_synced=synced)
+        )
+        code, doc = health(snap)
+        assert (code, doc["clock_synced"]) == (200, synced)  # shown, not a failing component
+        assert value(scrape(functools.partial(lambda s: s, snap)), "cgw_clock_synced") == int(
+            synced
+        )
+        line = "clock: synced" if synced else "clock: NOT synced (platform commands are refused)"
+        assert line in summary(doc).splitlines()
