@@ -374,9 +374,7 @@ class Runtime:
             influx=None if self.influx is None else self.influx.snapshot(),
             influx_configured=cfg.upstream.influx is not None,
             api=views.api(cfg.api, self.api_up),
-            inputs=views.inputs(
-                [g.drivers.probes for g in groups], [g.drivers.rejects for g in groups]
-            ),
+            inputs=views.inputs(cfg, self.devices.snapshot(), [g.drivers for g in groups]),
             commands=views.commands(self.commands, self.commands_dropped),
             linkage=None if self.linkage is None else self.linkage.snapshot(),
             devices=views.devices(self.devices.snapshot()),

@@ -13,6 +13,7 @@ from gateway.core.snapshots import (
     CommandsSnapshot,
     DeviceSnapshot,
     InputsSnapshot,
+    InputState,
     LinkageSnapshot,
     OpenAlarm,
     SinkSnapshot,
@@ -240,3 +241,40 @@ def test_the_clock_sync_flag_shows_in_health_metrics_and_status() -> None:
         )
         line = "clock: synced" if synced else "clock: NOT synced (platform commands are refused)"
         assert line in summary(doc).splitlines()
+
+
+def with_inputs(*devices: InputState, unmatched: dict[str, int] | None = None) -> GatewaySnapshot:
+    inputs = dataclasses.replace(healthy().inputs, devices=devices, unmatched=unmatched or {})
+    return dataclasses.replace(healthy(), inputs=inputs)
+
+
+def test_an_alarm_input_not_running_makes_health_degraded_with_its_reason() -> None:
+    from gateway.cli.status import summary
+
+    snap = with_inputs(
+        InputState("hall", "gpio", False, "no pin factory", True),
+        InputState("spare", "gpio", False, "no pin factory", False),
+        InputState("btn", "mqtt_button", True, "", True),
+        InputState("coils", "modbus", None, "", True),
+        unmatched={"btn": 4},
+    )
+    code, doc = health(snap)
+    assert (code, doc["status"], doc["failing"]) == (503, "degraded", ["input:hall"])
+    assert doc["components"]["input:hall"] == {
+        "ok": False, "detail": "not running: no pin factory"
+    }  # fmt: skip
+    assert doc["components"]["input:coils"] == {"ok": True, "detail": "unknown"}  # not yet
+    assert "input:spare" not in doc["components"]  # no rule names it: listed, not required
+    assert doc["inputs"]["spare"] == {
+        "kind": "gpio", "state": "not running: no pin factory", "alarm": False
+    }  # fmt: skip
+    assert doc["unmatched"] == {"btn": 4}
+    lines = summary(doc).splitlines()
+    assert "inputs: 1/4 running; coils unknown; hall not running: no pin factory; spare not" \
+        " running: no pin factory" in lines  # fmt: skip
+    assert "contacts no rule names (no alarm): btn 4" in lines
+    got = scrape(functools.partial(lambda s: s, snap))
+    assert value(got, "cgw_input_running", device="hall", kind="gpio", alarm="true") == 0
+    assert value(got, "cgw_input_running", device="btn", kind="mqtt_button", alarm="true") == 1
+    assert value(got, "cgw_contacts_unmatched_total", device="btn") == 4
+    assert health(with_inputs(InputState("hall", "gpio", True, "", True)))[1]["status"] == "ok"
