@@ -5,7 +5,12 @@
   dispatcher (``Ports.submit``), by ``<device>/<input>``.
 - Outputs (sirens, strobes, LEDs) are an actuator of ``SoundSiren``: each shows the pattern of
   the severity (``pattern_for``), or goes off.
-- A machine without GPIO logs one error and the gateway runs on without that device.
+- Whether the inputs run is the device's availability: a ``DeviceStatus`` online once its
+  pins are open, offline with the reason when they cannot be (no pin factory off a Pi, a pin
+  in use, no permission). The gateway runs on without that device, but health lists it as
+  not running and a contact rule naming it raises ``input_unavailable``. The first failure
+  is logged as an error; the device tries again every ``RETRY_S`` seconds (quietly), and once
+  its pins open it is online again, which clears the alarm.
 """
 
 import asyncio
@@ -20,9 +25,10 @@ from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.models import Config
 from gateway.core.command import Acknowledge, Order, Reset, SoundSiren
 from gateway.core.errors import PermanentError
-from gateway.core.messages import ContactEvent
+from gateway.core.messages import ContactEvent, DeviceStatus
 
 log = logging.getLogger(__name__)
+RETRY_S = 30.0  # between attempts to open the pins of a device that could not
 
 
 def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
@@ -68,11 +74,23 @@ class Buttons:
                 by = f"{self.dev.id}/{event.input}"
                 self.ports.submit(Acknowledge(None, by) if role == "ack" else Reset(None, by))
 
-        try:
-            async with GpioInputs(self.dev, contact, self.ports.clock):
-                await asyncio.Future()  # until cancelled
-        except GpioUnavailable as exc:
-            log.error("%s; the gateway runs without GPIO device %s", exc, self.dev.id)
+        clock, failed = self.ports.clock, ""
+        while True:
+            try:
+                async with GpioInputs(self.dev, contact, clock):
+                    emit(DeviceStatus(self.dev.id, True, clock.wall(), "ok"))
+                    await asyncio.Future()  # until cancelled
+            except GpioUnavailable as exc:
+                if str(exc) != failed:
+                    log.error(
+                        "%s; the gateway runs without GPIO device %s and tries again every %.0f s",
+                        exc,
+                        self.dev.id,
+                        RETRY_S,
+                    )
+                failed = str(exc)
+                emit(DeviceStatus(self.dev.id, False, clock.wall(), failed))
+            await asyncio.sleep(RETRY_S)
 
 
 class Sirens:

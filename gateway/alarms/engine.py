@@ -2,7 +2,10 @@
 
 Contract:
 - Inputs (samples, device status, contact events) are queued from the loop thread without
-  blocking and handled in arrival order by ``run``.
+  blocking and handled in arrival order by ``run``. Besides the configured rules, the engine
+  raises ``input_unavailable`` for a device a contact rule names that does not run
+  (``gateway.alarms.rules``). ``covers(event)`` says whether any contact rule names a
+  contact, for the pipeline to count the ones no rule does.
 - Every transition is committed together with its ``alarm/<id>`` message in the alarm lane
   (``Store.transact``): the alarm table and what the platform hears never disagree, and the
   alarm lane drains before any backlog. Open alarms survive a restart (``open`` reloads them
@@ -127,6 +130,10 @@ class AlarmEngine:
 
     def contact(self, event: ContactEvent) -> None:
         self._inbox.put_nowait(event)
+
+    def covers(self, event: ContactEvent) -> bool:
+        """Whether a contact rule of the current config names ``event``'s device and input."""
+        return self.rules.covers(event)
 
     # -- life -----------------------------------------------------------------------------
 

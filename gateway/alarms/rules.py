@@ -13,6 +13,13 @@ answering does not prove the air got clean.
   contact returns (the lifecycle handles that).
 - Offline: the poller's offline/online status is the condition.
 - Sensor fault: quality ``bad`` continuously for ``for_s`` raises; a good reading clears.
+- ``input_unavailable`` (added by the engine itself, no config): a device that a contact rule
+  names by its id (not by ``*``) going offline raises it; back online clears it. A GPIO
+  device that cannot open its pins, a Modbus device with contact points that stops
+  answering and a door terminal that falls silent all say so as a ``DeviceStatus``. Its
+  severity is ``critical`` when a critical rule names the device (a dead emergency or fire
+  button is as urgent as its press: nobody can raise that alarm any more), else ``warning``;
+  the ladder is that of the first rule naming the device.
 """
 
 from dataclasses import dataclass
@@ -28,6 +35,20 @@ from gateway.config.alarms import (
     ThresholdRuleConfig,
 )
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Sample
+
+INPUT_UNAVAILABLE = "input_unavailable"  # the rule id of the engine's own input rule
+
+
+def alarm_inputs(cfg: AlarmsConfig) -> dict[str, tuple[str, str]]:
+    """Devices a contact rule names by id: ``device -> (severity, ladder)`` of the
+    ``input_unavailable`` alarm they raise when they do not run."""
+    out: dict[str, tuple[str, str]] = {}
+    for rule in cfg.rules:
+        if not isinstance(rule, ContactRuleConfig) or rule.device == "*":
+            continue
+        severity, ladder = out.get(rule.device, ("warning", rule.ladder))
+        out[rule.device] = ("critical" if rule.severity == "critical" else severity, ladder)
+    return out
 
 
 def in_window(now: time, start: time, end: time) -> bool:
@@ -56,6 +77,7 @@ class Evaluator:
         self.cfg = cfg
         self.zone = ZoneInfo(cfg.timezone)
         self._tracks: dict[str, _Track] = {}
+        self._inputs = alarm_inputs(cfg)
 
     def _track(self, cause: str) -> _Track:
         track = self._tracks.get(cause)
@@ -95,6 +117,15 @@ class Evaluator:
                 out += self._faults(rule, sample, mono)
         return out
 
+    def covers(self, event: ContactEvent) -> bool:
+        """Whether a contact rule names ``event``'s device and input (``*`` included)."""
+        return any(
+            isinstance(rule, ContactRuleConfig)
+            and rule.device in ("*", event.device)
+            and rule.input in ("*", event.input)
+            for rule in self.cfg.rules
+        )
+
     def on_contact(self, event: ContactEvent) -> list[Condition]:
         """Contact verdicts: every change of an input a contact rule covers."""
         out: list[Condition] = []
@@ -128,7 +159,7 @@ class Evaluator:
 
     def on_status(self, status: DeviceStatus) -> list[Condition]:
         """Offline verdicts: a device went offline or came back."""
-        out: list[Condition] = []
+        out: list[Condition] = self._input_unavailable(status)
         for rule in self.cfg.rules:
             if not isinstance(rule, OfflineRuleConfig) or not _applies(rule.devices, status.device):
                 continue
@@ -155,6 +186,26 @@ class Evaluator:
         return out
 
     # -- rule kinds -----------------------------------------------------------------------
+
+    def _input_unavailable(self, status: DeviceStatus) -> list[Condition]:
+        named = self._inputs.get(status.device)
+        if named is None:
+            return []
+        cause = f"{INPUT_UNAVAILABLE}/{status.device}"
+        track = self._track(cause)
+        if track.active == (not status.online):
+            return []
+        track.active = not status.online
+        severity, ladder = named
+        msg = (
+            "alarm input running again"
+            if status.online
+            else f"alarm input not running: {status.reason}"
+        )
+        return [
+            Condition(cause, INPUT_UNAVAILABLE, "offline", status.device, track.active,
+                      severity, False, ladder, msg, status.ts)
+        ]  # fmt: skip
 
     def _threshold(
         self, rule: ThresholdRuleConfig, sample: Sample, value: float, mono: float

@@ -1,7 +1,9 @@
 """``cgw status``: a running gateway in a few lines, from its monitor's ``/health``.
 
 Shows the overall state, which required components fail and why, devices online/offline,
-the backlog per sink, open alarms and the uplink. ``--json`` prints the health document.
+the backlog per sink, open alarms, the uplink,
+whether the clock is synced, input devices not running and contacts no rule names.
+``--json`` prints the health document.
 
 Exit codes: 0 the gateway is healthy; 1 it is degraded, starting or cannot be reached (the
 output says which); 2 a config or usage error (no ``monitor`` section).
@@ -92,6 +94,17 @@ def summary(doc: dict[str, Any]) -> str:
         down = sorted(d for d, state in devices.items() if state != "online")
         line = f"devices: {len(devices) - len(down)}/{len(devices)} online"
         lines.append(line + (f"; not online: {', '.join(down)}" if down else ""))
+    inputs = doc.get("inputs", {})
+    if inputs:
+        down = sorted(i for i, v in inputs.items() if v.get("state") != "running")
+        line = f"inputs: {len(inputs) - len(down)}/{len(inputs)} running"
+        lines.append(line + "".join(f"; {i} {inputs[i].get('state')}" for i in down))
+    unmatched = doc.get("unmatched", {})
+    if unmatched:
+        lines.append(
+            "contacts no rule names (no alarm): "
+            + ", ".join(f"{d} {n}" for d, n in sorted(unmatched.items()))
+        )
     for device, points in sorted(doc.get("disabled", {}).items()):
         lines.append(f"  {device}: points disabled (refused by the device): {', '.join(points)}")
     backlog = doc.get("backlog", {})
@@ -103,6 +116,11 @@ def summary(doc: dict[str, Any]) -> str:
         text += f" (worst: {alarms['worst']})"
     lines.append(text)
     lines.append(f"uplink: {doc.get('uplink', '?')}")
+    synced = doc.get("clock_synced")
+    if synced is not None:
+        lines.append(
+            "clock: synced" if synced else "clock: NOT synced (platform commands are refused)"
+        )
     return "\n".join(lines)
 
 

@@ -82,11 +82,24 @@ class ApiSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class InputState:
+    """One configured input device: GPIO, MQTT button, door terminal, Modbus contact points."""
+
+    id: str
+    kind: str
+    running: bool | None  # None until known
+    reason: str  # why it does not run ("" while it does)
+    alarmed: bool  # a contact rule names it: not running is then a gateway failure
+
+
+@dataclass(frozen=True, slots=True)
 class InputsSnapshot:
-    """Streaming inputs: their broker connections and the messages they rejected."""
+    """Inputs: broker connections, rejected messages, input devices, contacts no rule names."""
 
     connections: Mapping[str, bool]  # e.g. "local_broker:buttons" -> subscribed
     rejects: Mapping[str, Mapping[str, int]]  # input -> reason -> count
+    devices: tuple[InputState, ...] = ()
+    unmatched: Mapping[str, int] = field(default_factory=dict)  # device -> contacts no rule names
 
 
 @dataclass(frozen=True, slots=True)

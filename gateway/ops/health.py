@@ -12,6 +12,14 @@ Contract:
   gateway reports, not a gateway failure. So are disabled points: ``disabled`` lists, per
   device that has any, the points it refused (exception 0x01-0x03), which it reads no more
   but for a retry on a slow schedule.
+- Inputs: every configured input device is listed under ``inputs`` with its kind, state
+  (``running``, ``not running``, ``unknown``) and reason. One that a contact rule names by id
+  (``alarm``) is a component too, ``input:<id>``: while it does not run, alarms it should raise
+  cannot be, so the gateway is ``degraded``. ``unmatched`` counts, per device, the contacts no
+  contact rule named (they raised nothing).
+- ``clock_synced`` says whether NTP has set the clock. It is shown, not a component: a gateway
+  without NTP still raises alarms, but stamps them with an unsynced clock and refuses
+  platform commands.
 - Nothing personal, no secret: ids, counts and states only.
 - ``status_line(snapshot)`` is the one-line summary systemd shows.
 """
@@ -19,7 +27,7 @@ Contract:
 from typing import Any
 
 from gateway.alarms.engine import SEVERITY_RANK
-from gateway.core.snapshots import SinkSnapshot
+from gateway.core.snapshots import InputState, SinkSnapshot
 from gateway.ops.snapshot import GatewaySnapshot
 
 
@@ -67,7 +75,16 @@ def components(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
         }
     for name, up in snap.inputs.connections.items():
         out[name] = {"ok": up, "detail": "subscribed" if up else "not connected"}
+    for i in snap.inputs.devices:
+        if i.alarmed:
+            out[f"input:{i.id}"] = {"ok": i.running is not False, "detail": _input_state(i)}
     return out
+
+
+def _input_state(i: InputState) -> str:
+    if i.running is None:
+        return "unknown"
+    return "running" if i.running else f"not running: {i.reason or 'stopped'}"
 
 
 def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
@@ -86,12 +103,18 @@ def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
             "version": gw.version,
             "uptime_s": round(gw.uptime_s, 1),
         },
+        "clock_synced": gw.clock_synced,
         "components": comps,
         "devices": {
             d.id: "unknown" if d.online is None else ("online" if d.online else "offline")
             for d in snap.devices
         },
         "disabled": {d.id: sorted(d.disabled) for d in snap.devices if d.disabled},
+        "inputs": {
+            i.id: {"kind": i.kind, "state": _input_state(i), "alarm": i.alarmed}
+            for i in snap.inputs.devices
+        },
+        "unmatched": dict(snap.inputs.unmatched),
         "backlog": dict(snap.store.backlog),
         "alarms": {
             "open": len(open_alarms),

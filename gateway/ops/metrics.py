@@ -40,6 +40,11 @@ class GatewayCollector(Collector):
         info.add_metric([gw.site_id, gw.gateway_id, gw.version], 1)
         yield info
         yield GaugeMetricFamily("cgw_ready", "1 once the local alarm path is up", int(gw.ready))
+        yield GaugeMetricFamily(
+            "cgw_clock_synced",
+            "1 once NTP has set the clock (platform commands are refused before)",
+            int(gw.clock_synced),
+        )
         yield from _devices(snap)
         yield from _sinks(snap)
         yield from _store(snap)
@@ -51,6 +56,7 @@ class GatewayCollector(Collector):
             for reason, n in sorted(counts.items()):
                 rejected.add_metric([name, reason], n)
         yield rejected
+        yield from _inputs(snap)
         yield from _commands(snap)
         reloads = CounterMetricFamily(
             "cgw_config_reloads", "Config reloads, by result", labels=["result"]
@@ -93,6 +99,23 @@ def _commands(snap: GatewaySnapshot) -> Iterator[Metric]:
         yield CounterMetricFamily(
             "cgw_fire_linkage_unlocks", "Unlocks sent to escape routes", snap.linkage.unlocks_sent
         )
+
+
+def _inputs(snap: GatewaySnapshot) -> Iterator[Metric]:
+    running = GaugeMetricFamily(
+        "cgw_input_running",
+        "1 while an input device runs (GPIO pins open, broker session subscribed, device online)",
+        labels=["device", "kind", "alarm"],
+    )
+    for i in snap.inputs.devices:
+        if i.running is not None:
+            running.add_metric([i.id, i.kind, str(i.alarmed).lower()], int(i.running))
+    unmatched = CounterMetricFamily(
+        "cgw_contacts_unmatched", "Contacts no contact rule names (no alarm)", labels=["device"]
+    )
+    for device, n in sorted(snap.inputs.unmatched.items()):
+        unmatched.add_metric([device], n)
+    yield from (running, unmatched)
 
 
 def _devices(snap: GatewaySnapshot) -> Iterator[Metric]:

@@ -35,6 +35,7 @@ class GatewayInfo:
     ready: bool  # the local alarm path (and the local API, when configured) is up
     reloads: int  # config reloads applied
     reload_failures: int  # config reloads refused
+    clock_synced: bool  # NTP has set the clock; platform commands are refused until it has
 
 
 @dataclass(frozen=True, slots=True)

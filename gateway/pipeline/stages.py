@@ -12,7 +12,9 @@ Each is a plain callable ``(Item) -> Item | None`` (see ``gateway.pipeline.chain
   device as heard from.
 - ``Rules`` (hands over to the alarm engine's inbox, no I/O): samples, status changes and
   contacts go to the engine; door events go as the contacts they mean (``door_contacts``),
-  and a terminal's online/offline as its status.
+  and a terminal's online/offline as its status. A contact no contact rule names (a door's
+  clearing contacts aside) is counted as its device's ``unmatched`` in ``DeviceStates``; the
+  first one of each device is logged at WARNING, since nothing else would ever show it.
 - ``Store`` (hands over to the store's pending batch; the committer does the I/O): samples,
   status changes and door events become records; contacts are not stored (their alarms are).
   A door event still holding a raw person id is a bug (a pipeline without the pseudonymise
@@ -21,6 +23,7 @@ Each is a plain callable ``(Item) -> Item | None`` (see ``gateway.pipeline.chain
 Every stage returns its item unchanged except ``Scale``; only ``Validate`` and ``Scale`` drop.
 """
 
+import logging
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -37,6 +40,8 @@ from gateway.pipeline.chain import Pipeline
 from gateway.pipeline.privacy import Pseudonymise
 from gateway.pipeline.scale import to_reading
 
+log = logging.getLogger(__name__)
+UNMATCHED = "unmatched"  # the DeviceStates counter of contacts no rule names
 TERMINAL_KINDS = ("terminal_offline", "terminal_online")
 
 
@@ -122,6 +127,7 @@ class AlarmInbox(Protocol):
     def sample(self, sample: Sample) -> None: ...
     def status(self, status: DeviceStatus) -> None: ...
     def contact(self, event: ContactEvent) -> None: ...
+    def covers(self, event: ContactEvent) -> bool: ...
 
 
 class Rules:
@@ -129,8 +135,23 @@ class Rules:
 
     name = "rules"
 
-    def __init__(self, engine: AlarmInbox) -> None:
+    def __init__(self, engine: AlarmInbox, states: DeviceStates) -> None:
         self.engine = engine
+        self.states = states
+
+    def _contact(self, event: ContactEvent, counted: bool = True) -> None:
+        self.engine.contact(event)
+        if not counted or self.engine.covers(event):
+            return
+        state = self.states.snapshot().get(event.device)
+        if state is None or not state.counters.get(UNMATCHED):
+            log.warning(
+                "input %s of device %s matches no contact rule: its events raise no alarm"
+                " (counted as unmatched)",
+                event.input,
+                event.device,
+            )
+        self.states.count(event.device, UNMATCHED)
 
     def __call__(self, item: Item) -> Item | None:
         if isinstance(item, Sample):
@@ -138,10 +159,10 @@ class Rules:
         elif isinstance(item, DeviceStatus):
             self.engine.status(item)
         elif isinstance(item, ContactEvent):
-            self.engine.contact(item)
+            self._contact(item)
         elif isinstance(item, AccessEvent):
             for contact in door_contacts(item):
-                self.engine.contact(contact)
+                self._contact(contact, counted=contact.active)
             status = terminal_status(item)
             if status is not None:
                 self.engine.status(status)
@@ -226,7 +247,7 @@ def pipeline(
             *privacy,
             *dedup,
             Track(states),
-            Rules(engine),
+            Rules(engine, states),
             Store(add, synced),
         ]
     )

@@ -364,7 +364,8 @@ class Runtime:
         core, cfg, groups = self._running(), self.cfg, self.groups.values()
         gw = cfg.gateway
         info = GatewayInfo(gw.site_id, gw.gateway_id, __version__, self.clock.wall() - self.started,
-                           self.ready.is_set(), self.reloads, self.reload_failures)  # fmt: skip
+                           self.ready.is_set(), self.reloads, self.reload_failures,
+                           self._synced())  # fmt: skip
         return GatewaySnapshot(
             gateway=info,
             store=core.store.snapshot(),
@@ -373,9 +374,7 @@ class Runtime:
             influx=None if self.influx is None else self.influx.snapshot(),
             influx_configured=cfg.upstream.influx is not None,
             api=views.api(cfg.api, self.api_up),
-            inputs=views.inputs(
-                [g.drivers.probes for g in groups], [g.drivers.rejects for g in groups]
-            ),
+            inputs=views.inputs(cfg, self.devices.snapshot(), [g.drivers for g in groups]),
             commands=views.commands(self.commands, self.commands_dropped),
             linkage=None if self.linkage is None else self.linkage.snapshot(),
             devices=views.devices(self.devices.snapshot()),

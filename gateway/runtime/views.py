@@ -5,6 +5,12 @@ command channel, the fire linkage). What is left here belongs to the composition
 API's listening state, the inputs of every running driver group, the command channel while a
 reload restarts it, and the device states shaped as health and metrics read them.
 
+Inputs: every configured input device has a state. A GPIO device with inputs, a Modbus device
+with bit points (coils, discrete inputs): its availability in ``DeviceStates`` (GPIO: whether
+its pins opened, with the reason). MQTT buttons and door terminals: their local broker
+session subscribed or not (unknown while their group is not running). A device is
+``alarmed`` when a contact rule names it by id (``gateway.alarms.rules.alarm_inputs``).
+
 Contract: each function copies what it reads into the frozen types of
 ``gateway.core.snapshots`` and keeps no reference; none blocks or awaits.
 """
@@ -13,21 +19,28 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from gateway.alarms.rules import alarm_inputs
+from gateway.config.gpio import GpioDeviceConfig
+from gateway.config.modbus import BIT_TABLES, ModbusDeviceConfig
+from gateway.config.models import Config
 from gateway.core.devices import DeviceState
 from gateway.core.snapshots import (
     ApiSnapshot,
     CommandsSnapshot,
     DeviceSnapshot,
     InputsSnapshot,
+    InputState,
 )
+from gateway.pipeline.stages import UNMATCHED
 
 if TYPE_CHECKING:  # the runtime imports these when configured; a view never needs to
     from gateway.commands.service import CommandService
     from gateway.config.api import ApiConfig
 
 POLLED_KINDS = ("modbus",)  # the kinds health and metrics list as devices today
+SESSIONS = {"mqtt_button": "local_broker:buttons", "door_terminal": "local_broker:doors"}
 Probe = Callable[[], bool]  # is this input's connection up?
 Counts = Callable[[], Mapping[str, int]]  # an input's rejected messages by reason
 
@@ -44,13 +57,45 @@ def commands(service: CommandService | None, dropped: int) -> CommandsSnapshot:
     return service.snapshot(dropped)
 
 
+class InputGroup(Protocol):
+    """What a view reads of a running driver group (``drivers.base.DriverGroup``)."""
+
+    @property
+    def probes(self) -> Mapping[str, Probe]: ...
+    @property
+    def rejects(self) -> Mapping[str, Counts]: ...
+
+
 def inputs(
-    probes: Iterable[Mapping[str, Probe]], rejects: Iterable[Mapping[str, Counts]]
+    cfg: Config, states: Mapping[str, DeviceState], groups: Iterable[InputGroup]
 ) -> InputsSnapshot:
-    """Every running input's connection probe and reject counters, by name."""
+    """Every running group's connection probes and reject counters, by name; every configured
+    input device's state; contacts no rule named, by device."""
+    groups = list(groups)
+    connections = {name: bool(probe()) for g in groups for name, probe in g.probes.items()}
+    alarmed = alarm_inputs(cfg.alarms)
+    devices: list[InputState] = []
+    for dev in cfg.devices:
+        if dev.kind in SESSIONS:
+            up = connections.get(SESSIONS[dev.kind])
+            reason = "" if up else f"{SESSIONS[dev.kind]} not subscribed"
+        elif (isinstance(dev, GpioDeviceConfig) and dev.inputs) or (
+            isinstance(dev, ModbusDeviceConfig)
+            and any(p.table in BIT_TABLES for p in dev.active_points)
+        ):
+            state = states.get(dev.id)
+            up = None if state is None else state.online
+            reason = "" if up or state is None else state.reason
+        else:
+            continue
+        devices.append(InputState(dev.id, dev.kind, up, reason, dev.id in alarmed))
     return InputsSnapshot(
-        connections={name: bool(probe()) for group in probes for name, probe in group.items()},
-        rejects={name: dict(counts()) for group in rejects for name, counts in group.items()},
+        connections=connections,
+        rejects={name: dict(counts()) for g in groups for name, counts in g.rejects.items()},
+        devices=tuple(devices),
+        unmatched={
+            d: int(s.counters[UNMATCHED]) for d, s in states.items() if s.counters.get(UNMATCHED)
+        },
     )
 
 

@@ -213,3 +213,32 @@ def test_sensor_fault_after_for_s_of_bad_readings() -> None:
     ]:
         got += [(t, c.active) for c in ev.on_sample(sample(900, MIDNIGHT_CST + t, quality=q), t)]
     assert got == [(120, True), (180, False)]
+
+
+def test_an_alarm_input_that_stops_running_raises_input_unavailable_and_clears_on_return() -> None:
+    ev = evaluator(
+        {"kind": "contact", "id": "sos", "device": "hall", "input": "sos"},
+        {"kind": "contact", "id": "tamper", "device": "gate", "severity": "info"},
+        {"kind": "contact", "id": "any", "device": "*", "severity": "critical"},
+    )
+    (down,) = ev.on_status(DeviceStatus("hall", False, 10.0, "no pin factory"))
+    assert (down.rule, down.cause, down.active, down.severity, down.ladder) == (
+        "input_unavailable", "input_unavailable/hall", True, "critical", "default"
+    )  # fmt: skip
+    assert down.message == "alarm input not running: no pin factory"
+    assert ev.on_status(DeviceStatus("hall", False, 11.0, "no pin factory")) == []  # no repeat
+    (gate,) = ev.on_status(DeviceStatus("gate", False, 12.0, "silent"))
+    assert gate.severity == "warning"  # a lesser rule's input is still worth a warning
+    assert ev.on_status(DeviceStatus("thermo", False, 12.0, "timeout")) == []  # only '*' names it
+    (back,) = ev.on_status(DeviceStatus("hall", True, 20.0, "ok"))
+    assert (back.active, back.message) == (False, "alarm input running again")
+
+
+def test_covers_says_whether_a_contact_rule_names_an_events_device_and_input() -> None:
+    ev = evaluator(
+        {"kind": "contact", "id": "sos", "device": "hall", "input": "sos"},
+        {"kind": "contact", "id": "btn", "device": "*", "input": "button"},
+    )
+    assert ev.covers(ContactEvent("hall", "sos", True, 1.0))
+    assert ev.covers(ContactEvent("lobby", "button", True, 1.0))
+    assert not ev.covers(ContactEvent("hall", "pressed", True, 1.0))

@@ -1,6 +1,7 @@
 """Health, the status line and metrics, rendered from snapshots made by hand (no runtime)."""
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from gateway.core.snapshots import (
     CommandsSnapshot,
     DeviceSnapshot,
     InputsSnapshot,
+    InputState,
     LinkageSnapshot,
     OpenAlarm,
     SinkSnapshot,
@@ -28,7 +30,7 @@ MIB = 1024**2
 def healthy(store_path: Path = Path("/nonexistent/buffer.db")) -> GatewaySnapshot:
     """A gateway with every optional part configured and everything up."""
     return GatewaySnapshot(
-        gateway=GatewayInfo("s1", "gw1", "1.2.3", 3725.06, True, 2, 1),
+        gateway=GatewayInfo("s1", "gw1", "1.2.3", 3725.06, True, 2, 1, True),
         store=StoreSnapshot(
             StoreStats({"mqtt": 7, "influx": 3}, MIB, 16 * MIB, 4, 5, 1, 2), store_path
         ),
@@ -223,3 +225,56 @@ def test_metrics_take_a_fresh_snapshot_on_every_scrape() -> None:
     assert len(taken) == 2
     assert 'cgw_alarms_open{severity="critical"} 1.0' in text
     assert 'cgw_alarms_unacknowledged{severity="critical"} 1.0' in text
+
+
+def test_the_clock_sync_flag_shows_in_health_metrics_and_status() -> None:
+    from gateway.cli.status import summary
+
+    for synced in (True, False):
+        snap = dataclasses.replace(
+            healthy(), gateway=dataclasses.replace(healthy().gateway, clock_synced=synced)
+        )
+        code, doc = health(snap)
+        assert (code, doc["clock_synced"]) == (200, synced)  # shown, not a failing component
+        assert value(scrape(functools.partial(lambda s: s, snap)), "cgw_clock_synced") == int(
+            synced
+        )
+        line = "clock: synced" if synced else "clock: NOT synced (platform commands are refused)"
+        assert line in summary(doc).splitlines()
+
+
+def with_inputs(*devices: InputState, unmatched: dict[str, int] | None = None) -> GatewaySnapshot:
+    inputs = dataclasses.replace(healthy().inputs, devices=devices, unmatched=unmatched or {})
+    return dataclasses.replace(healthy(), inputs=inputs)
+
+
+def test_an_alarm_input_not_running_makes_health_degraded_with_its_reason() -> None:
+    from gateway.cli.status import summary
+
+    snap = with_inputs(
+        InputState("hall", "gpio", False, "no pin factory", True),
+        InputState("spare", "gpio", False, "no pin factory", False),
+        InputState("btn", "mqtt_button", True, "", True),
+        InputState("coils", "modbus", None, "", True),
+        unmatched={"btn": 4},
+    )
+    code, doc = health(snap)
+    assert (code, doc["status"], doc["failing"]) == (503, "degraded", ["input:hall"])
+    assert doc["components"]["input:hall"] == {
+        "ok": False, "detail": "not running: no pin factory"
+    }  # fmt: skip
+    assert doc["components"]["input:coils"] == {"ok": True, "detail": "unknown"}  # not yet
+    assert "input:spare" not in doc["components"]  # no rule names it: listed, not required
+    assert doc["inputs"]["spare"] == {
+        "kind": "gpio", "state": "not running: no pin factory", "alarm": False
+    }  # fmt: skip
+    assert doc["unmatched"] == {"btn": 4}
+    lines = summary(doc).splitlines()
+    assert "inputs: 1/4 running; coils unknown; hall not running: no pin factory; spare not" \
+        " running: no pin factory" in lines  # fmt: skip
+    assert "contacts no rule names (no alarm): btn 4" in lines
+    got = scrape(functools.partial(lambda s: s, snap))
+    assert value(got, "cgw_input_running", device="hall", kind="gpio", alarm="true") == 0
+    assert value(got, "cgw_input_running", device="btn", kind="mqtt_button", alarm="true") == 1
+    assert value(got, "cgw_contacts_unmatched_total", device="btn") == 4
+    assert health(with_inputs(InputState("hall", "gpio", True, "", True)))[1]["status"] == "ok"

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,9 @@ class Engine:
 
     def contact(self, event: ContactEvent) -> None:
         self.seen.append(event)
+
+    def covers(self, event: ContactEvent) -> bool:
+        return event.input == "sos"
 
 
 def _event(kind: str, **kw: object) -> AccessEvent:
@@ -91,7 +95,7 @@ def test_track_keeps_last_values_availability_and_event_counts() -> None:
 
 def test_rules_shows_the_engine_samples_statuses_contacts_and_door_meanings() -> None:
     engine = Engine()
-    stage = Rules(engine)
+    stage = Rules(engine, DeviceStates())
     sample = Sample("d", 5.0, ())
     forced = _event("forced", door="gate")
     for item in (sample, forced, _event("terminal_offline")):
@@ -242,3 +246,23 @@ async def test_door_dedup_keys_on_the_safe_event_id_per_terminal_config(tmp_path
     with pytest.raises(AssertionError, match="pseudonymised"):
         stage(_reported("granted", "R-1", credential="face", event_id="E-2", source="fg"))
     stage.memory.close()
+
+
+def test_rules_counts_contacts_no_rule_names_and_logs_the_first_of_each_device(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    states = DeviceStates()
+    stage = Rules(Engine(), states)
+    with caplog.at_level(logging.WARNING, logger="gateway.pipeline.stages"):
+        for active in (True, False, True):
+            stage(ContactEvent("btn-1", "stray", active, 1.0))
+        stage(ContactEvent("btn-1", "sos", True, 1.0))  # a rule names it: not counted
+        stage(ContactEvent("btn-2", "stray", True, 1.0))
+        stage(_event("door_closed", door="gate"))  # a door's clearing contacts are not events
+    snap = states.snapshot()
+    assert snap["btn-1"].counters["unmatched"] == 3
+    assert snap["btn-2"].counters["unmatched"] == 1
+    assert "gate" not in snap
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 2, warned
+    assert "input stray of device btn-1 matches no contact rule" in warned[0]
