@@ -224,7 +224,7 @@ class Trace:
             def wrapper(store: Any, batch: Any, also: Any = None) -> Any:
                 raised = [
                     r.device
-                    for r in batch
+                    for r, _ in batch
                     if r.lane is Lane.ALARM and r.fields["state"] == "raised"
                 ]
                 t0 = mono()

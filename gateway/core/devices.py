@@ -75,7 +75,7 @@ class DeviceStates:
         self._dirty: set[str] = set()
         self._snapshot: Mapping[str, DeviceState] = MappingProxyType({})
         self._snapshot_version = 0
-        self._event = asyncio.Event()
+        self._event: asyncio.Event | None = None  # made when someone waits in ``changed``
         self.ignored = 0  # updates of unregistered devices beyond MAX_DEVICES
 
     def _get(self, device: str, *, register: bool = False) -> _Device:
@@ -89,9 +89,13 @@ class DeviceStates:
 
     def _bump(self, device: str) -> None:
         self._dirty.add(device)
+        self._wake()
+
+    def _wake(self) -> None:
         self.version += 1
-        self._event.set()
-        self._event = asyncio.Event()
+        if self._event is not None:  # a poll bumps several times: wake waiters, make no event
+            self._event.set()
+            self._event = None
 
     def register(self, device: str, kind: str) -> None:
         """Make ``device`` known as a device of ``kind`` (idempotent)."""
@@ -105,9 +109,7 @@ class DeviceStates:
         if self._devices.pop(device, None) is not None:
             self._frozen.pop(device, None)
             self._dirty.discard(device)
-            self.version += 1
-            self._event.set()
-            self._event = asyncio.Event()
+            self._wake()
 
     def availability(self, device: str, online: bool, ts: float, reason: str) -> None:
         """``device`` went online or offline at wall time ``ts``; ``reason`` says why."""
@@ -196,5 +198,7 @@ class DeviceStates:
     async def changed(self, since: int) -> int:
         """The current version, as soon as it differs from ``since``."""
         while self.version == since:
+            if self._event is None:
+                self._event = asyncio.Event()
             await self._event.wait()
         return self.version

@@ -32,6 +32,7 @@ from gateway.store.codec import decode_fields, decode_points, encode
 from gateway.store.cursors import Cursors
 from gateway.store.model import Row, gap_fields, size
 
+Encoded = tuple[Record, str]  # a record with its ``body`` text, encoded before it reaches here
 _NONE: Mapping[str, Json] = MappingProxyType({})  # the fields of every telemetry row
 Stored = tuple[int, int, int, str, str, float, int, int, str]  # a row as SELECTed by ``select``
 _TELEMETRY = int(Lane.TELEMETRY)
@@ -56,7 +57,7 @@ class Ledger:
         self.used = 0
         self.latest: dict[Lane, int] = dict.fromkeys(Lane, 0)
         self.counters: dict[str, int] = defaultdict(int)
-        self.refused: list[Record] = []  # alarms and events waiting for room (invariant 4)
+        self.refused: list[Encoded] = []  # alarms and events waiting for room (invariant 4)
 
     def load(self, quarantined: bool) -> None:
         """Mark the file in use, settle the cursors and read the state into memory."""
@@ -91,22 +92,23 @@ class Ledger:
     # -- writing ----------------------------------------------------------------------------
 
     def insert(
-        self, batch: Sequence[Record], also: Callable[[sqlite3.Connection], Any] | None = None
+        self, batch: Sequence[Encoded], also: Callable[[sqlite3.Connection], Any] | None = None
     ) -> tuple[int, Any]:
         """Insert what fits of ``refused`` + ``batch``, in one transaction with ``also``.
 
-        ``also`` runs first. Returns how many records wait in ``refused`` and what ``also``
-        returned.
+        ``batch`` holds records with their bodies (``encoded``): encoding happens before, on
+        the caller's side, so the write transaction (which an alarm's commit may be waiting
+        behind) holds the store thread only for SQLite's own work. ``also`` runs first.
+        Returns how many records wait in ``refused`` and what ``also`` returned.
         """
         txn = _Txn(self)
         conn = self.conn
         pending = [*self.refused, *batch]
-        refused: list[Record] = []
+        refused: list[Encoded] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = also(conn) if also is not None else None
-            for rec in pending:
-                body = encode(rec)
+            for rec, body in pending:
                 charge = size(rec, body)
                 limit = self.quota - (self.reserve if rec.lane is Lane.TELEMETRY else 0)
                 if txn.used + charge > limit:
@@ -115,7 +117,7 @@ class Ledger:
                     if rec.lane is Lane.TELEMETRY:
                         txn.count("dropped", 1)
                     else:
-                        refused.append(rec)
+                        refused.append((rec, body))
                     continue
                 row = (rec.topic, rec.device, rec.ts, int(rec.clock_synced), int(rec.retain))
                 cur = conn.execute(
@@ -132,6 +134,11 @@ class Ledger:
         txn.apply()
         self.refused = refused
         return len(refused), result
+
+    @staticmethod
+    def encoded(records: Sequence[Record]) -> list[Encoded]:
+        """``records`` with their bodies, ready for ``insert``."""
+        return [(rec, encode(rec)) for rec in records]
 
     def _evict(self, txn: "_Txn", needed: int, now: float) -> None:
         """Delete the oldest telemetry to free ``needed`` bytes (plus slack); report gaps."""

@@ -43,9 +43,10 @@ from typing import Any, TypeVar
 from gateway.core.errors import StoreError
 from gateway.core.messages import Lane, Record
 from gateway.core.snapshots import StoreSnapshot, StoreStats
+from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
 from gateway.store.db import open_db
-from gateway.store.ledger import Ledger, Stored, rows
+from gateway.store.ledger import Encoded, Ledger, Stored, rows
 from gateway.store.model import Row, StoreFullError
 from gateway.store.schema import STORE, unclean
 
@@ -77,7 +78,7 @@ class Store:
         self.lanes = self.cursors.lanes
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._ledger: Ledger | None = None
-        self._queue: list[Record] = []
+        self._queue: list[Encoded] = []  # records with their bodies, encoded as they came
         self._queue_dropped = 0  # telemetry dropped by ``add`` (memory only)
         self._changed = asyncio.Event()
         self._urgent = asyncio.Event()
@@ -194,7 +195,7 @@ class Store:
         if len(self._queue) >= MAX_QUEUED and rec.lane is Lane.TELEMETRY:
             self._queue_dropped += 1
             return
-        self._queue.append(rec)
+        self._queue.append((rec, encode(rec)))
         if rec.lane is not Lane.TELEMETRY:
             self._urgent.set()
 
@@ -222,7 +223,7 @@ class Store:
         fit raise ``StoreFullError`` after ``work`` was committed; they wait in memory and go
         in first once a sink frees room.
         """
-        refused, result = await self._write(self.ledger.insert, list(records), work)
+        refused, result = await self._write(self.ledger.insert, Ledger.encoded(records), work)
         if refused:
             raise StoreFullError(f"store {self.path} is full: {refused} records wait in memory")
         out: T = result
