@@ -74,6 +74,8 @@ class Poller:
         self.last_latency = 0.0
         self.latency_sum = 0.0  # seconds over all polls, for the metrics' average
         self._backoff = Backoff(schedule.interval, max(schedule.interval, schedule.backoff_max))
+        # a runtime-checkable Protocol is slow to test (typing walks its members): once, here
+        self._counting = driver if isinstance(driver, Counting) else None
         self._disabled: dict[str, str] = {}  # as last published
         self._totals: dict[str, int] = {}  # the driver's counters as last added
         self._reason = ""
@@ -141,8 +143,8 @@ class Poller:
     def _sync_driver(self) -> bool:
         """Bring counters and disabled points to ``states``; whether the disabled set changed."""
         self._published = False
-        if isinstance(self.driver, Counting):
-            for name, total in self.driver.counters.items():
+        if self._counting is not None:
+            for name, total in self._counting.counters.items():
                 if total != self._totals.get(name, 0):
                     self._count(name, total - self._totals.get(name, 0))
                     self._totals[name] = total
