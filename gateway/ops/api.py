@@ -43,7 +43,7 @@ from gateway.alarms.lifecycle import LifecycleError
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.contract import iso
 from gateway.core.errors import ConfigError
-from gateway.ops.listener import ConnectionGate, connection_cap, gated_site
+from gateway.ops.listener import ConnectionGate, connection_cap, serve
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -168,19 +168,8 @@ class LocalApi:
         app.router.add_get("/v1/report", self._report)
         app.router.add_post("/v1/alarms/{id}/ack", self._ack)
         app.router.add_post("/v1/alarms/{id}/reset", self._reset)
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            shutdown_timeout=2.0,
-            keepalive_timeout=self.cfg.idle_timeout,
-        )
-        await runner.setup()
-        try:
-            await gated_site(runner, self.cfg.host, self.cfg.port, self.gate).start()
-        except OSError as exc:
-            await runner.cleanup()
-            where = f"{self.cfg.host}:{self.cfg.port}"
-            raise ConfigError([f"api: cannot listen on {where}: {exc.strerror}"]) from exc
+        runner = await serve(app, "api", self.cfg.host, self.cfg.port, self.gate,
+                             idle_timeout=self.cfg.idle_timeout, shutdown_timeout=2.0)  # fmt: skip
         self._runner = runner
         if self.cfg.allow_remote:
             log.warning(

@@ -230,3 +230,34 @@ def gated_site(runner: web.AppRunner, host: str, port: int, gate: ConnectionGate
             )
 
     return GatedSite(runner, host, port)
+
+
+async def serve(
+    app: web.Application,
+    name: str,
+    host: str,
+    port: int,
+    gate: ConnectionGate,
+    *,
+    idle_timeout: float,
+    shutdown_timeout: float,
+) -> web.AppRunner:
+    """Start ``app`` on ``host:port`` behind ``gate``; the runner, to ``cleanup()`` at the end.
+
+    A port that cannot be taken is a ``ConfigError`` naming the section (``name``) and why;
+    nothing is left listening then.
+    """
+    from aiohttp import web
+
+    from gateway.core.errors import ConfigError
+
+    runner = web.AppRunner(
+        app, access_log=None, shutdown_timeout=shutdown_timeout, keepalive_timeout=idle_timeout
+    )
+    await runner.setup()
+    try:
+        await gated_site(runner, host, port, gate).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError([f"{name}: cannot listen on {host}:{port}: {exc.strerror}"]) from exc
+    return runner

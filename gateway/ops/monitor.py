@@ -20,9 +20,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
-from gateway.core.errors import ConfigError
 from gateway.ops.health import health
-from gateway.ops.listener import ConnectionGate, connection_cap, gated_site
+from gateway.ops.listener import ConnectionGate, connection_cap, serve
 from gateway.ops.snapshot import GatewaySnapshot
 
 if TYPE_CHECKING:
@@ -53,19 +52,8 @@ class Monitor:
         app = web.Application(middlewares=[self.gate.middleware])
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
-        runner = web.AppRunner(
-            app,
-            access_log=None,
-            shutdown_timeout=1.0,
-            keepalive_timeout=self.cfg.idle_timeout,
-        )
-        await runner.setup()
-        try:
-            await gated_site(runner, self.cfg.host, self.cfg.port, self.gate).start()
-        except OSError as exc:
-            await runner.cleanup()
-            where = f"{self.cfg.host}:{self.cfg.port}"
-            raise ConfigError([f"monitor: cannot listen on {where}: {exc.strerror}"]) from exc
+        runner = await serve(app, "monitor", self.cfg.host, self.cfg.port, self.gate,
+                             idle_timeout=self.cfg.idle_timeout, shutdown_timeout=1.0)  # fmt: skip
         self._runner = runner
         log.info(
             "health and metrics on %s (/health, /metrics; at most %d connections)",
