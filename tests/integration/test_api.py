@@ -436,3 +436,29 @@ async def test_slow_and_idle_connections_are_closed(tmp_path: Path) -> None:
         assert (h.api.gate.timed_out, h.api.gate.evicted) == (2, 0)
         for _, writer in (silent, slow, served):
             writer.close()
+
+
+async def test_a_port_already_taken_is_a_config_error_naming_the_section(
+    tmp_path: Path, token_file: Path
+) -> None:
+    import socket
+
+    from gateway.config.monitor import MonitorConfig
+    from gateway.ops.monitor import Monitor
+    from tests.unit.test_ops import healthy
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        api = LocalApi(
+            ApiConfig.model_validate(
+                {"host": "127.0.0.1", "port": port, "token_file": str(token_file)}
+            ),
+            engine=None,  # type: ignore[arg-type]  # never reached: the port is refused first
+        )
+        with pytest.raises(ConfigError, match=f"api: cannot listen on 127.0.0.1:{port}: "):
+            await api.__aenter__()
+        monitor = Monitor(MonitorConfig.model_validate({"port": port}), healthy)
+        with pytest.raises(ConfigError, match=f"monitor: cannot listen on 127.0.0.1:{port}: "):
+            await monitor.__aenter__()
