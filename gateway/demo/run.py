@@ -71,10 +71,24 @@ def run_demo(duration: float | None, port: int | None) -> int:
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    return _free_ports(1)[0]
+
+
+def _free_ports(count: int, avoid: int | None = None) -> list[int]:
+    """``count`` distinct free loopback ports, none equal to ``avoid``.
+
+    The sockets stay bound until all are picked: two ports picked one after the other can be the
+    same one, since the kernel hands a port back as soon as its socket closes.
+    """
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < count:
+            sock = stack.enter_context(socket.socket())
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+            if port != avoid:
+                ports.append(port)
+        return ports
 
 
 def _listening(port: int) -> bool:
@@ -104,10 +118,11 @@ def _config(tmp: Path, broker: int, modbus: int) -> dict[str, Any]:
     token = tmp / "api-token"
     token.write_text(secrets.token_hex(16) + "\n")
     token.chmod(0o600)
+    api, monitor = _free_ports(2, avoid=broker)
     return {
         "gateway": {"site_id": "demo-site", "gateway_id": "gw-demo"},
-        "api": {"host": "127.0.0.1", "port": _free_port(), "token_file": str(token)},
-        "monitor": {"host": "127.0.0.1", "port": _free_port()},
+        "api": {"host": "127.0.0.1", "port": api, "token_file": str(token)},
+        "monitor": {"host": "127.0.0.1", "port": monitor},
         "store": {"path": str(tmp / "buffer.db"), "quota": "16MiB", "reserve": "1MiB"},
         "upstream": {"mqtt": {"host": "127.0.0.1", "port": broker, "topic_root": "cgw"}},
         "buses": [

@@ -20,7 +20,7 @@ import aiomqtt
 
 from tests.e2e.test_alarms import config as button_gateway
 from tests.support.daemon import REPO, Daemon
-from tests.support.ports import free_port
+from tests.support.ports import free_ports
 
 TOKEN = "5a1ad0c5" * 4
 PREFIX = "cgw/s1/gw1"
@@ -31,10 +31,11 @@ def config(tmp_path: Path, broker_port: int, **limits: Any) -> dict[str, Any]:
     token_file = tmp_path / "api.token"
     token_file.write_text(TOKEN + "\n", encoding="utf-8")
     os.chmod(token_file, 0o600)
+    api, monitor = free_ports(2)
     return {
         **button_gateway(tmp_path / "gw.db", broker_port),
-        "api": {"port": free_port(), "token_file": str(token_file), **limits},
-        "monitor": {"port": free_port(), **limits},
+        "api": {"port": api, "token_file": str(token_file), **limits},
+        "monitor": {"port": monitor, **limits},
     }
 
 
