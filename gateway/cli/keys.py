@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 from gateway.commands.model import ARGS, DEFAULT_MAX_LIFETIME, NAMES, CommandName, command_topic
-from gateway.commands.signing import keygen, load_private_key, make_command, sign
 from gateway.core.errors import ConfigError
 
 COMMANDS = ("keygen", "sign")  # the subcommands this module adds to ``cgw``
@@ -64,12 +63,15 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``cgw keygen`` or ``cgw sign``; returns the exit code."""
+    # the signing code loads cryptography and PyJWT: only for these two verbs, never for `run`
     if args.command == "keygen":
         return _keygen(args.out, args.key_name)
     return _sign(args)
 
 
 def _keygen(out: Path, name: str) -> int:
+    from gateway.commands.signing import keygen
+
     try:
         files = keygen(out, name)
     except (ValueError, OSError) as exc:
@@ -86,6 +88,8 @@ def _keygen(out: Path, name: str) -> int:
 
 
 def _sign(args: argparse.Namespace) -> int:
+    from gateway.commands.signing import load_private_key, make_command, sign
+
     try:
         _check_root(args.root)
         if not 1 <= args.ttl <= MAX_TTL:

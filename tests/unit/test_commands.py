@@ -27,28 +27,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway.cli import keys as cli_commands
-from gateway.commands import (
-    REASONS,
+from gateway.commands.model import (
+    NAME_PATTERN,
+    NAMES,
     TYP,
     AlarmArgs,
     Command,
     NoArgs,
-    Rejected,
     UnlockArgs,
-    Verifier,
-    key_id,
-    load_public_keys,
-    sign,
+    result_topic,
 )
-from gateway.commands.model import NAME_PATTERN, NAMES, result_topic
+from gateway.commands.rejected import REASONS, Rejected
 from gateway.commands.signing import (
     b64url,
     b64url_decode,
+    key_id,
     keygen,
     load_private_key,
     load_public_key,
+    load_public_keys,
     make_command,
+    sign,
 )
+from gateway.commands.verify import Verifier
 from gateway.core.errors import ConfigError
 
 NOW = 1_800_000_000.0

@@ -14,9 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.commands import Rejected, Verifier, key_id, sign_legacy
-from gateway.commands.legacy import canonical
-from gateway.commands.signing import make_command
+from gateway.commands.legacy import canonical, sign_legacy
+from gateway.commands.rejected import Rejected
+from gateway.commands.signing import key_id, make_command
+from gateway.commands.verify import Verifier
 from tests.unit.test_commands import (
     DOCS,
     EXAMPLE_KID,

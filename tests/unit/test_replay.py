@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.commands import Command, Rejected, ReplayCache, UnlockArgs, Verifier, key_id, sign
-from gateway.commands.model import NoArgs
-from gateway.commands.signing import make_command
+from gateway.commands.model import Command, NoArgs, UnlockArgs
+from gateway.commands.rejected import Rejected
+from gateway.commands.replay import ReplayCache
+from gateway.commands.signing import key_id, make_command, sign
+from gateway.commands.verify import Verifier
 from gateway.core.errors import StoreError
 
 T0 = 1_800_000_000  # wall clock of the tests
