@@ -61,7 +61,8 @@ class ModbusDevice:
         """Read every enabled point once (and the disabled ones that are due a retry)."""
         values: dict[str, Value | None] = {}
         blocks = list(self.blocks)  # a point enabled again by the retry is read by it alone
-        await self._retry_disabled(values)
+        if self.disabled:  # a coroutine per poll for nothing costs more than the check
+            await self._retry_disabled(values)
         for block in blocks:
             try:
                 self._store(block, await self._read(block), values)

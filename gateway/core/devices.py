@@ -149,6 +149,15 @@ class DeviceStates:
         counters[counter] = counters.get(counter, 0) + n
         self._bump(device)
 
+    def polled(self, device: str, latency: float) -> None:
+        """One poll of ``device`` ended after ``latency`` seconds: ``polls``, ``latency_sum``
+        and ``last_latency`` in one update (a poller's per-poll bookkeeping)."""
+        counters = self._get(device).counters
+        counters["polls"] = counters.get("polls", 0) + 1
+        counters["latency_sum"] = counters.get("latency_sum", 0) + latency
+        counters["last_latency"] = latency
+        self._bump(device)
+
     def set(self, device: str, counter: str, value: float) -> None:
         """Set a gauge-like counter (the last poll's latency)."""
         self._get(device).counters[counter] = value

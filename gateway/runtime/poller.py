@@ -13,9 +13,10 @@ Contract:
 - The first outcome after start is always published, so the retained status is fresh.
 - A ``PermanentError`` (nothing left to read) stops this poller alone, never the daemon.
 - What a poll returns and every availability change go to ``emit`` (the pipeline). Counters
-  (``polls``, ``poll_failures``, ``overruns``, ``latency_sum``, ``last_latency``) and the
-  driver's disabled points go to ``states`` (``gateway.core.devices``) when one is given; the
-  attributes of the same names stay until health and metrics read ``states``.
+  (``polls``, counted as each poll ends, ``poll_failures``, ``overruns``, ``latency_sum``,
+  ``last_latency``) and the driver's disabled points go to ``states``
+  (``gateway.core.devices``) when one is given; the attributes of the same names stay until
+  health and metrics read ``states``.
 - Disabled points are synced to ``states`` after every poll (``disable``, and ``enable`` when
   the driver reads a point again), and a change of the disabled set is published like an
   availability change: a ``DeviceStatus`` listing them. A driver's ``counters`` (running
@@ -91,8 +92,6 @@ class Poller:
             if delay > 0:
                 await asyncio.sleep(delay)
             started = loop.time()
-            self.polls += 1
-            self._count("polls", 1)
             try:
                 sample = await self.driver.poll()
                 raise_if_cancelling()  # pymodbus waits with wait_for: a stop may be swallowed
@@ -103,6 +102,7 @@ class Poller:
                     exc,
                     extra={"device": self.driver.id},
                 )
+                self._polled(loop.time() - started)
                 self._set_online(False, str(exc))
                 return
             except TransientError as exc:
@@ -114,11 +114,7 @@ class Poller:
             if changed and self.online is not None and not self._published:
                 self._publish()
             now = loop.time()
-            self.last_latency = now - started
-            self.latency_sum += self.last_latency
-            self._count("latency_sum", self.last_latency)
-            if self.states is not None:
-                self.states.set(self.driver.id, "last_latency", self.last_latency)
+            self._polled(now - started)
             if self.online is False:
                 due = now + self._backoff.next()
                 continue
@@ -129,6 +125,13 @@ class Poller:
                 self._count("overruns", missed)
                 due += missed * interval
             due = max(due, now + interval / 2)  # never a second poll right behind a late one
+
+    def _polled(self, latency: float) -> None:
+        self.polls += 1
+        self.last_latency = latency
+        self.latency_sum += latency
+        if self.states is not None:
+            self.states.polled(self.driver.id, latency)
 
     def _count(self, counter: str, n: float) -> None:
         if self.states is not None:
@@ -148,9 +151,9 @@ class Poller:
                 if total != self._totals.get(name, 0):
                     self._count(name, total - self._totals.get(name, 0))
                     self._totals[name] = total
-        now = dict(self.driver.disabled)
-        if now == self._disabled:
+        if self.driver.disabled == self._disabled:  # compared without a copy: the usual case
             return False
+        now = dict(self.driver.disabled)
         if self.states is not None:
             for point, why in now.items():
                 self.states.disable(self.driver.id, point, why)
