@@ -56,7 +56,7 @@ def make_records(n: int, devices: int = 500) -> list[Record]:
 
 def rendered(records: Sequence[Record]) -> list[tuple[str, bytes]]:
     """Topic and payload of each record exactly as ``MqttSink`` publishes it (seq = position)."""
-    from gateway.core.contract import Identity, render
+    from gateway.core.contract import Identity, points_json, render
     from gateway.store.outbox import Row
 
     ident = Identity(ROOT, SITE, GATEWAY)
@@ -72,7 +72,7 @@ def rendered(records: Sequence[Record]) -> list[tuple[str, bytes]]:
             rec.clock_synced,
             False,
             rec.fields,
-            rec.points,
+            points_json(rec.points) if rec.points else "",
         )
         out.append(render(ident, row))
     return out

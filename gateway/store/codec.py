@@ -1,15 +1,20 @@
-"""How a record's fields are kept in the ``body`` column (schema version 2 and later).
+"""How a record's fields are kept in the ``body`` column (schema version 3 and later).
 
-The store's own business, not the wire format: sinks get typed rows and render them.
+The store's own business: sinks get typed rows. Two forms:
 
-- Telemetry (``Lane.TELEMETRY``): the points as one compact JSON array of
-  ``[name, value, unit, quality]`` arrays, in poll order.
+- Telemetry (``Lane.TELEMETRY``): the points as the contract's compact ``points`` array
+  (``gateway.core.contract.points_json``): ``[{"name":..,"value":..,"unit":..,"quality":..}]``
+  in poll order. The MQTT sink splices it into the payload as it is, so a drain neither parses
+  nor re-encodes a point; ``decode_points`` gives the typed points to sinks that want them.
+  (Version 2 kept ``[name, value, unit, quality]`` arrays: fewer bytes, but every row was
+  parsed and rendered again on its way out, which cost more CPU than the polling that made it.)
 - Every other lane: the fields as one compact JSON object, in their order.
 
 Both round-trip exactly: ``decode_*(encode(rec))`` gives back equal values, ints stay ints and
 floats floats (``repr`` precision), so a sink renders the same bytes from a stored row as from
-the record it was made of. Non-finite floats are kept as JSON's ``NaN``/``Infinity``
-extension, so encoding never fails inside a write transaction.
+the record it was made of. Telemetry has no non-finite floats (``telemetry_record`` refuses
+them); in other lanes they are kept as JSON's ``NaN``/``Infinity`` extension, so encoding never
+fails inside a write transaction.
 """
 
 import json
@@ -17,6 +22,7 @@ import json.scanner
 from collections.abc import Mapping
 from typing import Any, cast
 
+from gateway.core.contract import points_json
 from gateway.core.messages import Json, Lane, Point, Quality, Record
 
 _QUALITY = {q.value: q for q in Quality}
@@ -28,14 +34,25 @@ compact = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 def encode(rec: Record) -> str:
     """The ``body`` text of ``rec``."""
     if rec.lane is Lane.TELEMETRY:
-        return compact([[p.name, p.value, p.unit, p.quality.value] for p in rec.points])
+        return points_json(rec.points)
     return compact(rec.fields)
 
 
 def decode_points(text: str) -> tuple[Point, ...]:
     """The points of a telemetry body."""
     quality = _QUALITY
-    return tuple([_point(Point, (n, v, u, quality[q])) for n, v, u, q in _load(text)])
+    return tuple(
+        [
+            _point(Point, (p["name"], p["value"], p["unit"], quality[p["quality"]]))
+            for p in _load(text)
+        ]
+    )
+
+
+def points_from_v2(text: str) -> str:
+    """A version-2 telemetry body (``[name, value, unit, quality]`` arrays) in today's form."""
+    quality = _QUALITY
+    return points_json(_point(Point, (n, v, u, quality[q])) for n, v, u, q in _load(text))
 
 
 def decode_fields(text: str) -> Mapping[str, Json]:

@@ -28,7 +28,7 @@ from typing import Any
 
 from gateway.core.contract import iso
 from gateway.core.messages import Json, Lane, Record
-from gateway.store.codec import decode_fields, decode_points, encode
+from gateway.store.codec import decode_fields, encode
 from gateway.store.cursors import Cursors
 from gateway.store.model import Row, gap_fields, size
 
@@ -339,13 +339,13 @@ class _Txn:
 
 
 def rows(stored: Sequence[Stored]) -> list[Row]:
-    """Typed rows of ``select``'s result, fields or points decoded."""
-    points, fields = decode_points, decode_fields
+    """Typed rows of ``select``'s result: fields decoded, points as stored (``Row.points``)."""
+    fields = decode_fields
     return [
-        Row(i, _LANES[ln], seq, topic, device, ts, bool(synced), bool(retain), _NONE, points(body))
+        Row(i, _LANES[ln], seq, topic, device, ts, bool(synced), bool(retain), _NONE, body)
         if ln == _TELEMETRY
         else Row(
-            i, _LANES[ln], seq, topic, device, ts, bool(synced), bool(retain), fields(body), ()
+            i, _LANES[ln], seq, topic, device, ts, bool(synced), bool(retain), fields(body), ""
         )
         for i, ln, seq, topic, device, ts, synced, retain, body in stored
     ]

@@ -5,6 +5,7 @@ from typing import NamedTuple
 
 from gateway.core.errors import TransientError
 from gateway.core.messages import Json, Lane, Point, Record
+from gateway.store.codec import decode_points
 
 ROW_OVERHEAD = 64  # bytes per row on top of topic and body: ids, stamps, index entry
 
@@ -29,7 +30,12 @@ class Row(NamedTuple):
     synced: bool
     retain: bool
     fields: Mapping[str, Json]  # every lane but telemetry: the fields of its kind
-    points: tuple[Point, ...]  # telemetry: the readings of one poll
+    points_json: str  # telemetry: the readings of one poll, as stored (``gateway.store.codec``)
+
+    @property
+    def points(self) -> tuple[Point, ...]:
+        """The readings of one poll, decoded (empty for other lanes)."""
+        return decode_points(self.points_json) if self.points_json else ()
 
 
 def size(rec: Record, body: str) -> int:

@@ -4,14 +4,17 @@ Version 0 is every file written before the schema was versioned: it may be empty
 outbox with or without the ``expires`` column, and the alarm engine's table or not. Version 1
 is that layout made explicit, the alarm table included: every statement is idempotent, so one
 migration serves both. Version 2 keeps records as fields (``gateway.store.codec``) instead of
-the upstream JSON. A new version appends a function; a released one is never edited.
+the upstream JSON. Version 3 keeps telemetry points as the contract's point objects, which the
+MQTT sink splices into its payloads unparsed. A new version appends a function; a released one
+is never edited.
 """
 
 import json
 import sqlite3
+from collections.abc import Callable
 
 from gateway.core.messages import Lane
-from gateway.store.codec import compact, points_from_contract
+from gateway.store.codec import compact, points_from_contract, points_from_v2
 from gateway.store.db import Schema, statements
 
 _V1 = """
@@ -49,13 +52,26 @@ def _v2(conn: sqlite3.Connection) -> None:
     not the contract's telemetry JSON cannot be delivered as telemetry: it is deleted and
     counted as dropped, never a reason to refuse the file.
     """
+    _rewrite_telemetry(conn, lambda body: compact(points_from_contract(json.loads(body))))
+
+
+def _v3(conn: sqlite3.Connection) -> None:
+    """Telemetry points become the contract's point objects (``gateway.store.codec``).
+
+    A body that is not a version-2 points array is deleted and counted, as in version 2.
+    """
+    _rewrite_telemetry(conn, points_from_v2)
+
+
+def _rewrite_telemetry(conn: sqlite3.Connection, convert: Callable[[str], str]) -> None:
+    """Every telemetry body through ``convert``; one it refuses is deleted and counted."""
     lane = int(Lane.TELEMETRY)
     bad = 0
     for rid, body, charge in conn.execute(
         "SELECT id, body, size FROM outbox WHERE lane=?", (lane,)
     ).fetchall():
         try:
-            new = compact(points_from_contract(json.loads(body)))
+            new = convert(body)
         except (ValueError, TypeError, KeyError):
             conn.execute("DELETE FROM outbox WHERE id=?", (rid,))
             bad += 1
@@ -71,7 +87,7 @@ def _v2(conn: sqlite3.Connection) -> None:
         )
 
 
-STORE = Schema("store", (_v1, _v2))
+STORE = Schema("store", (_v1, _v2, _v3))
 
 
 def unclean(conn: sqlite3.Connection) -> bool:

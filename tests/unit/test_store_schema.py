@@ -12,7 +12,8 @@ import pytest
 from gateway.core.contract import Identity
 from gateway.core.messages import Lane, Record
 from gateway.store import Store
-from gateway.store.schema import STORE
+from gateway.store.db import Schema, open_db
+from gateway.store.schema import STORE, unclean
 from tests.fixtures.make_store_v0 import wire
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
@@ -30,6 +31,10 @@ async def open_v0_copy(tmp_path: Path) -> Store:
     path = tmp_path / "buffer.db"
     shutil.copy(FIXTURES / "store_v0.db", path)
     assert user_version(path) == 0
+    return await open_fixture_store(path)
+
+
+async def open_fixture_store(path: Path) -> Store:
     return await Store.open(
         path,
         quota=12 * 1024,
@@ -39,16 +44,21 @@ async def open_v0_copy(tmp_path: Path) -> Store:
     )
 
 
+async def delivered(store: Store, ident: Identity, sink: str) -> list[dict[str, Any]]:
+    """Everything ``store`` owes ``sink``, as the fixture's expectations keep it."""
+    got = []
+    while rows := await store.fetch(sink, 7):
+        got += [wire(ident, row) for row in rows]
+    return got
+
+
 async def test_a_store_of_the_unversioned_release_delivers_what_it_owed(tmp_path: Path) -> None:
     expected: dict[str, Any] = json.loads((FIXTURES / "expected_v0.json").read_text())
     ident = Identity(*expected["ident"])
     store = await open_v0_copy(tmp_path)
     try:
         for sink in ("mqtt", "influx"):
-            got = []
-            while rows := await store.fetch(sink, 7):
-                got += [wire(ident, row) for row in rows]
-            assert got == expected[sink], sink
+            assert await delivered(store, ident, sink) == expected[sink], sink
         assert store.stats().evicted == expected["stats"]["evicted"]
         # fields take less room than the upstream JSON did
         assert 0 < store.stats().used_bytes < expected["stats"]["used_bytes"]
@@ -61,6 +71,32 @@ async def test_a_store_of_the_unversioned_release_delivers_what_it_owed(tmp_path
     finally:
         await store.close()
     assert user_version(tmp_path / "buffer.db") == STORE.version
+
+
+async def test_a_version_2_store_delivers_the_same_bytes_after_its_points_are_rewritten(
+    tmp_path: Path,
+) -> None:
+    """Version 2 kept points as arrays; version 3 keeps the contract's objects: same wire."""
+    expected: dict[str, Any] = json.loads((FIXTURES / "expected_v0.json").read_text())
+    ident = Identity(*expected["ident"])
+    path = tmp_path / "buffer.db"
+    shutil.copy(FIXTURES / "store_v0.db", path)
+    v2 = Schema("store", STORE.migrations[:2])
+    open_db(path, v2, needs_check=unclean).conn.close()
+    assert user_version(path) == 2
+    conn = sqlite3.connect(path)
+    arrays = conn.execute("SELECT body FROM outbox WHERE lane=?", (int(Lane.TELEMETRY),)).fetchall()
+    conn.close()
+    assert arrays
+    assert all(body.startswith("[[") for (body,) in arrays)  # the version-2 form
+
+    store = await open_fixture_store(path)
+    try:
+        for sink in ("mqtt", "influx"):
+            assert await delivered(store, ident, sink) == expected[sink], sink
+    finally:
+        await store.close()
+    assert user_version(path) == STORE.version == 3
 
 
 async def test_a_fresh_store_is_at_the_current_version(tmp_path: Path) -> None:
