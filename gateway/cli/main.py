@@ -88,7 +88,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command in cli_commands.COMMANDS:
         return cli_commands.run(args)
     if args.command == "demo":
-        from gateway.demo.run import run_demo
+        from gateway.cli.demo import run_demo
 
         return run_demo(args.duration, args.port)
     return _run(args.config, args.log_format)

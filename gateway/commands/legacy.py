@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from gateway.commands.model import MAX_INT
 from gateway.commands.rejected import Rejected
-from gateway.commands.signing import SIGNATURE_CHARS, b64url, b64url_decode, key_id
+from gateway.commands.signing import SIGNATURE_CHARS, b64url, b64url_decode
+from gateway.config.keys import key_id
 
 MAX_DEPTH: Final = 16  # nesting the canonical form accepts; a command needs 2
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -29,9 +29,9 @@ from typing import Any, Protocol
 
 from gateway.commands.model import AlarmArgs, Command, UnlockArgs
 from gateway.commands.replay import ReplayCache
-from gateway.commands.signing import load_public_keys
 from gateway.commands.verify import Rejected, Verifier
 from gateway.config.commands import CommandsConfig
+from gateway.config.keys import load_public_keys
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError
 from gateway.core.messages import Lane, Record

@@ -7,8 +7,10 @@ needs no canonical form (docs/commands.md, "Wire format"). ``sign`` is the platf
 ``cgw sign`` and tests; it uses PyJWT, as the verifier does (``gateway.commands.jws``).
 
 Key ids are the first 16 hex digits of SHA-256 over the 32 raw bytes of the public key, so the
-platform and every gateway compute the same id from the key alone. Only the platform holds a
-private key; a gateway holds public keys, so a gateway taken apart cannot sign commands.
+platform and every gateway compute the same id from the key alone (``key_id`` and the public-key
+loaders live in ``gateway.config.keys``, which the config checks key files with). Only the
+platform holds a private key; a gateway holds public keys, so a gateway taken apart cannot sign
+commands.
 
 Errors: ``sign`` and ``make_command`` raise ``ValueError`` on a value outside the
 format; the key loaders raise ``ConfigError`` naming the file; ``keygen`` raises
@@ -16,14 +18,13 @@ format; the key loaders raise ``ConfigError`` naming the file; ``keygen`` raises
 """
 
 import base64
-import hashlib
 import json
 import os
 import re
 import secrets
 import stat
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -31,7 +32,7 @@ from typing import Any, Final
 import jwt
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import ValidationError
 
 from gateway.commands.model import (
@@ -45,6 +46,7 @@ from gateway.commands.model import (
     TYP,
     VERSION,
 )
+from gateway.config.keys import key_id
 from gateway.core.errors import ConfigError
 
 SIGNATURE_CHARS: Final = 86  # base64url without padding of a 64-byte Ed25519 signature
@@ -77,12 +79,6 @@ def b64url_decode(text: str) -> bytes:
 
 
 # -- keys -------------------------------------------------------------------------------------
-
-
-def key_id(public_key: Ed25519PublicKey) -> str:
-    """The first 16 hex digits of SHA-256 over the key's 32 raw bytes."""
-    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,51 +159,6 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError([f"{path}: a {type(key).__name__}, not an Ed25519 private key"])
     return key
-
-
-def load_public_key(path: Path) -> Ed25519PublicKey:
-    """The Ed25519 public key in PEM file ``path`` (SubjectPublicKeyInfo).
-
-    Raises:
-        ConfigError: unreadable, not PEM, or not Ed25519.
-    """
-    try:
-        key = serialization.load_pem_public_key(path.read_bytes())
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read the public key: {exc.strerror}"]) from exc
-    except (ValueError, UnsupportedAlgorithm) as exc:
-        raise ConfigError([f"{path}: not a PEM public key"]) from exc
-    if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError([f"{path}: a {type(key).__name__}, not an Ed25519 public key"])
-    return key
-
-
-def load_public_keys(paths: Iterable[Path]) -> dict[str, Ed25519PublicKey]:
-    """The keys in ``paths`` by key id, for ``Verifier``; during a rotation, old and new.
-
-    Raises:
-        ConfigError: listing every file that failed, an empty list, or the same key twice.
-    """
-    keys: dict[str, Ed25519PublicKey] = {}
-    errors: list[str] = []
-    seen: dict[str, Path] = {}
-    for path in paths:
-        try:
-            key = load_public_key(path)
-        except ConfigError as exc:
-            errors += exc.errors
-            continue
-        kid = key_id(key)
-        if kid in seen:
-            errors.append(f"{path}: the same key as {seen[kid]} (key id {kid})")
-            continue
-        seen[kid] = path
-        keys[kid] = key
-    if not keys and not errors:
-        errors.append("no command public key configured")
-    if errors:
-        raise ConfigError(errors)
-    return keys
 
 
 # -- making and signing commands ---------------------------------------------------------------

@@ -60,7 +60,8 @@ from gateway.commands.model import (
     UnlockArgs,
 )
 from gateway.commands.rejected import AUTHENTICATED, FORMS, REASONS, Reason, Rejected
-from gateway.commands.signing import clip, describe, key_id
+from gateway.commands.signing import clip, describe
+from gateway.config.keys import key_id
 
 Args = AlarmArgs | UnlockArgs | NoArgs
 _BLANK = " \t\r\n"

@@ -54,7 +54,7 @@ class CommandsConfig(Model):
     @field_validator("public_keys")
     @classmethod
     def _keys_load(cls, paths: list[Path]) -> list[Path]:
-        from gateway.commands.signing import load_public_keys  # cryptography: only if used
+        from gateway.config.keys import load_public_keys  # cryptography: only if used
 
         try:
             load_public_keys(paths)

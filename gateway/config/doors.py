@@ -38,7 +38,6 @@ from gateway.config.mqtt_devices import (
     load_mapping_profile,
 )
 from gateway.core.access import Credential, DenyReason, Kind
-from gateway.pipeline.privacy import Pseudonymiser
 from gateway.profiles import SHIPPED
 
 BUILTIN_DOOR_PROFILES = SHIPPED / "doors"
@@ -79,10 +78,6 @@ class PrivacyConfig(Model):
         description="The key before a rotation: events carry both pseudonyms while it is set; "
         "remove it (and destroy the file) once the changeover window is over",
     )
-
-    def pseudonymiser(self, site_id: str) -> Pseudonymiser:
-        """Load the keys; raises ``ConfigError``."""
-        return Pseudonymiser.from_files(site_id, self.key_file, self.previous_key_file)
 
 
 def _unique(values: Sequence[object], what: str) -> None:

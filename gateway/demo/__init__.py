@@ -1,1 +1,2 @@
-"""``cgw demo`` and the simulated devices it (and the tests and benchmarks) use."""
+"""The simulated devices ``cgw demo`` (``gateway.cli.demo``), the tests and the benchmarks use,
+and the demo's broker config."""

@@ -37,7 +37,7 @@ from gateway.core.devices import DeviceStates
 from gateway.core.items import Item, RawSample, Stage
 from gateway.core.messages import ContactEvent, DeviceStatus, Record, Sample
 from gateway.pipeline.chain import Pipeline
-from gateway.pipeline.privacy import Pseudonymise
+from gateway.pipeline.privacy import Pseudonymise, Pseudonymiser
 from gateway.pipeline.scale import to_reading
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,13 @@ def pipeline(
     privacy = (
         []
         if cfg.privacy is None
-        else [Pseudonymise(cfg.privacy.pseudonymiser(cfg.gateway.site_id))]
+        else [
+            Pseudonymise(
+                Pseudonymiser.from_files(
+                    cfg.gateway.site_id, cfg.privacy.key_file, cfg.privacy.previous_key_file
+                )
+            )
+        ]
     )
     return Pipeline(
         [

@@ -41,15 +41,13 @@ from gateway.commands.rejected import REASONS, Rejected
 from gateway.commands.signing import (
     b64url,
     b64url_decode,
-    key_id,
     keygen,
     load_private_key,
-    load_public_key,
-    load_public_keys,
     make_command,
     sign,
 )
 from gateway.commands.verify import Verifier
+from gateway.config.keys import key_id, load_public_key, load_public_keys
 from gateway.core.errors import ConfigError
 
 NOW = 1_800_000_000.0

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 
 from gateway.commands.legacy import canonical, sign_legacy
 from gateway.commands.rejected import Rejected
-from gateway.commands.signing import key_id, make_command
+from gateway.commands.signing import make_command
 from gateway.commands.verify import Verifier
+from gateway.config.keys import key_id
 from tests.unit.test_commands import (
     DOCS,
     EXAMPLE_KID,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.demo import run
+from gateway.cli import demo as run
 from tests.support.ports import free_ports
 
 

@@ -281,6 +281,11 @@ def test_check_mapping() -> None:
 # -- privacy ----------------------------------------------------------------------------------
 
 
+def _names(cfg: PrivacyConfig) -> Pseudonymiser:
+    """The pseudonymiser the pipeline builds from ``cfg``."""
+    return Pseudonymiser.from_files("site-1", cfg.key_file, cfg.previous_key_file)
+
+
 def test_privacy_config_loads_the_keys(tmp_path: Path) -> None:
     key, old = tmp_path / "pseudonym.key", tmp_path / "old.key"
     key.write_bytes(bytes(range(32)).hex().encode() + b"\n")
@@ -288,9 +293,9 @@ def test_privacy_config_loads_the_keys(tmp_path: Path) -> None:
     for path in (key, old):
         path.chmod(0o600)
     cfg = PrivacyConfig.model_validate({"key_file": str(key)})
-    assert cfg.pseudonymiser("site-1").pseudonym("R-1") == NAMES.pseudonym("R-1")
+    assert _names(cfg).pseudonym("R-1") == NAMES.pseudonym("R-1")
     both = PrivacyConfig.model_validate({"key_file": str(key), "previous_key_file": str(old)})
-    assert both.pseudonymiser("site-1").previous_key_id is not None
+    assert _names(both).previous_key_id is not None
     old.chmod(0o640)
     with pytest.raises(ValidationError, match="readable by group or others"):
         PrivacyConfig.model_validate({"key_file": str(key), "previous_key_file": str(old)})
@@ -298,7 +303,7 @@ def test_privacy_config_loads_the_keys(tmp_path: Path) -> None:
         PrivacyConfig.model_validate({"key_file": str(tmp_path / "missing")})
     key.write_bytes(b"letmein-letmein-letmein-letmein!")
     with pytest.raises(ConfigError, match="a passphrase is not a key"):
-        cfg.pseudonymiser("site-1")
+        _names(cfg)
 
 
 # -- door profiles ----------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.commands.model import Command, NoArgs, UnlockArgs
 from gateway.commands.rejected import Rejected
 from gateway.commands.replay import ReplayCache
-from gateway.commands.signing import key_id, make_command, sign
+from gateway.commands.signing import make_command, sign
 from gateway.commands.verify import Verifier
+from gateway.config.keys import key_id
 from gateway.core.errors import StoreError
 
 T0 = 1_800_000_000  # wall clock of the tests
