@@ -13,9 +13,11 @@ Invariants:
    it fully reached, and the next open resumes from there. Files written before versioning
    read as version 0, which is why every first migration is idempotent
    (``CREATE ... IF NOT EXISTS``).
-3. A file that is corrupt (not a database, or failing ``quick_check`` when one is asked for)
-   is moved aside with its WAL and shm files, never deleted, logged at ERROR, and a fresh file
-   is opened: corruption never becomes a crash loop.
+3. A file that is corrupt (not a database, failing ``quick_check`` when one is asked for, or
+   found damaged by the migration or the caller's first reads: a file marked clean is not
+   checked) is moved aside with its WAL and shm files, never deleted, logged at ERROR, and a
+   fresh file is opened: corruption never becomes a crash loop. A caller whose own first reads
+   hit the damage uses ``corrupt``, ``quarantine`` and ``fresh``.
 4. A file whose ``user_version`` is newer than the code knows (a downgrade) is refused before
    anything is written to it: it is moved aside the same way, logged at CRITICAL, and a fresh
    file is opened. Its rows are kept for the newer release, never reinterpreted.
@@ -117,28 +119,56 @@ def open_db(
             quarantined,
         )
     except sqlite3.DatabaseError as exc:
-        corrupt = getattr(exc, "sqlite_errorname", "") in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
-        if not (corrupt or isinstance(exc, _CorruptError)):
+        if not corrupt(exc):
             raise _open_error("cannot open", path, schema.label, exc) from exc
-        quarantined = _move_aside(path, "corrupt", schema.label)
-        log.error(
-            "%s %s is corrupt (%s): moved it to %s for inspection and started a fresh one",
-            schema.label,
-            path,
-            " ".join(str(exc).split())[:200],
-            quarantined,
-        )
-    if quarantined is not None:
+        quarantined = quarantine(path, schema.label, exc)
+    if quarantined is None:
         try:
-            conn, _ = _connect(path, schema, lambda c: False, max_bytes)
-        except (sqlite3.Error, _NewerError) as exc:
-            raise _open_error("cannot open", path, schema.label, exc) from exc
+            migrate(conn, schema)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if not corrupt(exc):  # a file marked clean is not checked: damage shows here
+                raise _open_error("cannot initialise", path, schema.label, exc) from exc
+            quarantined = quarantine(path, schema.label, exc)
+        else:
+            return Opened(conn, None, checked)
+    return Opened(fresh(path, schema, max_bytes), quarantined, False)
+
+
+def fresh(path: Path, schema: Schema, max_bytes: int | None = None) -> sqlite3.Connection:
+    """A new, migrated file at ``path`` (where a quarantined one was); ``StoreError`` if not."""
+    try:
+        conn, _ = _connect(path, schema, lambda c: False, max_bytes)
+    except (sqlite3.Error, _NewerError) as exc:
+        raise _open_error("cannot open", path, schema.label, exc) from exc
     try:
         migrate(conn, schema)
     except sqlite3.Error as exc:
         conn.close()
         raise _open_error("cannot initialise", path, schema.label, exc) from exc
-    return Opened(conn, quarantined, checked)
+    return conn
+
+
+def corrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` says the file is damaged or not a database at all."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return name in ("SQLITE_CORRUPT", "SQLITE_NOTADB") or isinstance(exc, _CorruptError)
+
+
+def quarantine(path: Path, label: str, exc: BaseException) -> Path:
+    """Move a corrupt file aside (invariant 3), log it at ERROR; where it went.
+
+    The caller has closed its connection to the file.
+    """
+    moved = _move_aside(path, "corrupt", label)
+    log.error(
+        "%s %s is corrupt (%s): moved it to %s for inspection and started a fresh one",
+        label,
+        path,
+        " ".join(str(exc).split())[:200],
+        moved,
+    )
+    return moved
 
 
 def _open_error(what: str, path: Path, label: str, exc: BaseException) -> StoreError:

@@ -45,7 +45,7 @@ from gateway.core.messages import Lane, Record
 from gateway.core.snapshots import StoreSnapshot, StoreStats
 from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
-from gateway.store.db import open_db
+from gateway.store.db import corrupt, fresh, open_db, quarantine
 from gateway.store.ledger import Encoded, Ledger, Stored, rows
 from gateway.store.model import Row, StoreFullError
 from gateway.store.schema import STORE, unclean
@@ -121,16 +121,21 @@ class Store:
     def _open(self) -> None:
         # a hard ceiling far above the logical quota: the byte accounting keeps the file well
         # under it; hitting it means a bug, reported as SQLITE_FULL instead of a full disk
-        opened = open_db(
-            self.path, STORE, needs_check=unclean, max_bytes=2 * self.quota + 8 * 1024**2
-        )
+        opened = open_db(self.path, STORE, needs_check=unclean, max_bytes=self._max_bytes)
         self.quarantined = opened.quarantined
-        ledger = Ledger(opened.conn, self.cursors, self.quota, self.reserve)
         try:
-            ledger.load(opened.quarantined is not None)
-        except sqlite3.Error as exc:
-            opened.conn.close()
-            raise StoreError(f"cannot initialise store {self.path}: {exc}") from exc
+            ledger = self._load(opened.conn, opened.quarantined is not None)
+        except sqlite3.DatabaseError as exc:
+            if not corrupt(exc):
+                raise StoreError(f"cannot initialise store {self.path}: {exc}") from exc
+            # a file marked clean skips quick_check: its damage shows on the first reads
+            self.quarantined = quarantine(self.path, STORE.label, exc)
+            self.cursors = Cursors(self.cursors.sinks, self.cursors.lanes)
+            conn = fresh(self.path, STORE, self._max_bytes)
+            try:
+                ledger = self._load(conn, True)
+            except sqlite3.Error as again:
+                raise StoreError(f"cannot initialise store {self.path}: {again}") from again
         self._ledger = ledger
         if opened.checked:
             log.warning("store %s: last shutdown was not clean; quick_check passed", self.path)
@@ -144,6 +149,20 @@ class Store:
                 for s, cur in self.cursors.confirmed.items()
             },
         )
+
+    @property
+    def _max_bytes(self) -> int:
+        return 2 * self.quota + 8 * 1024**2
+
+    def _load(self, conn: sqlite3.Connection, quarantined: bool) -> Ledger:
+        """The ledger of the open file ``conn``; closes ``conn`` if its reads fail."""
+        ledger = Ledger(conn, self.cursors, self.quota, self.reserve)
+        try:
+            ledger.load(quarantined)
+        except BaseException:
+            conn.close()
+            raise
+        return ledger
 
     def _close(self) -> None:
         self.ledger.close()

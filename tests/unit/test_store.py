@@ -2,6 +2,7 @@
 
 import contextlib
 import dataclasses
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -319,6 +320,36 @@ async def test_damaged_pages_after_unclean_stop_are_quarantined(tmp_path: Path) 
     try:
         assert s.quarantined is not None
         assert await s.fetch("mqtt", 10) == []
+    finally:
+        await s.close()
+
+
+@pytest.mark.parametrize("start", [2, 5])
+async def test_damaged_pages_of_a_cleanly_closed_file_are_quarantined(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, start: int
+) -> None:
+    """No quick_check runs for a file marked clean: the damage shows on the first read."""
+    path = tmp_path / "buf.db"
+    s = await open_store(path)
+    for i in range(300):
+        s.add(rec(Lane.TELEMETRY, n=i, size=300))
+    await s.flush()
+    await s.close()  # marked clean
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for i in range(start * page, min(len(data), (start + 8) * page)):
+        data[i] = 0xA5
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.ERROR, logger="gateway.store"):
+        s = await open_store(path)
+    try:
+        assert s.quarantined is not None
+        assert s.quarantined.read_bytes() == bytes(data)  # moved aside untouched
+        assert "is corrupt" in caplog.text
+        assert s.stats().quarantined == 1
+        s.add(rec(Lane.ALARM, n=1))
+        await s.flush()
+        assert [r.lane for r in await s.fetch("mqtt", 10)] == [Lane.ALARM]
     finally:
         await s.close()
 
