@@ -32,7 +32,7 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +147,25 @@ def fresh(path: Path, schema: Schema, max_bytes: int | None = None) -> sqlite3.C
         conn.close()
         raise _open_error("cannot initialise", path, schema.label, exc) from exc
     return conn
+
+
+def left_in(moved: Path, lanes: Mapping[int, str]) -> dict[str, int] | None:
+    """Rows per lane label still in the outbox of a moved-aside file; None if unreadable.
+
+    Read-only and best effort (the file is damaged or from another release): whatever goes
+    wrong gives None, never an exception. Lanes this release does not know are left out.
+    """
+    try:
+        conn = sqlite3.connect(f"{moved.as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        found = conn.execute("SELECT lane, COUNT(*) FROM outbox GROUP BY lane").fetchall()
+        return {lanes[n]: int(c) for n, c in found if n in lanes}
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
 
 
 def corrupt(exc: BaseException) -> bool:

@@ -41,11 +41,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.core.errors import StoreError
-from gateway.core.messages import Lane, Record
+from gateway.core.messages import Json, Lane, Record
 from gateway.core.snapshots import StoreSnapshot, StoreStats
 from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
-from gateway.store.db import corrupt, fresh, open_db, quarantine
+from gateway.store.db import corrupt, fresh, left_in, open_db, quarantine
 from gateway.store.ledger import Encoded, Ledger, Stored, rows
 from gateway.store.model import Row, StoreFullError
 from gateway.store.schema import STORE, unclean
@@ -107,6 +107,9 @@ class Store:
         except BaseException:
             store._pool.shutdown(wait=True)
             raise
+        if store.quarantined is not None:
+            store.add(await store._run(store._replaced, store.quarantined))
+            await store.flush()  # the first row of the fresh file
         return store
 
     async def close(self) -> None:
@@ -149,6 +152,18 @@ class Store:
                 for s, cur in self.cursors.confirmed.items()
             },
         )
+
+    def _replaced(self, moved: Path) -> Record:
+        """The upstream event that the file was replaced: why, where it went, what it held."""
+        left = left_in(moved, {int(ln): ln.label for ln in Lane})
+        reason = "newer" if ".newer-" in moved.name else "corrupt"
+        fields: dict[str, Json] = {
+            "reason": reason,
+            "moved_to": moved.name,
+            "rows_left": None if left is None else sum(left.values()),
+            "alarms_left": None if left is None else left.get(Lane.ALARM.label, 0),
+        }
+        return Record(Lane.EVENT, "store-replaced", time.time(), False, fields=fields)
 
     @property
     def _max_bytes(self) -> int:

@@ -7,6 +7,7 @@ The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 ``telemetry/<dev>``        ``telemetry.json``
 ``device/<dev>/status``    ``device-status.json``
 ``gap``                    ``gap.json``
+``store-replaced``         ``store-replaced.json``
 ``alarm/<id>``             ``alarm.json``
 ``cmd-result/<id>``        ``cmd-result.json``
 ``audit``                  ``audit.json``
@@ -43,6 +44,7 @@ SCHEMA_FILES = (
     "telemetry.json",
     "device-status.json",
     "gap.json",
+    "store-replaced.json",
     "alarm.json",
     "cmd-result.json",
     "audit.json",
@@ -85,6 +87,8 @@ def schema_name(suffix: str) -> str | None:
         return "status.json"
     if parts == ["gap"]:
         return "gap.json"
+    if parts == ["store-replaced"]:
+        return "store-replaced.json"
     if parts == ["audit"]:
         return "audit.json"
     if len(parts) == 2 and parts[0] == "event" and parts[1]:

@@ -296,7 +296,9 @@ async def test_corrupt_file_is_quarantined_and_a_fresh_store_opens(tmp_path: Pat
         assert s.stats().quarantined == 1
         s.add(rec(Lane.TELEMETRY))
         await s.flush()
-        assert len(await s.fetch("mqtt", 10)) == 1
+        got = await s.fetch("mqtt", 10)
+        assert [r.topic for r in got] == ["store-replaced", "telemetry/d1"]
+        assert (got[0].fields["rows_left"], got[0].fields["alarms_left"]) == (None, None)
     finally:
         await s.close()
 
@@ -319,7 +321,7 @@ async def test_damaged_pages_after_unclean_stop_are_quarantined(tmp_path: Path) 
     s = await open_store(path)
     try:
         assert s.quarantined is not None
-        assert await s.fetch("mqtt", 10) == []
+        assert [r.topic for r in await s.fetch("mqtt", 10)] == ["store-replaced"]
     finally:
         await s.close()
 
@@ -349,7 +351,12 @@ async def test_damaged_pages_of_a_cleanly_closed_file_are_quarantined(
         assert s.stats().quarantined == 1
         s.add(rec(Lane.ALARM, n=1))
         await s.flush()
-        assert [r.lane for r in await s.fetch("mqtt", 10)] == [Lane.ALARM]
+        alarm, replaced = await s.fetch("mqtt", 10)  # alarms first, then events
+        assert (alarm.lane, replaced.topic) == (Lane.ALARM, "store-replaced")
+        assert replaced.fields["reason"] == "corrupt"
+        assert replaced.fields["moved_to"] == s.quarantined.name
+        left = replaced.fields["rows_left"]  # what a damaged file still gives, or unknown
+        assert left is None or isinstance(left, int)
     finally:
         await s.close()
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from gateway.core.contract import Identity
+from gateway.core.contract import Identity, render
 from gateway.core.messages import Lane, Record
 from gateway.store import Store
 from gateway.store.db import Schema, open_db
 from gateway.store.schema import STORE, unclean
 from tests.fixtures.make_store_v0 import wire
+from tests.support.schemas import validate_message
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -123,7 +124,16 @@ async def test_a_store_of_a_newer_release_is_moved_aside_untouched(
     try:
         assert store.quarantined is not None
         assert store.quarantined.read_bytes() == before  # not a byte written
-        assert await store.fetch("mqtt", 10) == []  # a fresh store
+        # a fresh store, whose first message tells the platform what the old one still held
+        (row,) = await store.fetch("mqtt", 10)
+        topic, payload = render(Identity("cgw", "s1", "gw1"), row)
+        body = validate_message("cgw/s1/gw1", topic, payload)
+        assert (topic, body["reason"], body["moved_to"]) == (
+            "cgw/s1/gw1/store-replaced",
+            "newer",
+            store.quarantined.name,
+        )
+        assert (body["rows_left"], body["alarms_left"]) == (1, 1)
     finally:
         await store.close()
     assert [r.levelname for r in caplog.records] == ["CRITICAL"]
