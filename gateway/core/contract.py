@@ -1,9 +1,12 @@
-"""The upstream contract: topics and payloads, version 1 (see docs/mqtt-api.md).
+"""The upstream contract: topics and payloads, version 1.1 (see docs/mqtt-api.md).
 
 Every stream message is one JSON object: an envelope (``v``, ``gateway_id``, ``site_id``,
-``lane``, ``seq``, ``ts``, ``clock_synced``) followed by the fields of its kind. ``(gateway_id,
-lane, seq)`` is the dedup key: delivery is at-least-once. A JSON Schema for every message
-kind ships in ``gateway/schemas/`` and the tests validate what is published against it.
+``epoch``, ``lane``, ``seq``, ``ts``, ``clock_synced``) followed by the fields of its kind.
+``(site_id, gateway_id, epoch, lane, seq)`` is the dedup key: delivery is at-least-once, and a
+store replaced by a fresh one (corrupt, or moved aside after a downgrade) starts its seqs again
+under a new random epoch, so its messages never collide with what the old store sent. A JSON
+Schema for every message kind ships in ``gateway/schemas/``; the tests validate what is
+published against it.
 """
 
 import json
@@ -19,6 +22,7 @@ if TYPE_CHECKING:
     from gateway.core.access import AccessEvent
 
 SCHEMA_VERSION = 1
+CONTRACT = "1.1"  # major.minor: 1.1 added the store epoch to the envelope and the dedup key
 
 
 def iso(ts: float) -> str:
@@ -55,15 +59,17 @@ class Identity:
     root: str
     site_id: str
     gateway_id: str
+    epoch: str = ""  # the store's epoch (``Store.epoch``); "" only where no store is involved
 
     prefix: str = field(init=False, repr=False, compare=False)  # <root>/<site>/<gateway>
     head: str = field(init=False, repr=False, compare=False)  # the envelope up to the lane
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prefix", f"{self.root}/{self.site_id}/{self.gateway_id}")
+        epoch = f'"epoch":{json.dumps(self.epoch)},' if self.epoch else ""
         head = (
             f'{{"v":{SCHEMA_VERSION},"gateway_id":{json.dumps(self.gateway_id)},'
-            f'"site_id":{json.dumps(self.site_id)},"lane":"'
+            f'"site_id":{json.dumps(self.site_id)},{epoch}"lane":"'
         )
         object.__setattr__(self, "head", head)
 
@@ -73,15 +79,15 @@ class Identity:
 
     def status_payload(self, state: str, ts: float) -> bytes:
         """The retained gateway status (birth "online", last will "offline")."""
-        return _dumps(
-            {
-                "v": SCHEMA_VERSION,
-                "gateway_id": self.gateway_id,
-                "site_id": self.site_id,
-                "state": state,
-                "ts": iso(ts),
-            }
-        ).encode()
+        body: dict[str, Json] = {
+            "v": SCHEMA_VERSION,
+            "contract": CONTRACT,
+            "gateway_id": self.gateway_id,
+            "site_id": self.site_id,
+        }
+        if self.epoch:
+            body["epoch"] = self.epoch
+        return _dumps({**body, "state": state, "ts": iso(ts)}).encode()
 
 
 class StoredMessage(Protocol):

@@ -18,6 +18,7 @@ running config and logs why. A good one restarts only the components whose confi
 """
 
 import asyncio
+import dataclasses
 import functools
 import logging
 from contextlib import AsyncExitStack
@@ -390,6 +391,7 @@ class Runtime:
             sinks=[MqttSink.name] + (["influx"] if cfg.upstream.influx is not None else []),
             lanes={"influx": [Lane.TELEMETRY]},  # alarms and events go to MQTT only
         )
+        self.ident = dataclasses.replace(self.ident, epoch=store.epoch)  # before any sink starts
         try:
             await self._run(stop, store)
         finally:

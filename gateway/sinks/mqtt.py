@@ -8,7 +8,7 @@ Contract:
 - Rows go out as QoS 1 with at most ``max_inflight`` awaiting their PUBACK. A row counts as
   delivered only after its PUBACK; the sink's cursor advances over the contiguous acknowledged
   prefix of each lane, so a crash or a cut link re-sends, never skips. Duplicates are possible
-  (at-least-once); consumers dedupe on ``(gateway_id, lane, seq)``.
+  (at-least-once); consumers dedupe on ``(site_id, gateway_id, epoch, lane, seq)``.
 - Priority: alarm rows before event rows before telemetry. A telemetry batch being sent is
   cut short as soon as a higher lane has rows, so an alarm waits for at most the publishes
   already in flight, never for the backlog.

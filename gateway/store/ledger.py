@@ -19,6 +19,7 @@ Invariants (on top of those in ``gateway.store.outbox``):
 """
 
 import json
+import secrets
 import sqlite3
 import threading
 from collections import defaultdict
@@ -58,6 +59,7 @@ class Ledger:
         self.latest: dict[Lane, int] = dict.fromkeys(Lane, 0)
         self.counters: dict[str, int] = defaultdict(int)
         self.refused: list[Encoded] = []  # alarms and events waiting for room (invariant 4)
+        self.epoch = ""  # the file's random epoch, from ``load`` on
 
     def load(self, quarantined: bool) -> None:
         """Mark the file in use, settle the cursors and read the state into memory."""
@@ -69,6 +71,11 @@ class Ledger:
                 _Txn(self).count("quarantined", 1)  # memory reads it back below
             with self.lock:
                 self.cursors.load(conn)
+            # made with the file, kept for its life: the platform's dedup key includes it
+            conn.execute(
+                "INSERT OR IGNORE INTO meta(key, value) VALUES('epoch', ?)", (secrets.token_hex(8),)
+            )
+            (self.epoch,) = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
         except BaseException:
             conn.execute("ROLLBACK")
             raise

@@ -6,7 +6,8 @@ Invariants (each kept by doing every change inside one ``BEGIN IMMEDIATE ... COM
 2. A cursor ``(sink, lane) -> last_id`` only moves forward, and only over rows that sink has
    confirmed (sinks confirm contiguous prefixes of a lane, never a row with a hole before it).
 3. ``seq`` is per lane, strictly increasing and never reused: ``lane_seq`` is updated in the
-   transaction that inserts the rows. ``(gateway_id, lane, seq)`` is the upstream dedup key.
+   transaction that inserts the rows. With the file's ``epoch`` (random, made with the file),
+   ``(site_id, gateway_id, epoch, lane, seq)`` is the upstream dedup key.
 4. Only telemetry is ever evicted, oldest first. Every eviction is counted and reported by a
    ``gap`` row in the event lane, written in the same transaction as the deletion.
 5. Alarm and event rows may use the whole quota; telemetry only ``quota - reserve``.
@@ -182,6 +183,15 @@ class Store:
     def _close(self) -> None:
         self.ledger.close()
         self._ledger = None
+
+    @property
+    def epoch(self) -> str:
+        """This file's random epoch (16 hex digits), made with it and never changed.
+
+        A fresh file (a first start, or one replacing a quarantined file) gets a new one, so the
+        platform's dedup key ``(site, gateway, epoch, lane, seq)`` never repeats across stores.
+        """
+        return self.ledger.epoch
 
     @property
     def ledger(self) -> Ledger:

@@ -33,11 +33,11 @@ def telemetry(msgs: Sequence[Received]) -> list[dict[str, object]]:
 
 
 def first_copies(msgs: Sequence[Received]) -> list[dict[str, object]]:
-    """Telemetry after dedup on (gateway_id, lane, seq), in arrival order."""
-    seen: set[tuple[object, object, object]] = set()
+    """Telemetry after dedup on the documented key, in arrival order."""
+    seen: set[tuple[object, ...]] = set()
     out = []
     for doc in telemetry(msgs):
-        key = (doc["gateway_id"], doc["lane"], doc["seq"])
+        key = tuple(doc[k] for k in ("site_id", "gateway_id", "epoch", "lane", "seq"))
         if key not in seen:
             seen.add(key)
             out.append(doc)
@@ -134,8 +134,13 @@ async def test_kill_9_loses_no_committed_reading(
         await rec.wait_for(lambda m: set(range(1, committed + 1)) <= seqs(m), timeout=30)
         await rec.wait_for(lambda m: max(seqs(m)) > committed + 10, timeout=30)
         rc, _ = daemon.terminate()
+        births = [json.loads(m.payload) for m in rec.on("cgw/s1/gw1/status")]
+        epochs = {str(d["epoch"]) for d in telemetry(rec.on())}
     assert rc == 0
     assert any("last shutdown was not clean" in e["msg"] for e in daemon.logs())
+    # the same store after kill -9: the same epoch, so the resent readings dedup
+    assert len(epochs) == 1
+    assert {d["epoch"] for d in births} == epochs
 
 
 async def test_sigterm_publishes_offline_and_exits_zero(

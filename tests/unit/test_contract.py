@@ -31,8 +31,9 @@ from gateway.store.codec import decode_points, encode
 from gateway.store.outbox import Row
 
 SCHEMAS = Path(gateway.__file__).parent / "schemas"
-IDENT = Identity(root="cgw", site_id="site-7", gateway_id="gw-01")
-ENVELOPE = ["v", "gateway_id", "site_id", "lane", "seq", "ts", "clock_synced"]
+EPOCH = "0123456789abcdef"
+IDENT = Identity(root="cgw", site_id="site-7", gateway_id="gw-01", epoch=EPOCH)
+ENVELOPE = ["v", "gateway_id", "site_id", "epoch", "lane", "seq", "ts", "clock_synced"]
 TS = 1800000000.5  # 2027-01-15T08:00:00.500Z
 
 
@@ -86,6 +87,7 @@ def test_telemetry_renders_to_schema_valid_json() -> None:
         "v": SCHEMA_VERSION,
         "gateway_id": "gw-01",
         "site_id": "site-7",
+        "epoch": EPOCH,
         "lane": "telemetry",
         "seq": 42,
         "ts": "2027-01-15T08:00:00.500Z",
@@ -149,8 +151,10 @@ def test_gateway_status_payload_matches_its_schema() -> None:
     assert _errors("status.json", msg) == []
     assert msg == {
         "v": 1,
+        "contract": "1.1",
         "gateway_id": "gw-01",
         "site_id": "site-7",
+        "epoch": EPOCH,
         "state": "offline",
         "ts": "2027-01-15T08:00:00.500Z",
     }

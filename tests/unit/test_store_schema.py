@@ -139,3 +139,52 @@ async def test_a_store_of_a_newer_release_is_moved_aside_untouched(
     assert [r.levelname for r in caplog.records] == ["CRITICAL"]
     assert str(store.quarantined) in caplog.text
     assert user_version(path) == STORE.version
+
+
+async def test_a_replaced_store_never_repeats_a_dedup_key_the_platform_has_seen(
+    tmp_path: Path,
+) -> None:
+    """(site, gateway, epoch, lane, seq): kept across restarts, new with a fresh file."""
+    path = tmp_path / "buffer.db"
+    seen: set[tuple[object, ...]] = set()
+
+    async def publish(store: Store) -> list[tuple[object, ...]]:
+        for n in range(3):
+            store.add(Record(Lane.ALARM, f"alarm/a{n}", 1.9e9 + n, True, "d", fields={"n": n}))
+        await store.flush()
+        ident = Identity("cgw", "s1", "gw1", epoch=store.epoch)
+        keys = []
+        for row in await store.fetch("mqtt", 100):
+            _, payload = render(ident, row)
+            body = json.loads(payload)
+            keys.append(tuple(body[k] for k in ("site_id", "gateway_id", "epoch", "lane", "seq")))
+        return keys
+
+    store = await Store.open(path, quota=1 << 20, reserve=1 << 16, sinks=["mqtt"])
+    first_epoch = store.epoch
+    try:
+        first = await publish(store)  # sent, never confirmed: a restart sends them again
+    finally:
+        await store.close()
+    seen.update(first)
+    store = await Store.open(path, quota=1 << 20, reserve=1 << 16, sinks=["mqtt"])
+    try:
+        assert store.epoch == first_epoch  # the same file: resends dedup against the first
+        again = await publish(store)
+        assert again[:3] == first  # the unconfirmed three, the same keys
+    finally:
+        await store.close()
+    seen.update(again)
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute(f"PRAGMA user_version={STORE.version + 1}")  # a downgrade: moved aside
+    conn.close()
+    store = await Store.open(path, quota=1 << 20, reserve=1 << 16, sinks=["mqtt"])
+    try:
+        assert store.quarantined is not None
+        assert store.epoch != first_epoch
+        fresh = await publish(store)
+    finally:
+        await store.close()
+    assert [k[4] for k in fresh if k[3] == "alarm"] == [1, 2, 3]  # seqs start again ...
+    assert seen.isdisjoint(fresh)  # ... under keys the platform has never seen
