@@ -8,8 +8,11 @@ Contract:
   contact, for the pipeline to count the ones no rule does.
 - Every transition is committed together with its ``alarm/<id>`` message in the alarm lane
   (``Store.transact``): the alarm table and what the platform hears never disagree, and the
-  alarm lane drains before any backlog. Open alarms survive a restart (``open`` reloads them
-  and their escalation timers continue).
+  alarm lane drains before any backlog. Inputs that are waiting when the engine takes one
+  (up to ``BATCH_MAX``) are handled together and their transitions committed in one
+  transaction, an urgent one that goes before queued telemetry on the store thread: a burst
+  (a fire panel tripping many contacts) costs one fsync, not one per alarm. Open alarms
+  survive a restart (``open`` reloads them and their escalation timers continue).
 - Notifications go out in their own tasks, so a slow channel never delays the next alarm;
   every attempt and its result is written into the alarm's history. The first confirmed
   delivery moves the alarm to "notified". The built-in channel ``log`` writes a log line.
@@ -36,6 +39,8 @@ from gateway.core.clock import Clock
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Sample
 from gateway.core.snapshots import AlarmsSnapshot, OpenAlarm
 from gateway.store import Store, StoreFullError
+
+BATCH_MAX = 256  # inputs handled, and their transitions committed, together
 
 if TYPE_CHECKING:
     from gateway.notify import Notifier
@@ -165,7 +170,10 @@ class AlarmEngine:
                 except TimeoutError:
                     item = None
                 if item is not None:
-                    await self._handle(self._conditions(item), tg)
+                    items = [item]  # with every input already waiting: one commit for all
+                    while len(items) < BATCH_MAX and not self._inbox.empty():
+                        items.append(self._inbox.get_nowait())
+                    await self._handle([c for i in items for c in self._conditions(i)], tg)
                 notes = self.lifecycle.tick(self.clock.mono())
                 self._send(notes, tg)
 
@@ -181,10 +189,14 @@ class AlarmEngine:
         return out
 
     async def _handle(self, conditions: list[Condition], tg: asyncio.TaskGroup) -> None:
+        transitions: list[Transition] = []
+        notes: list[Notify] = []
         for cond in conditions:
-            transitions, notes = self.lifecycle.on_condition(cond, self.clock.mono())
-            await self._commit(transitions)
-            self._send(notes, tg)
+            changed, told = self.lifecycle.on_condition(cond, self.clock.mono())
+            transitions += changed
+            notes += told
+        await self._commit(transitions)  # before anyone is told: commit, then notify
+        self._send(notes, tg)
 
     # -- operators ------------------------------------------------------------------------
 

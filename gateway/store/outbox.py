@@ -37,7 +37,6 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -50,6 +49,7 @@ from gateway.store.db import corrupt, fresh, left_in, open_db, quarantine
 from gateway.store.ledger import Encoded, Ledger, Stored, rows
 from gateway.store.model import Row, StoreFullError
 from gateway.store.schema import STORE, unclean
+from gateway.store.thread import StoreThread
 
 __all__ = ["MAX_QUEUED", "Row", "Store", "StoreFullError", "StoreStats"]
 
@@ -77,7 +77,7 @@ class Store:
         self.cursors = Cursors(sinks, lanes)
         # the lanes each sink takes (default: all); a row waits only for the sinks of its lane
         self.lanes = self.cursors.lanes
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._pool = StoreThread()
         self._ledger: Ledger | None = None
         self._queue: list[Encoded] = []  # records with their bodies, encoded as they came
         self._queue_dropped = 0  # telemetry dropped by ``add`` (memory only)
@@ -200,15 +200,14 @@ class Store:
             raise StoreError("store is closed")
         return self._ledger
 
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _run(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> T:
         """Run ``fn`` on the store thread; cancelling the caller never cancels ``fn``.
 
         Once submitted, ``fn`` runs to its end (invariant 7). If the caller is cancelled
         meanwhile, sinks are still woken for what it committed, and an error nobody awaits
-        any more is logged.
+        any more is logged. ``urgent`` work (alarms) goes before queued normal work.
         """
-        loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._pool, fn, *args)
+        job = asyncio.wrap_future(self._pool.submit(fn, *args, urgent=urgent))
         job.add_done_callback(self._wake)
         try:
             return await asyncio.shield(job)
@@ -226,9 +225,9 @@ class Store:
                 "store %s: a write failed after its caller left: %s", self.path, job.exception()
             )
 
-    async def _write(self, fn: Callable[..., T], *args: Any) -> T:
+    async def _write(self, fn: Callable[..., T], *args: Any, urgent: bool = False) -> T:
         try:
-            return await self._run(fn, *args)
+            return await self._run(fn, *args, urgent=urgent)
         except sqlite3.Error as exc:
             raise StoreError(f"store {self.path}: write failed: {exc}") from exc
 
@@ -249,7 +248,8 @@ class Store:
         if not self._queue and not ledger.refused:
             return
         batch, self._queue = self._queue, []
-        refused, _ = await self._write(ledger.insert, batch)
+        urgent = any(rec.lane is Lane.ALARM for rec, _ in batch)
+        refused, _ = await self._write(ledger.insert, batch, urgent=urgent)
         if refused:
             raise StoreFullError(
                 f"store {self.path} is full of undelivered alarms and events:"
@@ -265,9 +265,13 @@ class Store:
         its transition message): either both are committed or neither. ``work`` runs on the
         store's thread and must not block on anything but the database. Records that do not
         fit raise ``StoreFullError`` after ``work`` was committed; they wait in memory and go
-        in first once a sink frees room.
+        in first once a sink frees room. A transaction with alarm records runs before the
+        store thread's queued normal work (``gateway.store.thread``).
         """
-        refused, result = await self._write(self.ledger.insert, Ledger.encoded(records), work)
+        urgent = any(rec.lane is Lane.ALARM for rec in records)  # overtakes queued telemetry
+        refused, result = await self._write(
+            self.ledger.insert, Ledger.encoded(records), work, urgent=urgent
+        )
         if refused:
             raise StoreFullError(f"store {self.path} is full: {refused} records wait in memory")
         out: T = result
@@ -320,9 +324,7 @@ class Store:
             wanted = self.cursors.waiting(sink, ledger.latest, lanes)
         if not wanted:
             return []
-        job = asyncio.get_running_loop().run_in_executor(
-            self._pool, ledger.select, sink, wanted, limit
-        )
+        job = asyncio.wrap_future(self._pool.submit(ledger.select, sink, wanted, limit))
         try:
             return rows(await asyncio.shield(job))
         except asyncio.CancelledError:

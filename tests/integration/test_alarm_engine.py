@@ -3,6 +3,7 @@ notifications and escalation, acknowledge/reset, and a restart mid-lifecycle."""
 
 import asyncio
 import json
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -180,3 +181,44 @@ async def test_threshold_and_modbus_contact_from_samples(tmp_path: Path) -> None
         cleared = await alarm_messages(store, 1)
         assert (cleared[0]["rule"], cleared[0]["state"]) == ("pm25", "cleared")
         assert json.loads(json.dumps(cleared[0]))["time_to_ack_s"] is None
+
+
+async def test_a_burst_of_alarms_is_committed_together_not_one_fsync_each(tmp_path: Path) -> None:
+    """Thirty inputs arriving while the store is busy: two transactions, not thirty."""
+    rec, outputs = Recorder(), list[str | None]()
+    async with engine(tmp_path / "b.db", rec, outputs) as (eng, store):
+        commits: list[int] = []  # alarm records per transaction the engine asked for
+        asked = asyncio.Event()
+        transact = store.transact
+
+        async def counted(work: Any, records: Sequence[Any] = ()) -> Any:
+            commits.append(len(records))
+            asked.set()
+            return await transact(work, records)
+
+        store.transact = counted  # type: ignore[method-assign]
+        gate = threading.Event()
+
+        def slow_fsync(_conn: Any) -> bool:
+            return gate.wait(10)
+
+        busy = asyncio.create_task(transact(slow_fsync))
+        commits.append(0)
+        await asyncio.sleep(0)
+        eng.contact(ContactEvent("btn-3f", "b0", True, 1000.0))
+        async with asyncio.timeout(5):
+            while len(commits) < 2:  # the blocker, then the first alarm's commit waiting
+                asked.clear()
+                await asked.wait()
+        for n in range(1, 30):  # the rest of the burst arrives while that commit waits
+            eng.contact(ContactEvent("btn-3f", f"b{n}", True, 1000.0 + n))
+        gate.set()
+        await busy
+        raised = [m for m in await alarm_messages(store, 60) if m["state"] == "raised"]
+        assert sorted(m["message"] for m in raised) == sorted(
+            f"emergency input b{n} pressed" for n in range(30)
+        )
+        # the blocker, the first alarm, then the 29 waiting ones in one transaction (each
+        # "notified" transition comes later from its own delivery task)
+        assert commits[:2] == [0, 1]
+        assert 29 in commits
