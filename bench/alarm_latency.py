@@ -1,6 +1,7 @@
 """Alarm latency benchmark: an MQTT button press to the alarm at an upstream subscriber.
 
     .venv/bin/python bench/alarm_latency.py [--presses 200] [--backlog 100000] [--spacing 0.02]
+    .venv/bin/python bench/alarm_latency.py --fsync-delay 20     # the SD-card model
 
 Two phases (see bench/README.md), each with a fresh mosquitto (the local broker the button
 publishes to and the upstream broker at once, as in tests/e2e/test_alarms.py), a fresh store
@@ -52,6 +53,7 @@ from alarm_workers import STALL, device_name, worker_fill, worker_gateway, worke
 from harness import procs
 from harness.measure import CpuSampler, pct, print_header, proc_status_mib
 from harness.procs import Child, Phase, workdir
+from harness.slowfs import preload
 
 HERE = Path(__file__).resolve()
 
@@ -144,7 +146,12 @@ def run_phase(args: argparse.Namespace, name: str, backlog: int) -> dict[str, An
                 knobs += ["--max-inflight", str(args.max_inflight)]
             if args.switch_interval:
                 knobs += ["--switch-interval", str(args.switch_interval)]
-            gateway = start("gateway", "gateway", "--tmp", str(tmp), *knobs)
+            env = None if not args.fsync_delay else preload(args.fsync_delay, Path(tmp))
+            gateway = phase.start(
+                "gateway",
+                worker_argv("gateway", "--port", str(broker.port), "--tmp", str(tmp), *knobs),
+                env,
+            )
             gateway.expect("READY", 90)
             res["gateway_ready_s"] = time.monotonic() - t_gw
             if backlog:
@@ -193,6 +200,7 @@ def report(args: argparse.Namespace, r: dict[str, Any], backlog: int) -> None:
         f"  presses {len(sends)}, {1000 * args.spacing:g} ms apart, QoS 1; raised alarms at the "
         f"subscriber {len(lat)} ({missing or 'none'} missing, {r['sub']['duplicates']} "
         f"duplicates); store on {r['tmp_fs']}"
+        + (f", every fsync +{args.fsync_delay:g} ms (SD-card model)" if args.fsync_delay else "")
     )
     print("  press -> raised alarm at an upstream subscriber, ms   p50 / p90 / p99 / max")
     print(f"    subscriber to alarms and telemetry (one connection)  {ms(values)}")
@@ -351,6 +359,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--switch-interval",
         type=float,
         help="experiment: sys.setswitchinterval() in the gateway process (Python's 0.005 s)",
+    )
+    ap.add_argument(
+        "--fsync-delay",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="the SD-card model: every fsync/fdatasync of the gateway process takes MS longer"
+        " (an LD_PRELOAD shim, compiled with cc; 20 is a typical SD card)",
     )
     ap.add_argument("--json", metavar="FILE", help="also write all raw figures as JSON")
     # internal: how the orchestrator starts its workers

@@ -88,10 +88,10 @@ def stop_process(proc: subprocess.Popen[Any], timeout: float = 5.0) -> None:
 class Child:
     """A worker subprocess: stdin to stop it, stdout lines read by a thread into a queue."""
 
-    def __init__(self, name: str, argv: list[str]) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
         self.name = name
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1, env=env
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, name=f"{name}-stdout", daemon=True)
@@ -250,6 +250,6 @@ class Phase:
         self.cpu.watch(child.name, child.proc.pid)
         return child
 
-    def start(self, name: str, argv: list[str]) -> Child:
-        """Start the worker ``argv`` as ``name`` and own it."""
-        return self.own(Child(name, argv))
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        """Start the worker ``argv`` as ``name`` (in ``env``, if given) and own it."""
+        return self.own(Child(name, argv, env))

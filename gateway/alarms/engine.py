@@ -27,59 +27,26 @@ import logging
 import sqlite3
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
+from gateway.alarms.delivery import Delivery, Dispatcher
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
 from gateway.alarms.records import alarm_record
+from gateway.alarms.report import response_figures
 from gateway.alarms.rules import Evaluator
 from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import Clock
-from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Sample
+from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Record, Sample
 from gateway.core.snapshots import AlarmsSnapshot, OpenAlarm
 from gateway.store import Store, StoreFullError
 
 BATCH_MAX = 256  # inputs handled, and their transitions committed, together
-
-if TYPE_CHECKING:
-    from gateway.notify import Notifier
+# transitions, their alarm-lane records and their alarm-table rows, as one caller handed them
+_Pending = tuple[list[Transition], list[Record], list[tuple[str, int, float, str]]]
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """The outcome of one attempt on one channel."""
-
-    channel: str
-    ok: bool
-    error: str = ""
-
-
-class Dispatcher(Protocol):
-    """Sends one message to several channels; never raises for delivery failures."""
-
-    async def send(
-        self, channels: Sequence[str], title: str, body: str, severity: str
-    ) -> list[Delivery]:
-        """Deliver; one ``Delivery`` per attempt."""
-        ...
-
-
-class NotifierDispatcher:
-    """Adapts ``gateway.notify.Notifier`` to the engine: one ``Delivery`` per attempt."""
-
-    def __init__(self, notifier: "Notifier") -> None:
-        self.notifier = notifier
-
-    async def send(
-        self, channels: Sequence[str], title: str, body: str, severity: str
-    ) -> list[Delivery]:
-        sev: Any = severity
-        results = await self.notifier.send(list(channels), title, body, severity=sev)
-        return [Delivery(cid, a.ok, a.error) for cid, tries in results.items() for a in tries]
 
 
 class AlarmEngine:
@@ -106,6 +73,9 @@ class AlarmEngine:
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
         self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent] = asyncio.Queue()
+        self._pending: list[_Pending] = []  # transitions waiting for the next group commit
+        self._committing = asyncio.Lock()
+        self._batch: asyncio.Future[None] | None = None  # the next group commit, once awaited
         self._siren: str | None = None
         self._silenced: set[str] = set()  # alarm ids whose siren was silenced, unacknowledged
         self.listeners: list[Callable[[], None]] = []  # told after every committed change
@@ -239,8 +209,8 @@ class AlarmEngine:
             return [json.loads(r[0]) for r in rows]
 
         alarms = await self.store.transact(load)
-        return {"since": since, "all": _figures(alarms)} | {
-            sev: _figures([a for a in alarms if a["severity"] == sev])
+        return {"since": since, "all": response_figures(alarms)} | {
+            sev: response_figures([a for a in alarms if a["severity"] == sev])
             for sev in ("critical", "warning", "info")
         }
 
@@ -259,19 +229,51 @@ class AlarmEngine:
     # -- effects --------------------------------------------------------------------------
 
     async def _commit(self, transitions: Sequence[Transition]) -> None:
+        """Commit ``transitions`` with their messages; returns once they are on disk.
+
+        Group commit: whoever finds no commit running takes every transition waiting (its own
+        and those of callers queued behind the running commit: the inputs, each delivery task's
+        "notified", acknowledgements) into one transaction. On slow storage (an SD card's 20 ms
+        flush) a burst then costs a few flushes instead of one per transition.
+        """
         if not transitions:
             return
         synced = self.synced()
-        records = [alarm_record(t, synced) for t in transitions]
-        rows = [
+        self._pending.append(
             (
-                t.alarm.id,
-                int(t.alarm.state.value != "cleared"),
-                t.alarm.raised_at,
-                json.dumps(to_dict(t.alarm)),
+                list(transitions),
+                [alarm_record(t, synced) for t in transitions],
+                [
+                    (
+                        t.alarm.id,
+                        int(t.alarm.state.value != "cleared"),
+                        t.alarm.raised_at,
+                        json.dumps(to_dict(t.alarm)),
+                    )
+                    for t in transitions
+                ],
             )
-            for t in transitions
-        ]
+        )
+        if self._batch is None:
+            self._batch = asyncio.get_running_loop().create_future()
+        batch = self._batch
+        async with self._committing:
+            if batch.done():  # a commit that ran while this one waited took it along
+                return batch.result()
+            todo, self._pending = self._pending, []
+            self._batch = asyncio.get_running_loop().create_future()
+            try:
+                await self._write(todo)
+            except BaseException as exc:
+                batch.set_exception(exc)
+                batch.exception()  # the raise below reports it; waiters re-raise it
+                raise
+            batch.set_result(None)
+
+    async def _write(self, todo: list[_Pending]) -> None:
+        transitions = [t for ts, _, _ in todo for t in ts]
+        records = [r for _, rs, _ in todo for r in rs]
+        rows = [row for _, _, rs in todo for row in rs]
 
         def save(conn: sqlite3.Connection) -> None:
             conn.executemany(
@@ -356,28 +358,3 @@ class AlarmEngine:
             self._siren = top
             if self.outputs is not None:
                 self.outputs(top)
-
-
-def _figures(alarms: list[dict[str, Any]]) -> dict[str, Any]:
-    """Count, acknowledged count and time-to-acknowledge percentiles (seconds) of ``alarms``."""
-    times: list[float] = sorted(
-        float(a["acked_at"]) - float(a["raised_at"])
-        for a in alarms
-        if a.get("acked_at") is not None
-    )
-
-    def pct(q: float) -> float | None:
-        if not times:
-            return None
-        return round(times[min(len(times) - 1, int(q * len(times)))], 3)
-
-    return {
-        "alarms": len(alarms),
-        "acknowledged": len(times),
-        "unacknowledged_open": sum(
-            1 for a in alarms if a.get("acked_at") is None and a.get("cleared_at") is None
-        ),
-        "time_to_ack_p50_s": pct(0.5),
-        "time_to_ack_p90_s": pct(0.9),
-        "time_to_ack_max_s": round(times[-1], 3) if times else None,
-    }

@@ -9,7 +9,8 @@ Each gets the narrow port it reads, never the runtime: the local API the alarm e
 import asyncio
 from collections.abc import Callable
 
-from gateway.alarms.engine import AlarmEngine, NotifierDispatcher
+from gateway.alarms.delivery import NotifierDispatcher
+from gateway.alarms.engine import AlarmEngine
 from gateway.config.api import ApiConfig
 from gateway.config.models import Config
 from gateway.config.monitor import MonitorConfig

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway.alarms.engine import AlarmEngine, Delivery
+from gateway.alarms.delivery import Delivery
+from gateway.alarms.engine import AlarmEngine
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import SystemClock
