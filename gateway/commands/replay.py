@@ -51,7 +51,7 @@ from typing import Any, Literal, cast
 
 from gateway.commands.model import DEFAULT_MAX_LIFETIME, DEFAULT_MAX_SKEW, Command
 from gateway.core.errors import StoreError
-from gateway.store.db import Schema, open_db, statements
+from gateway.store.db import Schema, open_db, rollback, statements
 
 log = logging.getLogger(__name__)
 
@@ -311,7 +311,7 @@ def _rollback(conn: sqlite3.Connection) -> None:
     # (SQLite rolls back an open transaction itself when the connection closes)
     with suppress(sqlite3.Error):
         if conn.in_transaction:
-            conn.execute("ROLLBACK")
+            rollback(conn)
 
 
 def _entry(row: tuple[Any, ...]) -> Entry:

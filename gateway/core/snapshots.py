@@ -28,6 +28,7 @@ class StoreStats:
     dropped: int
     quarantined: int
     purged: int = 0  # personal data deleted at the end of its retention
+    problem: str = ""  # why the store cannot write now (a full disk); "" when it can
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,8 @@ def components(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
     st = snap.store.stats
     out: dict[str, dict[str, Any]] = {
         "store": {"ok": True, "detail": f"{_mib(st.used_bytes)} of {_mib(st.quota_bytes)} used"}
+        if not st.problem
+        else {"ok": False, "detail": f"not writable: {st.problem}; alarms wait in memory"}
     }
     alarms = snap.alarms
     out["alarms"] = {

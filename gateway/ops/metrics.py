@@ -184,7 +184,16 @@ def _sinks(snap: GatewaySnapshot) -> Iterator[Metric]:
 def _store(snap: GatewaySnapshot) -> Iterator[Metric]:
     st = snap.store.stats
     yield GaugeMetricFamily("cgw_store_used_bytes", "Bytes of buffered messages", st.used_bytes)
-    yield GaugeMetricFamily("cgw_store_quota_bytes", "The byte quota", st.quota_bytes)
+    yield GaugeMetricFamily(
+        "cgw_store_quota_bytes",
+        "The byte quota in effect (lower on a small or full disk)",
+        st.quota_bytes,
+    )
+    yield GaugeMetricFamily(
+        "cgw_store_writable",
+        "1 while the store takes writes; 0 on a full disk",
+        int(not st.problem),
+    )
     yield CounterMetricFamily("cgw_store_evicted", "Telemetry rows evicted", st.evicted)
     yield CounterMetricFamily(
         "cgw_store_dropped", "Telemetry dropped at the memory bound", st.dropped

@@ -168,6 +168,21 @@ def left_in(moved: Path, lanes: Mapping[int, str]) -> dict[str, int] | None:
         conn.close()
 
 
+def rollback(conn: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already done so.
+
+    On SQLITE_FULL and some I/O errors SQLite rolls back by itself; a second ROLLBACK would
+    raise "cannot rollback - no transaction is active" and hide the error that matters.
+    """
+    if conn.in_transaction:
+        conn.execute("ROLLBACK")
+
+
+def full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the file's ``max_page_count``) is full."""
+    return getattr(exc, "sqlite_errorname", "") == "SQLITE_FULL"
+
+
 def corrupt(exc: BaseException) -> bool:
     """Whether ``exc`` says the file is damaged or not a database at all."""
     name = getattr(exc, "sqlite_errorname", "")
@@ -260,7 +275,7 @@ def migrate(conn: sqlite3.Connection, schema: Schema) -> None:
             schema.migrations[target - 1](conn)
             conn.execute(f"PRAGMA user_version={target}")
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         conn.execute("COMMIT")
         if version:

@@ -18,26 +18,27 @@ Invariants (on top of those in ``gateway.store.outbox``):
    memory, first in line for the next insert), never dropped.
 """
 
+import contextlib
 import json
+import logging
 import secrets
 import sqlite3
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.core.contract import iso
-from gateway.core.messages import Json, Lane, Record
-from gateway.store.codec import decode_fields, encode
+from gateway.core.messages import Lane, Record
+from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
-from gateway.store.model import Row, gap_fields, size
+from gateway.store.db import full, rollback
+from gateway.store.model import Stored, gap_fields, size
+from gateway.store.txn import Txn
 
+Work = Callable[[sqlite3.Connection], Any]  # what runs first in a write transaction
 Encoded = tuple[Record, str]  # a record with its ``body`` text, encoded before it reaches here
-_NONE: Mapping[str, Json] = MappingProxyType({})  # the fields of every telemetry row
-Stored = tuple[int, int, int, str, str, float, int, int, str]  # a row as SELECTed by ``select``
-_TELEMETRY = int(Lane.TELEMETRY)
-_LANES = tuple(Lane)  # Lane(n) is _LANES[n], without the enum call
+log = logging.getLogger(__name__)
 _INSERT = (
     "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size, expires)"
     " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -60,6 +61,8 @@ class Ledger:
         self.counters: dict[str, int] = defaultdict(int)
         self.refused: list[Encoded] = []  # alarms and events waiting for room (invariant 4)
         self.epoch = ""  # the file's random epoch, from ``load`` on
+        self.refused_work: list[Work] = []  # alarm-table writes waiting with ``refused``
+        self.problem = ""  # why the last write did not fit on the disk; "" when writable
 
     def load(self, quarantined: bool) -> None:
         """Mark the file in use, settle the cursors and read the state into memory."""
@@ -68,7 +71,7 @@ class Ledger:
         try:
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('clean', '0')")
             if quarantined:
-                _Txn(self).count("quarantined", 1)  # memory reads it back below
+                Txn(self).count("quarantined", 1)  # memory reads it back below
             with self.lock:
                 self.cursors.load(conn)
             # made with the file, kept for its life: the platform's dedup key includes it
@@ -77,7 +80,7 @@ class Ledger:
             )
             (self.epoch,) = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         conn.execute("COMMIT")
         with self.lock:
@@ -88,13 +91,24 @@ class Ledger:
                 self.counters[name] = value
 
     def close(self) -> None:
-        """Mark a clean shutdown, checkpoint and release the file."""
+        """Mark a clean shutdown, checkpoint and release the file.
+
+        On a full disk the mark may not fit: the file is then closed unmarked (the next start
+        runs ``quick_check`` on it), never left open or raised about.
+        """
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('clean', '1')")
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('clean', '1')")
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.OperationalError as exc:
+            if not full(exc):
+                raise
+            rollback(conn)
+            log.warning("store: closed without the clean-shutdown mark: %s", exc)
+        finally:
+            conn.close()
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -107,14 +121,75 @@ class Ledger:
         the caller's side, so the write transaction (which an alarm's commit may be waiting
         behind) holds the store thread only for SQLite's own work. ``also`` runs first.
         Returns how many records wait in ``refused`` and what ``also`` returned.
+
+        A full disk (SQLITE_FULL) is a state, not an error: the quota is lowered below what
+        is stored now, so the oldest telemetry is evicted (counted, gap-reported) to make room,
+        and the insert is tried again. If even that does not fit, the telemetry of the batch
+        is dropped (counted), alarms and events wait in ``refused`` with ``also`` (in memory;
+        they go in first once there is room) and ``problem`` says why until a write succeeds.
         """
-        txn = _Txn(self)
+        works = [*self.refused_work, *([also] if also is not None else [])]
+        try:
+            result = self._insert(batch, works)
+        except sqlite3.OperationalError as exc:
+            if not full(exc):
+                raise
+            self._shrink(str(exc))
+            try:
+                result = self._insert(batch, works)
+            except sqlite3.OperationalError as again:
+                if not full(again):
+                    raise
+                return self._refuse(batch, works, str(again)), None
+        self.refused_work = []
+        if self.problem:
+            log.warning("store: writable again (%s)", self.problem)
+            self.problem = ""
+        return len(self.refused), result
+
+    def _shrink(self, why: str) -> None:
+        """The disk is full below the quota: make the quota what the disk holds now."""
+        lowered = int(self.used * 0.9)
+        if lowered < self.quota:
+            self.reserve = min(self.reserve, lowered // 4)
+            log.warning(
+                "store: the disk is full (%s) at %d bytes buffered: quota lowered from %d to %d"
+                " bytes; the oldest telemetry makes room",
+                why,
+                self.used,
+                self.quota,
+                lowered,
+            )
+            self.quota = lowered
+        with contextlib.suppress(sqlite3.Error):  # moves the WAL into the file, if it can
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def _refuse(self, batch: Sequence[Encoded], works: list[Work], why: str) -> int:
+        """Nothing fits: keep alarms, events and ``works`` in memory, count the telemetry."""
+        kept = [e for e in [*self.refused, *batch] if e[0].lane is not Lane.TELEMETRY]
+        lost = sum(1 for rec, _ in batch if rec.lane is Lane.TELEMETRY)
+        with self.lock:
+            self.counters["dropped"] += lost  # in memory only: the disk takes nothing now
+        self.refused, self.refused_work = kept, works
+        if not self.problem:
+            log.error(
+                "store: not writable: %s; %d alarm and event messages wait in memory",
+                why,
+                len(kept),
+            )
+        self.problem = f"disk full ({why})"
+        return len(kept)
+
+    def _insert(self, batch: Sequence[Encoded], works: list[Work]) -> Any:
+        txn = Txn(self)
         conn = self.conn
         pending = [*self.refused, *batch]
         refused: list[Encoded] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            result = also(conn) if also is not None else None
+            result = None
+            for work in works:
+                result = work(conn)
             for rec, body in pending:
                 charge = size(rec, body)
                 limit = self.quota - (self.reserve if rec.lane is Lane.TELEMETRY else 0)
@@ -135,19 +210,19 @@ class Ledger:
                 txn.used += charge
             txn.write_back()
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         conn.execute("COMMIT")
         txn.apply()
         self.refused = refused
-        return len(refused), result
+        return result
 
     @staticmethod
     def encoded(records: Sequence[Record]) -> list[Encoded]:
         """``records`` with their bodies, ready for ``insert``."""
         return [(rec, encode(rec)) for rec in records]
 
-    def _evict(self, txn: "_Txn", needed: int, now: float) -> None:
+    def _evict(self, txn: Txn, needed: int, now: float) -> None:
         """Delete the oldest telemetry to free ``needed`` bytes (plus slack); report gaps."""
         conn = self.conn
         target = max(needed, self.quota // 64)
@@ -176,7 +251,7 @@ class Ledger:
             self._record_gap(txn, device, first, last, counts[device], now)
 
     def _record_gap(
-        self, txn: "_Txn", device: str, first: str, last: str, count: int, now: float
+        self, txn: Txn, device: str, first: str, last: str, count: int, now: float
     ) -> None:
         """Fold the eviction into this device's newest gap row if no sink has taken it yet."""
         conn = self.conn
@@ -223,7 +298,7 @@ class Ledger:
     def purge(self, now: float) -> int:
         """Delete rows whose retention ended by wall time ``now``; how many went."""
         where = "FROM outbox WHERE expires IS NOT NULL AND expires <= ?"
-        txn = _Txn(self)
+        txn = Txn(self)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -235,20 +310,40 @@ class Ledger:
                 txn.count("purged", n)
                 txn.used -= freed
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         conn.execute("COMMIT")
         txn.apply()
         return int(n)
 
     def ack(self, sink: str, upto: dict[Lane, int]) -> None:
-        """Move ``sink``'s confirmed cursors to ``upto``; delete rows every sink confirmed."""
+        """Move ``sink``'s confirmed cursors to ``upto``; delete rows every sink confirmed.
+
+        On a full disk the WAL is checkpointed and the ack tried once more; if it still does
+        not fit, the cursors stay where they were (the rows go out again later: duplicates,
+        never a loss) and the next ack carries this one's moves too.
+        """
+        try:
+            self._ack(sink, upto)
+        except sqlite3.OperationalError as exc:
+            if not full(exc):
+                raise
+            with contextlib.suppress(sqlite3.Error):
+                self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            try:
+                self._ack(sink, upto)
+            except sqlite3.OperationalError as again:
+                if not full(again):
+                    raise
+                log.warning("store: an ack did not fit on the disk; kept for the next one")
+
+    def _ack(self, sink: str, upto: dict[Lane, int]) -> None:
         with self.lock:
             moves = self.cursors.moves(sink, upto)
             lows = {lane: self.cursors.low(lane, sink, last) for lane, last in moves.items()}
         if not moves:
             return
-        txn = _Txn(self)
+        txn = Txn(self)
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -263,7 +358,7 @@ class Ledger:
                 )
                 conn.execute(f"DELETE {where}", args)
         except BaseException:
-            conn.execute("ROLLBACK")
+            rollback(conn)
             raise
         conn.execute("COMMIT")
         with self.lock:
@@ -290,69 +385,10 @@ class Ledger:
             if len(stored) >= limit:
                 break
         with self.lock:
-            self.cursors.hand_out(sink, [(_LANES[r[1]], r[0]) for r in stored])
+            self.cursors.hand_out(sink, [(Lane(r[1]), r[0]) for r in stored])
         return stored
 
     def count_rows(self) -> dict[Lane, int]:
         """Rows per lane, counted on disk."""
         cur = self.conn.execute("SELECT lane, COUNT(*) FROM outbox GROUP BY lane")
         return {Lane(lane): n for lane, n in cur}
-
-
-class _Txn:
-    """The memory changes of one transaction, applied only once it committed (invariant 2)."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self.used = ledger.used
-        self.latest: dict[Lane, int] = {}
-        self.counts: dict[str, int] = defaultdict(int)
-        self._seqs: dict[int, int] | None = None
-
-    def next_seq(self, lane: Lane) -> int:
-        """The next seq of ``lane`` (invariant 3 of the outbox), written back by ``write_back``."""
-        if self._seqs is None:
-            self._seqs = dict(
-                self.ledger.conn.execute("SELECT lane, next FROM lane_seq").fetchall()
-            )
-        seq = self._seqs.get(int(lane), 1)
-        self._seqs[int(lane)] = seq + 1
-        return seq
-
-    def count(self, name: str, n: int) -> None:
-        """Add ``n`` to a persisted counter in this transaction."""
-        self.ledger.conn.execute(
-            "INSERT INTO counters(name, value) VALUES(?, ?)"
-            " ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
-            (name, n),
-        )
-        self.counts[name] += n
-
-    def write_back(self) -> None:
-        """Store the advanced seqs, still inside the transaction."""
-        if self._seqs is not None:
-            self.ledger.conn.executemany(
-                "INSERT OR REPLACE INTO lane_seq(lane, next) VALUES(?, ?)", self._seqs.items()
-            )
-
-    def apply(self) -> None:
-        """The transaction committed: make memory follow it."""
-        ledger = self.ledger
-        with ledger.lock:
-            ledger.used = self.used
-            ledger.latest.update(self.latest)
-            for name, n in self.counts.items():
-                ledger.counters[name] += n
-
-
-def rows(stored: Sequence[Stored]) -> list[Row]:
-    """Typed rows of ``select``'s result: fields decoded, points as stored (``Row.points``)."""
-    fields = decode_fields
-    return [
-        Row(i, _LANES[ln], seq, topic, device, ts, bool(synced), bool(retain), _NONE, body)
-        if ln == _TELEMETRY
-        else Row(
-            i, _LANES[ln], seq, topic, device, ts, bool(synced), bool(retain), fields(body), ""
-        )
-        for i, ln, seq, topic, device, ts, synced, retain, body in stored
-    ]

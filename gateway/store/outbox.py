@@ -25,8 +25,12 @@ committed (at most ``commit_interval`` of telemetry) are lost by a kill -9; that
 documented window. Memory is rebuilt from the file at open, so a crash between a COMMIT and
 its memory update loses nothing. A database that fails its check at start, or was written by a
 newer release, is moved aside, never deleted, and a fresh one is opened (``gateway.store.db``),
-so a bad file never becomes a crash loop. An I/O error while writing is fatal (``StoreError``):
-the daemon exits and systemd restarts it, so nothing is acknowledged that was not written.
+so a bad file never becomes a crash loop. A full disk is a state, not an error: the quota is
+checked against the free space at open, lowered when the disk fills below it (the oldest
+telemetry makes room), and when nothing fits, alarms and events wait in memory while
+``stats().problem`` says why (``gateway.store.ledger``, ``gateway.store.space``). Any other I/O
+error while writing is fatal (``StoreError``): the daemon exits and systemd restarts it, so
+nothing is acknowledged that was not written.
 
 All SQLite calls run on one private thread; the event loop never blocks on the disk.
 """
@@ -41,13 +45,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway.core.errors import StoreError
-from gateway.core.messages import Json, Lane, Record
+from gateway.core.messages import Lane, Record
 from gateway.core.snapshots import StoreSnapshot, StoreStats
+from gateway.store import space
 from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
-from gateway.store.db import corrupt, fresh, left_in, open_db, quarantine
-from gateway.store.ledger import Encoded, Ledger, Stored, rows
-from gateway.store.model import Row, StoreFullError
+from gateway.store.db import corrupt, fresh, open_db, quarantine
+from gateway.store.ledger import Encoded, Ledger
+from gateway.store.model import Row, Stored, StoreFullError, replaced_record, rows
 from gateway.store.schema import STORE, unclean
 from gateway.store.thread import StoreThread
 
@@ -109,7 +114,7 @@ class Store:
             store._pool.shutdown(wait=True)
             raise
         if store.quarantined is not None:
-            store.add(await store._run(store._replaced, store.quarantined))
+            store.add(await store._run(replaced_record, store.quarantined))
             await store.flush()  # the first row of the fresh file
         return store
 
@@ -126,6 +131,8 @@ class Store:
         # a hard ceiling far above the logical quota: the byte accounting keeps the file well
         # under it; hitting it means a bug, reported as SQLITE_FULL instead of a full disk
         opened = open_db(self.path, STORE, needs_check=unclean, max_bytes=self._max_bytes)
+        self.quota, self.reserve = space.effective(self.path, self.quota, self.reserve)
+        space.tune(opened.conn, self.quota)
         self.quarantined = opened.quarantined
         try:
             ledger = self._load(opened.conn, opened.quarantined is not None)
@@ -136,6 +143,7 @@ class Store:
             self.quarantined = quarantine(self.path, STORE.label, exc)
             self.cursors = Cursors(self.cursors.sinks, self.cursors.lanes)
             conn = fresh(self.path, STORE, self._max_bytes)
+            space.tune(conn, self.quota)
             try:
                 ledger = self._load(conn, True)
             except sqlite3.Error as again:
@@ -153,18 +161,6 @@ class Store:
                 for s, cur in self.cursors.confirmed.items()
             },
         )
-
-    def _replaced(self, moved: Path) -> Record:
-        """The upstream event that the file was replaced: why, where it went, what it held."""
-        left = left_in(moved, {int(ln): ln.label for ln in Lane})
-        reason = "newer" if ".newer-" in moved.name else "corrupt"
-        fields: dict[str, Json] = {
-            "reason": reason,
-            "moved_to": moved.name,
-            "rows_left": None if left is None else sum(left.values()),
-            "alarms_left": None if left is None else left.get(Lane.ALARM.label, 0),
-        }
-        return Record(Lane.EVENT, "store-replaced", time.time(), False, fields=fields)
 
     @property
     def _max_bytes(self) -> int:
@@ -387,11 +383,12 @@ class Store:
             return StoreStats(
                 rows={s: self.cursors.backlog(s, ledger.latest) for s in self.sinks},
                 used_bytes=ledger.used,
-                quota_bytes=self.quota,
+                quota_bytes=ledger.quota,
                 evicted=ledger.counters["evicted"],
                 dropped=ledger.counters["dropped"] + self._queue_dropped,
                 quarantined=ledger.counters["quarantined"],
                 purged=ledger.counters["purged"],
+                problem=ledger.problem,
             )
 
     async def count_rows(self) -> dict[Lane, int]:

@@ -108,6 +108,20 @@ def test_health_when_running_but_cut_off_is_degraded_with_the_reasons() -> None:
     assert doc["uplink"] == "down"
 
 
+def test_health_of_a_store_on_a_full_disk_is_degraded_and_says_alarms_wait_in_memory() -> None:
+    stats = StoreStats({"mqtt": 7}, MIB, 16 * MIB, 4, 5, 1, 2, problem="disk full (no space)")
+    snap = dataclasses.replace(healthy(), store=StoreSnapshot(stats, Path("/x/buffer.db")))
+    code, doc = health(snap)
+    assert (code, doc["status"], doc["failing"]) == (503, "degraded", ["store"])
+    assert doc["components"]["store"] == {
+        "ok": False,
+        "detail": "not writable: disk full (no space); alarms wait in memory",
+    }
+    text = render(registry_for(lambda: snap)).decode()
+    assert "cgw_store_writable 0.0" in text
+    assert "cgw_store_writable 1.0" in render(registry_for(healthy)).decode()
+
+
 def test_health_leaves_out_what_is_not_configured() -> None:
     snap = dataclasses.replace(
         healthy(), influx=None, influx_configured=False, api=None, inputs=InputsSnapshot({}, {})
