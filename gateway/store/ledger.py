@@ -63,6 +63,8 @@ class Ledger:
         self.epoch = ""  # the file's random epoch, from ``load`` on
         self.refused_work: list[Work] = []  # alarm-table writes waiting with ``refused``
         self.problem = ""  # why the last write did not fit on the disk; "" when writable
+        self.ceiling = quota  # the quota at open; ``_shrink`` lowers ``quota`` below it
+        self.room: Callable[[int], int] | None = None  # the quota the disk holds now, up to
 
     def load(self, quarantined: bool) -> None:
         """Mark the file in use, settle the cursors and read the state into memory."""
@@ -129,6 +131,8 @@ class Ledger:
         they go in first once there is room) and ``problem`` says why until a write succeeds.
         """
         works = [*self.refused_work, *([also] if also is not None else [])]
+        if self.quota < self.ceiling and self.room is not None:  # lowered on a full disk
+            self.quota = max(self.quota, self.room(self.ceiling))
         try:
             result = self._insert(batch, works)
         except sqlite3.OperationalError as exc:

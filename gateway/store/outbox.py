@@ -37,6 +37,7 @@ All SQLite calls run on one private thread; the event loop never blocks on the d
 
 import asyncio
 import contextlib
+import functools
 import logging
 import sqlite3
 import time
@@ -119,10 +120,17 @@ class Store:
         return store
 
     async def close(self) -> None:
-        """Commit what is queued, mark a clean shutdown and release the file."""
+        """Commit what is queued, mark a clean shutdown and release the file.
+
+        Alarms and events that still wait in memory (a full disk) are lost with the process:
+        logged at ERROR with their number, never a reason not to close.
+        """
         try:
             if self._ledger is not None:
-                await self.flush()
+                try:
+                    await self.flush()
+                except StoreFullError as exc:
+                    log.error("store %s: closing with messages not written: %s", self.path, exc)
                 await self._run(self._close)
         finally:
             self._pool.shutdown(wait=True)
@@ -169,6 +177,7 @@ class Store:
     def _load(self, conn: sqlite3.Connection, quarantined: bool) -> Ledger:
         """The ledger of the open file ``conn``; closes ``conn`` if its reads fail."""
         ledger = Ledger(conn, self.cursors, self.quota, self.reserve)
+        ledger.room = functools.partial(space.room, self.path)
         try:
             ledger.load(quarantined)
         except BaseException:

@@ -9,6 +9,7 @@ logged. ``tune(conn, quota)`` sizes the WAL's checkpoints to the quota, so the W
 outgrows it.
 """
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -21,13 +22,8 @@ SUFFIXES = ("", "-wal", "-shm")
 
 def effective(path: Path, quota: int, reserve: int) -> tuple[int, int]:
     """The quota and reserve to use: the configured ones, or less (logged) on a small disk."""
-    try:
-        st = os.statvfs(path.parent)
-    except OSError:
-        return quota, reserve
-    free = st.f_bavail * st.f_frsize
-    files = sum(f.stat().st_size for s in SUFFIXES if (f := Path(f"{path}{s}")).exists())
-    room = int((free + files) * SHARE)
+    free, files = _sizes(path)
+    room = int((free + files) * SHARE) if free >= 0 else quota
     if room >= quota:
         return quota, reserve
     log.warning(
@@ -41,6 +37,25 @@ def effective(path: Path, quota: int, reserve: int) -> tuple[int, int]:
         files / 2**20,
     )
     return room, min(reserve, room // 4)
+
+
+def room(path: Path, quota: int) -> int:
+    """The quota the disk holds now (at most ``quota``); for a store whose disk filled up."""
+    free, files = _sizes(path)
+    return quota if free < 0 else min(quota, int((free + files) * SHARE))
+
+
+def _sizes(path: Path) -> tuple[int, int]:
+    """Free bytes of the file system holding ``path`` (-1 if unknown), bytes of its files."""
+    try:
+        st = os.statvfs(path.parent)
+    except OSError:
+        return -1, 0
+    files = 0
+    for suffix in SUFFIXES:
+        with contextlib.suppress(OSError):
+            files += Path(f"{path}{suffix}").stat().st_size
+    return st.f_bavail * st.f_frsize, files
 
 
 def tune(conn: sqlite3.Connection, quota: int) -> None:

@@ -8,39 +8,17 @@ dropped (counted), and every alarm is delivered.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from gateway.core.messages import Lane, Point, Quality, Record
 from gateway.store import Store, StoreFullError
+from tests.support.disk import ballast, small_disk
 
 MIB = 1024 * 1024
 POINTS = tuple(Point(f"p{i}", 1.5 * i, "ug/m3", Quality.GOOD) for i in range(8))
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 4 MiB tmpfs, unmounted afterwards."""
-    folder = tmp_path / "disk"
-    folder.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(folder)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip() or done.returncode}")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
 
 
 def files_size(folder: Path) -> int:
@@ -55,16 +33,7 @@ def alarm(n: int) -> Record:
     return Record(Lane.ALARM, f"alarm/a{n}", 1.9e9 + n, True, "b1", fields={"n": n})
 
 
-def ballast(folder: Path) -> Path:
-    """Take every free byte of the file system holding ``folder``."""
-    path = folder / "ballast"
-    with path.open("wb", buffering=0) as f:
-        for block in (65536, 4096, 512):  # big blocks, then what is left
-            with contextlib.suppress(OSError):
-                while True:
-                    f.write(b"\0" * block)
-    assert os.statvfs(folder).f_bavail == 0
-    return path
+__all__ = ["small_disk"]  # the fixture
 
 
 async def test_the_quota_is_checked_against_the_disk_at_start(

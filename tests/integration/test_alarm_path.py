@@ -12,8 +12,13 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from gateway.config import validate
+from gateway.core.messages import Lane
+from gateway.ops.health import health
 from gateway.runtime.root import Runtime
+from tests.support.disk import ballast, small_disk
 from tests.support.ports import free_port
+
+__all__ = ["small_disk"]  # the fixture
 
 BUTTON, ACK, SIREN = 17, 27, 18
 
@@ -120,4 +125,37 @@ async def test_button_sounds_siren_and_notifies_staff_with_the_uplink_down(
         pins.pin(ACK).drive_low()  # the guard presses the acknowledge button
         await wait_until(lambda: not siren.state, "the siren stops")
         assert runtime.alarms.open_alarms()[0].acked_by == "hall/ack"
+        stop.set()
+
+
+async def test_with_the_disk_full_and_the_uplink_down_the_button_still_reaches_staff(
+    tmp_path: Path, small_disk: Path, pins: MockFactory, webhook: tuple[Webhook, int]
+) -> None:
+    """Fault finding 1: the store cannot take even the alarm; the alarm path goes on."""
+    hook, port = webhook
+    doc = config(tmp_path, port)
+    doc["store"] = {"path": str(small_disk / "buf.db")}
+    runtime = Runtime(validate(doc, tmp_path))
+    stop = asyncio.Event()
+    siren = pins.pin(SIREN)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(runtime.run(stop))
+        await runtime.ready.wait()
+        await runtime.alarms.ready.wait()
+        weight = await asyncio.to_thread(ballast, small_disk)  # something else filled the disk
+        pins.pin(BUTTON).drive_low()
+        await asyncio.wait_for(hook.arrived.wait(), 10)
+        await wait_until(lambda: siren.state, "the siren sounds")
+        assert "emergency input sos pressed" in hook.bodies[0]["title"]
+        assert len(runtime.alarms.open_alarms()) == 1  # the engine holds it in memory
+        _, doc_health = health(runtime.snapshot())
+        assert doc_health["status"] == "degraded"
+        assert doc_health["components"]["store"]["detail"].startswith("not writable: disk full")
+        rows = await runtime.store.count_rows()
+        assert Lane.ALARM not in rows  # nothing of it on disk: it waits in memory
+        weight.unlink()  # room again: the waiting alarm goes in at the next commit
+        await runtime.store.flush()
+        rows = await runtime.store.count_rows()
+        assert rows.get(Lane.ALARM, 0) >= 1
+        assert runtime.store.stats().problem == ""
         stop.set()
