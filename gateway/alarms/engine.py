@@ -35,7 +35,8 @@ from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
 from gateway.alarms.records import alarm_record
 from gateway.alarms.report import response_figures
 from gateway.alarms.rules import Evaluator
-from gateway.config.alarms import AlarmsConfig
+from gateway.alarms.wording import staff_message
+from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
 from gateway.core.clock import Clock
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Record, Sample
 from gateway.core.snapshots import AlarmsSnapshot, OpenAlarm
@@ -72,6 +73,7 @@ class AlarmEngine:
         self.outputs = outputs
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
+        self._types = _rule_types(cfg)
         self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent] = asyncio.Queue()
         self._pending: list[_Pending] = []  # transitions waiting for the next group commit
         self._committing = asyncio.Lock()
@@ -91,6 +93,7 @@ class AlarmEngine:
         """
         self.cfg = cfg
         self.dispatcher = dispatcher
+        self._types = _rule_types(cfg)
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
         self.ready.clear()
@@ -310,12 +313,13 @@ class AlarmEngine:
 
     async def _deliver(self, note: Notify) -> None:
         alarm = note.alarm
-        title = f"[{alarm.severity.upper()}] {alarm.message} - {alarm.device}"
-        body = (
-            f"Site {self.site}, device {alarm.device}: {alarm.message}.\n"
-            f"Alarm {alarm.id}, raised {alarm.raised_at:.0f}"
-            f"{', repeated' if note.repeat else ''}; escalation step {note.tier + 1}.\n"
-            f"Acknowledge: cgw alarms ack {alarm.id}"
+        title, body = staff_message(
+            alarm,
+            note,
+            self.site,
+            self.cfg.language,
+            self.cfg.timezone,
+            self._types.get(alarm.rule),
         )
         results: list[Delivery] = []
         external = [c for c in note.channels if c != "log"]
@@ -358,3 +362,8 @@ class AlarmEngine:
             self._siren = top
             if self.outputs is not None:
                 self.outputs(top)
+
+
+def _rule_types(cfg: AlarmsConfig) -> dict[str, str]:
+    """Contact rule id -> its type (emergency, fire...), for the staff's wording."""
+    return {r.id: r.type for r in cfg.rules if isinstance(r, ContactRuleConfig)}

@@ -136,7 +136,13 @@ class StormConfig(Model):
 class AlarmsConfig(Model):
     """Alarm rules and what happens when nobody answers."""
 
-    timezone: str = Field("Asia/Shanghai", description="Time zone of schedule windows (IANA)")
+    timezone: str = Field(
+        "Asia/Shanghai",
+        description="Time zone of schedule windows and of the times in staff messages (IANA)",
+    )
+    language: Literal["zh-CN", "en"] = Field(
+        "en", description="Language of staff messages: zh-CN or en (gateway/alarms/wording.py)"
+    )
     rules: list[RuleConfig] = Field(default_factory=list, description="Alarm rules")
     ladders: list[LadderConfig] = Field(
         default_factory=lambda: [

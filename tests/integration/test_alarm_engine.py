@@ -59,11 +59,11 @@ class Recorder:
 
 @asynccontextmanager
 async def engine(
-    path: Path, dispatcher: Recorder, outputs: list[str | None]
+    path: Path, dispatcher: Recorder, outputs: list[str | None], **more: Any
 ) -> AsyncIterator[tuple[AlarmEngine, Store]]:
     store = await Store.open(path, quota=4 * 1024**2, reserve=1024**2, sinks=["mqtt"])
     eng = AlarmEngine(
-        AlarmsConfig.model_validate(CFG),
+        AlarmsConfig.model_validate({**CFG, **more}),
         store,
         SystemClock(),
         lambda: True,
@@ -223,3 +223,12 @@ async def test_a_burst_of_alarms_is_committed_together_not_one_fsync_each(tmp_pa
         # "notified" transition comes later from its own delivery task)
         assert commits[:2] == [0, 1]
         assert 29 in commits
+
+
+async def test_chinese_staff_get_the_alarm_in_chinese(tmp_path: Path) -> None:
+    rec, outputs = Recorder(), list[str | None]()
+    async with engine(tmp_path / "b.db", rec, outputs, language="zh-CN") as (eng, store):
+        eng.contact(ContactEvent("plc", "fire_relay", True, 1000.0))
+        msgs = await alarm_messages(store, 2)
+        assert msgs[0]["message"] == "fire input fire_relay pressed"  # the platform: English
+        assert rec.sent[0] == (("guard",), "【紧急】火警：输入 fire_relay 已触发 - plc")

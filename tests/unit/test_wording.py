@@ -1,0 +1,97 @@
+"""What staff read: one catalogue in zh-CN and en, local times, no raw epochs."""
+
+from __future__ import annotations
+
+import re
+import string
+
+import pytest
+
+from gateway.alarms.model import Alarm, Notify, State
+from gateway.alarms.wording import CATALOGUE, LANGUAGES, Language, local_time, staff_message
+
+RAISED = 1796614240.0  # 2026-12-07 03:30:40 UTC, 11:30:40 in Shanghai
+
+
+def _fields(phrase: str) -> set[str]:
+    return {f for _, f, _, _ in string.Formatter().parse(phrase) if f}
+
+
+def test_every_phrase_exists_in_every_language_with_the_same_placeholders() -> None:
+    keys = {lang: set(CATALOGUE[lang]) for lang in LANGUAGES}
+    assert keys["zh-CN"] == keys["en"]
+    for key in CATALOGUE["en"]:
+        assert _fields(CATALOGUE["zh-CN"][key]) == _fields(CATALOGUE["en"][key]), key
+
+
+def alarm(kind: str = "contact", cause: str = "sos/hall/sos", **more: object) -> Alarm:
+    fields: dict[str, object] = {
+        "id": "4be1c0d2a9f04e11",
+        "cause": cause,
+        "rule": cause.split("/")[0],
+        "kind": kind,
+        "device": "hall",
+        "severity": "critical",
+        "latched": True,
+        "ladder": "default",
+        "message": "emergency input sos pressed",
+        "state": State.RAISED,
+        "active": True,
+        "raised_at": RAISED,
+        "raised_mono": 1.0,
+    }
+    fields.update(more)
+    return Alarm(**fields)  # type: ignore[arg-type]
+
+
+def note(a: Alarm, repeat: bool = False) -> Notify:
+    return Notify(a, 1, ("guard",), repeat)
+
+
+def test_a_chinese_guard_reads_the_alarm_in_chinese_with_the_local_time() -> None:
+    title, body = staff_message(
+        alarm(), note(alarm()), "huayuan-b7", "zh-CN", "Asia/Shanghai", "emergency"
+    )
+    assert title == "【紧急】紧急呼叫：输入 sos 已触发 - hall"
+    assert "站点 huayuan-b7，设备 hall：紧急呼叫：输入 sos 已触发。" in body
+    assert "2026年12月7日 11:30:40 (Asia/Shanghai)" in body
+    assert "第 2 级通知" in body
+    assert "cgw alarms ack 4be1c0d2a9f04e11" in body
+    assert str(int(RAISED)) not in body  # never a raw epoch
+
+
+def test_english_staff_read_the_platform_message_and_their_local_time() -> None:
+    title, body = staff_message(alarm(), note(alarm(), repeat=True), "s1", "en", "Asia/Shanghai")
+    assert title == "[CRITICAL] emergency input sos pressed - hall"
+    assert "Dec 7, 2026, 11:30:40\u202fAM (Asia/Shanghai)" in body  # CLDR: a narrow no-break space
+    assert ", repeated; escalation step 2." in body
+    assert str(int(RAISED)) not in body
+
+
+@pytest.mark.parametrize(
+    ("kind", "cause", "extra", "said"),
+    [
+        (
+            "threshold",
+            "pm/gate/pm25",
+            {"value": 80.5, "message": "pm25 80.5 > 75"},
+            "pm25 超出限值：80.5",
+        ),
+        ("sensor_fault", "f/th-1/humidity", {"value": 140.0}, "humidity 读数异常：140"),
+        ("offline", "off/th-1", {"message": "device offline: timeout"}, "设备离线"),
+        ("offline", "input_unavailable/hall", {}, "报警输入未运行"),
+    ],
+)
+def test_every_kind_has_its_chinese_wording(
+    kind: str, cause: str, extra: dict[str, object], said: str
+) -> None:
+    a = alarm(kind, cause, **extra)
+    title, _ = staff_message(a, note(a), "s1", "zh-CN", "Asia/Shanghai")
+    assert title == f"【紧急】{said} - hall"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_times_follow_the_configured_zone(language: Language) -> None:
+    shown = local_time(RAISED, language, "Europe/Berlin")
+    assert re.search(r"4:30:40|04:30:40", shown)
+    assert shown.endswith("(Europe/Berlin)")
