@@ -139,7 +139,6 @@ class Evaluator:
             if track.active == event.active:
                 continue
             track.active = event.active
-            what = "pressed" if event.active else "released"
             out.append(
                 Condition(
                     cause,
@@ -150,7 +149,7 @@ class Evaluator:
                     rule.severity,
                     rule.latched,
                     rule.ladder,
-                    f"{rule.type} input {event.input} {what}",
+                    contact_message(rule.type, event.input, event.active),
                     event.ts,
                     event.active,
                 )
@@ -285,3 +284,13 @@ class Evaluator:
                 )
             )
         return out
+
+
+DOOR_INPUTS = {"forced": "forced open", "held_open": "held open"}  # door terminals' inputs
+
+
+def contact_message(kind: str, name: str, active: bool) -> str:
+    """``emergency input sos pressed``; a door's own inputs say what the door does."""
+    if kind == "door" and name in DOOR_INPUTS:
+        return f"door {DOOR_INPUTS[name]}" if active else f"door closed ({name} over)"
+    return f"{kind} input {name} {'pressed' if active else 'released'}"

@@ -41,6 +41,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "type.other": "alarm input",
         "contact.on": "{type}: input {input} pressed",
         "contact.off": "{type}: input {input} released",
+        "door.forced": "door forced open",
+        "door.held_open": "door held open",
         "offline": "device offline",
         "input_unavailable": "alarm input not running",
         "threshold": "{point} out of range: {value}",
@@ -62,6 +64,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "type.other": "报警输入",
         "contact.on": "{type}：输入 {input} 已触发",
         "contact.off": "{type}：输入 {input} 已复位",
+        "door.forced": "门被强行打开",
+        "door.held_open": "门长时间未关",
         "offline": "设备离线",
         "input_unavailable": "报警输入未运行",
         "threshold": "{point} 超出限值：{value}",
@@ -90,6 +94,8 @@ def what(alarm: Alarm, language: Language, rule_type: str | None = None) -> str:
     detail = alarm.cause.rsplit("/", 1)[-1] if alarm.cause.count("/") >= 2 else ""
     value = alarm.value
     shown = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
+    if alarm.kind == "contact" and rule_type == "door" and f"door.{detail}" in CATALOGUE[language]:
+        return text(language, f"door.{detail}")
     if alarm.kind == "contact":
         key = f"type.{rule_type}" if f"type.{rule_type}" in CATALOGUE[language] else "type.other"
         on = "contact.on" if alarm.active else "contact.off"

@@ -143,11 +143,17 @@ def _local(stamp: str | None) -> str:
     return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
+def input_of(alarm: dict[str, Any]) -> str:
+    """The input or point an alarm is about: the last part of ``<rule>/<device>/<input>``."""
+    parts = str(alarm.get("cause", "")).split("/")
+    return parts[2] if len(parts) >= 3 and parts[2] else "-"
+
+
 def _print_table(alarms: list[dict[str, Any]]) -> None:
     if not alarms:
         print("no open alarms")
         return
-    header = ("ID", "STATE", "SEVERITY", "DEVICE", "INPUT", "RAISED", "ACKED BY", "MESSAGE")
+    header = ("ID", "STATE", "SEVERITY", "DEVICE", "INPUT", "NOW", "RAISED", "ACKED BY", "MESSAGE")
     rows = [header]
     for a in alarms:
         acked = "-"
@@ -160,6 +166,7 @@ def _print_table(alarms: list[dict[str, Any]]) -> None:
                 a["state"],
                 a["severity"],
                 a["device"],
+                input_of(a),
                 "active" if a["active"] else "normal",
                 _local(a["raised_at"]),
                 acked,

@@ -5,6 +5,7 @@ import functools
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.core.snapshots import (
@@ -292,3 +293,20 @@ def test_an_alarm_input_not_running_makes_health_degraded_with_its_reason() -> N
     assert value(got, "cgw_input_running", device="btn", kind="mqtt_button", alarm="true") == 1
     assert value(got, "cgw_contacts_unmatched_total", device="btn") == 4
     assert health(with_inputs(InputState("hall", "gpio", True, "", True)))[1]["status"] == "ok"
+
+
+def test_alarms_list_shows_the_input_and_whether_it_is_active_in_their_own_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gateway.cli.alarms import _print_table
+
+    alarm = {
+        "id": "4be1c0d2a9f04e11", "state": "raised", "severity": "critical", "device": "hall",
+        "cause": "sos/hall/sos_lobby", "active": True, "raised_at": "2026-12-07T03:30:40.000Z",
+        "acked_by": "", "time_to_ack_s": None, "message": "emergency input sos_lobby pressed",
+    }  # fmt: skip
+    _print_table([alarm, {**alarm, "id": "x", "cause": "offline/th-1", "active": False}])
+    header, first, second, _ = capsys.readouterr().out.splitlines()
+    assert header.split()[:6] == ["ID", "STATE", "SEVERITY", "DEVICE", "INPUT", "NOW"]
+    assert first.split()[3:6] == ["hall", "sos_lobby", "active"]
+    assert second.split()[3:6] == ["hall", "-", "normal"]

@@ -95,3 +95,15 @@ def test_times_follow_the_configured_zone(language: Language) -> None:
     shown = local_time(RAISED, language, "Europe/Berlin")
     assert re.search(r"4:30:40|04:30:40", shown)
     assert shown.endswith("(Europe/Berlin)")
+
+
+def test_a_forced_door_reads_as_a_door_not_as_a_pressed_input() -> None:
+    from gateway.alarms.rules import contact_message
+
+    assert contact_message("door", "forced", True) == "door forced open"
+    assert contact_message("door", "held_open", True) == "door held open"
+    assert contact_message("door", "forced", False) == "door closed (forced over)"
+    assert contact_message("emergency", "sos", True) == "emergency input sos pressed"
+    a = alarm(cause="forced/gate-east/forced", message="door forced open")
+    title, _ = staff_message(a, note(a), "s1", "zh-CN", "Asia/Shanghai", "door")
+    assert title == "【紧急】门被强行打开 - hall"
