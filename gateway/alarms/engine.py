@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from gateway.alarms.channels import ChannelWatch
 from gateway.alarms.delivery import Delivery, Dispatcher
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
@@ -74,7 +75,10 @@ class AlarmEngine:
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
         self._types = _rule_types(cfg)
-        self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent | Condition] = (
+            asyncio.Queue()
+        )
+        self.channels = ChannelWatch(cfg.ladders[0].id)  # staff channels that stopped working
         self._pending: list[_Pending] = []  # transitions waiting for the next group commit
         self._committing = asyncio.Lock()
         self._batch: asyncio.Future[None] | None = None  # the next group commit, once awaited
@@ -94,6 +98,7 @@ class AlarmEngine:
         self.cfg = cfg
         self.dispatcher = dispatcher
         self._types = _rule_types(cfg)
+        self.channels.ladder = cfg.ladders[0].id  # the figures of each channel go on
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
         self.ready.clear()
@@ -150,7 +155,11 @@ class AlarmEngine:
                 notes = self.lifecycle.tick(self.clock.mono())
                 self._send(notes, tg)
 
-    def _conditions(self, item: Sample | DeviceStatus | ContactEvent) -> list[Condition]:
+    def _conditions(
+        self, item: Sample | DeviceStatus | ContactEvent | Condition
+    ) -> list[Condition]:
+        if isinstance(item, Condition):  # the engine's own: a staff channel went down or up
+            return [item]
         if isinstance(item, ContactEvent):
             return self.rules.on_contact(item)
         if isinstance(item, DeviceStatus):
@@ -223,6 +232,7 @@ class AlarmEngine:
             ready=self.ready.is_set(),
             open=tuple(OpenAlarm(a.id, a.severity, a.state in UNACKED) for a in self.open_alarms()),
             acked=dict(self.acked),
+            channels=self.channels.snapshot(),
         )
 
     def open_alarms(self) -> list[Alarm]:
@@ -327,11 +337,15 @@ class AlarmEngine:
             level = logging.CRITICAL if alarm.severity == "critical" else logging.WARNING
             log.log(level, "ALARM %s", title, extra={"alarm": alarm.id})
             results.append(Delivery("log", True))
+        sent: list[Delivery] = []
         if external and self.dispatcher is not None:
-            results += await self.dispatcher.send(external, title, body, alarm.severity)
+            sent = await self.dispatcher.send(external, title, body, alarm.severity)
         elif external:
             results += [Delivery(c, False, "no notification channels configured") for c in external]
+        results += sent
         wall = self.clock.wall()
+        for cond in self.channels.record(sent, wall):
+            self._inbox.put_nowait(cond)
         for d in results:
             alarm.history.append(
                 (wall, "notify", f"{d.channel}: {'ok' if d.ok else 'failed: ' + d.error}")

@@ -65,6 +65,25 @@ class OpenAlarm:
     unacknowledged: bool  # nobody took it on yet
 
 
+CHANNEL_DOWN_AFTER = 3  # failed messages in a row that make a staff channel down
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    """One staff channel's deliveries (``gateway.alarms.channels``)."""
+
+    delivered: int = 0  # messages that got through
+    failed: int = 0  # messages that did not, after every retry
+    in_a_row: int = 0  # failed messages since the last delivered one
+    last_ok: float | None = None  # wall time of the last delivered message
+    last_error: str = ""
+
+    @property
+    def down(self) -> bool:
+        """Failed ``CHANNEL_DOWN_AFTER`` messages in a row."""
+        return self.in_a_row >= CHANNEL_DOWN_AFTER
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmsSnapshot:
     """The alarm engine: whether it has loaded its open alarms, which are open, acks so far."""
@@ -72,6 +91,7 @@ class AlarmsSnapshot:
     ready: bool
     open: tuple[OpenAlarm, ...]
     acked: Mapping[str, tuple[int, float]]  # severity -> (acknowledged, sum of seconds to ack)
+    channels: Mapping[str, ChannelState] = field(default_factory=dict)  # staff channels, by id
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,6 +52,12 @@ def components(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
         "ok": alarms.ready,
         "detail": f"{len(alarms.open)} open" if alarms.ready else "starting",
     }
+    for cid, ch in sorted(alarms.channels.items()):  # the staff channels used so far
+        out[f"channel:{cid}"] = (
+            {"ok": False, "detail": f"down: {ch.in_a_row} messages not delivered ({ch.last_error})"}
+            if ch.down
+            else {"ok": True, "detail": f"{ch.delivered} delivered, {ch.failed} failed"}
+        )
     if snap.api is not None:
         up = snap.api.listening
         out["api"] = {

@@ -233,6 +233,31 @@ def _alarms(snap: GatewaySnapshot) -> Iterator[Metric]:
         acks.add_metric([sev], n)
         tta.add_metric([sev], total)
     yield from (open_, unacked, acks, tta)
+    yield from _channels(snap)
+
+
+def _channels(snap: GatewaySnapshot) -> Iterator[Metric]:
+    sent = CounterMetricFamily(
+        "cgw_notify_delivered", "Staff messages delivered, by channel", labels=["channel"]
+    )
+    failed = CounterMetricFamily(
+        "cgw_notify_failed", "Staff messages not delivered after every retry", labels=["channel"]
+    )
+    down = GaugeMetricFamily(
+        "cgw_notify_channel_down", "1 after 3 failed messages in a row", labels=["channel"]
+    )
+    last = GaugeMetricFamily(
+        "cgw_notify_last_success_timestamp_seconds",
+        "Wall time of the channel's last delivered message",
+        labels=["channel"],
+    )
+    for cid, ch in sorted(snap.alarms.channels.items()):
+        sent.add_metric([cid], ch.delivered)
+        failed.add_metric([cid], ch.failed)
+        down.add_metric([cid], int(ch.down))
+        if ch.last_ok is not None:
+            last.add_metric([cid], ch.last_ok)
+    yield from (sent, failed, down, last)
 
 
 def registry_for(snapshot: Callable[[], GatewaySnapshot]) -> CollectorRegistry:

@@ -232,3 +232,31 @@ async def test_chinese_staff_get_the_alarm_in_chinese(tmp_path: Path) -> None:
         msgs = await alarm_messages(store, 2)
         assert msgs[0]["message"] == "fire input fire_relay pressed"  # the platform: English
         assert rec.sent[0] == (("guard",), "【紧急】火警：输入 fire_relay 已触发 - plc")
+
+
+async def test_a_dead_staff_channel_raises_channel_down_on_the_other_channels(
+    tmp_path: Path,
+) -> None:
+    rec, outputs = Recorder(ok=lambda channel: channel != "guard"), list[str | None]()
+    async with engine(tmp_path / "b.db", rec, outputs) as (eng, store):
+        for n in range(3):  # three alarms the guard's channel fails to deliver
+            eng.contact(ContactEvent("btn-3f", f"b{n}", True, 1000.0 + n))
+        raised: list[dict[str, Any]] = []
+        async with asyncio.timeout(10):
+            while not any(m["rule"] == "channel_down" for m in raised):
+                raised += [m for m in await alarm_messages(store, 1) if m["state"] == "raised"]
+        (down,) = [m for m in raised if m["rule"] == "channel_down"]
+        assert (down["device"], down["severity"]) == ("guard", "warning")
+        assert down["message"].startswith("staff channel guard is down: 3 messages in a row")
+        # the ladder's next rung (the manager) hears that the guard's channel is dead
+        async with asyncio.timeout(10):
+            while not any(
+                ch == ("manager",) and "staff channel guard is down" in title
+                for ch, title in rec.sent
+            ):
+                rec.event.clear()
+                await rec.event.wait()
+        state = eng.snapshot().channels["guard"]
+        # three alarms, then the channel_down alarm's own first rung: all failed on the guard
+        assert (state.delivered, state.failed, state.down) == (0, 4, True)
+        assert eng.snapshot().channels["manager"].delivered >= 1

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.core.snapshots import (
     AlarmsSnapshot,
     ApiSnapshot,
+    ChannelState,
     CommandsSnapshot,
     DeviceSnapshot,
     InputsSnapshot,
@@ -310,3 +311,21 @@ def test_alarms_list_shows_the_input_and_whether_it_is_active_in_their_own_colum
     assert header.split()[:6] == ["ID", "STATE", "SEVERITY", "DEVICE", "INPUT", "NOW"]
     assert first.split()[3:6] == ["hall", "sos_lobby", "active"]
     assert second.split()[3:6] == ["hall", "-", "normal"]
+
+
+def test_a_dead_staff_channel_makes_health_degraded_and_shows_in_metrics() -> None:
+    wecom = ChannelState(delivered=5, failed=4, in_a_row=3, last_ok=1.8e9, last_error="HTTP 500")
+    channels = {"wecom": wecom, "sms": ChannelState(delivered=7)}
+    snap = healthy()
+    snap = dataclasses.replace(snap, alarms=dataclasses.replace(snap.alarms, channels=channels))
+    code, doc = health(snap)
+    assert (code, doc["status"], doc["failing"]) == (503, "degraded", ["channel:wecom"])
+    assert (
+        doc["components"]["channel:wecom"]["detail"] == "down: 3 messages not delivered (HTTP 500)"
+    )
+    assert doc["components"]["channel:sms"] == {"ok": True, "detail": "7 delivered, 0 failed"}
+    text = render(registry_for(lambda: snap)).decode()
+    assert 'cgw_notify_channel_down{channel="wecom"} 1.0' in text
+    assert 'cgw_notify_failed_total{channel="wecom"} 4.0' in text
+    assert 'cgw_notify_delivered_total{channel="sms"} 7.0' in text
+    assert 'cgw_notify_last_success_timestamp_seconds{channel="wecom"} 1.8e+09' in text
