@@ -79,6 +79,7 @@ class AlarmEngine:
             asyncio.Queue()
         )
         self.channels = ChannelWatch(cfg.ladders[0].id)  # staff channels that stopped working
+        self._tg: asyncio.TaskGroup | None = None  # ``run``'s, while it runs
         self._pending: list[_Pending] = []  # transitions waiting for the next group commit
         self._committing = asyncio.Lock()
         self._batch: asyncio.Future[None] | None = None  # the next group commit, once awaited
@@ -140,6 +141,7 @@ class AlarmEngine:
         await self.open()
         self.ready.set()
         async with asyncio.TaskGroup() as tg:
+            self._tg = tg  # for news of acknowledgements, which arrive from outside ``run``
             while True:
                 deadline = self.lifecycle.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self.clock.mono())
@@ -316,6 +318,8 @@ class AlarmEngine:
         self._update_outputs()
         for listener in self.listeners:
             listener()
+        if self._tg is not None:
+            self._send(self.lifecycle.news(transitions), self._tg)
 
     def _send(self, notes: list[Notify], tg: asyncio.TaskGroup) -> None:
         for note in notes:
@@ -339,7 +343,8 @@ class AlarmEngine:
             results.append(Delivery("log", True))
         sent: list[Delivery] = []
         if external and self.dispatcher is not None:
-            sent = await self.dispatcher.send(external, title, body, alarm.severity)
+            severity = "info" if note.news else alarm.severity  # news is not an alarm
+            sent = await self.dispatcher.send(external, title, body, severity)
         elif external:
             results += [Delivery(c, False, "no notification channels configured") for c in external]
         results += sent
@@ -350,7 +355,7 @@ class AlarmEngine:
             alarm.history.append(
                 (wall, "notify", f"{d.channel}: {'ok' if d.ok else 'failed: ' + d.error}")
             )
-        if any(d.ok for d in results):
+        if any(d.ok for d in results) and not note.news:
             await self._commit(self.lifecycle.notified(alarm.id, wall))
 
     def silence(self) -> int:

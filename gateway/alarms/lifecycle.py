@@ -11,8 +11,8 @@ Contract:
   returns, until it is acknowledged *and* reset; reset is refused while the condition is
   still abnormal.
 - While an alarm is unacknowledged, its ladder's rungs fire at their ``after`` (seconds since
-  raised) and the highest rung reached is repeated every ``renotify`` seconds. Acknowledging
-  stops both.
+  raised) and every ``renotify`` seconds a reminder goes to every rung reached so far (``told``):
+  escalating never silences the first rung. Acknowledging stops both.
 - Every change comes back as a ``Transition`` (to publish and persist) and every message to
   send as a ``Notify``. Time arrives as arguments: ``wall`` stamps records, ``mono`` drives
   timers. ``dump``/``load`` carry open alarms across a restart; elapsed time is taken from
@@ -22,7 +22,7 @@ Contract:
 import copy
 import itertools
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gateway.alarms.model import OPEN, UNACKED, Alarm, Condition, Notify, State, Transition
@@ -159,9 +159,32 @@ class Lifecycle:
             alarm.tier = due[-1]
             alarm.next_renotify = mono + ladder.renotify if ladder.renotify else None
         elif alarm.next_renotify is not None and mono >= alarm.next_renotify and alarm.tier >= 0:
-            out.append(Notify(alarm, alarm.tier, tuple(ladder.tiers[alarm.tier].channels), True))
+            out.append(Notify(alarm, alarm.tier, self.told(alarm), True))  # every rung told
             alarm.next_renotify = mono + ladder.renotify
         return out
+
+    def news(self, transitions: Sequence[Transition]) -> list[Notify]:
+        """Messages telling everyone notified about an alarm that it was acknowledged or cleared.
+
+        The built-in ``log`` channel is left out; an alarm nobody was told about gets none.
+        """
+        out: list[Notify] = []
+        for t in transitions:
+            state = t.alarm.state
+            if state is t.previous or state not in (State.ACKNOWLEDGED, State.CLEARED):
+                continue
+            told = tuple(c for c in self.told(t.alarm) if c != "log")
+            if told:
+                out.append(Notify(t.alarm, t.alarm.tier, told, False, news=state.value))
+        return out
+
+    def told(self, alarm: Alarm) -> tuple[str, ...]:
+        """The channels of every rung notified so far, in ladder order, each once."""
+        ladder = self.ladders.get(alarm.ladder)
+        if ladder is None or alarm.tier < 0:
+            return ()
+        rungs = ladder.tiers[: alarm.tier + 1]
+        return tuple(dict.fromkeys(c for rung in rungs for c in rung.channels))
 
     def next_deadline(self) -> float | None:
         """The earliest monotonic time ``tick`` has something to do, if any."""

@@ -86,3 +86,4 @@ class Notify:
     tier: int
     channels: tuple[str, ...]
     repeat: bool  # a re-notification of a rung already told
+    news: str = ""  # "acknowledged" or "cleared": telling those notified before; "" for a call

@@ -47,6 +47,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "input_unavailable": "alarm input not running",
         "threshold": "{point} out of range: {value}",
         "sensor_fault": "{point} reads an implausible value: {value}",
+        "news.acknowledged": "acknowledged by {by}: {what}",
+        "news.cleared": "cleared: {what}",
     },
     "zh-CN": {
         "severity.critical": "紧急",
@@ -70,6 +72,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
         "input_unavailable": "报警输入未运行",
         "threshold": "{point} 超出限值：{value}",
         "sensor_fault": "{point} 读数异常：{value}",
+        "news.acknowledged": "已由 {by} 确认：{what}",
+        "news.cleared": "已恢复：{what}",
     },
 }
 _BABEL = {"en": "en", "zh-CN": "zh_Hans_CN"}
@@ -117,7 +121,9 @@ def staff_message(
 ) -> tuple[str, str]:
     """``(title, body)`` of a notification about ``alarm`` (see the module docstring)."""
     said = what(alarm, language, rule_type)
-    severity = text(language, f"severity.{alarm.severity}")
+    if note.news:  # telling those notified before: someone took it on, or it is over
+        said = text(language, f"news.{note.news}", by=alarm.acked_by or "-", what=said)
+    severity = text(language, f"severity.{'info' if note.news else alarm.severity}")
     title = text(language, "title", severity=severity, what=said, device=alarm.device)
     body = "\n".join(
         [

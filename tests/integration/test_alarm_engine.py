@@ -260,3 +260,34 @@ async def test_a_dead_staff_channel_raises_channel_down_on_the_other_channels(
         # three alarms, then the channel_down alarm's own first rung: all failed on the guard
         assert (state.delivered, state.failed, state.down) == (0, 4, True)
         assert eng.snapshot().channels["manager"].delivered >= 1
+
+
+async def test_everyone_notified_hears_when_someone_acknowledges_and_when_it_clears(
+    tmp_path: Path,
+) -> None:
+    rec, outputs = Recorder(), list[str | None]()
+    async with engine(tmp_path / "b.db", rec, outputs) as (eng, _store):
+        eng.contact(ContactEvent("btn-3f", "b1", True, 1000.0))
+        async with asyncio.timeout(5):  # the guard, then (0.3 s on) the manager
+            while len(rec.sent) < 2:
+                rec.event.clear()
+                await rec.event.wait()
+        (alarm,) = eng.open_alarms()
+        await eng.acknowledge(alarm.id, "guard-wang")
+        changed = asyncio.Event()
+        eng.listeners.append(changed.set)  # told after every committed change
+        eng.contact(ContactEvent("btn-3f", "b1", False, 1010.0))
+        async with asyncio.timeout(5):
+            while eng.open_alarms()[0].active:
+                changed.clear()
+                await changed.wait()
+        await eng.reset(alarm.id, "guard-wang")
+        title = "emergency input b1 pressed - btn-3f"
+        wanted = [
+            (("guard", "manager"), f"[INFO] acknowledged by guard-wang: {title}"),
+            (("guard", "manager"), f"[INFO] cleared: {title}"),
+        ]
+        async with asyncio.timeout(5):
+            while rec.sent[2:] != wanted:
+                rec.event.clear()
+                await rec.event.wait()

@@ -94,6 +94,20 @@ def test_escalation_ladder_fires_each_rung_at_its_time_and_repeats() -> None:
         (300, 2, False),
         (360, 2, True),
     ]
+    # a reminder goes to every rung told so far, not only the highest
+    reminders = {t: n.channels for t, n in run_clock(lifecycle_raised(), 400) if n.repeat}
+    assert reminders == {
+        60: ("guard",),
+        180: ("guard", "manager"),
+        240: ("guard", "manager"),
+        360: ("guard", "manager", "platform"),
+    }
+
+
+def lifecycle_raised() -> Lifecycle:
+    lc = lifecycle()
+    lc.on_condition(sos(), mono=0.0)
+    return lc
 
 
 def test_acknowledge_stops_escalation_and_records_time_to_ack() -> None:

@@ -107,3 +107,19 @@ def test_a_forced_door_reads_as_a_door_not_as_a_pressed_input() -> None:
     a = alarm(cause="forced/gate-east/forced", message="door forced open")
     title, _ = staff_message(a, note(a), "s1", "zh-CN", "Asia/Shanghai", "door")
     assert title == "【紧急】门被强行打开 - hall"
+
+
+@pytest.mark.parametrize(
+    ("news", "zh", "en"),
+    [
+        ("acknowledged", "【提示】已由 guard-wang 确认：紧急呼叫：输入 sos 已触发 - hall",
+         "[INFO] acknowledged by guard-wang: emergency input sos pressed - hall"),
+        ("cleared", "【提示】已恢复：紧急呼叫：输入 sos 已触发 - hall",
+         "[INFO] cleared: emergency input sos pressed - hall"),
+    ],
+)  # fmt: skip
+def test_news_of_an_alarm_reads_as_news(news: str, zh: str, en: str) -> None:
+    a = alarm(acked_by="guard-wang")
+    told = Notify(a, 1, ("guard", "manager"), False, news=news)
+    assert staff_message(a, told, "s1", "zh-CN", "Asia/Shanghai", "emergency")[0] == zh
+    assert staff_message(a, told, "s1", "en", "Asia/Shanghai", "emergency")[0] == en
