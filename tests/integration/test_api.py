@@ -313,11 +313,12 @@ async def test_cli_lists_acknowledges_and_resets(
         assert await asyncio.to_thread(cgw, "list", "-c", cfg) == 0
         head, row, total = capsys.readouterr().out.splitlines()
         assert head.split() == [
-            *("ID", "STATE", "SEVERITY", "DEVICE", "INPUT", "RAISED", "ACKED", "BY", "MESSAGE")
+            *("ID", "STATE", "SEVERITY", "DEVICE", "INPUT", "NOW", "RAISED", "ACKED", "BY"),
+            "MESSAGE",
         ]
         cells = row.split()  # the RAISED column (local time) is two words
-        assert cells[:5] == [alarm.id, "notified", "critical", "btn-3f", "active"]
-        assert cells[7:] == ["-", "emergency", "input", "b1", "pressed"]
+        assert cells[:6] == [alarm.id, "notified", "critical", "btn-3f", "b1", "active"]
+        assert cells[8:] == ["-", "emergency", "input", "b1", "pressed"]
         assert total == "1 open alarm"
 
         assert await asyncio.to_thread(cgw, "ack", alarm.id, "--by", "guard-wang", "-c", cfg) == 0
