@@ -64,6 +64,12 @@ class Alarm:
     history: list[tuple[float, str, str]] = field(default_factory=list)  # (wall, state, note)
 
     @property
+    def input(self) -> str:
+        """The input or point the alarm is about (from its cause), "" for a whole device."""
+        parts = self.cause.split("/")
+        return parts[2] if len(parts) >= 3 else ""
+
+    @property
     def time_to_ack(self) -> float | None:
         """Seconds from raised to acknowledged: the figure the 8-minute promise is checked by."""
         return None if self.acked_at is None else max(0.0, self.acked_at - self.raised_at)

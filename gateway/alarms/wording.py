@@ -95,7 +95,7 @@ def what(alarm: Alarm, language: Language, rule_type: str | None = None) -> str:
     """The alarm in a few words; English staff read the platform's own message."""
     if language == "en":
         return alarm.message
-    detail = alarm.cause.rsplit("/", 1)[-1] if alarm.cause.count("/") >= 2 else ""
+    detail = alarm.input
     value = alarm.value
     shown = "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
     if alarm.kind == "contact" and rule_type == "door" and f"door.{detail}" in CATALOGUE[language]:

@@ -144,9 +144,8 @@ def _local(stamp: str | None) -> str:
 
 
 def input_of(alarm: dict[str, Any]) -> str:
-    """The input or point an alarm is about: the last part of ``<rule>/<device>/<input>``."""
-    parts = str(alarm.get("cause", "")).split("/")
-    return parts[2] if len(parts) >= 3 and parts[2] else "-"
+    """The input or point an alarm is about, as the API shows it ("-" for a whole device)."""
+    return str(alarm.get("input") or "-")
 
 
 def _print_table(alarms: list[dict[str, Any]]) -> None:

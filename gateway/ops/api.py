@@ -79,6 +79,7 @@ def alarm_view(a: Alarm) -> dict[str, Any]:
         "severity": a.severity,
         "kind": a.kind,
         "device": a.device,
+        "input": a.input or None,
         "message": a.message,
         "latched": a.latched,
         "active": a.active,

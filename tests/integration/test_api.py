@@ -142,6 +142,7 @@ async def test_list_ack_and_reset_over_http(
             "severity": "critical",
             "kind": "contact",
             "device": "btn-3f",
+            "input": "b1",
             "message": "emergency input b1 pressed",
             "latched": True,
             "active": True,

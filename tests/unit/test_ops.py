@@ -303,10 +303,10 @@ def test_alarms_list_shows_the_input_and_whether_it_is_active_in_their_own_colum
 
     alarm = {
         "id": "4be1c0d2a9f04e11", "state": "raised", "severity": "critical", "device": "hall",
-        "cause": "sos/hall/sos_lobby", "active": True, "raised_at": "2026-12-07T03:30:40.000Z",
+        "input": "sos_lobby", "active": True, "raised_at": "2026-12-07T03:30:40.000Z",
         "acked_by": "", "time_to_ack_s": None, "message": "emergency input sos_lobby pressed",
     }  # fmt: skip
-    _print_table([alarm, {**alarm, "id": "x", "cause": "offline/th-1", "active": False}])
+    _print_table([alarm, {**alarm, "id": "x", "input": None, "active": False}])
     header, first, second, _ = capsys.readouterr().out.splitlines()
     assert header.split()[:6] == ["ID", "STATE", "SEVERITY", "DEVICE", "INPUT", "NOW"]
     assert first.split()[3:6] == ["hall", "sos_lobby", "active"]
