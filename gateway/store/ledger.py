@@ -19,7 +19,6 @@ Invariants (on top of those in ``gateway.store.outbox``):
 """
 
 import contextlib
-import json
 import logging
 import secrets
 import sqlite3
@@ -28,21 +27,17 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gateway.core.contract import iso
 from gateway.core.messages import Lane, Record
 from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
 from gateway.store.db import full, rollback
-from gateway.store.model import Stored, gap_fields, size
+from gateway.store.eviction import evict
+from gateway.store.model import INSERT, Stored, size
 from gateway.store.txn import Txn
 
 Work = Callable[[sqlite3.Connection], Any]  # what runs first in a write transaction
 Encoded = tuple[Record, str]  # a record with its ``body`` text, encoded before it reaches here
 log = logging.getLogger(__name__)
-_INSERT = (
-    "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size, expires)"
-    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 class Ledger:
@@ -198,7 +193,7 @@ class Ledger:
                 charge = size(rec, body)
                 limit = self.quota - (self.reserve if rec.lane is Lane.TELEMETRY else 0)
                 if txn.used + charge > limit:
-                    self._evict(txn, txn.used + charge - limit, rec.ts)
+                    evict(self, txn, txn.used + charge - limit, rec.ts)
                 if txn.used + charge > limit:
                     if rec.lane is Lane.TELEMETRY:
                         txn.count("dropped", 1)
@@ -207,7 +202,7 @@ class Ledger:
                     continue
                 row = (rec.topic, rec.device, rec.ts, int(rec.clock_synced), int(rec.retain))
                 cur = conn.execute(
-                    _INSERT,
+                    INSERT,
                     (int(rec.lane), txn.next_seq(rec.lane), *row, body, charge, rec.expires),
                 )
                 txn.latest[rec.lane] = int(cur.lastrowid or 0)
@@ -225,79 +220,6 @@ class Ledger:
     def encoded(records: Sequence[Record]) -> list[Encoded]:
         """``records`` with their bodies, ready for ``insert``."""
         return [(rec, encode(rec)) for rec in records]
-
-    def _evict(self, txn: Txn, needed: int, now: float) -> None:
-        """Delete the oldest telemetry to free ``needed`` bytes (plus slack); report gaps."""
-        conn = self.conn
-        target = max(needed, self.quota // 64)
-        freed = 0
-        spans: dict[str, list[str]] = {}
-        counts: dict[str, int] = defaultdict(int)
-        last_id = 0
-        for rid, device, ts, charge in conn.execute(
-            "SELECT id, device, ts, size FROM outbox WHERE lane=? ORDER BY id LIMIT 4096",
-            (int(Lane.TELEMETRY),),
-        ).fetchall():
-            if freed >= target:
-                break
-            freed += charge
-            last_id = rid
-            stamp = iso(ts)
-            span = spans.setdefault(device, [stamp, stamp])
-            span[0], span[1] = min(span[0], stamp), max(span[1], stamp)
-            counts[device] += 1
-        if not last_id:
-            return
-        conn.execute("DELETE FROM outbox WHERE lane=? AND id<=?", (int(Lane.TELEMETRY), last_id))
-        txn.used -= freed
-        txn.count("evicted", sum(counts.values()))
-        for device, (first, last) in spans.items():
-            self._record_gap(txn, device, first, last, counts[device], now)
-
-    def _record_gap(
-        self, txn: Txn, device: str, first: str, last: str, count: int, now: float
-    ) -> None:
-        """Fold the eviction into this device's newest gap row if no sink has taken it yet."""
-        conn = self.conn
-        with self.lock:
-            handed = self.cursors.newest_handed(Lane.EVENT)
-        row = conn.execute(
-            "SELECT id, body, size FROM outbox WHERE lane=? AND topic='gap' AND device=? AND id>?"
-            " ORDER BY id DESC LIMIT 1",
-            (int(Lane.EVENT), device, handed),
-        ).fetchone()
-        if row is not None:
-            old = json.loads(row[1])
-            # ISO-8601 UTC stamps of one format sort as text
-            fields = gap_fields(
-                device, min(first, old["from"]), max(last, old["to"]), old["count"] + count
-            )
-            body = encode(Record(Lane.EVENT, "gap", now, False, device, fields=fields))
-            charge = row[2] - len(row[1]) + len(body)
-            conn.execute("UPDATE outbox SET body=?, size=? WHERE id=?", (body, charge, row[0]))
-            txn.used += charge - row[2]
-            return
-        fields = gap_fields(device, first, last, count)
-        rec = Record(Lane.EVENT, "gap", now, False, device, fields=fields)
-        body = encode(rec)
-        charge = size(rec, body)
-        cur = conn.execute(
-            _INSERT,
-            (
-                int(Lane.EVENT),
-                txn.next_seq(Lane.EVENT),
-                "gap",
-                device,
-                now,
-                0,
-                0,
-                body,
-                charge,
-                None,
-            ),
-        )
-        txn.latest[Lane.EVENT] = int(cur.lastrowid or 0)
-        txn.used += charge
 
     def purge(self, now: float) -> int:
         """Delete rows whose retention ended by wall time ``now``; how many went."""

@@ -11,6 +11,10 @@ from gateway.core.messages import Json, Lane, Point, Record
 from gateway.store.codec import decode_fields, decode_points
 from gateway.store.db import left_in
 
+INSERT = (
+    "INSERT INTO outbox(lane, seq, topic, device, ts, synced, retain, body, size, expires)"
+    " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 ROW_OVERHEAD = 64  # bytes per row on top of topic and body: ids, stamps, index entry
 
 
