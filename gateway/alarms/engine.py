@@ -34,7 +34,7 @@ from gateway.alarms.delivery import Delivery, Dispatcher
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
 from gateway.alarms.records import alarm_record
-from gateway.alarms.report import response_figures
+from gateway.alarms.report import response_report
 from gateway.alarms.rules import Evaluator
 from gateway.alarms.wording import staff_message
 from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
@@ -44,6 +44,7 @@ from gateway.core.snapshots import AlarmsSnapshot, OpenAlarm
 from gateway.store import Store, StoreFullError
 
 BATCH_MAX = 256  # inputs handled, and their transitions committed, together
+SAMPLES_WAITING = 2000  # readings the inbox holds at most; contacts and status are never refused
 # transitions, their alarm-lane records and their alarm-table rows, as one caller handed them
 _Pending = tuple[list[Transition], list[Record], list[tuple[str, int, float, str]]]
 
@@ -80,6 +81,8 @@ class AlarmEngine:
         )
         self.channels = ChannelWatch(cfg.ladders[0].id)  # staff channels that stopped working
         self._tg: asyncio.TaskGroup | None = None  # ``run``'s, while it runs
+        self._samples_waiting = 0  # readings in the inbox
+        self.samples_dropped = 0  # readings refused while SAMPLES_WAITING waited
         self._pending: list[_Pending] = []  # transitions waiting for the next group commit
         self._committing = asyncio.Lock()
         self._batch: asyncio.Future[None] | None = None  # the next group commit, once awaited
@@ -107,6 +110,19 @@ class AlarmEngine:
     # -- inputs (called on the loop thread; never block) ----------------------------------
 
     def sample(self, sample: Sample) -> None:
+        """A reading for threshold rules; dropped (counted) while ``SAMPLES_WAITING`` wait.
+
+        Only plain readings are ever dropped: contacts, device status and samples carrying a
+        contact (a Modbus discrete input) always get in, so a flood of telemetry cannot grow
+        memory or bury an alarm.
+        """
+        contact = any(isinstance(r.value, bool) for r in sample.readings)  # Modbus inputs
+        if self._samples_waiting >= SAMPLES_WAITING and not contact:
+            if not self.samples_dropped:
+                log.warning("alarm engine behind: readings dropped for the threshold rules")
+            self.samples_dropped += 1
+            return
+        self._samples_waiting += 1
         self._inbox.put_nowait(sample)
 
     def status(self, status: DeviceStatus) -> None:
@@ -166,6 +182,7 @@ class AlarmEngine:
             return self.rules.on_contact(item)
         if isinstance(item, DeviceStatus):
             return self.rules.on_status(item)
+        self._samples_waiting -= 1
         out = self.rules.on_sample(item, self.clock.mono())
         for r in item.readings:  # Modbus discrete inputs and coils are contacts too
             if isinstance(r.value, bool) and r.quality is Quality.GOOD:
@@ -211,22 +228,8 @@ class AlarmEngine:
         return len(ids)
 
     async def response_report(self, since: float) -> dict[str, Any]:
-        """Time-to-acknowledge figures over alarms raised since wall time ``since``.
-
-        The figure a property company reports against its response promise: how many alarms,
-        how many were acknowledged, and the median, 90th percentile and worst time to
-        acknowledge, overall and per severity. Unacknowledged alarms count as such, never as 0.
-        """
-
-        def load(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = conn.execute("SELECT body FROM alarms WHERE raised_at >= ?", (since,))
-            return [json.loads(r[0]) for r in rows]
-
-        alarms = await self.store.transact(load)
-        return {"since": since, "all": response_figures(alarms)} | {
-            sev: response_figures([a for a in alarms if a["severity"] == sev])
-            for sev in ("critical", "warning", "info")
-        }
+        """Time-to-acknowledge figures over alarms raised since ``since`` (``report``)."""
+        return await response_report(self.store, since)
 
     def snapshot(self) -> AlarmsSnapshot:
         """Whether the engine has loaded its open alarms, which are open, acknowledgements."""
@@ -235,6 +238,7 @@ class AlarmEngine:
             open=tuple(OpenAlarm(a.id, a.severity, a.state in UNACKED) for a in self.open_alarms()),
             acked=dict(self.acked),
             channels=self.channels.snapshot(),
+            samples_dropped=self.samples_dropped,
         )
 
     def open_alarms(self) -> list[Alarm]:

@@ -1,12 +1,37 @@
-"""The response report's figures: how many alarms, how many acknowledged, and how fast.
+"""The response report: how many alarms, how many acknowledged, and how fast.
 
-``response_figures(alarms)`` takes alarm bodies as the alarm table keeps them (``raised_at``,
+``response_report(store, since)`` reads the alarm table for alarms raised since ``since``;
+``response_figures(alarms)`` takes alarm bodies as the table keeps them (``raised_at``,
 ``acked_at``, ``cleared_at``) and gives the count, the acknowledged count, the alarms still open
 and unacknowledged, and the median, 90th percentile and worst time to acknowledge in seconds.
 An unacknowledged alarm counts as such, never as 0 s.
 """
 
-from typing import Any
+import json
+import sqlite3
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gateway.store import Store
+
+
+async def response_report(store: "Store", since: float) -> dict[str, Any]:
+    """Time-to-acknowledge figures over alarms raised since wall time ``since``.
+
+    The figure a property company reports against its response promise: how many alarms,
+    how many were acknowledged, and the median, 90th percentile and worst time to
+    acknowledge, overall and per severity. Unacknowledged alarms count as such, never as 0.
+    """
+
+    def load(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+        rows = conn.execute("SELECT body FROM alarms WHERE raised_at >= ?", (since,))
+        return [json.loads(r[0]) for r in rows]
+
+    alarms = await store.transact(load)
+    return {"since": since, "all": response_figures(alarms)} | {
+        sev: response_figures([a for a in alarms if a["severity"] == sev])
+        for sev in ("critical", "warning", "info")
+    }
 
 
 def response_figures(alarms: list[dict[str, Any]]) -> dict[str, Any]:

@@ -92,6 +92,7 @@ class AlarmsSnapshot:
     open: tuple[OpenAlarm, ...]
     acked: Mapping[str, tuple[int, float]]  # severity -> (acknowledged, sum of seconds to ack)
     channels: Mapping[str, ChannelState] = field(default_factory=dict)  # staff channels, by id
+    samples_dropped: int = 0  # readings the engine refused while too many waited
 
 
 @dataclass(frozen=True, slots=True)

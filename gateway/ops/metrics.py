@@ -233,6 +233,11 @@ def _alarms(snap: GatewaySnapshot) -> Iterator[Metric]:
         acks.add_metric([sev], n)
         tta.add_metric([sev], total)
     yield from (open_, unacked, acks, tta)
+    yield CounterMetricFamily(
+        "cgw_alarm_samples_dropped",
+        "Readings the alarm engine refused while too many waited (contacts never are)",
+        snap.alarms.samples_dropped,
+    )
     yield from _channels(snap)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from gateway.alarms.delivery import Delivery
-from gateway.alarms.engine import AlarmEngine
+from gateway.alarms.engine import SAMPLES_WAITING, AlarmEngine
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import SystemClock
@@ -291,3 +291,21 @@ async def test_everyone_notified_hears_when_someone_acknowledges_and_when_it_cle
             while rec.sent[2:] != wanted:
                 rec.event.clear()
                 await rec.event.wait()
+
+
+async def test_a_flood_of_readings_is_bounded_and_never_crowds_out_a_contact(
+    tmp_path: Path,
+) -> None:
+    rec, outputs = Recorder(), list[str | None]()
+    async with engine(tmp_path / "b.db", rec, outputs) as (eng, store):
+        reading = Sample("pm-1", 1000.0, (Reading("pm25", 10.0, "ug/m3", Quality.GOOD),))
+        flood = SAMPLES_WAITING + 500
+        for _ in range(flood):  # all at once: the engine takes none before the last
+            eng.sample(reading)
+        eng.contact(ContactEvent("btn-3f", "b1", True, 1000.0))  # after the flood, still in
+        relay = Sample("plc", 1000.0, (Reading("fire_relay", True, "", Quality.GOOD),))
+        eng.sample(relay)  # a Modbus discrete input is a contact: never refused either
+        assert eng.samples_dropped == flood - SAMPLES_WAITING
+        assert eng.snapshot().samples_dropped == 500
+        raised = [m for m in await alarm_messages(store, 4) if m["state"] == "raised"]
+        assert sorted(m["rule"] for m in raised) == ["fire", "sos"]
