@@ -4,10 +4,12 @@ Contract:
 - ``parse`` never raises anything but ``Reject``, whatever the topic and the bytes (fuzzed in
   the tests). No I/O, no clock (the caller passes the timestamp), no logging.
 - Checks run cheapest first, each with its own reason: ``unknown_topic`` (no button's filter
-  matches), ``unmapped`` for a device level that is no valid name, ``too_large`` (checked on the
-  length before any decoding), ``not_utf8``, ``not_json`` (including nesting too deep for the
-  parser: ``RecursionError`` is caught, and integers over Python's digit limit), ``unmapped``
-  (a field missing, of the wrong type, or a state value in neither list).
+  matches), ``unmapped`` for a device level that is no valid name, ``unknown_device`` for one
+  the entry's ``devices`` does not list (the reject names the entry, never the invented id),
+  ``too_large`` (checked on the length before any decoding), ``not_utf8``, ``not_json``
+  (including nesting too deep for the parser: ``RecursionError`` is caught, and integers over
+  Python's digit limit), ``unmapped`` (a field missing, of the wrong type, or a state value in
+  neither list).
 - Strings that reach a ``ContactEvent`` are safe to store and to put in topics: device and input
   follow the ``Name`` rule, an event id is 1-128 printable characters (an integer id is turned
   into its decimal text).
@@ -24,13 +26,16 @@ from gateway.config.mqtt_devices import NAME_RE, MqttButtonConfig, PayloadMapCon
 from gateway.core.errors import PermanentError
 from gateway.core.messages import ContactEvent
 
-Reason = Literal["too_large", "not_utf8", "not_json", "unmapped", "unknown_topic", "duplicate"]
+Reason = Literal[
+    "too_large", "not_utf8", "not_json", "unmapped", "unknown_topic", "unknown_device", "duplicate"
+]
 REASONS: tuple[Reason, ...] = (
     "too_large",
     "not_utf8",
     "not_json",
     "unmapped",
     "unknown_topic",
+    "unknown_device",
     "duplicate",
 )
 MAX_EVENT_ID = 128
@@ -52,6 +57,10 @@ class Button:
 
     cfg: MqttButtonConfig
     mapping: PayloadMapConfig
+    known: frozenset[str] = frozenset()  # cfg.devices, for the lookup on every message
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "known", frozenset(self.cfg.devices))
 
     @property
     def levels(self) -> list[str]:
@@ -80,6 +89,8 @@ def match(buttons: Sequence[Button], topic: str) -> tuple[Button, str]:
             if NAME_RE.fullmatch(device) is None:
                 detail = f"topic level {index} {device[:64]!r} is no valid device id"
                 raise Reject("unmapped", detail, button.cfg.id)
+            if button.known and device not in button.known:  # counted on the entry, not the id
+                raise Reject("unknown_device", f"{device!r} is not in devices", button.cfg.id)
             return button, device
     raise Reject("unknown_topic", f"no button subscribes to {topic[:200]!r}")
 

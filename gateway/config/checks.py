@@ -180,6 +180,14 @@ def warnings(cfg: Config) -> list[str]:
                 f"buses[{i}] ({bus.id}).port: {bus.port} does not exist on this machine"
                 " (adapter unplugged, or another name?): the bus will report it until it appears"
             )
+    for i, dev in enumerate(cfg.devices):
+        wildcard = isinstance(dev, MqttButtonConfig) and dev.device_from_topic is not None
+        if wildcard and not getattr(dev, "devices", None):
+            out.append(
+                f"devices[{i}] ({dev.id}).devices: empty, so any id in the topic is a device:"
+                " list the buttons' ids, or a stranger on the broker can raise alarms"
+                " under names of their own"
+            )
     return out
 
 

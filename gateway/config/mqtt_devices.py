@@ -125,6 +125,13 @@ class MqttButtonConfig(Model):
         le=31,
         description="0-based topic level that names the device; it must be a '+' level",
     )
+    devices: list[Name] = Field(
+        default_factory=list,
+        max_length=10_000,
+        description="With device_from_topic: the device ids the topic may name. A message naming"
+        " another is refused (counted as unknown_device): it never creates state or an alarm."
+        " Empty: any valid name (check-config warns)",
+    )
     profile: Name | None = Field(
         None, description="Named payload mapping (gateway/profiles/mqtt/<name>.yaml)"
     )
@@ -154,6 +161,8 @@ class MqttButtonConfig(Model):
             i = self.device_from_topic
             if i >= len(levels) or levels[i] != "+":
                 raise ValueError(f"device_from_topic {i}: level {i} of {self.topic!r} must be '+'")
+        elif self.devices:
+            raise ValueError("devices lists the ids a topic level names: set device_from_topic")
         return self
 
 

@@ -217,6 +217,24 @@ def test_a_missing_serial_adapter_is_a_warning_of_check_config(
     assert "warning" not in capsys.readouterr().out
 
 
+def test_a_wildcard_button_without_its_device_list_is_a_warning_of_check_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = _doc(tmp_path)
+    button = {"kind": "mqtt_button", "id": "flats", "topic": "sos/+/event",
+              "device_from_topic": 1, "profile": "sos-state-json"}  # fmt: skip
+    doc["devices"].append(button)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "devices: empty, so any id in the topic is a device" in out
+    button["devices"] = ["flat-101"]
+    path.write_text(yaml.safe_dump(doc))
+    assert main(["check-config", str(path)]) == 0
+    assert "warning" not in capsys.readouterr().out
+
+
 def test_a_closed_pipe_ends_quietly() -> None:
     with subprocess.Popen(
         [sys.executable, "-m", "gateway", "schema"],

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from drivers.mqtt.mapping import Button, lookup, parse
+from drivers.mqtt.mapping import Button, Reject, lookup, parse
 from gateway.config.mqtt_devices import (
     BUILTIN_MQTT_PROFILES,
     LocalBrokerConfig,
@@ -301,3 +301,30 @@ def test_every_field_is_described(model: type[BaseModel]) -> None:
     assert schema["additionalProperties"] is False
     missing = [name for name, field in model.model_fields.items() if not field.description]
     assert missing == []
+
+
+def test_a_device_the_entry_does_not_list_is_refused_without_naming_it() -> None:
+    cfg = MqttButtonConfig.model_validate(
+        {
+            "kind": "mqtt_button",
+            "id": "flats",
+            "topic": "sos/+/event",
+            "device_from_topic": 1,
+            "devices": ["flat-101"],
+            "payload": {"state": "s", "active_values": ["on"], "inactive_values": ["off"]},
+        }
+    )
+    button = Button(cfg, resolve_payload(cfg))
+    _, event = parse([button], "sos/flat-101/event", b'{"s": "on"}', 5.0)
+    assert event.device == "flat-101"
+    with pytest.raises(Reject) as info:
+        parse([button], "sos/invented-3000/event", b'{"s": "on"}', 5.0)
+    assert (info.value.reason, info.value.device) == ("unknown_device", "flats")
+
+
+def test_devices_needs_device_from_topic_and_an_open_wildcard_is_warned_about() -> None:
+    with pytest.raises(ValidationError, match="set device_from_topic"):
+        MqttButtonConfig.model_validate(
+            {"kind": "mqtt_button", "id": "b", "topic": "b/1", "devices": ["x"],
+             "profile": "sos-state-json"}
+        )  # fmt: skip
