@@ -15,7 +15,9 @@ Contract:
 """
 
 import asyncio
+import errno
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -114,8 +116,20 @@ class Bus:
         if not ok:
             self._client.close()
             self._client = None
-            raise ModbusUnavailable(f"cannot connect to bus {self.name}")
+            raise ModbusUnavailable(f"cannot connect to bus {self.name}{self._why()}")
         return self._client
+
+    def _why(self) -> str:
+        """What is wrong with a serial port that would not open: its path and the errno."""
+        if isinstance(self.cfg, ModbusTcpBusConfig):
+            return ""  # the name holds host and port; the peer says no more than "refused"
+        port = self.cfg.port
+        try:
+            os.close(os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK))
+        except OSError as exc:
+            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+            return f": {port}: {exc.strerror} ({name})"
+        return f": {port} opens, but the serial line could not be set up"
 
     async def read(self, table: str, address: int, count: int, unit: int) -> Sequence[int]:
         """Read ``count`` registers (or bits, as 0/1) of ``table`` from device ``unit``."""

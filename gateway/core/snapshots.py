@@ -156,3 +156,4 @@ class DeviceSnapshot:
     last_latency: float  # seconds
     bad_frames: int = 0  # answers that did not fit their request (never taken as values)
     disabled: Mapping[str, str] = field(default_factory=dict)  # point -> why it is not read
+    reason: str = ""  # why it is offline (the last failed poll's error), "" while online

@@ -118,6 +118,7 @@ def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
             for d in snap.devices
         },
         "disabled": {d.id: sorted(d.disabled) for d in snap.devices if d.disabled},
+        "offline": {d.id: d.reason for d in snap.devices if d.online is False},
         "inputs": {
             i.id: {"kind": i.kind, "state": _input_state(i), "alarm": i.alarmed}
             for i in snap.inputs.devices

@@ -111,6 +111,7 @@ def devices(states: Mapping[str, DeviceState]) -> tuple[DeviceSnapshot, ...]:
             last_latency=s.counters.get("last_latency", 0.0),
             bad_frames=int(s.counters.get("bad_frames", 0)),
             disabled=dict(s.disabled),
+            reason="" if s.online is not False else s.reason,
         )
         for s in states.values()
         if s.kind in POLLED_KINDS

@@ -4,6 +4,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -355,3 +356,14 @@ async def test_a_hung_neighbour_causes_no_catch_up_polls() -> None:
     ones = [r.at for r in srv.requests if r.unit == 1]
     gaps = [b - a for a, b in itertools.pairwise(ones)]
     assert min(gaps) > interval / 2 - 0.05, gaps  # never a second poll right behind a late one
+
+
+async def test_a_serial_port_that_will_not_open_says_its_path_and_errno(tmp_path: Path) -> None:
+    absent = tmp_path / "ttyUSB9"
+    bus = Bus(ModbusRtuBusConfig(kind="modbus_rtu", id="rs485-1", port=str(absent)))
+    with pytest.raises(TransientError) as info:
+        await bus.read("holding", 0, 1, 1)
+    assert str(info.value) == (
+        f"cannot connect to bus rs485-1 ({absent}): {absent}: No such file or directory (ENOENT)"
+    )
+    bus.close()

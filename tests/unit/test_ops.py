@@ -48,7 +48,16 @@ def healthy(store_path: Path = Path("/nonexistent/buffer.db")) -> GatewaySnapsho
         linkage=LinkageSnapshot(False, 0),
         devices=(
             DeviceSnapshot("dev-1", True, 10, 1, 0.5, 0.04),
-            DeviceSnapshot("dev-2", False, 6, 6, 1.5, 0.25),
+            DeviceSnapshot(
+                "dev-2",
+                False,
+                6,
+                6,
+                1.5,
+                0.25,
+                reason="cannot connect to bus rs485-1 (/dev/ttyUSB0): /dev/ttyUSB0: No such file"
+                " or directory (ENOENT)",
+            ),
             DeviceSnapshot("dev-3", None, 0, 0, 0.0, 0.0),
         ),
     )
@@ -69,6 +78,10 @@ def test_health_of_a_healthy_gateway_is_ok_and_says_what_each_component_does() -
     }
     assert list(doc["components"])[:2] == ["store", "alarms"]
     assert doc["devices"] == {"dev-1": "online", "dev-2": "offline", "dev-3": "unknown"}
+    assert doc["offline"] == {  # why, with the path and errno of a serial port that will not open
+        "dev-2": "cannot connect to bus rs485-1 (/dev/ttyUSB0): /dev/ttyUSB0: No such file or"
+        " directory (ENOENT)"
+    }
     assert doc["backlog"] == {"mqtt": 7, "influx": 3}
     assert doc["alarms"] == {"open": 0, "unacknowledged": 0, "worst": None}
     assert (doc["uplink"], doc["reloads"]) == ("up", {"ok": 2, "refused": 1})
