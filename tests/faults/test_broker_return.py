@@ -26,12 +26,15 @@ PREFIX = "cgw/s1/gw1"
 TARGET = 5.0  # seconds from the broker's return to the alarm upstream (issue 14, finding 11)
 
 
-def config(store: Path, upstream: int, local: int) -> dict[str, Any]:
-    """One MQTT button on the local broker; both brokers with the default reconnect policy."""
+def config(store: Path, upstream: int, local: int, **mqtt: Any) -> dict[str, Any]:
+    """One MQTT button on the local broker; both brokers with the default reconnect policy.
+
+    ``mqtt`` adds to the upstream section (``keepalive=5``).
+    """
     return {
         "gateway": {"site_id": "s1", "gateway_id": "gw1"},
         "store": {"path": str(store), "quota": "16MiB", "reserve": "1MiB"},
-        "upstream": {"mqtt": {"host": "127.0.0.1", "port": upstream}},
+        "upstream": {"mqtt": {"host": "127.0.0.1", "port": upstream, **mqtt}},
         "local_broker": {"host": "127.0.0.1", "port": local},
         "devices": [
             {
