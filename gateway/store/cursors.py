@@ -37,6 +37,9 @@ class Cursors:
         }
         self.confirmed: dict[str, dict[Lane, int]] = {s: dict.fromkeys(Lane, 0) for s in sinks}
         self.handed: dict[str, dict[Lane, int]] = {s: dict.fromkeys(Lane, 0) for s in sinks}
+        # the highest id of each lane that may have reached a sink (handed out, ever, or in the
+        # file at start): a gap row up to here is never changed, whatever is rewound after
+        self.sent: dict[Lane, int] = dict.fromkeys(Lane, 0)
 
     def load(self, conn: sqlite3.Connection) -> None:
         """Drop cursors of sinks no longer configured, add new ones, read them all.
@@ -82,10 +85,12 @@ class Cursors:
 
     def hand_out(self, sink: str, rows: Iterable[tuple[Lane, int]]) -> None:
         """The rows ``(lane, id)`` were given to ``sink``."""
-        handed = self.handed[sink]
+        handed, sent = self.handed[sink], self.sent
         for lane, rid in rows:
             if rid > handed[lane]:
                 handed[lane] = rid
+            if rid > sent[lane]:
+                sent[lane] = rid
 
     def give_back(self, sink: str, rows: Iterable[tuple[Lane, int]]) -> None:
         """The rows ``(lane, id)`` were not sent after all: hand them out again."""
@@ -110,9 +115,10 @@ class Cursors:
             if lane in self.lanes[s]
         )
 
-    def newest_handed(self, lane: Lane) -> int:
-        """The highest id of ``lane`` handed to any of its sinks."""
-        return max((h[lane] for s, h in self.handed.items() if lane in self.lanes[s]), default=0)
+    def newest_sent(self, lane: Lane) -> int:
+        """The highest id of ``lane`` that may have reached a sink: handed out at any time since
+        start (a rewind or a give-back does not lower it), or already in the file at start."""
+        return self.sent[lane]
 
     def confirm(self, sink: str, moves: Mapping[Lane, int]) -> None:
         """The moves were committed (invariant 1); handed never falls behind (invariant 2)."""

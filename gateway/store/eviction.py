@@ -70,14 +70,18 @@ def evict(ledger: "Ledger", txn: Txn, needed: int, now: float) -> None:
 def _record_gap(
     ledger: "Ledger", txn: Txn, device: str, first: str, last: str, count: int, now: float
 ) -> None:
-    """Fold the eviction into this device's newest gap row if no sink has taken it yet."""
+    """Fold the eviction into this device's newest gap row if no sink may have seen it.
+
+    A row that was handed out once is never changed, even if it came back (a lost link): the
+    platform may hold the first copy and would drop a changed one with the same seq.
+    """
     conn = ledger.conn
     with ledger.lock:
-        handed = ledger.cursors.newest_handed(Lane.EVENT)
+        sent = ledger.cursors.newest_sent(Lane.EVENT)
     row = conn.execute(
         "SELECT id, body, size FROM outbox WHERE lane=? AND topic='gap' AND device=? AND id>?"
         " ORDER BY id DESC LIMIT 1",
-        (int(Lane.EVENT), device, handed),
+        (int(Lane.EVENT), device, sent),
     ).fetchone()
     if row is not None:
         old = json.loads(row[1])

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.core.messages import Lane, Record
+from gateway.core.snapshots import StoreStats
 from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
 from gateway.store.db import full, rollback
@@ -83,6 +84,7 @@ class Ledger:
         with self.lock:
             for lane, latest in conn.execute("SELECT lane, MAX(id) FROM outbox GROUP BY lane"):
                 self.latest[Lane(lane)] = latest
+                self.cursors.sent[Lane(lane)] = latest  # sent before a crash, maybe
             self.used = int(conn.execute("SELECT COALESCE(SUM(size), 0) FROM outbox").fetchone()[0])
             for name, value in conn.execute("SELECT name, value FROM counters"):
                 self.counters[name] = value
@@ -313,6 +315,20 @@ class Ledger:
         with self.lock:
             self.cursors.hand_out(sink, [(Lane(r[1]), r[0]) for r in stored])
         return stored
+
+    def stats(self, queue_dropped: int = 0) -> StoreStats:
+        """The figures of status and metrics, from memory; ``queue_dropped``: the caller's own."""
+        with self.lock:
+            return StoreStats(
+                rows={s: self.cursors.backlog(s, self.latest) for s in self.cursors.sinks},
+                used_bytes=self.used,
+                quota_bytes=self.quota,
+                evicted=self.counters["evicted"],
+                dropped=self.counters["dropped"] + queue_dropped,
+                quarantined=self.counters["quarantined"],
+                purged=self.counters["purged"],
+                problem=self.problem,
+            )
 
     def count_rows(self) -> dict[Lane, int]:
         """Rows per lane, counted on disk."""

@@ -387,18 +387,7 @@ class Store:
 
     def stats(self) -> StoreStats:
         """Current figures (from memory; no disk access)."""
-        ledger = self.ledger
-        with ledger.lock:
-            return StoreStats(
-                rows={s: self.cursors.backlog(s, ledger.latest) for s in self.sinks},
-                used_bytes=ledger.used,
-                quota_bytes=ledger.quota,
-                evicted=ledger.counters["evicted"],
-                dropped=ledger.counters["dropped"] + self._queue_dropped,
-                quarantined=ledger.counters["quarantined"],
-                purged=ledger.counters["purged"],
-                problem=ledger.problem,
-            )
+        return self.ledger.stats(self._queue_dropped)
 
     async def count_rows(self) -> dict[Lane, int]:
         """Rows per lane, counted on disk (for status and tests)."""
