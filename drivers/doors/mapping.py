@@ -148,8 +148,10 @@ def match(terminals: Sequence[Terminal], topic: str) -> tuple[Terminal, str, boo
                 raise Reject(
                     "unmapped", f"topic level {index} is no valid terminal id", term.cfg.id
                 )
-            if device not in term.doors:
-                raise Reject("unmapped", f"terminal {device!r} is not configured", device)
+            if device not in term.doors:  # counted on the entry: an invented id makes no state
+                raise Reject(
+                    "unknown_device", f"terminal {device[:64]!r} is not configured", term.cfg.id
+                )
             return term, device, heartbeat
     raise Reject("unknown_topic", f"no door terminal subscribes to {topic[:200]!r}")
 

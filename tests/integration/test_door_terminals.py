@@ -330,7 +330,7 @@ async def test_malformed_and_oversized_payloads_are_counted_and_the_loop_goes_on
         (FG_EVENTS, face_pass("X-1", eventType="FACE_PASSED", personId="R-SECRET-9"), "unmapped"),
         (FG_EVENTS, face_pass("X-2", personId=["R-SECRET-9"]), "unmapped"),
         (FG_EVENTS, face_pass("X-3", doorNo=7), "unmapped"),
-        ("facegate/FG-ZZ/event", face_pass("X-4"), "unmapped"),  # no such panel configured
+        ("facegate/FG-ZZ/event", face_pass("X-4"), "unknown_device"),  # no such panel
         (FG_EVENTS, face_pass("X-5", personId="R-SECRET-9", faceImage="A" * 70_000), "too_large"),
         (QR_EVENTS, b"[" * 5000 + b"]" * 5000, "not_json"),
     ]
@@ -354,7 +354,7 @@ async def test_malformed_and_oversized_payloads_are_counted_and_the_loop_goes_on
     rejects = [r for r in logged if "rejected" in r.getMessage()]
     keys = [(r.__dict__["reason"], r.__dict__["device"]) for r in rejects]
     assert sorted(keys) == sorted(set(keys))  # once per (reason, terminal)
-    assert ("unmapped", "FG-ZZ") in keys
+    assert ("unknown_device", "facegate") in keys  # on the entry: an invented id makes no state
     assert ("too_large", "FG-A1") in keys
     for record in caplog.records:
         text = record.getMessage() + repr(record.__dict__)

@@ -259,7 +259,7 @@ def test_a_rotation_gives_both_pseudonyms() -> None:
 REJECTS: list[tuple[str, bytes | dict[str, Any], Reason]] = [
     ("facegate/FG-A1/other", fg("FACE_PASS"), "unknown_topic"),
     ("elsewhere", fg("FACE_PASS"), "unknown_topic"),
-    ("facegate/FG-ZZ/event", fg("FACE_PASS"), "unmapped"),  # no such panel configured
+    ("facegate/FG-ZZ/event", fg("FACE_PASS"), "unknown_device"),  # no such panel configured
     ("facegate/a b/event", fg("FACE_PASS"), "unmapped"),
     ("qrpass/v2/QR-B2/events", b'{"pad": "' + b"A" * 5000 + b'"}', "too_large"),
     ("facegate/FG-A1/event", b"\xff\xfe{}", "not_utf8"),
@@ -291,10 +291,8 @@ def test_reject(topic: str, payload: bytes | dict[str, Any], reason: Reason) -> 
 
 
 def test_every_reason_is_covered_and_the_raw_person_waits_for_the_pipeline() -> None:
-    # a repeated event id ("duplicate") is the pipeline's dedup stage's (tests/unit/test_stages);
-    # "unknown_device" is a wildcard button's (tests/unit/test_mqtt_button_config): a terminal
-    # is known by its configured doors
-    assert {r for _, _, r in REJECTS} | {"duplicate", "unknown_device"} == set(REASONS)
+    # a repeated event id ("duplicate") is the pipeline's dedup stage's (tests/unit/test_stages)
+    assert {r for _, _, r in REJECTS} | {"duplicate"} == set(REASONS)
     data = json.dumps(fg("FACE_PASS", personId="R-1", eventId="E-9")).encode()
     parsed = parse(TERMINALS, "facegate/FG-A1/event", data, T0)
     assert isinstance(parsed.message, AccessEvent)
@@ -438,7 +436,7 @@ def test_heartbeats() -> None:
     assert beat("gate/c/hb", b"\xff\x00") == Heartbeat("gate-c", T0, None, True)
     assert outcome("gate/c/hb", b"x" * 262_145) == "too_large"
     assert outcome("facegate/FG-A2/heartbeat", b"alive") == "not_json"
-    assert outcome("facegate/FG-Z/heartbeat", b"{}") == "unmapped"
+    assert outcome("facegate/FG-Z/heartbeat", b"{}") == "unknown_device"
 
 
 # -- unlock commands --------------------------------------------------------------------------
