@@ -3,8 +3,9 @@
 Contract:
 - ``ChannelWatch.record(deliveries, wall)`` takes the outcome of one notification (one
   ``Delivery`` per attempt, several channels) and counts per channel: a message is delivered if
-  any attempt on that channel was, failed if none was. ``DOWN_AFTER`` failed messages in a row
-  mark a channel down; the first delivered one after that marks it up again.
+  any attempt on that channel was, failed if none was. ``CHANNEL_DOWN_AFTER`` (3, in
+  ``gateway.core.snapshots``) failed messages in a row mark a channel down; the first delivered
+  one after that marks it up again.
 - It returns the ``Condition`` of each change: ``channel_down/<channel>`` (kind ``offline``,
   severity ``warning``, the first ladder), which the engine raises and clears like any other
   alarm, so the other channels of the ladder tell staff that one of them is dead.
@@ -17,9 +18,8 @@ from types import MappingProxyType
 
 from gateway.alarms.delivery import Delivery
 from gateway.alarms.model import Condition
-from gateway.core.snapshots import CHANNEL_DOWN_AFTER, ChannelState
+from gateway.core.snapshots import ChannelState
 
-DOWN_AFTER = CHANNEL_DOWN_AFTER
 CHANNEL_DOWN = "channel_down"  # the rule id of these alarms
 
 

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,13 @@ from typing import Any
 import aiomqtt
 import yaml
 
-from gateway.cli.main import main as cli_main
 from gateway.config import validate
 from gateway.config.loader import BUILTIN_PROFILES
 from gateway.demo.sim import SimulatedDevice, Simulator
 from gateway.ops.logs import setup
 from gateway.runtime.root import Runtime
 
+Cli = Callable[[list[str]], int]  # ``cgw``'s entry point: arguments in, exit code out
 DEMO_CONF = resources.files("gateway.demo") / "mosquitto.conf"  # package data, like the profiles
 DEVICES = [  # (device id, profile, unit id)
     ("th-1", "th-rs485", 1),
@@ -44,15 +45,19 @@ DEVICES = [  # (device id, profile, unit id)
 ]
 
 
-def run_demo(duration: float | None, port: int | None) -> int:
-    """Run the demo until Ctrl-C or ``duration`` seconds; 0 on a clean stop, 1 if it cannot."""
+def run_demo(duration: float | None, port: int | None, cgw: Cli) -> int:
+    """Run the demo until Ctrl-C or ``duration`` seconds; 0 on a clean stop, 1 if it cannot.
+
+    ``cgw`` is the CLI's entry point (``gateway.cli.main.main``): the scripted guard
+    acknowledges the alarm through it, as a person would type it.
+    """
     setup("WARNING", json_lines=False)
     port = _free_port() if port is None else port
     with tempfile.TemporaryDirectory(prefix="cgw-demo-") as tmp:
         broker = None if _listening(port) else _start_broker(Path(tmp), port)
         refused: BaseException | None = None
         try:
-            asyncio.run(_demo(Path(tmp), port, duration))
+            asyncio.run(_demo(Path(tmp), port, duration, cgw))
         except* aiomqtt.MqttError as group:
             # e.g. an installed gateway's broker, which wants a login: one line, no traceback
             refused = group.exceptions[0]
@@ -172,7 +177,7 @@ def _config(tmp: Path, broker: int, modbus: int) -> dict[str, Any]:
     }
 
 
-async def _demo(tmp: Path, broker: int, duration: float | None) -> None:
+async def _demo(tmp: Path, broker: int, duration: float | None, cgw: Cli) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -197,7 +202,7 @@ async def _demo(tmp: Path, broker: int, duration: float | None) -> None:
         runtime = Runtime(cfg)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(_watch(broker, stop), name="demo:watch")
-            script = tg.create_task(_emergency(broker, runtime, path), name="demo:emergency")
+            script = tg.create_task(_emergency(broker, runtime, path, cgw), name="demo:emergency")
             await runtime.run(stop)
             script.cancel()
 
@@ -216,7 +221,7 @@ def _print_commands(path: Path, doc: dict[str, Any]) -> None:
         print(f"  {line}")
 
 
-async def _emergency(port: int, runtime: Runtime, config: Path) -> None:
+async def _emergency(port: int, runtime: Runtime, config: Path, cgw: Cli) -> None:
     """A resident presses the lobby call button; a guard acknowledges it a little later."""
     await runtime.ready.wait()
     await asyncio.sleep(5)
@@ -228,7 +233,7 @@ async def _emergency(port: int, runtime: Runtime, config: Path) -> None:
     for alarm in runtime.alarms.open_alarms():
         command = ["alarms", "ack", alarm.id, "--by", "guard-wang", "-c", str(config)]
         print(f"\n>>> the guard acknowledges it: cgw {' '.join(command)}\n")
-        await asyncio.to_thread(cli_main, command)
+        await asyncio.to_thread(cgw, command)
 
 
 async def _watch(port: int, stop: asyncio.Event) -> None:

@@ -90,7 +90,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.command == "demo":
         from gateway.cli.demo import run_demo
 
-        return run_demo(args.duration, args.port)
+        return run_demo(args.duration, args.port, main)
     return _run(args.config, args.log_format)
 
 

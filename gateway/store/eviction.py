@@ -10,19 +10,15 @@ evicted without a gap, so the platform can account for every seq (received, or i
 
 import json
 from collections import defaultdict
-from typing import TYPE_CHECKING
 
 from gateway.core.contract import iso
 from gateway.core.messages import Lane, Record
 from gateway.store.codec import encode
 from gateway.store.model import INSERT, gap_fields, size
-from gateway.store.txn import Txn
-
-if TYPE_CHECKING:
-    from gateway.store.ledger import Ledger
+from gateway.store.txn import Books, Txn
 
 
-def evict(ledger: "Ledger", txn: Txn, needed: int, now: float) -> None:
+def evict(ledger: Books, txn: Txn, needed: int, now: float) -> None:
     """Delete the oldest telemetry to free ``needed`` bytes (plus slack); report gaps.
 
     Exact accounting for the sinks that receive the gap reports (those taking the event
@@ -68,7 +64,7 @@ def evict(ledger: "Ledger", txn: Txn, needed: int, now: float) -> None:
 
 
 def _record_gap(
-    ledger: "Ledger", txn: Txn, device: str, first: str, last: str, count: int, now: float
+    ledger: Books, txn: Txn, device: str, first: str, last: str, count: int, now: float
 ) -> None:
     """Fold the eviction into this device's newest gap row if no sink may have seen it.
 

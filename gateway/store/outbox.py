@@ -140,7 +140,6 @@ class Store:
         # under it; hitting it means a bug, reported as SQLITE_FULL instead of a full disk
         opened = open_db(self.path, STORE, needs_check=unclean, max_bytes=self._max_bytes)
         self.quota, self.reserve = space.effective(self.path, self.quota, self.reserve)
-        space.tune(opened.conn, self.quota)
         self.quarantined = opened.quarantined
         try:
             ledger = self._load(opened.conn, opened.quarantined is not None)
@@ -151,7 +150,6 @@ class Store:
             self.quarantined = quarantine(self.path, STORE.label, exc)
             self.cursors = Cursors(self.cursors.sinks, self.cursors.lanes)
             conn = fresh(self.path, STORE, self._max_bytes)
-            space.tune(conn, self.quota)
             try:
                 ledger = self._load(conn, True)
             except sqlite3.Error as again:
@@ -176,6 +174,7 @@ class Store:
 
     def _load(self, conn: sqlite3.Connection, quarantined: bool) -> Ledger:
         """The ledger of the open file ``conn``; closes ``conn`` if its reads fail."""
+        space.tune(conn, self.quota)
         ledger = Ledger(conn, self.cursors, self.quota, self.reserve)
         ledger.room = functools.partial(space.room, self.path)
         try:

@@ -5,21 +5,36 @@
 and counts (``count``, persisted in the same transaction). ``apply`` makes the ledger's memory
 follow once the COMMIT returned (invariant 7 of ``gateway.store.outbox``): a transaction that
 rolled back changes nothing in memory.
+
+``Books`` is what a transaction's helpers (``Txn``, ``gateway.store.eviction``) see of the
+ledger: its connection and its in-memory figures, not the ledger itself.
 """
 
+import sqlite3
+import threading
 from collections import defaultdict
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from gateway.core.messages import Lane
+from gateway.store.cursors import Cursors
 
-if TYPE_CHECKING:
-    from gateway.store.ledger import Ledger
+
+class Books(Protocol):
+    """The ledger as a transaction's helpers see it (``gateway.store.ledger.Ledger``)."""
+
+    conn: sqlite3.Connection
+    lock: threading.Lock
+    cursors: Cursors
+    quota: int
+    used: int
+    latest: dict[Lane, int]
+    counters: dict[str, int]
 
 
 class Txn:
     """The memory changes of one transaction, applied only once it committed (invariant 2)."""
 
-    def __init__(self, ledger: "Ledger") -> None:
+    def __init__(self, ledger: Books) -> None:
         self.ledger = ledger
         self.used = ledger.used
         self.latest: dict[Lane, int] = {}
