@@ -158,20 +158,26 @@ class AlarmEngine:
         self.ready.set()
         async with asyncio.TaskGroup() as tg:
             self._tg = tg  # for news of acknowledgements, which arrive from outside ``run``
-            while True:
-                deadline = self.lifecycle.next_deadline()
-                timeout = None if deadline is None else max(0.0, deadline - self.clock.mono())
-                try:
-                    item = await asyncio.wait_for(self._inbox.get(), timeout)
-                except TimeoutError:
-                    item = None
-                if item is not None:
-                    items = [item]  # with every input already waiting: one commit for all
-                    while len(items) < BATCH_MAX and not self._inbox.empty():
-                        items.append(self._inbox.get_nowait())
-                    await self._handle([c for i in items for c in self._conditions(i)], tg)
-                notes = self.lifecycle.tick(self.clock.mono())
-                self._send(notes, tg)
+            try:
+                await self._loop(tg)
+            finally:
+                self._tg = None  # an acknowledgement between runs (a reload) sends no news
+
+    async def _loop(self, tg: asyncio.TaskGroup) -> None:
+        while True:
+            deadline = self.lifecycle.next_deadline()
+            timeout = None if deadline is None else max(0.0, deadline - self.clock.mono())
+            try:
+                item = await asyncio.wait_for(self._inbox.get(), timeout)
+            except TimeoutError:
+                item = None
+            if item is not None:
+                items = [item]  # with every input already waiting: one commit for all
+                while len(items) < BATCH_MAX and not self._inbox.empty():
+                    items.append(self._inbox.get_nowait())
+                await self._handle([c for i in items for c in self._conditions(i)], tg)
+            notes = self.lifecycle.tick(self.clock.mono())
+            self._send(notes, tg)
 
     def _conditions(
         self, item: Sample | DeviceStatus | ContactEvent | Condition

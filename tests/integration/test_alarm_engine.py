@@ -2,6 +2,7 @@
 notifications and escalation, acknowledge/reset, and a restart mid-lifecycle."""
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -309,3 +310,29 @@ async def test_a_flood_of_readings_is_bounded_and_never_crowds_out_a_contact(
         assert eng.snapshot().samples_dropped == 500
         raised = [m for m in await alarm_messages(store, 4) if m["state"] == "raised"]
         assert sorted(m["rule"] for m in raised) == ["fire", "sos"]
+
+
+async def test_an_acknowledgement_while_the_engine_restarts_still_works(tmp_path: Path) -> None:
+    """A reload stops ``run``; a guard acknowledging then must not hit its finished tasks."""
+    store = await Store.open(tmp_path / "b.db", quota=4 * 1024**2, reserve=1024**2, sinks=["mqtt"])
+    rec = Recorder()
+    eng = AlarmEngine(
+        AlarmsConfig.model_validate(CFG), store, SystemClock(), lambda: True, site="s1",
+        dispatcher=rec,
+    )  # fmt: skip
+    try:
+        task = asyncio.create_task(eng.run())
+        await eng.ready.wait()
+        eng.contact(ContactEvent("btn-3f", "b1", True, 1000.0))
+        async with asyncio.timeout(5):
+            while not rec.sent:
+                rec.event.clear()
+                await rec.event.wait()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        (alarm,) = eng.open_alarms()
+        (acked,) = await eng.acknowledge(alarm.id, "guard-wang")
+        assert acked.alarm.acked_by == "guard-wang"
+    finally:
+        await store.close()
