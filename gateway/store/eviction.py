@@ -63,6 +63,28 @@ def evict(ledger: Books, txn: Txn, needed: int, now: float) -> None:
         _record_gap(ledger, txn, device, first, last, counts[device], now)
 
 
+Lost = dict[str, tuple[float, float, int]]  # device -> (first ts, last ts, count)
+
+
+def note_lost(lost: Lost, device: str, ts: float, count: int = 1) -> None:
+    """Add ``count`` readings of ``device`` at ``ts`` to ``lost`` (dropped without a row)."""
+    first, last, n = lost.get(device, (ts, ts, 0))
+    lost[device] = (min(first, ts), max(last, ts), n + count)
+
+
+def merge_lost(into: Lost, lost: Lost) -> None:
+    """Add every device's readings of ``lost`` to ``into``."""
+    for device, (first, last, count) in lost.items():
+        note_lost(into, device, first, count)
+        note_lost(into, device, last, 0)
+
+
+def report_lost(ledger: Books, txn: Txn, lost: Lost) -> None:
+    """Fold readings dropped before they had a row into their devices' gap reports."""
+    for device, (first, last, count) in lost.items():
+        _record_gap(ledger, txn, device, iso(first), iso(last), count, last)
+
+
 def _record_gap(
     ledger: Books, txn: Txn, device: str, first: str, last: str, count: int, now: float
 ) -> None:

@@ -32,7 +32,7 @@ from gateway.core.snapshots import StoreStats
 from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
 from gateway.store.db import full, rollback
-from gateway.store.eviction import evict
+from gateway.store.eviction import Lost, evict, merge_lost, note_lost, report_lost
 from gateway.store.model import INSERT, Stored, size
 from gateway.store.txn import Txn
 
@@ -58,6 +58,9 @@ class Ledger:
         self.refused: list[Encoded] = []  # alarms and events waiting for room (invariant 4)
         self.epoch = ""  # the file's random epoch, from ``load`` on
         self.refused_work: list[Work] = []  # alarm-table writes waiting with ``refused``
+        # telemetry dropped before it had a row (no room, or the caller's queue overflowed):
+        # folded into gap reports by the next insert that commits; under ``lock``
+        self.lost: Lost = {}
         self.problem = ""  # why the last write did not fit on the disk; "" when writable
         self.ceiling = quota  # the quota at open; ``_shrink`` lowers ``quota`` below it
         self.room: Callable[[int], int] | None = None  # the quota the disk holds now, up to
@@ -168,9 +171,11 @@ class Ledger:
     def _refuse(self, batch: Sequence[Encoded], works: list[Work], why: str) -> int:
         """Nothing fits: keep alarms, events and ``works`` in memory, count the telemetry."""
         kept = [e for e in [*self.refused, *batch] if e[0].lane is not Lane.TELEMETRY]
-        lost = sum(1 for rec, _ in batch if rec.lane is Lane.TELEMETRY)
+        lost = [rec for rec, _ in batch if rec.lane is Lane.TELEMETRY]
         with self.lock:
-            self.counters["dropped"] += lost  # in memory only: the disk takes nothing now
+            self.counters["dropped"] += len(lost)  # in memory only: the disk takes nothing now
+            for rec in lost:  # reported in a gap once the disk takes a row again
+                note_lost(self.lost, rec.device, rec.ts)
         self.refused, self.refused_work = kept, works
         if not self.problem:
             log.error(
@@ -186,6 +191,8 @@ class Ledger:
         conn = self.conn
         pending = [*self.refused, *batch]
         refused: list[Encoded] = []
+        with self.lock:
+            lost, self.lost = self.lost, {}
         conn.execute("BEGIN IMMEDIATE")
         try:
             result = None
@@ -199,6 +206,7 @@ class Ledger:
                 if txn.used + charge > limit:
                     if rec.lane is Lane.TELEMETRY:
                         txn.count("dropped", 1)
+                        note_lost(lost, rec.device, rec.ts)
                     else:
                         refused.append((rec, body))
                     continue
@@ -209,9 +217,13 @@ class Ledger:
                 )
                 txn.latest[rec.lane] = int(cur.lastrowid or 0)
                 txn.used += charge
+            if lost:
+                report_lost(self, txn, lost)
             txn.write_back()
         except BaseException:
             rollback(conn)
+            with self.lock:
+                merge_lost(self.lost, lost)
             raise
         conn.execute("COMMIT")
         txn.apply()

@@ -52,6 +52,7 @@ from gateway.store import space
 from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
 from gateway.store.db import corrupt, fresh, open_db, quarantine
+from gateway.store.eviction import note_lost
 from gateway.store.ledger import Encoded, Ledger
 from gateway.store.model import Row, Stored, StoreFullError, replaced_record, rows
 from gateway.store.schema import STORE, unclean
@@ -241,6 +242,8 @@ class Store:
         """Queue a record; telemetry is committed within ``commit_interval``, others at once."""
         if len(self._queue) >= MAX_QUEUED and rec.lane is Lane.TELEMETRY:
             self._queue_dropped += 1
+            with self.ledger.lock:  # reported in a gap by the next commit
+                note_lost(self.ledger.lost, rec.device, rec.ts)
             return
         self._queue.append((rec, encode(rec)))
         if rec.lane is not Lane.TELEMETRY:

@@ -108,12 +108,17 @@ async def run(script: list[tuple[str, int] | tuple[str, int, str]], path: Path) 
             ), f"{device} reading at {iso(ts)} lost without a gap report: {json.dumps(gaps)}"
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(script=ops)
 # a gap handed out, the link lost, then more evicted: the sent gap must not change
 @example(
     script=[("add", 30, "d1"), ("add", 40, "d1"), ("in_flight", 1), ("lose_link", 0),
             ("add", 40, "d1"), ("deliver", 5)]
+)  # fmt: skip
+# every row in flight, so a new reading finds no room: it is dropped, and must be in a gap
+@example(
+    script=[("add", 9, "d1"), ("add", 40, "d1"), ("in_flight", 16), ("in_flight", 30),
+            ("add", 19, "d1"), ("in_flight", 22), ("add", 2, "d1")]
 )  # fmt: skip
 def test_gap_reports_count_exactly_the_readings_never_delivered(
     script: list[tuple[str, int] | tuple[str, int, str]],

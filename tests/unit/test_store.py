@@ -12,8 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from gateway.core.contract import iso
 from gateway.core.errors import StoreError
 from gateway.core.messages import Json, Lane, Point, Quality, Record
+from gateway.store import outbox
 from gateway.store.outbox import Row, Store, StoreFullError
 
 QUOTA = 256 * 1024
@@ -219,6 +221,26 @@ async def test_gap_reports_coalesce_until_handed_out(store: Store) -> None:
     gaps = [r for r in await store.fetch("mqtt", 5000) if r.topic == "gap"]
     assert len(gaps) == 1
     assert gaps[0].fields["count"] == store.stats().evicted
+
+
+async def test_readings_dropped_by_a_full_queue_are_in_a_gap_report(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox, "MAX_QUEUED", 10)
+    for i in range(15):  # the commit is late (a slow disk): five readings find no place
+        store.add(rec(Lane.TELEMETRY, device="pm-1", n=i))
+    store.add(rec(Lane.TELEMETRY, device="th-1", n=99))
+    await store.flush()
+    rows = await drain(store)
+    assert [num(r) for r in rows if r.lane is Lane.TELEMETRY] == list(range(10))
+    gaps = sorted(
+        (dict(r.fields) for r in rows if r.topic == "gap"), key=lambda g: str(g["device"])
+    )
+    assert [(g["device"], g["count"], g["from"], g["to"]) for g in gaps] == [
+        ("pm-1", 5, iso(1e9 + 10), iso(1e9 + 14)),
+        ("th-1", 1, iso(1e9 + 99), iso(1e9 + 99)),
+    ]
+    assert store.stats().dropped == 6
 
 
 async def test_event_seq_stays_unique_when_a_gap_report_is_written(store: Store) -> None:
