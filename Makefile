@@ -11,6 +11,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # command:package pairs the tests and the demo need
 SYSTEM_DEPS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat openssl:openssl \
+	chromium:chromium chromedriver:chromium-driver \
 	victoria-metrics:victoria-metrics
 
 .PHONY: demo test lint typecheck unit wheel-test bench system-deps venv clean

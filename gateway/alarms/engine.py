@@ -71,7 +71,7 @@ class AlarmEngine:
         self.clock = clock
         self.synced = synced
         self.site = site
-        self.dispatcher = dispatcher
+        self.dispatcher, self.console = dispatcher, None  # console: see ``reconfigure``
         self.outputs = outputs
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
@@ -93,14 +93,16 @@ class AlarmEngine:
         # time to acknowledge per severity, for the metrics: (acknowledged alarms, seconds)
         self.acked: dict[str, tuple[int, float]] = {}
 
-    def reconfigure(self, cfg: AlarmsConfig, dispatcher: Dispatcher | None) -> None:
+    def reconfigure(
+        self, cfg: AlarmsConfig, dispatcher: Dispatcher | None, console: str | None = None
+    ) -> None:
         """New rules, ladders and channels; only while ``run`` is not running (a reload).
 
+        ``console``: the field console's address as staff reach it; messages link to it.
         The next ``run`` reloads the open alarms from the store, so none is forgotten; what
         rules were timing (a threshold's minimum duration) starts over. Queued inputs stay.
         """
-        self.cfg = cfg
-        self.dispatcher = dispatcher
+        self.cfg, self.dispatcher, self.console = cfg, dispatcher, console
         self._types = _rule_types(cfg)
         self.channels.ladder = cfg.ladders[0].id  # the figures of each channel go on
         self.rules = Evaluator(cfg)
@@ -245,6 +247,7 @@ class AlarmEngine:
             acked=dict(self.acked),
             channels=self.channels.snapshot(),
             samples_dropped=self.samples_dropped,
+            siren=self._siren,
         )
 
     def open_alarms(self) -> list[Alarm]:
@@ -337,13 +340,10 @@ class AlarmEngine:
 
     async def _deliver(self, note: Notify) -> None:
         alarm = note.alarm
+        link = f"{self.console.rstrip('/')}/#alarm/{alarm.id}" if self.console else None
+        cfg, rule_type = self.cfg, self._types.get(alarm.rule)
         title, body = staff_message(
-            alarm,
-            note,
-            self.site,
-            self.cfg.language,
-            self.cfg.timezone,
-            self._types.get(alarm.rule),
+            alarm, note, self.site, cfg.language, cfg.timezone, rule_type, link
         )
         results: list[Delivery] = []
         external = [c for c in note.channels if c != "log"]

@@ -1,9 +1,8 @@
 """What staff read about an alarm: its title and body, in their language and local time.
 
 Contract:
-- ``CATALOGUE`` is the one message catalogue of staff-facing text: every phrase in ``en`` and
-  ``zh-CN`` under the same key (a test keeps the two languages' keys and placeholders equal).
-  The console is to read its phrases from here too.
+- The phrases come from ``gateway.core.catalogue``, the one message catalogue of staff-facing
+  text (notifications and the console alike).
 - ``staff_message(alarm, note, site, language, zone)`` gives ``(title, body)``. Times are the
   alarm's wall time in ``zone`` (an IANA name: the community's own clock, not UTC and never a
   raw epoch), formatted for the language by Babel. The alarm's own ``message`` (English, as the
@@ -13,69 +12,14 @@ Contract:
 """
 
 from datetime import datetime
-from typing import Literal
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_datetime
 
 from gateway.alarms.model import Alarm, Notify
 from gateway.alarms.rules import INPUT_UNAVAILABLE
+from gateway.core.catalogue import CATALOGUE, Language
 
-Language = Literal["zh-CN", "en"]
-LANGUAGES: tuple[Language, ...] = ("zh-CN", "en")
-
-CATALOGUE: dict[str, dict[str, str]] = {
-    "en": {
-        "severity.critical": "CRITICAL",
-        "severity.warning": "WARNING",
-        "severity.info": "INFO",
-        "title": "[{severity}] {what} - {device}",
-        "where": "Site {site}, device {device}: {what}.",
-        "when": "Alarm {id}, raised {raised}{repeated}; escalation step {step}.",
-        "repeated": ", repeated",
-        "ack": "Acknowledge: cgw alarms ack {id}",
-        "type.emergency": "emergency call",
-        "type.fire": "fire alarm",
-        "type.tamper": "tamper",
-        "type.door": "door alarm",
-        "type.other": "alarm input",
-        "contact.on": "{type}: input {input} pressed",
-        "contact.off": "{type}: input {input} released",
-        "door.forced": "door forced open",
-        "door.held_open": "door held open",
-        "offline": "device offline",
-        "input_unavailable": "alarm input not running",
-        "threshold": "{point} out of range: {value}",
-        "sensor_fault": "{point} reads an implausible value: {value}",
-        "news.acknowledged": "acknowledged by {by}: {what}",
-        "news.cleared": "cleared: {what}",
-    },
-    "zh-CN": {
-        "severity.critical": "紧急",
-        "severity.warning": "警告",
-        "severity.info": "提示",
-        "title": "【{severity}】{what} - {device}",
-        "where": "站点 {site}，设备 {device}：{what}。",
-        "when": "告警编号 {id}，发生时间 {raised}{repeated}；第 {step} 级通知。",
-        "repeated": "（再次提醒）",
-        "ack": "确认告警：cgw alarms ack {id}",
-        "type.emergency": "紧急呼叫",
-        "type.fire": "火警",
-        "type.tamper": "防拆报警",
-        "type.door": "门禁报警",
-        "type.other": "报警输入",
-        "contact.on": "{type}：输入 {input} 已触发",
-        "contact.off": "{type}：输入 {input} 已复位",
-        "door.forced": "门被强行打开",
-        "door.held_open": "门长时间未关",
-        "offline": "设备离线",
-        "input_unavailable": "报警输入未运行",
-        "threshold": "{point} 超出限值：{value}",
-        "sensor_fault": "{point} 读数异常：{value}",
-        "news.acknowledged": "已由 {by} 确认：{what}",
-        "news.cleared": "已恢复：{what}",
-    },
-}
 _BABEL = {"en": "en", "zh-CN": "zh_Hans_CN"}
 
 
@@ -118,8 +62,13 @@ def staff_message(
     language: Language,
     zone: str,
     rule_type: str | None = None,
+    link: str | None = None,
 ) -> tuple[str, str]:
-    """``(title, body)`` of a notification about ``alarm`` (see the module docstring)."""
+    """``(title, body)`` of a notification about ``alarm`` (see the module docstring).
+
+    ``link``: where staff acknowledge it in the field console; without one the message
+    names the ``cgw alarms ack`` command.
+    """
     said = what(alarm, language, rule_type)
     if note.news:  # telling those notified before: someone took it on, or it is over
         said = text(language, f"news.{note.news}", by=alarm.acked_by or "-", what=said)
@@ -136,7 +85,7 @@ def staff_message(
                 repeated=text(language, "repeated") if note.repeat else "",
                 step=note.tier + 1,
             ),
-            text(language, "ack", id=alarm.id),
+            text(language, "ack.link", link=link) if link else text(language, "ack", id=alarm.id),
         ]
     )
     return title, body

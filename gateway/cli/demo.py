@@ -2,8 +2,8 @@
 
 It starts a loopback Mosquitto from ``gateway/demo/mosquitto.conf`` on a free port (or uses the
 broker on ``--port``), an in-process Modbus TCP simulator serving the shipped sensor profiles
-with drifting values, and the gateway itself with a temporary store, its local alarm API and
-its monitor; then it prints what reaches the upstream broker. Its config is written next to
+with drifting values, and the gateway itself with a temporary store, its local alarm API, its
+field console (two demo accounts, the password printed) and its monitor; then it prints what reaches the upstream broker. Its config is written next to
 the store, and the README's commands are printed with its ``-c``, so each can be tried while
 the demo runs. A scripted resident presses the lobby button and a scripted guard acknowledges
 the alarm with ``cgw alarms ack``, through the local API. Ctrl-C (or ``--duration``) stops
@@ -31,12 +31,18 @@ import yaml
 
 from gateway.config import validate
 from gateway.config.loader import BUILTIN_PROFILES
+from gateway.console.users import Role, Users
 from gateway.demo.sim import SimulatedDevice, Simulator
 from gateway.ops.logs import setup
 from gateway.runtime.root import Runtime
 
 Cli = Callable[[list[str]], int]  # ``cgw``'s entry point: arguments in, exit code out
 DEMO_CONF = resources.files("gateway.demo") / "mosquitto.conf"  # package data, like the profiles
+DEMO_PASSWORD = "demo-" + secrets.token_hex(3)  # new each run: the demo's console is loopback
+DEMO_USERS: list[tuple[str, Role, str]] = [
+    ("demo", "admin", "Demo"),
+    ("guard", "guard", "Guard Wang"),
+]
 DEVICES = [  # (device id, profile, unit id)
     ("th-1", "th-rs485", 1),
     ("pm-1", "pm-laser-rs485", 2),
@@ -123,10 +129,15 @@ def _config(tmp: Path, broker: int, modbus: int) -> dict[str, Any]:
     token = tmp / "api-token"
     token.write_text(secrets.token_hex(16) + "\n")
     token.chmod(0o600)
-    api, monitor = _free_ports(2, avoid=broker)
+    api, monitor, console = _free_ports(3, avoid=broker)
+    users = Users.load(tmp / "users.yaml")
+    for name, role, display in DEMO_USERS:
+        users.add(name, role, DEMO_PASSWORD, display)
+    users.save(tmp / "users.yaml")
     return {
         "gateway": {"site_id": "demo-site", "gateway_id": "gw-demo"},
         "api": {"host": "127.0.0.1", "port": api, "token_file": str(token)},
+        "console": {"host": "127.0.0.1", "port": console, "users_file": str(tmp / "users.yaml")},
         "monitor": {"host": "127.0.0.1", "port": monitor},
         "store": {"path": str(tmp / "buffer.db"), "quota": "16MiB", "reserve": "1MiB"},
         "upstream": {"mqtt": {"host": "127.0.0.1", "port": broker, "topic_root": "cgw"}},
@@ -209,6 +220,9 @@ async def _demo(tmp: Path, broker: int, duration: float | None, cgw: Cli) -> Non
 
 def _print_commands(path: Path, doc: dict[str, Any]) -> None:
     monitor = f"http://127.0.0.1:{doc['monitor']['port']}"
+    console = f"http://127.0.0.1:{doc['console']['port']}"
+    print(f"Field console: {console} (sign in as demo / {DEMO_PASSWORD}, an administrator;")
+    print(f"  or as guard / {DEMO_PASSWORD} to see what a guard sees)")
     print(f"Its config is {path}; while it runs, try in another terminal:")
     for line in (
         f"cgw status -c {path}",

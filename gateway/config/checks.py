@@ -161,6 +161,8 @@ def check_listeners(cfg: Config) -> list[str]:
         listeners.append(("api", cfg.api.host, cfg.api.port))
     if cfg.monitor is not None:
         listeners.append(("monitor", cfg.monitor.host, cfg.monitor.port))
+    if cfg.console is not None:
+        listeners.append(("console", cfg.console.host, cfg.console.port))
     problems: list[str] = []
     for k, (name, host, port) in enumerate(listeners):
         for other, other_host, other_port in listeners[:k]:

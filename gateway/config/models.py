@@ -10,6 +10,7 @@ from gateway.config.api import ApiConfig
 from gateway.config.base import Model, Name
 from gateway.config.broker import BrokerConfig
 from gateway.config.commands import CommandsConfig
+from gateway.config.console import ConsoleConfig
 from gateway.config.doors import DoorTerminalConfig, PrivacyConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.influx import InfluxConfig
@@ -123,6 +124,9 @@ class Config(Model):
     )
     api: ApiConfig | None = Field(
         None, description="Local alarm API for the staff console and 'cgw alarms'; off if omitted"
+    )
+    console: ConsoleConfig | None = Field(
+        None, description="The field console: duty, devices, commissioning, status; off if omitted"
     )
     privacy: PrivacyConfig | None = Field(
         None, description="The per-site key that pseudonymises resident ids (door terminals)"

@@ -9,6 +9,9 @@ from typing import Any
 
 _PATH_KEYS = {
     ("api", "token_file"),
+    ("console", "users_file"),
+    ("console", "tls_cert"),
+    ("console", "tls_key"),
     ("upstream", "influx", "token_file"),
     ("local_broker", "password_file"),
     ("local_broker", "tls", "ca_file"),

@@ -93,6 +93,7 @@ class AlarmsSnapshot:
     acked: Mapping[str, tuple[int, float]]  # severity -> (acknowledged, sum of seconds to ack)
     channels: Mapping[str, ChannelState] = field(default_factory=dict)  # staff channels, by id
     samples_dropped: int = 0  # readings the engine refused while too many waited
+    siren: str | None = None  # the severity the siren sounds for; None while quiet
 
 
 @dataclass(frozen=True, slots=True)

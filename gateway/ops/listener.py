@@ -29,13 +29,15 @@ from collections import OrderedDict
 from typing import TYPE_CHECKING, cast
 
 if TYPE_CHECKING:
+    import ssl
+
     from aiohttp import web
     from aiohttp.typedefs import Handler, Middleware
     from aiohttp.web_protocol import RequestHandler
 
 log = logging.getLogger(__name__)
 RESERVED_FDS = 256  # kept for the store, the brokers, devices, dedup files and logs
-LISTENERS = 2  # the local API and the monitor share what is left
+LISTENERS = 3  # the local API, the monitor and the console share what is left
 MIN_CAP = 16  # never fewer connections per listener, however low the limit
 LOG_EVERY = 60.0  # seconds between two warnings about the cap of one listener
 _budget: int | None = None
@@ -214,8 +216,15 @@ class _GatedProtocol(asyncio.Protocol):
         self._inner.resume_writing()
 
 
-def gated_site(runner: web.AppRunner, host: str, port: int, gate: ConnectionGate) -> web.TCPSite:
-    """A started-on-``start()`` aiohttp site on ``host:port`` whose connections pass ``gate``."""
+def gated_site(
+    runner: web.AppRunner,
+    host: str,
+    port: int,
+    gate: ConnectionGate,
+    tls: ssl.SSLContext | None = None,
+) -> web.TCPSite:
+    """A started-on-``start()`` aiohttp site on ``host:port`` whose connections pass ``gate``;
+    TLS with ``tls``."""
     from aiohttp import web
 
     class GatedSite(web.TCPSite):
@@ -226,7 +235,7 @@ def gated_site(runner: web.AppRunner, host: str, port: int, gate: ConnectionGate
             server = runner.server
             assert server is not None
             self._server = await asyncio.get_running_loop().create_server(
-                lambda: gate.protocol(server), host, port, reuse_address=True
+                lambda: gate.protocol(server), host, port, reuse_address=True, ssl=tls
             )
 
     return GatedSite(runner, host, port)
@@ -241,6 +250,7 @@ async def serve(
     *,
     idle_timeout: float,
     shutdown_timeout: float,
+    tls: ssl.SSLContext | None = None,
 ) -> web.AppRunner:
     """Start ``app`` on ``host:port`` behind ``gate``; the runner, to ``cleanup()`` at the end.
 
@@ -256,7 +266,7 @@ async def serve(
     )
     await runner.setup()
     try:
-        await gated_site(runner, host, port, gate).start()
+        await gated_site(runner, host, port, gate, tls).start()
     except OSError as exc:
         await runner.cleanup()
         raise ConfigError([f"{name}: cannot listen on {host}:{port}: {exc.strerror}"]) from exc

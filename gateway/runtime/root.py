@@ -47,7 +47,7 @@ from gateway.pipeline.stages import pipeline
 from gateway.runtime import views
 from gateway.runtime.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
 from gateway.runtime.poller import Poller
-from gateway.runtime.services import run_alarms, run_api, run_monitor
+from gateway.runtime.services import console_ports, local_services, run_alarms
 from gateway.runtime.supervisor import supervise
 from gateway.sinks.mqtt import MqttSink
 from gateway.store.outbox import Store
@@ -156,14 +156,9 @@ class Runtime:
                 Component("sink:influx", SINKS, key(_dump(influx)),
                           lambda: self._run_influx(influx))
             )  # fmt: skip
-        if (api := cfg.api) is not None:
-            out.append(Component("api", SERVICES, key(_dump(api)),
-                                 lambda: run_api(api, engine, self.api_up)))  # fmt: skip
-        if (monitor := cfg.monitor) is not None:
-            out.append(
-                Component("monitor", SERVICES, key(_dump(monitor)),
-                          lambda: run_monitor(monitor, self.snapshot))
-            )  # fmt: skip
+        ports = console_ports(cfg, engine, self.devices, self.snapshot, self.store.add,
+                              self.clock, self._synced)  # fmt: skip
+        out += local_services(cfg, engine, self.api_up, self.snapshot, ports, self.clock)
         routes = cfg.escape_routes
         if routes:
             out.append(

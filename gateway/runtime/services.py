@@ -7,23 +7,33 @@ Each gets the narrow port it reads, never the runtime: the local API the alarm e
 """
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
+from drivers.base import config_key
 from gateway.alarms.delivery import NotifierDispatcher
 from gateway.alarms.engine import AlarmEngine
+from gateway.config.alarms import ContactRuleConfig
 from gateway.config.api import ApiConfig
+from gateway.config.console import ConsoleConfig
+from gateway.config.modbus import ModbusDeviceConfig
 from gateway.config.models import Config
 from gateway.config.monitor import MonitorConfig
+from gateway.console.ports import ConsolePorts, DeviceFeed
+from gateway.core.clock import Clock
+from gateway.core.messages import Json, Lane, Record
 from gateway.notify import Notifier
 from gateway.ops.api import AlarmDesk, LocalApi
 from gateway.ops.snapshot import GatewaySnapshot
+from gateway.runtime.components import SERVICES, Component
 
 
 async def run_alarms(engine: AlarmEngine, cfg: Config) -> None:
     """The alarm engine with the rules and notification channels of ``cfg``."""
     notifier = Notifier.from_config(cfg.channels) if cfg.channels else None
     try:
-        engine.reconfigure(cfg.alarms, NotifierDispatcher(notifier) if notifier else None)
+        dispatcher = NotifierDispatcher(notifier) if notifier else None
+        console = cfg.console.public_url if cfg.console is not None else None
+        engine.reconfigure(cfg.alarms, dispatcher, console)
         await engine.run()
     finally:
         if notifier is not None:
@@ -45,4 +55,57 @@ async def run_monitor(cfg: MonitorConfig, snapshot: Callable[[], GatewaySnapshot
     from gateway.ops.monitor import Monitor
 
     async with Monitor(cfg, snapshot):
+        await asyncio.Future()  # until cancelled
+
+
+def local_services(
+    cfg: Config,
+    desk: AlarmDesk,
+    api_up: asyncio.Event,
+    snapshot: Callable[[], GatewaySnapshot],
+    console: ConsolePorts,
+    clock: Clock,
+) -> list[Component]:
+    """The listeners ``cfg`` asks for: the local API, the field console, the monitor."""
+    out: list[Component] = []
+    key = config_key  # a key: the JSON of what it is built from
+    if (api := cfg.api) is not None:
+        out.append(Component("api", SERVICES, key(api.model_dump(mode="json")),
+                             lambda: run_api(api, desk, api_up)))  # fmt: skip
+    if (web := cfg.console) is not None:
+        out.append(Component("console", SERVICES,
+                             key(web.model_dump(mode="json"), console.zone, console.buses),
+                             lambda: run_console(web, console, clock)))  # fmt: skip
+    if (monitor := cfg.monitor) is not None:
+        out.append(Component("monitor", SERVICES, key(monitor.model_dump(mode="json")),
+                             lambda: run_monitor(monitor, snapshot)))  # fmt: skip
+    return out
+
+
+def console_ports(
+    cfg: Config,
+    engine: AlarmEngine,
+    devices: DeviceFeed,
+    snapshot: Callable[[], GatewaySnapshot],
+    add: Callable[[Record], None],
+    clock: Clock,
+    synced: Callable[[], bool],
+) -> ConsolePorts:
+    """What the field console reads and does, from the running gateway's parts."""
+
+    def audit(action: str, target: str, fields: Mapping[str, Json]) -> None:
+        add(Record(Lane.EVENT, "audit", clock.wall(), synced(), fields=fields))
+
+    buses = {d.id: d.bus for d in cfg.devices if isinstance(d, ModbusDeviceConfig)}
+    types = {r.id: r.type for r in cfg.alarms.rules if isinstance(r, ContactRuleConfig)}
+    return ConsolePorts(
+        cfg.gateway.site_id, cfg.alarms.timezone, engine, devices, snapshot, audit, buses, types
+    )
+
+
+async def run_console(cfg: ConsoleConfig, ports: ConsolePorts, clock: Clock) -> None:
+    """The field console, until cancelled."""
+    from gateway.console.server import Console  # aiohttp and argon2: only with a console
+
+    async with Console(cfg, ports, clock):
         await asyncio.Future()  # until cancelled

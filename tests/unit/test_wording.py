@@ -8,7 +8,8 @@ import string
 import pytest
 
 from gateway.alarms.model import Alarm, Notify, State
-from gateway.alarms.wording import CATALOGUE, LANGUAGES, Language, local_time, staff_message
+from gateway.alarms.wording import local_time, staff_message
+from gateway.core.catalogue import CATALOGUE, LANGUAGES, Language
 
 RAISED = 1796614240.0  # 2026-12-07 03:30:40 UTC, 11:30:40 in Shanghai
 

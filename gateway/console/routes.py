@@ -1,0 +1,293 @@
+"""The console's endpoints: the page, sign-in and out, JSON for each area, the live stream.
+
+Contract (every path is behind ``Console._guard``: session, role and CSRF are checked there):
+- ``GET /`` the page; ``GET /static/<file>`` its script and style; ``GET|POST /login``;
+  ``POST /logout``.
+- ``GET /api/me``: who is signed in, their CSRF token, role, areas, language and the phrases
+  of the catalogue in that language (the page holds no words of its own).
+- ``GET /api/duty``, ``GET /api/devices``, ``GET /api/devices/{id}``, ``GET /api/status``:
+  the views of ``gateway.console.views``; ``GET /api/events``: the live stream (``Hub``).
+- ``POST /api/alarms/{id}/ack|reset``: as the signed-in person (their display name is the
+  ``by`` that goes upstream). 404 no such open alarm, 409 reset refused (input still active).
+- ``POST /api/devices/{id}/read`` and ``POST /api/buses/{bus}/scan`` (``{"units": "1-16"}``)
+  go to the ``Commissioner`` (501 when the gateway has none). A scan never writes.
+- Errors are ``{"error": "<reason>"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import re
+from typing import TYPE_CHECKING, Any
+
+from gateway.console.sessions import Session, TooManyAttempts
+from gateway.console.users import allowed
+
+from gateway.alarms.lifecycle import LifecycleError
+from gateway.console.pages import STATIC, index_page
+from gateway.console.views import devices_view
+from gateway.core.catalogue import phrases
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from gateway.console.server import Console
+
+COOKIE = "cgw_session"
+LOGIN_COOKIE = "cgw_login"  # the sign-in form's own CSRF token
+AREA_NAMES = ("duty", "devices", "commission", "status", "users")
+PING = 10.0  # seconds between two keep-alive comments on a live stream
+UNITS = re.compile(r"^\s*(\d{1,3})\s*(?:-\s*(\d{1,3}))?\s*$")
+
+
+def _json(payload: Any, status: int = 200) -> web.Response:
+    from aiohttp import web
+
+    return web.json_response(
+        payload, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False)
+    )
+
+
+def _error(status: int, reason: str) -> web.Response:
+    return _json({"error": reason}, status)
+
+
+def units(text: str) -> list[int]:
+    """Unit ids of ``"5"`` or ``"1-247"``; ValueError if out of 1-247 or reversed."""
+    m = UNITS.match(text)
+    if m is None:
+        raise ValueError('units must look like "1-247" or "5"')
+    low = int(m.group(1))
+    high = int(m.group(2) or low)
+    if not 1 <= low <= high <= 247:
+        raise ValueError("units must lie within 1-247, the lower first")
+    return list(range(low, high + 1))
+
+
+def person(session: Session) -> str:
+    """Who is signed in, as audits and alarms name them: their name, else the account."""
+    return (session.display or session.name)[:64]
+
+
+class Routes:
+    """The handlers, bound to one ``Console``."""
+
+    def __init__(self, console: Console) -> None:
+        self.c = console
+
+    def add(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/", self.index)
+        r.add_get("/static/{name}", self.static)
+        r.add_get("/login", self.login_form)
+        r.add_post("/login", self.login)
+        r.add_post("/logout", self.logout)
+        r.add_get("/api/me", self.me)
+        r.add_get("/api/duty", self.duty)
+        r.add_post("/api/alarms/{id}/ack", self.ack)
+        r.add_post("/api/alarms/{id}/reset", self.reset)
+        r.add_get("/api/devices", self.devices)
+        r.add_get("/api/devices/{id}", self.device)
+        r.add_post("/api/devices/{id}/read", self.read)
+        r.add_post("/api/buses/{bus}/scan", self.scan)
+        r.add_get("/api/status", self.status)
+        r.add_get("/api/events", self.events)
+
+    # -- pages ----------------------------------------------------------------------------
+
+    async def index(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        return web.Response(text=index_page(self.c.language(request)), content_type="text/html")
+
+    async def static(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        found = STATIC.get(request.match_info["name"])
+        if found is None:
+            raise web.HTTPNotFound()
+        body, kind = found
+        return web.Response(body=body, content_type=kind, headers={"Cache-Control": "max-age=300"})
+
+    async def login_form(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        if self.c.session(request) is not None:
+            raise web.HTTPSeeOther("/")
+        return self.c.login_page(request)
+
+    async def login(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        form = await request.post()
+        name = str(form.get("name", "")).strip()[:64]
+        password = str(form.get("password", ""))[:1024]
+        token = str(form.get("token", ""))
+        language = self.c.language(request)
+        said = phrases(language, "console.login.")
+        cookie = request.cookies.get(LOGIN_COOKIE, "")
+        if not token or not hmac.compare_digest(token.encode(), cookie.encode()):
+            self.c.audit(None, "sign-in", name, "rejected", "a sign-in without its form token")
+            return self.c.login_page(request, said["expired"], 403)
+        users = self.c.users
+        try:
+            user = await self.c.throttle.check(name, lambda: users.averify(name, password))
+        except TooManyAttempts:
+            self.c.audit(None, "sign-in", name, "rejected", "too many attempts")
+            return self.c.login_page(request, said["throttled"], 429)
+        if user is None:
+            self.c.audit(None, "sign-in", name, "rejected", "wrong account or password")
+            return self.c.login_page(request, said["failed"], 401)
+        sid, session = self.c.sessions.create(user)
+        self.c.audit(session, "sign-in", name, "executed")
+        response = web.HTTPSeeOther("/")
+        response.set_cookie(COOKIE, sid, httponly=True, samesite="Strict",
+                            secure=self.c.cfg.tls, path="/")  # fmt: skip
+        response.del_cookie(LOGIN_COOKIE, path="/login")
+        return response
+
+    async def logout(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        session: Session = request["session"]
+        self.c.sessions.drop(request["sid"])
+        self.c.audit(session, "sign-out", session.name, "executed")
+        response = web.HTTPSeeOther("/login")
+        response.del_cookie(COOKIE, path="/")
+        return response
+
+    # -- JSON -----------------------------------------------------------------------------
+
+    async def me(self, request: web.Request) -> web.Response:
+        session: Session = request["session"]
+        language = self.c.language(request)
+        return _json(
+            {
+                "name": session.name,
+                "display": person(session),
+                "role": session.role,
+                "csrf": session.csrf,
+                "areas": [a for a in AREA_NAMES if allowed(session.role, a)],
+                "language": language,
+                "site": self.c.ports.site,
+                "phrases": phrases(language, "console.")
+                | {f"severity.{k}": v for k, v in phrases(language, "severity.").items()},
+                "commission": self.c.ports.commissioner is not None,
+                "buses": self.c.ports.commissioner.buses() if self.c.ports.commissioner else [],
+            }
+        )
+
+    async def duty(self, request: web.Request) -> web.Response:
+        return _json(self.c.hub.duty())
+
+    async def ack(self, request: web.Request) -> web.Response:
+        return await self._act(request, "acknowledge")
+
+    async def reset(self, request: web.Request) -> web.Response:
+        return await self._act(request, "reset")
+
+    async def _act(self, request: web.Request, action: str) -> web.Response:
+        session: Session = request["session"]
+        desk = self.c.ports.desk
+        alarm_id = request.match_info["id"][:64]
+        if not desk.ready.is_set() or all(a.id != alarm_id for a in desk.open_alarms()):
+            return _error(404, f"no open alarm {alarm_id!r}")
+        try:
+            if action == "acknowledge":
+                changed = bool(await desk.acknowledge(alarm_id, person(session)))
+            else:
+                changed = bool(await desk.reset(alarm_id, person(session)))
+        except LifecycleError as exc:
+            self.c.audit(session, action, alarm_id, "rejected", str(exc))
+            return _error(409, str(exc))
+        self.c.audit(session, action, alarm_id, "executed" if changed else "duplicate")
+        return _json({"changed": changed, **self.c.hub.duty()})
+
+    async def devices(self, request: web.Request) -> web.Response:
+        now = self.c.clock.wall()
+        states = self.c.ports.devices.snapshot()
+        return _json({"devices": devices_view(states, self.c.ports.buses, now)})
+
+    async def device(self, request: web.Request) -> web.Response:
+        device = request.match_info["id"]
+        state = self.c.ports.devices.snapshot().get(device)
+        if state is None:
+            return _error(404, f"no device {device[:64]!r}")
+        (view,) = self.c.hub.device_views({device: state})
+        history = [{"ts": ts, "online": on} for ts, on in self.c.hub.history.get(device, ())]
+        return _json(view | {"history": history})
+
+    async def read(self, request: web.Request) -> web.Response:
+        session: Session = request["session"]
+        device = request.match_info["id"][:64]
+        commissioner = self.c.ports.commissioner
+        if commissioner is None:
+            return _error(501, "this gateway has no bus to read from")
+        if device not in self.c.ports.devices.snapshot():
+            return _error(404, f"no device {device!r}")
+        try:
+            result = await commissioner.read(device, True, person(session))
+        except (LookupError, ValueError) as exc:
+            self.c.audit(session, "read", device, "failed", str(exc))
+            return _error(409, str(exc))
+        self.c.audit(session, "read", device, "executed")
+        return _json(result)
+
+    async def scan(self, request: web.Request) -> web.Response:
+        session: Session = request["session"]
+        bus = request.match_info["bus"][:64]
+        commissioner = self.c.ports.commissioner
+        if commissioner is None or bus not in commissioner.buses():
+            return _error(404, f"no bus {bus!r} to scan")
+        try:
+            body = await request.json()
+            wanted = units(str(body.get("units", "1-247")) if isinstance(body, dict) else "")
+        except ValueError as exc:
+            return _error(400, str(exc))
+        try:
+            result = await commissioner.scan(bus, wanted, person(session))
+        except (LookupError, ValueError, RuntimeError) as exc:
+            self.c.audit(session, "scan", bus, "failed", str(exc))
+            return _error(409, str(exc))
+        self.c.audit(session, "scan", bus, "executed", f"units {wanted[0]}-{wanted[-1]}")
+        return _json(result)
+
+    async def status(self, request: web.Request) -> web.Response:
+        return _json(self.c.hub.status())
+
+    # -- the live stream ------------------------------------------------------------------
+
+    async def events(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
+        session: Session = request["session"]  # its stream ends when it does
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-store",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        sub = self.c.hub.subscribe(allowed(session.role, "devices"))
+        try:
+            await response.write(b"retry: 2000\n\n")
+            while True:
+                try:
+                    async with asyncio.timeout(PING):
+                        event = await sub.queue.get()
+                except TimeoutError:
+                    event = "event: ping\ndata: {}\n\n"  # the page's watchdog counts these
+                if event is None or self.c.sessions.get(request["sid"]) is None:
+                    break  # dropped for falling behind, or signed out: the page reconnects
+                await response.write(event.encode())
+        except ConnectionResetError:
+            pass  # the page went away
+        finally:
+            self.c.hub.unsubscribe(sub)
+        with contextlib.suppress(ConnectionResetError):
+            await response.write_eof()
+        return response
