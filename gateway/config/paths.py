@@ -17,6 +17,7 @@ _PATH_KEYS = {
     ("channels", "*", "url_file"),
     ("commands", "public_keys"),
     ("commands", "replay_cache"),
+    ("console", "users_file"),
     ("privacy", "key_file"),
     ("privacy", "previous_key_file"),
     ("store", "path"),
