@@ -78,14 +78,15 @@ def run(args: argparse.Namespace) -> int:
             _print_table(users, path)
             return 0
         name = args.name
+        there = users.get(name)  # asked before the password is typed
         if args.users_command == "add":
-            if (there := users.get(name)) is not None:
+            if there is not None:
                 raise _Failed(f"user {there.name} exists in {path}")
             user = users.add(name, args.role, _password(args), _display(args.display))
             done = f"added {user.name} ({user.role}) to {path}"
+        elif there is None:
+            raise _Failed(f"no user {name!r} in {path}")
         elif args.users_command == "passwd":
-            if users.get(name) is None:
-                raise _Failed(f"no user {name!r} in {path}")
             user = users.set_password(name, _password(args))
             done = f"new password for {user.name} in {path}"
         else:

@@ -114,7 +114,7 @@ def test_each_refusal_says_why_in_one_line_and_changes_nothing(tmp_path: Path) -
     assert refused("passwd", "li", "--file", file, "--password-stdin", stdin=PASSWORD) == (
         f"cgw users passwd: no user 'li' in {file}"
     )
-    assert refused("remove", "li", "--file", file) == "cgw users remove: no user 'li'"
+    assert refused("remove", "li", "--file", file) == f"cgw users remove: no user 'li' in {file}"
     assert refused("passwd", "wang", "--file", file) == (
         "cgw users passwd: no terminal to ask for the password on; pipe it in with --password-stdin"
     )
