@@ -19,6 +19,7 @@ from gateway.cli import alarms as cli_alarms
 from gateway.cli import broker_acl as cli_broker_acl
 from gateway.cli import keys as cli_commands
 from gateway.cli import status as cli_status
+from gateway.cli import users as cli_users
 from gateway.config import Config, checks, load_config
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_status.add_parser(sub)
     cli_commands.add_parser(sub)
     cli_broker_acl.add_parser(sub)
+    cli_users.add_parser(sub)
     return parser
 
 
@@ -85,6 +87,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return cli_status.run(args)
     if args.command == cli_broker_acl.COMMAND:
         return cli_broker_acl.run(args)
+    if args.command == cli_users.COMMAND:
+        return cli_users.run(args)
     if args.command in cli_commands.COMMANDS:
         return cli_commands.run(args)
     if args.command == "demo":

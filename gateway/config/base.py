@@ -30,7 +30,13 @@ def _is_credential(path: Path) -> bool:
     return any(folder and resolved.is_relative_to(Path(folder).resolve()) for folder in folders)
 
 
-def _private(path: Path) -> Path:
+def private_file(path: Path) -> Path:
+    """``path`` itself if only its owner may read it (or it is a systemd credential).
+
+    Raises:
+        ValueError: readable by group or others; the message names the file and the fix.
+        OSError: it cannot be looked at.
+    """
     if _is_credential(path):
         return path
     mode = path.stat().st_mode
@@ -44,7 +50,7 @@ def _private(path: Path) -> Path:
 
 SecretFile = Annotated[
     FilePath,
-    AfterValidator(_private),
+    AfterValidator(private_file),
     Field(description="A file holding a secret; must not be readable by group or others"),
 ]
 

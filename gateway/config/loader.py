@@ -57,7 +57,7 @@ def format_loc(loc: Sequence[int | str]) -> str:
     return out or "(top level)"
 
 
-def _errors(
+def error_lines(
     exc: ValidationError, prefix: str = "", skip: frozenset[str] = frozenset()
 ) -> list[str]:
     """One ``path: reason`` line per error; ``skip`` names paths whose missing/empty is no error."""
@@ -113,7 +113,7 @@ def load_profile(path: Path) -> dict[str, Any]:
         try:
             PointConfig.model_validate(point)
         except ValidationError as exc:
-            problems += _errors(exc, prefix=f"{path}: points[{i}].")
+            problems += error_lines(exc, prefix=f"{path}: points[{i}].")
     if problems:
         raise ConfigError(problems)
     return data
@@ -337,7 +337,7 @@ def validate(raw: Any, base_dir: Path) -> Config:
         cfg = Config.model_validate(raw)
     except ValidationError as exc:
         # a device whose profile failed lacks the profile's points: that is no second error
-        problems += _errors(exc, skip=unmerged)
+        problems += error_lines(exc, skip=unmerged)
         problems += _check_the_rest(raw, exc)
         raise ConfigError(checks.label(problems, raw)) from None
     problems += check_references(cfg)

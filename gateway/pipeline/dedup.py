@@ -8,8 +8,9 @@ Invariants:
   ``[-window, +window]``. Wall-clock, because the window has to span a restart of the machine,
   which monotonic time does not. A forward clock step shortens the window (a replay may alarm
   once more: the safe side); a backward step lengthens it by one window at most.
-- ``DedupFile.save`` replaces the file atomically (temp file, fsync, rename, fsync of the
-  folder): after a crash the file holds the previous or the new content, never a mix.
+- ``DedupFile.save`` replaces the file atomically (``gateway.core.files.replace_file``: temp
+  file, fsync, rename, fsync of the folder; mode 0600): after a crash the file holds the
+  previous or the new content, never a mix.
 - ``DedupMemory`` never writes on the event loop: the loop only copies the caches (a C-level
   copy of each), a worker thread of its own serialises, writes and fsyncs. Writes are
   coalesced, never two at once, and ``close`` writes the last state.
@@ -26,13 +27,13 @@ import concurrent.futures
 import json
 import logging
 import math
-import os
 from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gateway.core.access import AccessEvent
 from gateway.core.clock import Clock
+from gateway.core.files import replace_file
 from gateway.core.items import Item
 from gateway.core.messages import ContactEvent
 
@@ -201,19 +202,7 @@ class DedupFile:
 
     def save(self, caches: Mapping[str, Sequence[Entry]]) -> None:
         """Replace the file atomically with ``caches``; raises ``OSError``."""
-        data = _encode(caches)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        folder = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # make the rename itself durable
-        finally:
-            os.close(folder)
+        replace_file(self.path, _encode(caches))
 
 
 Snapshot = dict[str, dict[Key, Held]]  # config id -> ``DedupCache.snapshot``
