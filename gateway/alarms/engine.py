@@ -71,7 +71,8 @@ class AlarmEngine:
         self.clock = clock
         self.synced = synced
         self.site = site
-        self.dispatcher, self.console = dispatcher, None  # console: see ``reconfigure``
+        self.dispatcher = dispatcher
+        self.console: str | None = None  # see ``reconfigure``
         self.outputs = outputs
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])

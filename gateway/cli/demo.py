@@ -3,11 +3,12 @@
 It starts a loopback Mosquitto from ``gateway/demo/mosquitto.conf`` on a free port (or uses the
 broker on ``--port``), an in-process Modbus TCP simulator serving the shipped sensor profiles
 with drifting values, and the gateway itself with a temporary store, its local alarm API, its
-field console (two demo accounts, the password printed) and its monitor; then it prints what reaches the upstream broker. Its config is written next to
-the store, and the README's commands are printed with its ``-c``, so each can be tried while
-the demo runs. A scripted resident presses the lobby button and a scripted guard acknowledges
-the alarm with ``cgw alarms ack``, through the local API. Ctrl-C (or ``--duration``) stops
-everything and removes the temporary files.
+field console (two demo accounts, the password printed) and its monitor; then it prints what
+reaches the upstream broker. Its config is written next to the store, and the README's
+commands are printed with its ``-c``, so each can be tried while the demo runs. A scripted
+resident presses the lobby button and a scripted guard acknowledges the alarm with ``cgw alarms
+ack``, through the local API. Ctrl-C (or ``--duration``) stops everything and removes the
+temporary files.
 """
 
 import asyncio

@@ -32,6 +32,7 @@ from gateway.console.views import device_view, duty_view, status_view
 from gateway.core.clock import Clock
 from gateway.core.contract import iso
 from gateway.core.devices import DeviceState
+from gateway.core.errors import GatewayError
 
 TICK = 0.25  # seconds between two looks at the open alarms
 DEVICE_EVERY = 0.5  # seconds between two device events at most
@@ -41,7 +42,7 @@ HISTORY = 20  # online/offline changes kept per device
 REPORT_EVERY = 30.0  # seconds between two reads of today's response figures (a store read)
 
 
-@dataclass
+@dataclass(eq=False)  # hashed by identity: a set member
 class Subscriber:
     """One open stream."""
 
@@ -76,6 +77,7 @@ class Hub:
         self._devices: Mapping[str, DeviceState] = {}
         self._duty: dict[str, Any] = {}
         self._duty_key: object = None
+        self._alarms_seen: object = None
         self._report: dict[str, Any] = {}
         self._report_at = -REPORT_EVERY
 
@@ -135,17 +137,14 @@ class Hub:
             self._send(sse("devices", {"all": False, "devices": views, "gone": gone}), True)
 
     async def _alarms_changed(self) -> None:
-        if self.clock.mono() - self._report_at >= REPORT_EVERY:
-            self._report_at = self.clock.mono()
-            with contextlib.suppress(Exception):  # figures are a nicety; the alarms are not
-                self._report = await self.ports.desk.response_report(
-                    _midnight(self.clock, self.ports.zone)
-                )
         alarms = self.ports.desk.open_alarms()
-        key = (
-            tuple((a.id, a.state, a.tier, a.repeats, a.active, a.acked_by) for a in alarms),
-            tuple(sorted(self._report.get("all", {}).items())),
-        )
+        seen = tuple((a.id, a.state, a.tier, a.repeats, a.active, a.acked_by) for a in alarms)
+        if seen != self._alarms_seen or self.clock.mono() - self._report_at >= REPORT_EVERY:
+            self._alarms_seen, self._report_at = seen, self.clock.mono()
+            with contextlib.suppress(GatewayError):  # the figures can wait; the alarms cannot
+                since = _midnight(self.clock, self.ports.zone)
+                self._report = await self.ports.desk.response_report(since)
+        key = (seen, tuple(sorted(self._report.get("all", {}).items())))
         if key != self._duty_key:
             self._duty_key = key
             self._duty = self.duty()

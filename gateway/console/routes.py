@@ -23,11 +23,10 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
-from gateway.console.sessions import Session, TooManyAttempts
-from gateway.console.users import allowed
-
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.console.pages import STATIC, index_page
+from gateway.console.sessions import Session, TooManyAttempts
+from gateway.console.users import allowed
 from gateway.console.views import devices_view
 from gateway.core.catalogue import phrases
 

@@ -32,13 +32,12 @@ import secrets
 import ssl
 from typing import TYPE_CHECKING, Any, Self
 
-from gateway.console.sessions import LoginThrottle, Session, Sessions, check_csrf
-from gateway.console.users import Users, allowed
-
 from gateway.console.live import Hub
 from gateway.console.pages import STATIC, login_page
 from gateway.console.ports import ConsolePorts
 from gateway.console.routes import COOKIE, LOGIN_COOKIE, Routes, person
+from gateway.console.sessions import LoginThrottle, Session, Sessions, check_csrf
+from gateway.console.users import Users, allowed
 from gateway.core.catalogue import Language, negotiate
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError

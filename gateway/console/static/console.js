@@ -169,6 +169,7 @@ function onDuty(duty) {
     if (asked && Date.parse(a.raised_at) >= asked - 2000) state.tested.add(a.device);
   }
   alarming(unacked.length);
+  if (unacked.length === 0) document.body.classList.remove("new-alarm");
   if (fresh && !state.firstDuty) {
     if (route().view !== "duty") location.hash = "#duty";
     document.body.classList.add("new-alarm");
