@@ -14,7 +14,7 @@ SYSTEM_DEPS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat o
 	chromium:chromium chromedriver:chromium-driver \
 	victoria-metrics:victoria-metrics
 
-.PHONY: demo test lint typecheck unit wheel-test bench system-deps venv clean
+.PHONY: demo test lint typecheck unit wheel-test bench screenshots system-deps venv clean
 
 demo: system-deps venv
 	$(BIN)/cgw demo
@@ -36,6 +36,15 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy
+
+# the console's screenshots in docs/console/, taken by its browser tests; Chinese text needs a
+# CJK font on this machine (a phone or PC browser has its own)
+screenshots: system-deps venv
+	@fc-list | grep -qi 'wenquanyi\|noto sans cjk' || { \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei; \
+		else echo "a CJK font is needed: sudo apt-get install -y fonts-wqy-zenhei"; exit 1; fi; }
+	CGW_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_console.py
 
 bench: system-deps venv
 	$(BIN)/python bench/throughput.py

@@ -20,13 +20,14 @@ import asyncio
 import contextlib
 import hmac
 import json
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.console.pages import STATIC, index_page
 from gateway.console.sessions import Session, TooManyAttempts
-from gateway.console.users import allowed
+from gateway.console.users import UserError, allowed
 from gateway.console.views import devices_view
 from gateway.core.catalogue import phrases
 
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from gateway.console.server import Console
 
+log = logging.getLogger(__name__)
 COOKIE = "cgw_session"
 LOGIN_COOKIE = "cgw_login"  # the sign-in form's own CSRF token
 AREA_NAMES = ("duty", "devices", "commission", "status", "users")
@@ -140,6 +142,11 @@ class Routes:
         if user is None:
             self.c.audit(None, "sign-in", name, "rejected", "wrong account or password")
             return self.c.login_page(request, said["failed"], 401)
+        if users.needs_save:  # an older hash was upgraded by this sign-in
+            try:
+                await asyncio.to_thread(users.save, self.c.cfg.users_file)
+            except (UserError, OSError) as exc:  # kept in memory; saved at the next sign-in
+                log.warning("console: cannot save the upgraded hash of %s: %s", name, exc)
         sid, session = self.c.sessions.create(user)
         self.c.audit(session, "sign-in", name, "executed")
         response = web.HTTPSeeOther("/")

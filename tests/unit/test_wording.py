@@ -124,3 +124,13 @@ def test_news_of_an_alarm_reads_as_news(news: str, zh: str, en: str) -> None:
     told = Notify(a, 1, ("guard", "manager"), False, news=news)
     assert staff_message(a, told, "s1", "zh-CN", "Asia/Shanghai", "emergency")[0] == zh
     assert staff_message(a, told, "s1", "en", "Asia/Shanghai", "emergency")[0] == en
+
+
+@pytest.mark.parametrize(("language", "phrase"), [("en", "Acknowledge: "), ("zh-CN", "确认告警：")])
+def test_with_a_console_the_message_links_to_the_alarm_instead_of_a_shell_command(
+    language: Language, phrase: str
+) -> None:
+    link = "https://192.168.10.2:8443/#alarm/4be1c0d2a9f04e11"
+    _, body = staff_message(alarm(), note(alarm()), "s1", language, "Asia/Shanghai", None, link)
+    assert body.endswith(phrase + link)
+    assert "cgw alarms ack" not in body
