@@ -132,7 +132,7 @@ class Hub:
             if s.online is not None and (before is None or before.online is not s.online):
                 when = s.since if s.since is not None else self.clock.wall()
                 self.history[k].append((iso(when), s.online))
-        if changed or gone:
+        if (changed or gone) and self.subscribers:
             views = self.device_views(changed)
             self._send(sse("devices", {"all": False, "devices": views, "gone": gone}), True)
 
@@ -162,14 +162,13 @@ class Hub:
                 async with asyncio.timeout(TICK):
                     version = await feed.changed(version)
                     moved = True
+            if moved:
+                self._devices_changed()  # the history is kept whoever watches
             if self.subscribers:
-                self._devices_changed()
                 await self._alarms_changed()
                 if self.clock.mono() >= next_status:
                     next_status = self.clock.mono() + STATUS_EVERY
                     self._send(sse("status", self.status()))
-            else:
-                self._devices = feed.snapshot()
             if moved:  # at most one device event per DEVICE_EVERY
                 await asyncio.sleep(DEVICE_EVERY)
 

@@ -265,6 +265,10 @@ async def test_installer_sees_values_change_without_reloading(site: Site) -> Non
         await asyncio.to_thread(shot, driver, "devices")
         await asyncio.to_thread(driver.get, site.url + "/#device/th-court")
         await asyncio.to_thread(wait, driver, lambda d: element(d, "#device table.points"))
+        history = await asyncio.to_thread(
+            wait, driver, lambda d: d.find_element(By.CSS_SELECTOR, "ul.history li").text
+        )
+        assert history.endswith("online")  # it came online after the console started
         await asyncio.to_thread(shot, driver, "device")
         await asyncio.to_thread(driver.get, site.url + "/#status")
         await asyncio.to_thread(wait, driver, lambda d: element(d, "#status table"))
