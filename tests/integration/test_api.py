@@ -187,6 +187,10 @@ async def test_list_ack_and_reset_over_http(
         assert report["all"]["alarms"] == 1
         assert report["all"]["acknowledged"] == 1
         assert report["all"]["time_to_ack_p50_s"] == acked["time_to_ack_s"]
+        # acknowledged within the plan's 8 minutes? (this test's clocks are years apart)
+        within = int(acked["time_to_ack_s"] <= 480)
+        assert report["all"]["within_target"] == within
+        assert report["all"]["within_target_share"] == float(within)
         assert report["critical"]["alarms"] == 1
         assert report["warning"] == {
             "alarms": 0,
@@ -195,6 +199,9 @@ async def test_list_ack_and_reset_over_http(
             "time_to_ack_p50_s": None,
             "time_to_ack_p90_s": None,
             "time_to_ack_max_s": None,
+            "target_s": 480.0,
+            "within_target": 0,
+            "within_target_share": None,
         }
     assert f"alarm {alarm['id']} acknowledged by guard-wang (local API)" in caplog.messages
     assert f"alarm {alarm['id']} reset by guard-wang (local API)" in caplog.messages
