@@ -3,7 +3,8 @@
 Contract: each function is a component's ``run`` (see ``gateway.runtime.components``): it
 opens what it needs, runs until cancelled and releases everything in its own ``finally``.
 Each gets the narrow port it reads, never the runtime: the local API the alarm engine as an
-``AlarmDesk``, the monitor a function that takes a ``GatewaySnapshot``.
+``AlarmDesk``, the device states as a ``DeviceSource`` and the buses as a ``Commissioner``;
+the monitor a function that takes a ``GatewaySnapshot``.
 """
 
 import asyncio
@@ -16,6 +17,7 @@ from gateway.config.models import Config
 from gateway.config.monitor import MonitorConfig
 from gateway.notify import Notifier
 from gateway.ops.api import AlarmDesk, LocalApi
+from gateway.ops.device_api import Commissioner, DeviceSource
 from gateway.ops.snapshot import GatewaySnapshot
 
 
@@ -30,10 +32,16 @@ async def run_alarms(engine: AlarmEngine, cfg: Config) -> None:
             await notifier.aclose()
 
 
-async def run_api(cfg: ApiConfig, desk: AlarmDesk, listening: asyncio.Event) -> None:
-    """The local alarm API; ``listening`` is set while it accepts requests."""
+async def run_api(
+    cfg: ApiConfig,
+    desk: AlarmDesk,
+    listening: asyncio.Event,
+    devices: DeviceSource | None = None,
+    commissioner: Commissioner | None = None,
+) -> None:
+    """The local API; ``listening`` is set while it accepts requests."""
     try:
-        async with LocalApi(cfg, desk):
+        async with LocalApi(cfg, desk, devices=devices, commissioner=commissioner):
             listening.set()
             await asyncio.Future()  # until cancelled
     finally:
