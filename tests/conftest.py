@@ -1,4 +1,5 @@
-"""Shared fixtures: real peers (mosquitto, socat ptys, MQTT proxy) and leak guards."""
+"""Shared fixtures: real peers (mosquitto, socat ptys, MQTT proxy), the daemon as a process, and
+leak guards."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import pytest_asyncio
 from hypothesis import settings
 
+from tests.support.daemon import Daemon
 from tests.support.mosquitto import Mosquitto, TlsFiles, make_tls_files
 from tests.support.proxy import MqttProxy
 from tests.support.socat import PtyPair
@@ -74,6 +76,17 @@ def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
         yield pair
     finally:
         pair.stop()
+
+
+@pytest.fixture
+def daemon(tmp_path: Path) -> Iterator[Daemon]:
+    """A ``Daemon`` (``cgw run`` as a process) on ``tmp_path/gw.yaml``, not started; killed
+    afterwards if the test left it running."""
+    d = Daemon(tmp_path / "gw.yaml", tmp_path / "gw.log")
+    try:
+        yield d
+    finally:
+        d.stop()
 
 
 # -- leak guards ------------------------------------------------------------------------------

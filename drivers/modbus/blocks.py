@@ -47,3 +47,8 @@ def plan_blocks(points: list[PointConfig], max_block: int, max_gap: int) -> list
         if current:
             blocks.append(Block(table, start, end - start, tuple(current)))
     return blocks
+
+
+def single(point: PointConfig) -> Block:
+    """The read of ``point`` alone (to find which point of a refused block is unreadable)."""
+    return Block(point.table, point.address, point.count, (point,))

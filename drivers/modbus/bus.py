@@ -6,6 +6,9 @@ Contract:
   the start of the next; slow sensors need it to turn their transceiver around.
 - Short timeouts and at most ``retries`` extra attempts, so a dead device costs the bus
   ``timeout * (retries + 1)`` per request, not pymodbus's default 12 s.
+- A request may bring its own timeout (``within``) and then gets no retry: a scan asks up to
+  247 unit ids, most of them absent, and each absent one costs the bus that timeout, not the
+  bus's request budget. The bus's own timeout and retries apply again to the next request.
 - pymodbus exceptions never leave this module: no answer becomes ``ModbusTimeout``, a lost
   connection ``ModbusUnavailable`` (both transient), and an exception response is returned as
   ``ModbusErrorResponse`` with its code (Modbus Application Protocol v1.1b3 §7).
@@ -18,7 +21,8 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
@@ -131,8 +135,11 @@ class Bus:
             return f": {port}: {exc.strerror} ({name})"
         return f": {port} opens, but the serial line could not be set up"
 
-    async def read(self, table: str, address: int, count: int, unit: int) -> Sequence[int]:
-        """Read ``count`` registers (or bits, as 0/1) of ``table`` from device ``unit``."""
+    async def read(
+        self, table: str, address: int, count: int, unit: int, *, within: float | None = None
+    ) -> Sequence[int]:
+        """Read ``count`` registers (or bits, as 0/1) of ``table`` from device ``unit``;
+        with ``within``, wait that many seconds for the answer and do not retry."""
         loop = asyncio.get_running_loop()
         async with self.lock:
             pause = self._last_done + self.cfg.gap - loop.time()
@@ -140,7 +147,8 @@ class Bus:
                 await asyncio.sleep(pause)
             try:
                 client = await self._connected()
-                rr = await _request(client, table, address, count, unit)
+                with _impatient(client, within):
+                    rr = await _request(client, table, address, count, unit)
             except ModbusIOException as exc:
                 raise ModbusTimeout(f"no answer from unit {unit} on bus {self.name}") from exc
             except ConnectionException as exc:
@@ -170,6 +178,25 @@ class Bus:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+@contextmanager
+def _impatient(
+    client: AsyncModbusTcpClient | AsyncModbusSerialClient, timeout: float | None
+) -> Iterator[None]:
+    """One request with ``timeout`` and no retry. pymodbus 3.16 reads both from the client's
+    transaction manager at each request (``TransactionManager.execute``); the bus holds its
+    lock, so no other request sees them before they are put back."""
+    if timeout is None:
+        yield
+        return
+    ctx = client.ctx
+    saved = ctx.comm_params.timeout_connect, ctx.retries
+    ctx.comm_params.timeout_connect, ctx.retries = timeout, 0
+    try:
+        yield
+    finally:
+        ctx.comm_params.timeout_connect, ctx.retries = saved
 
 
 async def _request(client: Any, table: str, address: int, count: int, unit: int) -> Any:

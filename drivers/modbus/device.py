@@ -25,7 +25,7 @@ Contract:
 
 import logging
 
-from drivers.modbus.blocks import Block, plan_blocks
+from drivers.modbus.blocks import Block, plan_blocks, single
 from drivers.modbus.bus import BUSY_CODES, CONFIG_CODES, Bus, ModbusBadFrame, ModbusErrorResponse
 from drivers.modbus.codec import decode
 from gateway.config.modbus import ModbusDeviceConfig, PointConfig
@@ -65,7 +65,7 @@ class ModbusDevice:
             await self._retry_disabled(values)
         for block in blocks:
             try:
-                self._store(block, await self._read(block), values)
+                store(block, await self._read(block), values)
             except ModbusBadFrame as exc:
                 self._counted("bad_frames")
                 log.debug("device %s: %s", self.id, exc, extra={"device": self.id})
@@ -94,12 +94,6 @@ class ModbusDevice:
         regs = await self.bus.read(block.table, block.address, block.count, self.cfg.unit_id)
         return list(regs)
 
-    def _store(self, block: Block, regs: list[int], values: dict[str, Value | None]) -> None:
-        for p in block.points:
-            offset = p.address - block.address
-            own = regs[offset : offset + p.count]
-            values[p.name] = bool(own[0]) if p.type == "bool" else decode(p, own)
-
     async def _split(self, block: Block, code: int, values: dict[str, Value | None]) -> None:
         """Find which points of a refused block are unreadable; keep the rest as single reads."""
         survivors: list[Block] = []
@@ -107,16 +101,16 @@ class ModbusDevice:
             self._disable(block.points[0], code)
         else:
             for p in block.points:
-                single = _single(p)
+                alone = single(p)
                 try:
-                    self._store(single, await self._read(single), values)
+                    store(alone, await self._read(alone), values)
                 except ModbusBadFrame:
                     self._counted("bad_frames")
                 except ModbusErrorResponse as exc:
                     if exc.code in CONFIG_CODES:
                         self._disable(p, exc.code)
                         continue
-                survivors.append(single)
+                survivors.append(alone)
         at = self.blocks.index(block)
         self.blocks[at : at + 1] = survivors
 
@@ -125,15 +119,15 @@ class ModbusDevice:
         for p in self.points:
             if p.name not in self.disabled or self._retry_at[p.name] > now:
                 continue
-            single = _single(p)
+            alone = single(p)
             try:
-                regs = await self._read(single)
+                regs = await self._read(alone)
             except (ModbusErrorResponse, ModbusBadFrame):
                 self._retry_at[p.name] = now + self.cfg.disabled_retry
                 continue
-            self._store(single, regs, values)
+            store(alone, regs, values)
             del self.disabled[p.name], self._retry_at[p.name]
-            self.blocks.append(single)
+            self.blocks.append(alone)
             log.info(
                 "device %s: point %r (%s %d) answers again; enabled",
                 self.id,
@@ -159,5 +153,9 @@ class ModbusDevice:
         )
 
 
-def _single(p: PointConfig) -> Block:
-    return Block(p.table, p.address, p.count, (p,))
+def store(block: Block, regs: list[int], values: dict[str, Value | None]) -> None:
+    """Decode each point of ``block`` from the registers (or bits) the read returned."""
+    for p in block.points:
+        offset = p.address - block.address
+        own = regs[offset : offset + p.count]
+        values[p.name] = bool(own[0]) if p.type == "bool" else decode(p, own)

@@ -1,41 +1,24 @@
 """``cgw alarms list|ack|reset``: the gateway's open alarms through its local API.
 
 Works with the uplink down: it talks only to the daemon on this machine, at the address and
-with the token of the config's ``api`` section (``gateway.ops.api`` has the HTTP contract).
+with the token of the config's ``api`` section (``gateway.cli.local_api``; ``gateway.ops.api``
+has the HTTP contract).
 
 Exit codes: 0 done; 1 the gateway could not be reached or refused the request (the message
 says why); 2 a config or usage error (no ``api`` section, unreadable token file, bad args).
 """
 
 import argparse
-import http.client
-import json
 import sys
-import urllib.error
-import urllib.request
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from gateway.config import load_config
-from gateway.config.api import ApiConfig, local_url
-from gateway.core.errors import ConfigError
+from gateway.cli.local_api import DEFAULT_CONFIG, Failed, call, load, person, token
+from gateway.cli.tables import local_time
 
-DEFAULT_CONFIG = Path("/etc/cgw/gateway.yaml")
-TIMEOUT = 5.0  # seconds per request
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
-
-
-class _Failed(Exception):
-    """The request did not succeed; the message says why, for the operator."""
-
-
-def _name(text: str) -> str:
-    if not 1 <= len(text.strip()) <= 64 or not text.isprintable():
-        raise argparse.ArgumentTypeError("a name of 1 to 64 printable characters")
-    return text.strip()
 
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -57,90 +40,29 @@ def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> No
     ):
         p = actions.add_parser(action, parents=[common], help=text)
         p.add_argument("id", help="alarm id, as shown by 'cgw alarms list'")
-        p.add_argument("--by", required=True, type=_name, help="who does it (recorded)")
+        p.add_argument("--by", required=True, type=person, help="who does it (recorded)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Carry out ``cgw alarms ...``; returns the exit code."""
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"{args.config}: {len(exc.errors)} error(s) in the configuration:", file=sys.stderr)
-        for line in exc.errors:
-            print(f"  {line}", file=sys.stderr)
-        return EXIT_CONFIG
-    if cfg.api is None:
-        print(
-            f"{args.config} has no 'api' section, so the gateway runs no local alarm API."
-            " Enable it with:\n  api:\n    token_file: <file holding the token, mode 0600>",
-            file=sys.stderr,
-        )
-        return EXIT_CONFIG
-    try:
-        token = cfg.api.read_token()
-    except ConfigError as exc:
-        print("\n".join(exc.errors), file=sys.stderr)
+    cfg = load(args.config)
+    secret = None if cfg is None else token(args.config, cfg)
+    if cfg is None or cfg.api is None or secret is None:
         return EXIT_CONFIG
     try:
         if args.alarms_command == "list":
-            _print_table(_call(cfg.api, token, "GET", "/v1/alarms"))
+            _print_table(call(cfg.api, secret, "GET", "/v1/alarms"))
             return 0
         if args.alarms_command == "report":
-            _print_report(_call(cfg.api, token, "GET", f"/v1/report?days={args.days:g}"))
+            _print_report(call(cfg.api, secret, "GET", f"/v1/report?days={args.days:g}"))
             return 0
         path = f"/v1/alarms/{quote(args.id, safe='')}/{args.alarms_command}"
-        answer = _call(cfg.api, token, "POST", path, {"by": args.by})
-    except _Failed as exc:
+        answer = call(cfg.api, secret, "POST", path, {"by": args.by})
+    except Failed as exc:
         print(exc, file=sys.stderr)
         return EXIT_FAILURE
     print(_outcome(args.alarms_command, args.by, answer))
     return 0
-
-
-def base_url(api: ApiConfig) -> str:
-    """Where the API of ``api`` answers on this machine."""
-    return local_url(api.host, api.port)
-
-
-def _call(
-    api: ApiConfig, token: str, method: str, path: str, body: dict[str, str] | None = None
-) -> Any:
-    url = base_url(api) + path
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-    )
-    # no proxies, whatever http_proxy says: the token must not leave this machine
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=TIMEOUT) as response:
-            return json.load(response)
-    except urllib.error.HTTPError as exc:
-        with exc:
-            reason = _error_text(exc.read()) or exc.reason
-        raise _Failed(f"the gateway refused: {reason} (HTTP {exc.code})") from None
-    except urllib.error.URLError as exc:
-        raise _Failed(
-            f"cannot reach the gateway's local API at {url}: {exc.reason} (is the gateway running?)"
-        ) from None
-    except (OSError, http.client.HTTPException, ValueError) as exc:  # timeout, reset, bad JSON
-        raise _Failed(f"no valid answer from the gateway's local API at {url}: {exc}") from None
-
-
-def _error_text(raw: bytes) -> str:
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        return ""
-    return str(data.get("error", "")) if isinstance(data, dict) else ""
-
-
-def _local(stamp: str | None) -> str:
-    if stamp is None:
-        return "-"
-    return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
 def input_of(alarm: dict[str, Any]) -> str:
@@ -167,7 +89,7 @@ def _print_table(alarms: list[dict[str, Any]]) -> None:
                 a["device"],
                 input_of(a),
                 "active" if a["active"] else "normal",
-                _local(a["raised_at"]),
+                local_time(a["raised_at"]),
                 acked,
                 a["message"],
             )

@@ -17,13 +17,15 @@ from pathlib import Path
 from gateway import __version__
 from gateway.cli import alarms as cli_alarms
 from gateway.cli import broker_acl as cli_broker_acl
+from gateway.cli import commission as cli_commission
 from gateway.cli import keys as cli_commands
 from gateway.cli import status as cli_status
 from gateway.cli import users as cli_users
-from gateway.config import Config, checks, load_config
+from gateway.cli.local_api import load
+from gateway.config import Config, checks
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
-from gateway.core.errors import ConfigError, GatewayError
+from gateway.core.errors import GatewayError
 
 log = logging.getLogger("gateway")
 EXIT_FAILURE = 1
@@ -57,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     cli_alarms.add_parser(sub)
     cli_status.add_parser(sub)
+    cli_commission.add_parser(sub)
     cli_commands.add_parser(sub)
     cli_broker_acl.add_parser(sub)
     cli_users.add_parser(sub)
@@ -85,6 +88,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return cli_alarms.run(args)
     if args.command == "status":
         return cli_status.run(args)
+    if args.command in cli_commission.COMMANDS:
+        return cli_commission.run(args)
     if args.command == cli_broker_acl.COMMAND:
         return cli_broker_acl.run(args)
     if args.command == cli_users.COMMAND:
@@ -119,18 +124,8 @@ def _schema(name: str) -> int:
     return 0
 
 
-def _load(path: Path) -> Config | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"{path}: {len(exc.errors)} error(s) in the configuration:", file=sys.stderr)
-        for line in exc.errors:
-            print(f"  {line}", file=sys.stderr)
-        return None
-
-
 def _check(path: Path) -> int:
-    cfg = _load(path)
+    cfg = load(path)
     if cfg is None:
         return EXIT_CONFIG
     mqtt = cfg.upstream.mqtt
@@ -180,7 +175,7 @@ def _check(path: Path) -> int:
 def _run(path: Path, log_format: str) -> int:
     from gateway.ops.logs import setup
 
-    cfg = _load(path)
+    cfg = load(path)
     if cfg is None:
         return EXIT_CONFIG
     setup(cfg.log_level, None if log_format == "auto" else log_format == "json")

@@ -23,7 +23,7 @@ import getpass
 import sys
 from pathlib import Path
 
-from gateway.cli.alarms import DEFAULT_CONFIG
+from gateway.cli.local_api import DEFAULT_CONFIG
 from gateway.config.loader import read_yaml
 from gateway.config.paths import resolve_paths
 from gateway.console.users import DEFAULT_USERS_FILE, ROLES, Users

@@ -20,7 +20,7 @@ from gateway.config.doors import (
     check_terminals,
     resolve_door_payload,
 )
-from gateway.config.modbus import PointConfig
+from gateway.config.modbus import PointConfig, ProfileConfig
 from gateway.config.models import Config
 from gateway.config.mqtt_devices import (
     FilterIndex,
@@ -105,18 +105,37 @@ def load_profile(path: Path) -> dict[str, Any]:
     data = read_yaml(path)
     if not isinstance(data, dict) or not isinstance(data.get("points"), list):
         raise ConfigError([f"{path}: a profile is a mapping with a 'points' list"])
-    allowed = {"name", "description", "vendor", "model", "max_block", "max_gap", "points", "notes"}
-    problems = [f"{path}: {key}: unknown key" for key in data if key not in allowed]
+    problems = []
     if data.get("name") != path.stem:
         problems.append(f"{path}: name: must be {path.stem!r} (the file name)")
-    for i, point in enumerate(data["points"]):
-        try:
-            PointConfig.model_validate(point)
-        except ValidationError as exc:
-            problems += error_lines(exc, prefix=f"{path}: points[{i}].")
+    try:
+        ProfileConfig.model_validate(data)
+    except ValidationError as exc:
+        problems += error_lines(exc, prefix=f"{path}: ")
     if problems:
         raise ConfigError(problems)
     return data
+
+
+def profile_dirs(extra: Iterable[Path], base_dir: Path) -> list[Path]:
+    """Where profiles are looked up, in order: ``profile_dirs`` (relative to ``base_dir``, the
+    config's folder), ``<base_dir>/profiles``, then the shipped ones."""
+    return [base_dir / d for d in extra] + [base_dir / "profiles", BUILTIN_PROFILES]
+
+
+def modbus_profiles(dirs: Iterable[Path]) -> list[ProfileConfig]:
+    """Every Modbus profile in ``dirs``, the first of each name (as a device would find it);
+    files that do not load as a profile are left out (``cgw check-config`` names them)."""
+    found: dict[str, ProfileConfig] = {}
+    for folder in dirs:
+        for path in sorted(folder.glob("*.yaml")) if folder.is_dir() else ():
+            if path.stem in found:
+                continue
+            try:
+                found[path.stem] = ProfileConfig.model_validate(load_profile(path))
+            except ConfigError:
+                continue
+    return list(found.values())
 
 
 def _find_profile(name: str, dirs: Iterable[Path]) -> Path | None:
@@ -330,8 +349,8 @@ def validate(raw: Any, base_dir: Path) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError(["(top level): the config must be a mapping of keys"])
     extra_dirs = raw.get("profile_dirs") or []
-    dirs = [base_dir / Path(str(d)) for d in extra_dirs] if isinstance(extra_dirs, list) else []
-    dirs += [base_dir / "profiles", BUILTIN_PROFILES]
+    dirs = profile_dirs([Path(str(d)) for d in extra_dirs] if isinstance(extra_dirs, list) else [],
+                        base_dir)  # fmt: skip
     problems, unmerged = _apply_profiles(raw, dirs)
     try:
         cfg = Config.model_validate(raw)

@@ -2,7 +2,9 @@
 
 A *bus* is one physical line (an RS-485 port) or one TCP endpoint: every device on it shares
 one lock, so requests never overlap. A *device* is one unit id on a bus, polled at its own
-interval. A *point* is one value in one register table.
+interval. A *point* is one value in one register table. A *profile* is the register map of a
+class of sensor that devices name (``ProfileConfig``); its optional *probe* lists the few
+registers a scan reads to guess whether an unknown unit is of that class (docs/profiles.md).
 """
 
 from typing import Annotated, Literal, Self
@@ -158,3 +160,106 @@ class ModbusDeviceConfig(Model):
     def active_points(self) -> list[PointConfig]:
         """Points that are enabled."""
         return [p for p in self.points if p.enabled]
+
+
+class ProbeRegister(Model):
+    """A register a probe reads that the profile does not poll (a model or id register)."""
+
+    table: Table = Field("holding", description="Register table")
+    address: int = Field(ge=0, le=65535, description="0-based register or bit address")
+    type: DataType = Field("uint16", description="How the registers decode")
+    word_order: Literal["big", "little"] = Field("big", description="As for a point")
+    byte_order: Literal["big", "little"] = Field("big", description="As for a point")
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        if (self.table in BIT_TABLES) != (self.type == "bool"):
+            raise ValueError(f"type {self.type!r} does not fit table {self.table!r}")
+        return self
+
+
+class ProbeCheck(Model):
+    """One value a scan reads from an unknown unit, and what makes it match this profile."""
+
+    point: Name | None = Field(
+        None, description="A point of the profile: read, decoded and scaled as it is polled"
+    )
+    raw: ProbeRegister | None = Field(
+        None, description="Or a register the profile does not poll; its decoded, unscaled value"
+    )
+    range: tuple[float, float] | None = Field(
+        None,
+        description="Plausible [min, max] of the value; a point's check defaults to its range",
+    )
+    equals: float | Literal["unit"] | None = Field(
+        None,
+        description="The value a model or id register holds; 'unit': the unit id asked",
+    )
+    at_least: Name | None = Field(
+        None,
+        description="Another point of this probe the value never reads below (PM10 >= PM2.5)",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Self:
+        if (self.point is None) == (self.raw is None):
+            raise ValueError("a probe check names either a 'point' or a 'raw' register")
+        if self.range is not None and self.equals is not None:
+            raise ValueError("a probe check has a 'range' or an 'equals', not both")
+        if self.raw is not None and self.range is None and self.equals is None:
+            raise ValueError("a 'raw' check needs a 'range' or an 'equals'")
+        if self.at_least is not None and self.point is None:
+            raise ValueError("'at_least' compares points: use it on a 'point' check")
+        if self.range is not None and self.range[0] > self.range[1]:
+            raise ValueError(f"range {list(self.range)}: min must not be above max")
+        return self
+
+
+class ProfileConfig(Model):
+    """One Modbus profile file: the register map of a class of sensor."""
+
+    name: Name = Field(description="The file name without .yaml")
+    description: str = Field("", max_length=200, description="One line")
+    vendor: str = Field("", max_length=200, description="Who makes it")
+    model: str = Field("", max_length=200, description="Which models it covers")
+    max_block: int | None = Field(None, ge=1, le=125, description="Read limit devices inherit")
+    max_gap: int | None = Field(None, ge=0, le=100, description="Read limit devices inherit")
+    notes: str = Field("", description="Free text for installers")
+    points: list[PointConfig] = Field(min_length=1, description="The register map")
+    probe: list[ProbeCheck] | None = Field(
+        None,
+        min_length=1,
+        max_length=8,
+        description="What a scan reads to guess that an unknown unit is of this profile",
+    )
+
+    @model_validator(mode="after")
+    def _probe_names_points(self) -> Self:
+        names = {p.name for p in self.points}
+        probed = [c.point for c in self.probe or () if c.point is not None]
+        for i, check in enumerate(self.probe or ()):
+            if check.point is not None and check.point not in names:
+                raise ValueError(f"probe[{i}].point: the profile has no point {check.point!r}")
+            if check.at_least is not None and check.at_least not in probed:
+                raise ValueError(
+                    f"probe[{i}].at_least: {check.at_least!r} is not a point this probe reads"
+                )
+        if len(set(probed)) != len(probed):
+            raise ValueError("probe: a point is checked twice")
+        return self
+
+    def probe_point(self, check: ProbeCheck) -> PointConfig:
+        """Where ``check`` reads and how its value decodes, as a point (a ``raw`` check's
+        point has no scale: its raw value counts)."""
+        if check.point is not None:
+            return next(p for p in self.points if p.name == check.point)
+        reg = check.raw
+        assert reg is not None  # the model holds one of the two
+        return PointConfig(
+            name=f"{reg.table}-{reg.address}",
+            table=reg.table,
+            address=reg.address,
+            type=reg.type,
+            word_order=reg.word_order,
+            byte_order=reg.byte_order,
+        )

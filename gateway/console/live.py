@@ -84,8 +84,8 @@ class Hub:
     # -- the picture ----------------------------------------------------------------------
 
     def device_views(self, states: Mapping[str, DeviceState]) -> list[dict[str, Any]]:
-        now, buses = self.clock.wall(), self.ports.buses
-        return [device_view(s, buses.get(s.id), now) for s in states.values()]
+        now = self.clock.wall()
+        return [device_view(s, now) for s in states.values()]
 
     def duty(self) -> dict[str, Any]:
         snap = self.ports.snapshot()

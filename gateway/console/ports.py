@@ -6,19 +6,19 @@ Contract:
   through ``devices`` (the last-value cache), everything else of the gateway through
   ``snapshot()`` (the aggregate health and metrics read), and writes nothing but the audit
   trail (``audit``: one record upstream on ``audit`` per action).
-- ``buses`` maps a device id to its bus name (Modbus devices; others are on none);
-  ``rule_types`` a contact rule to its type (emergency, fire...), for the alarms' wording.
+- ``rule_types`` maps a contact rule to its type (emergency, fire...), for the alarms' wording.
 - ``commissioner`` is None on a gateway without Modbus buses: scan and read are then not
   offered.
 """
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from gateway.core.devices import DeviceState
 from gateway.core.messages import Json
 from gateway.ops.api import AlarmDesk
+from gateway.ops.device_api import Commissioner
 from gateway.ops.snapshot import GatewaySnapshot
 
 
@@ -36,22 +36,6 @@ class DeviceFeed(Protocol):
         ...
 
 
-class Commissioner(Protocol):
-    """Scan a bus and read a device now, sharing the bus with the pollers."""
-
-    def buses(self) -> list[str]:
-        """The names of the buses that can be scanned."""
-        ...
-
-    async def scan(self, bus: str, units: list[int], by: str) -> dict[str, Any]:
-        """Which of ``units`` answer on ``bus``, each with its best-guess profile."""
-        ...
-
-    async def read(self, device: str, raw: bool, by: str) -> dict[str, Any]:
-        """One poll of ``device`` now: decoded readings, and raw registers with ``raw``."""
-        ...
-
-
 Audit = Callable[[str, str, Mapping[str, Json]], None]  # action, target, fields (who, role...)
 
 
@@ -65,6 +49,6 @@ class ConsolePorts:
     devices: DeviceFeed
     snapshot: Callable[[], GatewaySnapshot]
     audit: Audit
-    buses: Mapping[str, str] = field(default_factory=dict)
     rule_types: Mapping[str, str] = field(default_factory=dict)  # contact rule -> its type
     commissioner: Commissioner | None = None
+    bus_names: list[str] = field(default_factory=list)  # the configured buses, to scan

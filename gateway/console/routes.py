@@ -21,7 +21,6 @@ import contextlib
 import hmac
 import json
 import logging
-import re
 from typing import TYPE_CHECKING, Any
 
 from gateway.alarms.lifecycle import LifecycleError
@@ -30,6 +29,10 @@ from gateway.console.sessions import Session, TooManyAttempts
 from gateway.console.users import UserError, allowed
 from gateway.console.views import devices_view
 from gateway.core.catalogue import phrases
+from gateway.core.commission import SCAN_TIMEOUT, NotFound, NotReadable, parse_units
+from gateway.core.errors import TransientError
+from gateway.ops.device_api import SCAN_LIMIT
+from gateway.ops.device_view import read_view, scan_view
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -41,7 +44,6 @@ COOKIE = "cgw_session"
 LOGIN_COOKIE = "cgw_login"  # the sign-in form's own CSRF token
 AREA_NAMES = ("duty", "devices", "commission", "status", "users")
 PING = 10.0  # seconds between two keep-alive comments on a live stream
-UNITS = re.compile(r"^\s*(\d{1,3})\s*(?:-\s*(\d{1,3}))?\s*$")
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -56,18 +58,6 @@ def _error(status: int, reason: str) -> web.Response:
     return _json({"error": reason}, status)
 
 
-def units(text: str) -> list[int]:
-    """Unit ids of ``"5"`` or ``"1-247"``; ValueError if out of 1-247 or reversed."""
-    m = UNITS.match(text)
-    if m is None:
-        raise ValueError('units must look like "1-247" or "5"')
-    low = int(m.group(1))
-    high = int(m.group(2) or low)
-    if not 1 <= low <= high <= 247:
-        raise ValueError("units must lie within 1-247, the lower first")
-    return list(range(low, high + 1))
-
-
 def person(session: Session) -> str:
     """Who is signed in, as audits and alarms name them: their name, else the account."""
     return (session.display or session.name)[:64]
@@ -78,6 +68,7 @@ class Routes:
 
     def __init__(self, console: Console) -> None:
         self.c = console
+        self.scanning: set[str] = set()  # buses a scan runs on now
 
     def add(self, app: web.Application) -> None:
         r = app.router
@@ -182,7 +173,7 @@ class Routes:
                 "phrases": phrases(language, "console.")
                 | {f"severity.{k}": v for k, v in phrases(language, "severity.").items()},
                 "commission": self.c.ports.commissioner is not None,
-                "buses": self.c.ports.commissioner.buses() if self.c.ports.commissioner else [],
+                "buses": self.c.ports.bus_names if self.c.ports.commissioner else [],
             }
         )
 
@@ -215,7 +206,7 @@ class Routes:
     async def devices(self, request: web.Request) -> web.Response:
         now = self.c.clock.wall()
         states = self.c.ports.devices.snapshot()
-        return _json({"devices": devices_view(states, self.c.ports.buses, now)})
+        return _json({"devices": devices_view(states, now)})
 
     async def device(self, request: web.Request) -> web.Response:
         device = request.match_info["id"]
@@ -232,34 +223,37 @@ class Routes:
         commissioner = self.c.ports.commissioner
         if commissioner is None:
             return _error(501, "this gateway has no bus to read from")
-        if device not in self.c.ports.devices.snapshot():
-            return _error(404, f"no device {device!r}")
         try:
-            result = await commissioner.read(device, True, person(session))
-        except (LookupError, ValueError) as exc:
+            read = await commissioner.read(device)
+        except (NotFound, NotReadable, TransientError) as exc:
             self.c.audit(session, "read", device, "failed", str(exc))
-            return _error(409, str(exc))
+            return _error(404 if isinstance(exc, NotFound) else 409, str(exc))
         self.c.audit(session, "read", device, "executed")
-        return _json(result)
+        return _json(read_view(read, raw=True))
 
     async def scan(self, request: web.Request) -> web.Response:
         session: Session = request["session"]
         bus = request.match_info["bus"][:64]
         commissioner = self.c.ports.commissioner
-        if commissioner is None or bus not in commissioner.buses():
+        if commissioner is None or bus not in self.c.ports.bus_names:
             return _error(404, f"no bus {bus!r} to scan")
         try:
             body = await request.json()
-            wanted = units(str(body.get("units", "1-247")) if isinstance(body, dict) else "")
+            wanted = parse_units(str(body.get("units", "1-247")) if isinstance(body, dict) else "")
         except ValueError as exc:
             return _error(400, str(exc))
+        if bus in self.scanning:
+            return _error(409, f"a scan of {bus} runs already")
+        self.scanning.add(bus)
         try:
-            result = await commissioner.scan(bus, wanted, person(session))
-        except (LookupError, ValueError, RuntimeError) as exc:
+            report = await commissioner.scan(bus, wanted, SCAN_TIMEOUT, SCAN_LIMIT)
+        except (NotFound, NotReadable, TransientError) as exc:
             self.c.audit(session, "scan", bus, "failed", str(exc))
             return _error(409, str(exc))
+        finally:
+            self.scanning.discard(bus)
         self.c.audit(session, "scan", bus, "executed", f"units {wanted[0]}-{wanted[-1]}")
-        return _json(result)
+        return _json(scan_view(report))
 
     async def status(self, request: web.Request) -> web.Response:
         return _json(self.c.hub.status())

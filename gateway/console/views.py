@@ -20,6 +20,7 @@ from gateway.core.contract import iso
 from gateway.core.devices import DeviceState
 from gateway.core.snapshots import StoreSnapshot
 from gateway.ops.api import alarm_view
+from gateway.ops.device_view import device_view as api_device_view
 from gateway.ops.health import health
 from gateway.ops.snapshot import GatewaySnapshot
 
@@ -53,39 +54,18 @@ def duty_view(
     }
 
 
-def device_view(state: DeviceState, bus: str | None, now: float) -> dict[str, Any]:
-    """One device as the console shows it."""
-    return {
-        "id": state.id,
-        "kind": state.kind,
-        "bus": bus,
-        "online": state.online,
-        "since": None if state.since is None else iso(state.since),
-        "since_s": None if state.since is None else round(max(0.0, now - state.since)),
-        "reason": state.reason,
-        "points": [
-            {
-                "name": name,
-                "value": p.value,
-                "unit": p.unit,
-                "quality": str(p.quality),
-                "implausible": p.quality == "bad",
-                "ts": iso(p.ts),
-                "age_s": round(max(0.0, now - p.ts)),
-            }
-            for name, p in state.points.items()
-        ],
-        "disabled": dict(state.disabled),
-        "counters": {k: round(v, 3) for k, v in state.counters.items()},
-        "last_error": state.last_error,
-    }
+def device_view(state: DeviceState, now: float) -> dict[str, Any]:
+    """One device as the local API shows it, with the ages the page counts on from."""
+    view = api_device_view(state)
+    view["since_s"] = None if state.since is None else round(max(0.0, now - state.since))
+    for point, kept in zip(view["points"], state.points.values(), strict=True):
+        point["age_s"] = round(max(0.0, now - kept.ts))
+    return view
 
 
-def devices_view(
-    states: Mapping[str, DeviceState], buses: Mapping[str, str], now: float
-) -> list[dict[str, Any]]:
+def devices_view(states: Mapping[str, DeviceState], now: float) -> list[dict[str, Any]]:
     """Every device, by bus then id."""
-    views = [device_view(s, buses.get(s.id), now) for s in states.values()]
+    views = [device_view(s, now) for s in states.values()]
     return sorted(views, key=lambda v: (v["bus"] is None, v["bus"] or "", v["id"]))
 
 

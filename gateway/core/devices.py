@@ -10,11 +10,16 @@ Contract:
   loop is single-threaded and no method awaits).
 - ``version`` goes up by one on every change; ``await changed(since)`` returns the current
   version as soon as it differs from ``since`` (a live view awaits it in a loop).
-- A device appears on ``register`` (its kind known) or on its first message (kind ""; a
-  button that names its device in the topic). Beyond ``MAX_DEVICES`` devices, updates of
+- A device appears on ``register`` (its kind, and where it is: a Modbus device's bus, the
+  profile it names) or on its first message (kind ""; a button that names its device in the
+  topic). Beyond ``MAX_DEVICES`` devices, updates of
   unregistered ones are ignored and counted in ``ignored``: a flood of made-up device ids
   cannot grow the cache without bound.
-  ``online`` is None until the first outcome. Pure bookkeeping: no I/O, no logging, no clock
+  ``online`` is None until the first outcome.
+- ``sample`` counts each reading of quality ``bad`` (outside its point's physical range, or
+  not a number) in the device's ``implausible`` counter: a sensor wired to the wrong unit id
+  shows there before anyone reads its values.
+- Pure bookkeeping: no I/O, no logging, no clock
   reads; every timestamp comes in with the call.
 """
 
@@ -26,6 +31,7 @@ from types import MappingProxyType
 from gateway.core.messages import Quality, Sample, Value
 
 MAX_DEVICES = 10_000
+IMPLAUSIBLE = "implausible"  # the counter of readings of quality ``bad``
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,18 +50,22 @@ class DeviceState:
 
     id: str
     kind: str
+    bus: str | None  # the bus a Modbus device hangs on; None for other kinds
+    profile: str | None  # the profile its config names, if any
     online: bool | None  # None until the first outcome
     since: float | None  # wall time of the last availability change
     reason: str  # why it is offline, or "ok"
     points: Mapping[str, PointState]
     disabled: Mapping[str, str]  # point -> why it was disabled
-    counters: Mapping[str, float]  # polls, poll_failures, overruns, latency_sum, rejected...
+    counters: Mapping[str, float]  # polls, poll_failures, implausible, latency_sum, rejected...
     last_error: str
 
 
 @dataclass
 class _Device:
     kind: str
+    bus: str | None = None
+    profile: str | None = None
     online: bool | None = None
     since: float | None = None
     reason: str = ""
@@ -97,11 +107,13 @@ class DeviceStates:
             self._event.set()
             self._event = None
 
-    def register(self, device: str, kind: str) -> None:
-        """Make ``device`` known as a device of ``kind`` (idempotent)."""
+    def register(
+        self, device: str, kind: str, bus: str | None = None, profile: str | None = None
+    ) -> None:
+        """Make ``device`` known: its ``kind``, its ``bus`` and ``profile`` (idempotent)."""
         dev = self._get(device, register=True)
-        if dev.kind != kind:
-            dev.kind = kind
+        if (dev.kind, dev.bus, dev.profile) != (kind, bus, profile):
+            dev.kind, dev.bus, dev.profile = kind, bus, profile
             self._bump(device)
 
     def forget(self, device: str) -> None:
@@ -122,10 +134,15 @@ class DeviceStates:
         self._bump(device)
 
     def sample(self, sample: Sample) -> None:
-        """The readings of one poll or message become the points' last values."""
-        points = self._get(sample.device).points
+        """The readings of one poll or message become the points' last values; each reading
+        of quality ``bad`` adds one to the device's ``implausible`` counter."""
+        dev = self._get(sample.device)
+        bad = 0
         for r in sample.readings:
-            points[r.name] = PointState(r.value, r.unit, r.quality, sample.ts)
+            dev.points[r.name] = PointState(r.value, r.unit, r.quality, sample.ts)
+            bad += r.quality is Quality.BAD
+        if bad:
+            dev.counters[IMPLAUSIBLE] = dev.counters.get(IMPLAUSIBLE, 0) + bad
         self._bump(sample.device)
 
     def disable(self, device: str, point: str, reason: str) -> None:
@@ -179,6 +196,8 @@ class DeviceStates:
             self._frozen[device] = DeviceState(
                 device,
                 dev.kind,
+                dev.bus,
+                dev.profile,
                 dev.online,
                 dev.since,
                 dev.reason,

@@ -156,5 +156,6 @@ class DeviceSnapshot:
     latency_sum: float  # seconds over all polls
     last_latency: float  # seconds
     bad_frames: int = 0  # answers that did not fit their request (never taken as values)
+    implausible: int = 0  # readings outside their point's physical range (quality "bad")
     disabled: Mapping[str, str] = field(default_factory=dict)  # point -> why it is not read
     reason: str = ""  # why it is offline (the last failed poll's error), "" while online

@@ -1,6 +1,7 @@
-"""The local alarm API: list, acknowledge and reset open alarms with the uplink down.
+"""The local API: open alarms with the uplink down, and the devices (``gateway.ops.device_api``).
 
-Used by the property staff's console and by ``cgw alarms``. Endpoints (JSON in and out):
+Used by the property staff's console, ``cgw alarms``, ``cgw devices``, ``cgw read`` and
+``cgw scan``. Alarm endpoints (JSON in and out):
 
 - ``GET /v1/health`` -> ``{"ok": true}``; the only endpoint without a token.
 - ``GET /v1/alarms`` -> the open alarms, oldest first, as a list of ``alarm_view`` objects.
@@ -25,7 +26,9 @@ Contract:
 - The token is never logged nor echoed (S12); every acknowledge and reset is logged at INFO
   with the alarm id and who did it. The access log is off: consoles poll.
 - It sees the alarm engine only through ``AlarmDesk``: open alarms, acknowledge, reset and
-  the response report; nothing else of the running gateway.
+  the response report; the devices only through the ports of ``gateway.ops.device_api``
+  (``DeviceSource``, ``Commissioner``), when it is given them; nothing else of the running
+  gateway.
 - aiohttp is imported only when the API starts, so a daemon without an ``api`` section never
   loads it. The token is read once, at start.
 """
@@ -34,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import math
 from typing import TYPE_CHECKING, Any, Protocol, Self
@@ -43,7 +45,9 @@ from gateway.alarms.lifecycle import LifecycleError
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.contract import iso
 from gateway.core.errors import ConfigError
+from gateway.ops.device_api import Commissioner, DeviceRoutes, DeviceSource
 from gateway.ops.listener import ConnectionGate, connection_cap, serve
+from gateway.ops.replies import Refused, operator, parse_json, reply
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -59,16 +63,6 @@ MAX_WAITING = 8  # failed authentications waiting for their answer before more g
 WARN_EVERY = 60.0  # seconds between two warnings about throttled failures
 READY_WAIT = 5.0  # seconds a request waits for the engine to load its open alarms
 _PUBLIC = frozenset({"/v1/health"})
-
-
-class _Refused(Exception):
-    """Answer the request with ``status`` and ``{"error": message}``."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
 
 
 def alarm_view(a: Alarm) -> dict[str, Any]:
@@ -90,12 +84,6 @@ def alarm_view(a: Alarm) -> dict[str, Any]:
         "repeats": a.repeats,
         "escalation_step": a.tier + 1,
     }
-
-
-def _reply(status: int, payload: Any, headers: dict[str, str] | None = None) -> web.Response:
-    from aiohttp import web
-
-    return web.json_response(payload, status=status, headers=headers)
 
 
 class AlarmDesk(Protocol):
@@ -132,11 +120,14 @@ class LocalApi:
         engine: AlarmDesk,
         clock: Clock | None = None,
         *,
+        devices: DeviceSource | None = None,
+        commissioner: Commissioner | None = None,
         fail_delay: float = FAIL_DELAY,
         max_waiting: int = MAX_WAITING,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
+        self.devices = None if devices is None else DeviceRoutes(devices, commissioner)
         self.clock = clock or SystemClock()
         self.fail_delay = fail_delay
         self.max_waiting = max_waiting
@@ -169,6 +160,8 @@ class LocalApi:
         app.router.add_get("/v1/report", self._report)
         app.router.add_post("/v1/alarms/{id}/ack", self._ack)
         app.router.add_post("/v1/alarms/{id}/reset", self._reset)
+        if self.devices is not None:
+            self.devices.add_to(app.router)
         runner = await serve(app, "api", self.cfg.host, self.cfg.port, self.gate,
                              idle_timeout=self.cfg.idle_timeout, shutdown_timeout=2.0)  # fmt: skip
         self._runner = runner
@@ -203,13 +196,13 @@ class LocalApi:
             if request.path not in _PUBLIC:
                 await self._authorize(request.headers.get("Authorization"))
             return await handler(request)
-        except _Refused as refused:
-            return _reply(refused.status, {"error": refused.message}, refused.headers)
+        except Refused as refused:
+            return reply(refused.status, {"error": refused.message}, refused.headers)
         except web.HTTPRequestEntityTooLarge:
-            return _reply(413, {"error": f"the request body is larger than {MAX_BODY} bytes"})
+            return reply(413, {"error": f"the request body is larger than {MAX_BODY} bytes"})
         except web.HTTPException as exc:  # the router's 404 and 405
             allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-            return _reply(exc.status, {"error": exc.reason}, allow)
+            return reply(exc.status, {"error": exc.reason}, allow)
 
     async def _authorize(self, header: str | None) -> None:
         """Returns at once for the right token; a failure is answered late, or 429."""
@@ -222,7 +215,7 @@ class LocalApi:
         if self._waiting >= self.max_waiting:
             self.throttled += 1
             self._warn_throttled()
-            raise _Refused(
+            raise Refused(
                 429,
                 "too many failed authentications; try again later",
                 {"Retry-After": str(max(1, math.ceil(self.max_waiting * self.fail_delay)))},
@@ -233,7 +226,7 @@ class LocalApi:
                 await asyncio.sleep(self.fail_delay)
         finally:
             self._waiting -= 1
-        raise _Refused(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
+        raise Refused(401, "missing or wrong bearer token", {"WWW-Authenticate": "Bearer"})
 
     def _warn_throttled(self) -> None:
         now = self.clock.mono()
@@ -250,22 +243,22 @@ class LocalApi:
     # -- endpoints ------------------------------------------------------------------------
 
     async def _health(self, request: web.Request) -> web.Response:
-        return _reply(200, {"ok": True})
+        return reply(200, {"ok": True})
 
     async def _list(self, request: web.Request) -> web.Response:
         await self._ready()
-        return _reply(200, [alarm_view(a) for a in self.engine.open_alarms()])
+        return reply(200, [alarm_view(a) for a in self.engine.open_alarms()])
 
     async def _report(self, request: web.Request) -> web.Response:
         await self._ready()
         try:
             days = float(request.query.get("days", "30"))
         except ValueError:
-            raise _Refused(400, "days must be a number") from None
+            raise Refused(400, "days must be a number") from None
         if not 0 < days <= 3660:
-            raise _Refused(400, "days must be between 0 and 3660")
+            raise Refused(400, "days must be between 0 and 3660")
         since = self.clock.wall() - days * 86400
-        return _reply(200, {"days": days, **await self.engine.response_report(since)})
+        return reply(200, {"days": days, **await self.engine.response_report(since)})
 
     async def _ack(self, request: web.Request) -> web.Response:
         alarm_id, by = await self._operator_request(request)
@@ -282,7 +275,7 @@ class LocalApi:
             unchanged,
             extra={"alarm": alarm_id},
         )
-        return _reply(200, {"alarm": alarm_view(alarm), "changed": bool(transitions)})
+        return reply(200, {"alarm": alarm_view(alarm), "changed": bool(transitions)})
 
     async def _reset(self, request: web.Request) -> web.Response:
         alarm_id, by = await self._operator_request(request)
@@ -290,31 +283,26 @@ class LocalApi:
             transitions = await self.engine.reset(alarm_id, by)  # no await since the check
         except LifecycleError as exc:  # the alarm exists (checked above): its input is active
             log.info("alarm %s: reset by %s refused: %s (local API)", alarm_id, by, exc)
-            raise _Refused(409, str(exc)) from None
+            raise Refused(409, str(exc)) from None
         log.info("alarm %s reset by %s (local API)", alarm_id, by, extra={"alarm": alarm_id})
-        return _reply(200, {"alarm": alarm_view(transitions[-1].alarm), "changed": True})
+        return reply(200, {"alarm": alarm_view(transitions[-1].alarm), "changed": True})
 
     async def _operator_request(self, request: web.Request) -> tuple[str, str]:
         """The alarm id (of an open alarm, else 404) and the ``by`` of the body (else 400)."""
         raw = await request.read()  # over MAX_BODY: HTTPRequestEntityTooLarge, see _guard
-        try:
-            body = json.loads(raw)
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            raise _Refused(400, 'the body must be JSON like {"by": "<name>"}') from None
+        body = parse_json(raw, '{"by": "<name>"}')
         if not isinstance(body, dict) or set(body) != {"by"}:
-            raise _Refused(400, 'the body must be a JSON object with one key, "by"')
-        by = body["by"]
-        if not isinstance(by, str) or not 1 <= len(by.strip()) <= 64 or not by.isprintable():
-            raise _Refused(400, '"by" must be a name of 1 to 64 printable characters')
+            raise Refused(400, 'the body must be a JSON object with one key, "by"')
+        by = operator(body["by"])
         await self._ready()
         alarm_id = request.match_info["id"]
         if all(a.id != alarm_id for a in self.engine.open_alarms()):
-            raise _Refused(404, f"no open alarm {alarm_id[:64]!r}")
-        return alarm_id, by.strip()
+            raise Refused(404, f"no open alarm {alarm_id[:64]!r}")
+        return alarm_id, by
 
     async def _ready(self) -> None:
         try:
             async with asyncio.timeout(READY_WAIT):
                 await self.engine.ready.wait()
         except TimeoutError:
-            raise _Refused(503, "the alarm engine is still starting; try again") from None
+            raise Refused(503, "the alarm engine is still starting; try again") from None

@@ -133,6 +133,11 @@ def _devices(snap: GatewaySnapshot) -> Iterator[Metric]:
     bad = CounterMetricFamily(
         "cgw_device_bad_frames", "Answers that did not fit their request", labels=["device"]
     )
+    implausible = CounterMetricFamily(
+        "cgw_device_implausible",
+        "Readings outside their point's physical range (quality bad): a wrong unit id or profile",
+        labels=["device"],
+    )
     disabled = GaugeMetricFamily(
         "cgw_device_point_disabled",
         "1 for a point the device refused (read again on a slow schedule)",
@@ -147,9 +152,10 @@ def _devices(snap: GatewaySnapshot) -> Iterator[Metric]:
         seconds.add_metric(dev, d.latency_sum)
         last.add_metric(dev, d.last_latency)
         bad.add_metric(dev, d.bad_frames)
+        implausible.add_metric(dev, d.implausible)
         for point in sorted(d.disabled):
             disabled.add_metric([d.id, point], 1)
-    yield from (online, polls, failed, seconds, last, bad, disabled)
+    yield from (online, polls, failed, seconds, last, bad, implausible, disabled)
 
 
 def _sinks(snap: GatewaySnapshot) -> Iterator[Metric]:

@@ -21,12 +21,12 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from contextlib import AsyncExitStack
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from drivers.base import DriverGroup, GroupPlan, Ports, config_key
+from drivers.base import Emit, GroupPlan, Ports, config_key
 from drivers.registry import plan
 from gateway import __version__
 from gateway.alarms.engine import AlarmEngine
@@ -38,6 +38,7 @@ from gateway.core.command import Order, Severity, SoundSiren, UnlockDoor
 from gateway.core.contract import Identity
 from gateway.core.devices import DeviceStates
 from gateway.core.errors import GatewayError
+from gateway.core.items import Stage
 from gateway.core.messages import Lane
 from gateway.core.timesync import SyncState
 from gateway.ops import systemd
@@ -45,10 +46,11 @@ from gateway.ops.health import status_line
 from gateway.ops.snapshot import GatewayInfo, GatewaySnapshot
 from gateway.pipeline.stages import pipeline
 from gateway.runtime import views
+from gateway.runtime.commission import ModbusCommissioner, running_bus
 from gateway.runtime.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
+from gateway.runtime.groups import RunningGroup, register_devices, run_group
 from gateway.runtime.poller import Poller
 from gateway.runtime.services import console_ports, local_services, run_alarms
-from gateway.runtime.supervisor import supervise
 from gateway.sinks.mqtt import MqttSink
 from gateway.store.outbox import Store
 
@@ -72,14 +74,6 @@ class Core:
     alarms: AlarmEngine
     orders: Dispatcher  # the one way back to the devices
     components: Components
-
-
-@dataclass(frozen=True)
-class RunningGroup:
-    """A driver group while it runs: what it built and its pollers."""
-
-    drivers: DriverGroup
-    pollers: list[Poller]
 
 
 class Runtime:
@@ -157,7 +151,7 @@ class Runtime:
                           lambda: self._run_influx(influx))
             )  # fmt: skip
         ports = console_ports(cfg, engine, self.devices, self.snapshot, self.store.add,
-                              self.clock, self._synced)  # fmt: skip
+                              self.clock, self._synced, self._commissioner())  # fmt: skip
         out += local_services(cfg, engine, self.api_up, self.snapshot, ports, self.clock)
         routes = cfg.escape_routes
         if routes:
@@ -171,11 +165,7 @@ class Runtime:
     def _driver_groups(self, cfg: Config) -> list[Component]:
         """A component per driver group, planned by each kind's factory; every configured
         device gets its ``DeviceState`` (and one no longer configured loses it)."""
-        wanted = {d.id: d.kind for d in cfg.devices}
-        for device in set(self.devices.snapshot()) - set(wanted):
-            self.devices.forget(device)
-        for device, kind in wanted.items():
-            self.devices.register(device, kind)
+        register_devices(self.devices, cfg)
         ports = Ports(self.clock, self._submit, self.devices.count)
         return [
             Component(g.name, INPUTS, g.key, functools.partial(self._run_drivers, g, cfg))
@@ -251,29 +241,17 @@ class Runtime:
         await self.influx.run()
 
     async def _run_drivers(self, plan: GroupPlan, cfg: Config) -> None:
-        """One driver group: its pollers, streams and actuators, all emitting to the pipeline."""
-        orders = self._orders()
-        group = plan.build()
-        emit = pipeline(cfg, self.devices, self.alarms, self.store.add, self._synced, group.stages)
-        pollers = [Poller(d, s, emit, self.clock, self.devices) for d, s in group.polled]
-        try:
-            async with AsyncExitStack() as stack:
-                for close in group.closers:
-                    stack.callback(close)
-                for context in group.contexts:
-                    await stack.enter_async_context(context)
-                self.groups[plan.name] = RunningGroup(group, pollers)
-                for actuator in group.actuators:  # a restarted siren resumes the current pattern
-                    stack.callback(await orders.attach(actuator))
-                async with asyncio.TaskGroup() as tg:
-                    for p in pollers:
-                        label = f"driver:{p.driver.id}"
-                        tg.create_task(supervise(label, p.run), name=label)
-                    for label, stream in group.streams:
-                        run = functools.partial(stream.run, emit)
-                        tg.create_task(supervise(label, run), name=label)
-        finally:
-            self.groups.pop(plan.name, None)
+        def emit_for(stages: Sequence[Stage]) -> Emit:
+            return pipeline(cfg, self.devices, self.alarms, self.store.add, self._synced, stages)
+
+        await run_group(plan, emit_for, self._orders(), self.clock, self.devices, self.groups)
+
+    def _commissioner(self) -> ModbusCommissioner:
+        """Scans and reads on demand, over the buses the driver groups run (the API's port)."""
+        base = None if self.config_path is None else self.config_path.resolve().parent
+        groups = self.groups
+        running = lambda bus: running_bus((g.drivers for g in groups.values()), bus)  # noqa: E731
+        return ModbusCommissioner(lambda: self.cfg, base, running, self.clock)
 
     # -- reload -----------------------------------------------------------------------------
 

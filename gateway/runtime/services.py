@@ -3,7 +3,8 @@
 Contract: each function is a component's ``run`` (see ``gateway.runtime.components``): it
 opens what it needs, runs until cancelled and releases everything in its own ``finally``.
 Each gets the narrow port it reads, never the runtime: the local API the alarm engine as an
-``AlarmDesk``, the monitor a function that takes a ``GatewaySnapshot``.
+``AlarmDesk``, the device states as a ``DeviceSource`` and the buses as a ``Commissioner``;
+the monitor a function that takes a ``GatewaySnapshot``.
 """
 
 import asyncio
@@ -15,7 +16,6 @@ from gateway.alarms.engine import AlarmEngine
 from gateway.config.alarms import ContactRuleConfig
 from gateway.config.api import ApiConfig
 from gateway.config.console import ConsoleConfig
-from gateway.config.modbus import ModbusDeviceConfig
 from gateway.config.models import Config
 from gateway.config.monitor import MonitorConfig
 from gateway.console.ports import ConsolePorts, DeviceFeed
@@ -23,6 +23,7 @@ from gateway.core.clock import Clock
 from gateway.core.messages import Json, Lane, Record
 from gateway.notify import Notifier
 from gateway.ops.api import AlarmDesk, LocalApi
+from gateway.ops.device_api import Commissioner, DeviceSource
 from gateway.ops.snapshot import GatewaySnapshot
 from gateway.runtime.components import SERVICES, Component
 
@@ -40,10 +41,16 @@ async def run_alarms(engine: AlarmEngine, cfg: Config) -> None:
             await notifier.aclose()
 
 
-async def run_api(cfg: ApiConfig, desk: AlarmDesk, listening: asyncio.Event) -> None:
-    """The local alarm API; ``listening`` is set while it accepts requests."""
+async def run_api(
+    cfg: ApiConfig,
+    desk: AlarmDesk,
+    listening: asyncio.Event,
+    devices: DeviceSource | None = None,
+    commissioner: Commissioner | None = None,
+) -> None:
+    """The local API; ``listening`` is set while it accepts requests."""
     try:
-        async with LocalApi(cfg, desk):
+        async with LocalApi(cfg, desk, devices=devices, commissioner=commissioner):
             listening.set()
             await asyncio.Future()  # until cancelled
     finally:
@@ -70,11 +77,12 @@ def local_services(
     out: list[Component] = []
     key = config_key  # a key: the JSON of what it is built from
     if (api := cfg.api) is not None:
+        ports = (console.devices, console.commissioner)
         out.append(Component("api", SERVICES, key(api.model_dump(mode="json")),
-                             lambda: run_api(api, desk, api_up)))  # fmt: skip
+                             lambda: run_api(api, desk, api_up, *ports)))  # fmt: skip
     if (web := cfg.console) is not None:
         out.append(Component("console", SERVICES,
-                             key(web.model_dump(mode="json"), console.zone, console.buses),
+                             key(web.model_dump(mode="json"), console.zone, console.bus_names),
                              lambda: run_console(web, console, clock)))  # fmt: skip
     if (monitor := cfg.monitor) is not None:
         out.append(Component("monitor", SERVICES, key(monitor.model_dump(mode="json")),
@@ -90,17 +98,18 @@ def console_ports(
     add: Callable[[Record], None],
     clock: Clock,
     synced: Callable[[], bool],
+    commissioner: Commissioner | None,
 ) -> ConsolePorts:
     """What the field console reads and does, from the running gateway's parts."""
 
     def audit(action: str, target: str, fields: Mapping[str, Json]) -> None:
         add(Record(Lane.EVENT, "audit", clock.wall(), synced(), fields=fields))
 
-    buses = {d.id: d.bus for d in cfg.devices if isinstance(d, ModbusDeviceConfig)}
     types = {r.id: r.type for r in cfg.alarms.rules if isinstance(r, ContactRuleConfig)}
     return ConsolePorts(
-        cfg.gateway.site_id, cfg.alarms.timezone, engine, devices, snapshot, audit, buses, types
-    )
+        cfg.gateway.site_id, cfg.alarms.timezone, engine, devices, snapshot, audit, types,
+        commissioner if cfg.buses else None, [b.id for b in cfg.buses],
+    )  # fmt: skip
 
 
 async def run_console(cfg: ConsoleConfig, ports: ConsolePorts, clock: Clock) -> None:

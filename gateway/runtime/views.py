@@ -25,7 +25,7 @@ from gateway.alarms.rules import alarm_inputs
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import BIT_TABLES, ModbusDeviceConfig
 from gateway.config.models import Config
-from gateway.core.devices import DeviceState
+from gateway.core.devices import IMPLAUSIBLE, DeviceState
 from gateway.core.snapshots import (
     ApiSnapshot,
     CommandsSnapshot,
@@ -110,6 +110,7 @@ def devices(states: Mapping[str, DeviceState]) -> tuple[DeviceSnapshot, ...]:
             latency_sum=s.counters.get("latency_sum", 0.0),
             last_latency=s.counters.get("last_latency", 0.0),
             bad_frames=int(s.counters.get("bad_frames", 0)),
+            implausible=int(s.counters.get(IMPLAUSIBLE, 0)),
             disabled=dict(s.disabled),
             reason="" if s.online is not False else s.reason,
         )

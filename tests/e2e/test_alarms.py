@@ -2,7 +2,7 @@
 platform as an alarm, once, ahead of a 100,000-message telemetry backlog."""
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,15 +38,6 @@ def config(store: Path, port: int) -> dict[str, Any]:
         ],
         "alarms": {"rules": [{"kind": "contact", "id": "sos", "device": "lobby-sos"}]},
     }
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "gw.yaml", tmp_path / "gw.log")
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 def alarms(msgs: list[Received]) -> list[dict[str, Any]]:

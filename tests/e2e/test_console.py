@@ -33,6 +33,8 @@ from tests.support.browser import chromium, shot
 from tests.support.daemon import REPO, Daemon, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_ports
+from tests.support.sensors import LAYOUT, as_configured, only_they_answer, sensors
+from tests.support.socat import PtyPair
 from tests.support.subscriber import Recorder
 
 pytestmark = pytest.mark.slow
@@ -129,6 +131,11 @@ def sign_in(driver: WebDriver, url: str, name: str) -> None:
     wait(driver, lambda d: d.find_elements(By.ID, "nav-duty"))
 
 
+def click(button: WebElement) -> bool:
+    button.click()
+    return True
+
+
 def texts(driver: WebDriver, css: str) -> list[str]:
     return [e.text for e in driver.find_elements(By.CSS_SELECTOR, css)]
 
@@ -179,7 +186,7 @@ async def test_guard_sees_a_call_within_2_s_and_acknowledges_it_by_name(site: Si
             await asyncio.to_thread(
                 wait,
                 driver,
-                lambda d: d.find_element(By.CSS_SELECTOR, "button.ack").click() or True,
+                lambda d: click(d.find_element(By.CSS_SELECTOR, "button.ack")),
             )
             await asyncio.to_thread(
                 wait, driver, lambda d: "王保安 已确认" in d.find_element(By.ID, "view").text
@@ -269,6 +276,15 @@ async def test_installer_sees_values_change_without_reloading(site: Site) -> Non
             wait, driver, lambda d: d.find_element(By.CSS_SELECTOR, "ul.history li").text
         )
         assert history.endswith("online")  # it came online after the console started
+        await asyncio.to_thread(wait, driver, lambda d: click(d.find_element(By.ID, "read-now")))
+
+        def read_result(d: WebDriver) -> Any:
+            text = d.find_element(By.ID, "read-result").text
+            return json.loads(text) if text.startswith("{") else None  # else: "Reading..."
+
+        read = await asyncio.to_thread(wait, driver, read_result)
+        assert [p["name"] for p in read["points"]] == ["humidity", "temperature"]
+        assert read["blocks"][0]["table"] == "holding"  # the raw registers beside the values
         await asyncio.to_thread(shot, driver, "device")
         await asyncio.to_thread(driver.get, site.url + "/#status")
         await asyncio.to_thread(wait, driver, lambda d: element(d, "#status table"))
@@ -292,3 +308,56 @@ async def test_crossed_wiring_shows_implausible_values(
             assert "humidity" in row
             assert "implausible" in row
             await asyncio.to_thread(shot, driver, "devices-crossed-wiring")
+
+
+async def test_an_installer_scans_an_rs485_line_and_finds_every_unit(
+    tmp_path: Path, mosquitto: Mosquitto, pty_pair: PtyPair
+) -> None:
+    users = tmp_path / "users.yaml"
+    add_user(users, "li", "installer", "Li Installer")
+    (console,) = free_ports(1)
+    rtu = {"kind": "modbus_rtu", "id": "rs485-1", "port": str(pty_pair.b), "baudrate": 19200,
+           "timeout": 0.3, "retries": 0}  # fmt: skip
+    doc = as_configured(
+        {
+            "gateway": {"site_id": "s1", "gateway_id": "gw1"},
+            "store": {"path": str(tmp_path / "b.db"), "quota": "16MiB", "reserve": "1MiB"},
+            "upstream": {"mqtt": {"host": "127.0.0.1", "port": mosquitto.port}},
+            "buses": [rtu],
+            "console": {"port": console, "users_file": str(users)},
+        },
+        "rs485-1",
+    )
+    async with Simulator.rtu(sensors(), str(pty_pair.a), 19200, interval=None) as sim:
+        only_they_answer(sim)
+        daemon = Daemon(write_config(tmp_path / "gw.yaml", doc), tmp_path / "gw.log")
+        daemon.start()
+        try:
+            await daemon.wait_log("field console on", timeout=30)
+            url = f"http://127.0.0.1:{console}"
+            with chromium("en-US") as driver:
+                await asyncio.to_thread(sign_in, driver, url, "li")
+                await asyncio.to_thread(driver.get, url + "/#commission")
+
+                def start_scan(d: WebDriver) -> bool:
+                    units = d.find_element(By.ID, "units-rs485-1")
+                    units.clear()
+                    units.send_keys("1-12")
+                    return click(d.find_element(By.ID, "scan-rs485-1"))
+
+                await asyncio.to_thread(wait, driver, start_scan)
+
+                def found(d: WebDriver) -> list[str]:
+                    items = d.find_elements(By.CSS_SELECTOR, "#scan-result-rs485-1 li.unit")
+                    return [i.text for i in items]
+
+                units = await asyncio.to_thread(wait, driver, found, 30.0)
+                await asyncio.to_thread(shot, driver, "commission")
+            assert units == [
+                f"Unit {u} – looks like {profile}" for u, profile in sorted(LAYOUT.items())
+            ]
+            audits = [e for e in daemon.logs() if e["msg"].startswith("console: scan rs485-1")]
+            assert len(audits) == 1
+            assert "by Li Installer: executed" in audits[0]["msg"]
+        finally:
+            daemon.stop()

@@ -54,15 +54,6 @@ def seqs(msgs: Sequence[Received]) -> set[int]:
 
 
 @pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "gw.yaml", tmp_path / "gw.log")
-    try:
-        yield d
-    finally:
-        d.stop()
-
-
-@pytest.fixture
 def persistent_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A broker that keeps sessions and their queued messages across a restart.
 

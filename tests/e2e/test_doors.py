@@ -2,7 +2,7 @@
 
 import json
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,6 @@ from tests.support.subscriber import Received, Recorder
 pytestmark = pytest.mark.slow
 PREFIX = "cgw/s1/gw1"
 RAW_ID = "R-7-0304-RAWID"  # a resident id as the terminal knows it
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "gw.yaml", tmp_path / "gw.log")
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 def config(tmp_path: Path, port: int) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +28,6 @@ TELEMETRY = "cgw/s1/gw1/telemetry/"
 
 def devices(units: list[int]) -> list[SimulatedDevice]:
     return [SimulatedDevice(u, [COUNTER], functions={"counter": float}) for u in units]
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "gw.yaml", tmp_path / "gw.log")
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 def monitored(doc: dict[str, Any], port: int) -> dict[str, Any]:

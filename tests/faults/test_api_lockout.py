@@ -9,7 +9,6 @@ clients stay below the failures the API lets wait for their answer).
 
 import asyncio
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -24,15 +23,6 @@ from tests.support.mosquitto import Mosquitto
 pytestmark = pytest.mark.slow
 STORM = 4  # concurrent bad clients, each one request after another
 assert STORM < MAX_WAITING
-
-
-@pytest.fixture
-def daemon(tmp_path: Path) -> Iterator[Daemon]:
-    d = Daemon(tmp_path / "gw.yaml", tmp_path / "gw.log")
-    try:
-        yield d
-    finally:
-        d.stop()
 
 
 async def test_bad_logins_from_the_same_address_never_block_the_right_token(

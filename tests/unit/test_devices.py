@@ -78,3 +78,26 @@ def test_made_up_devices_beyond_the_bound_are_ignored_but_registered_ones_kept(
     states.register("d", "modbus")
     assert set(states.snapshot()) == {"a", "b", "d"}
     assert states.ignored == 1
+
+
+def test_readings_outside_their_range_are_counted_as_implausible() -> None:
+    states = DeviceStates()
+    states.register("noise-1", "modbus", bus="rs485-1", profile="noise-rs485")
+    quiet = Reading("noise", 25.0, "dB(A)", Quality.BAD)  # humidity read as noise
+    states.sample(Sample("noise-1", 1.0, (quiet,)))
+    states.sample(Sample("noise-1", 2.0, (Reading("noise", 54.0, "dB(A)", Quality.GOOD),)))
+    states.sample(Sample("noise-1", 3.0, (quiet, Reading("x", None, "", Quality.COMM_ERROR))))
+    snap = states.snapshot()["noise-1"]
+    assert snap.counters["implausible"] == 2
+    assert (snap.bus, snap.profile) == ("rs485-1", "noise-rs485")
+
+
+def test_registering_again_with_another_bus_or_profile_updates_it() -> None:
+    states = DeviceStates()
+    states.register("d", "modbus", bus="a", profile="th-rs485")
+    version = states.version
+    states.register("d", "modbus", bus="a", profile="th-rs485")
+    assert states.version == version
+    states.register("d", "modbus", bus="b")
+    snap = states.snapshot()["d"]
+    assert (snap.bus, snap.profile) == ("b", None)

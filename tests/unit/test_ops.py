@@ -47,7 +47,7 @@ def healthy(store_path: Path = Path("/nonexistent/buffer.db")) -> GatewaySnapsho
         commands=CommandsSnapshot(True, 4, 1, {"bad_signature": 3}, 0),
         linkage=LinkageSnapshot(False, 0),
         devices=(
-            DeviceSnapshot("dev-1", True, 10, 1, 0.5, 0.04),
+            DeviceSnapshot("dev-1", True, 10, 1, 0.5, 0.04, implausible=3),
             DeviceSnapshot(
                 "dev-2",
                 False,
@@ -195,6 +195,8 @@ def test_metrics_render_every_figure_of_the_snapshot(tmp_path: Path) -> None:
         ("cgw_device_poll_failures_total", {"device": "dev-2"}, 6),
         ("cgw_device_poll_seconds_total", {"device": "dev-1"}, 0.5),
         ("cgw_device_poll_latency_seconds", {"device": "dev-2"}, 0.25),
+        ("cgw_device_implausible_total", {"device": "dev-1"}, 3),
+        ("cgw_device_implausible_total", {"device": "dev-2"}, 0),
         ("cgw_sink_backlog_rows", {"sink": "influx"}, 3),
         ("cgw_sink_connected", {"sink": "mqtt"}, 1),
         ("cgw_sink_delivered_total", {"sink": "mqtt"}, 120),

@@ -316,9 +316,9 @@ draw.commission = () => {
       el("label", {}, t("commission.units"), " ", input),
       el("button", { id: "scan-" + bus, onclick: () => scan(bus, input.value) }, t("commission.start")),
       typeof result === "string" ? el("p", {}, result) : null,
-      result && result.units ? el("div", { id: "scan-result-" + bus },
-        el("p", {}, t("commission.found", { n: result.units.length })),
-        el("ul", {}, result.units.map((u) => el("li", { class: "unit" }, t("commission.unit", { unit: u.unit }), " – ",
+      result && result.found ? el("div", { id: "scan-result-" + bus },
+        el("p", {}, t("commission.found", { n: result.found.length }), " (", result.seconds, " s)"),
+        el("ul", {}, result.found.map((u) => el("li", { class: "unit", "data-unit": u.unit }, t("commission.unit", { unit: u.unit }), " – ",
           u.profile ? t("commission.guess", { profile: u.profile }) : t("commission.unknown"))))) : null);
   });
   const checks = [...state.devices.values()].sort((a, b) => a.id.localeCompare(b.id)).map((d) => {
