@@ -2,10 +2,15 @@
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator, Sequence
+from http.cookiejar import CookieJar
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -221,6 +226,11 @@ def test_demo_prints_the_readme_commands_and_they_work_while_it_runs(tmp_path: P
                 [sys.executable, "-m", "gateway", "alarms", "list", *status[1:]],
                 capture_output=True, text=True, timeout=30, check=False,
             )  # fmt: skip
+            console = next(ln for ln in lines if ln.startswith("Field console: "))
+            url, password = re.fullmatch(
+                r"Field console: (\S+) \(sign in as demo / (\S+), an administrator;\n", console
+            ).groups()  # type: ignore[union-attr]
+            signed_in = console_sign_in(url, "demo", password)
         finally:
             demo.terminate()
             out, _ = demo.communicate(timeout=30)
@@ -233,6 +243,20 @@ def test_demo_prints_the_readme_commands_and_they_work_while_it_runs(tmp_path: P
     assert "devices: 4/4 online" in shown.stdout
     assert listed.returncode == 0, listed.stderr
     assert "lobby-sos" in listed.stdout
+    assert signed_in["role"] == "admin"  # the printed demo login opens the console
+    assert signed_in["site"] == "demo-site"
+
+
+def console_sign_in(url: str, name: str, password: str) -> dict[str, Any]:
+    """Sign in to the console at ``url`` as a browser would; what ``/api/me`` says."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    page = opener.open(url + "/login", timeout=10).read().decode()
+    token = re.search(r'name="token" value="([^"]+)"', page)
+    assert token is not None
+    form = urllib.parse.urlencode({"name": name, "password": password, "token": token.group(1)})
+    opener.open(url + "/login", form.encode(), timeout=10).read()
+    me: dict[str, Any] = json.loads(opener.open(url + "/api/me", timeout=10).read())
+    return me
 
 
 def test_demo_on_a_broker_that_wants_a_login_says_so_in_one_line(tmp_path: Path) -> None:
