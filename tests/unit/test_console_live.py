@@ -42,7 +42,7 @@ def ports(states: DeviceStates) -> ConsolePorts:
     def audit(action: str, target: str, fields: Mapping[str, Json]) -> None:
         raise AssertionError("the feed audits nothing")
 
-    return ConsolePorts("s1", "Asia/Shanghai", Desk(), states, healthy, audit, {"th-1": "rs485-1"})
+    return ConsolePorts("s1", "Asia/Shanghai", Desk(), states, healthy, audit)
 
 
 def events(sub: live.Subscriber) -> list[tuple[str, Any]]:
@@ -61,8 +61,9 @@ def reading(device: str, value: float, quality: Quality = Quality.GOOD) -> Sampl
 
 async def test_a_subscriber_gets_the_whole_picture_then_only_the_devices_that_changed() -> None:
     states = DeviceStates()
-    for d in ("th-1", "th-2", "btn"):
-        states.register(d, "modbus" if d != "btn" else "mqtt_button")
+    for d in ("th-1", "th-2"):
+        states.register(d, "modbus", bus="rs485-1", profile="th-rs485")
+    states.register("btn", "mqtt_button")
     hub = Hub(ports(states), ManualClock())
     task = asyncio.create_task(hub.run())
     try:
