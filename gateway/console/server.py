@@ -41,6 +41,7 @@ from gateway.console.users import Users, allowed
 from gateway.core.catalogue import Language, negotiate
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
+from gateway.core.snapshots import ConsoleSnapshot
 from gateway.ops.listener import ConnectionGate, connection_cap, serve
 
 if TYPE_CHECKING:
@@ -128,6 +129,14 @@ class Console:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    def snapshot(self) -> ConsoleSnapshot:
+        """The console's figures, for health and metrics."""
+        throttle = self.throttle
+        return ConsoleSnapshot(
+            len(self.sessions), len(self.hub.subscribers), self.hub.dropped,
+            throttle.logins_ok, throttle.logins_failed, throttle.throttled,
+        )  # fmt: skip
 
     # -- people ---------------------------------------------------------------------------
 

@@ -105,6 +105,18 @@ class ApiSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSnapshot:
+    """The field console: who is signed in, who watches, and how sign-ins went."""
+
+    sessions: int  # open sessions
+    streams: int  # pages following the live stream now
+    streams_dropped: int  # streams ended for not keeping up
+    logins_ok: int
+    logins_failed: int
+    throttled: int  # failed sign-ins answered "too many attempts" at once
+
+
+@dataclass(frozen=True, slots=True)
 class InputState:
     """One configured input device: GPIO, MQTT button, door terminal, Modbus contact points."""
 

@@ -58,12 +58,35 @@ class GatewayCollector(Collector):
         yield rejected
         yield from _inputs(snap)
         yield from _commands(snap)
+        yield from _console(snap)
         reloads = CounterMetricFamily(
             "cgw_config_reloads", "Config reloads, by result", labels=["result"]
         )
         reloads.add_metric(["applied"], gw.reloads)
         reloads.add_metric(["refused"], gw.reload_failures)
         yield reloads
+
+
+def _console(snap: GatewaySnapshot) -> Iterator[Metric]:
+    console = snap.console
+    if console is None:
+        return
+    yield GaugeMetricFamily("cgw_console_sessions", "Open field console sessions", console.sessions)
+    yield GaugeMetricFamily(
+        "cgw_console_streams", "Console pages following the live stream now", console.streams
+    )
+    yield CounterMetricFamily(
+        "cgw_console_streams_dropped",
+        "Console live streams ended for not keeping up (the page reconnects)",
+        console.streams_dropped,
+    )
+    logins = CounterMetricFamily(
+        "cgw_console_logins", "Console sign-ins, by result", labels=["result"]
+    )
+    logins.add_metric(["ok"], console.logins_ok)
+    logins.add_metric(["failed"], console.logins_failed)
+    logins.add_metric(["throttled"], console.throttled)
+    yield logins
 
 
 def _commands(snap: GatewaySnapshot) -> Iterator[Metric]:

@@ -16,6 +16,7 @@ from gateway.core.snapshots import (
     AlarmsSnapshot,
     ApiSnapshot,
     CommandsSnapshot,
+    ConsoleSnapshot,
     DeviceSnapshot,
     InputsSnapshot,
     LinkageSnapshot,
@@ -53,3 +54,4 @@ class GatewaySnapshot:
     commands: CommandsSnapshot
     linkage: LinkageSnapshot | None  # None when not configured or not running
     devices: tuple[DeviceSnapshot, ...]
+    console: ConsoleSnapshot | None = None  # None when not configured or not running

@@ -21,7 +21,7 @@ import asyncio
 import dataclasses
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,7 @@ from gateway.core.devices import DeviceStates
 from gateway.core.errors import GatewayError
 from gateway.core.items import Stage
 from gateway.core.messages import Lane
+from gateway.core.snapshots import ConsoleSnapshot
 from gateway.core.timesync import SyncState
 from gateway.ops import systemd
 from gateway.ops.health import status_line
@@ -105,6 +106,7 @@ class Runtime:
         self.commands: CommandService | None = None  # when the command channel is configured
         self.commands_dropped = 0  # command messages that arrived while it was not running
         self.linkage: FireLinkage | None = None  # when escape routes are configured
+        self.console_view: Callable[[], ConsoleSnapshot] | None = None  # while it runs
 
     def _running(self) -> Core:
         if self._core is None:
@@ -152,7 +154,8 @@ class Runtime:
             )  # fmt: skip
         ports = console_ports(cfg, engine, self.devices, self.snapshot, self.store.add,
                               self.clock, self._synced, self._commissioner())  # fmt: skip
-        out += local_services(cfg, engine, self.api_up, self.snapshot, ports, self.clock)
+        out += local_services(cfg, engine, self.api_up, self.snapshot, ports, self.clock,
+                              lambda view: setattr(self, "console_view", view))  # fmt: skip
         routes = cfg.escape_routes
         if routes:
             out.append(
@@ -352,6 +355,7 @@ class Runtime:
             commands=views.commands(self.commands, self.commands_dropped),
             linkage=None if self.linkage is None else self.linkage.snapshot(),
             devices=views.devices(self.devices.snapshot()),
+            console=None if self.console_view is None else self.console_view(),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

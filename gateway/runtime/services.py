@@ -21,11 +21,14 @@ from gateway.config.monitor import MonitorConfig
 from gateway.console.ports import ConsolePorts, DeviceFeed
 from gateway.core.clock import Clock
 from gateway.core.messages import Json, Lane, Record
+from gateway.core.snapshots import ConsoleSnapshot
 from gateway.notify import Notifier
 from gateway.ops.api import AlarmDesk, LocalApi
 from gateway.ops.device_api import Commissioner, DeviceSource
 from gateway.ops.snapshot import GatewaySnapshot
 from gateway.runtime.components import SERVICES, Component
+
+Publish = Callable[[Callable[[], ConsoleSnapshot] | None], None]  # the console's snapshot, or None
 
 
 async def run_alarms(engine: AlarmEngine, cfg: Config) -> None:
@@ -72,6 +75,7 @@ def local_services(
     snapshot: Callable[[], GatewaySnapshot],
     console: ConsolePorts,
     clock: Clock,
+    publish: Publish,
 ) -> list[Component]:
     """The listeners ``cfg`` asks for: the local API, the field console, the monitor."""
     out: list[Component] = []
@@ -83,7 +87,7 @@ def local_services(
     if (web := cfg.console) is not None:
         out.append(Component("console", SERVICES,
                              key(web.model_dump(mode="json"), console.zone, console.bus_names),
-                             lambda: run_console(web, console, clock)))  # fmt: skip
+                             lambda: run_console(web, console, clock, publish)))  # fmt: skip
     if (monitor := cfg.monitor) is not None:
         out.append(Component("monitor", SERVICES, key(monitor.model_dump(mode="json")),
                              lambda: run_monitor(monitor, snapshot)))  # fmt: skip
@@ -112,9 +116,15 @@ def console_ports(
     )  # fmt: skip
 
 
-async def run_console(cfg: ConsoleConfig, ports: ConsolePorts, clock: Clock) -> None:
-    """The field console, until cancelled."""
+async def run_console(
+    cfg: ConsoleConfig, ports: ConsolePorts, clock: Clock, publish: Publish
+) -> None:
+    """The field console, until cancelled; its snapshot is ``publish``ed while it runs."""
     from gateway.console.server import Console  # aiohttp and argon2: only with a console
 
-    async with Console(cfg, ports, clock):
-        await asyncio.Future()  # until cancelled
+    try:
+        async with Console(cfg, ports, clock) as console:
+            publish(console.snapshot)
+            await asyncio.Future()  # until cancelled
+    finally:
+        publish(None)

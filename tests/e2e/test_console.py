@@ -48,6 +48,7 @@ class Site:
     broker: int
     daemon: Daemon
     sim: Simulator
+    monitor: int
 
 
 def add_user(users: Path, name: str, role: str, display: str) -> None:
@@ -96,13 +97,13 @@ async def start_site(tmp: Path, mosquitto: Mosquitto, crossed: bool = False) -> 
     )
     units = {"th": 2, "noise": 1} if crossed else {"th": 1, "noise": 2}
     async with Simulator([th, noise], port=0, interval=0.3) as sim:
-        (console,) = free_ports(1)
-        doc = config(tmp, mosquitto.port, sim.port, console, units)
+        console, monitor = free_ports(2)
+        doc = config(tmp, mosquitto.port, sim.port, console, units) | {"monitor": {"port": monitor}}
         daemon = Daemon(write_config(tmp / "gw.yaml", doc), tmp / "gw.log")
         daemon.start()
         try:
             await daemon.wait_log("field console on", timeout=30)
-            yield Site(f"http://127.0.0.1:{console}", mosquitto.port, daemon, sim)
+            yield Site(f"http://127.0.0.1:{console}", mosquitto.port, daemon, sim, monitor)
         finally:
             daemon.stop()
 
@@ -220,6 +221,12 @@ async def test_a_guard_cannot_reach_devices_and_a_post_without_csrf_changes_noth
         async with http.get(site.url + "/login") as r:
             page = await r.text()
         token = page.split('name="token" value="')[1].split('"')[0]
+        async with http.post(site.url + "/login", data={"name": "wang", "password": "wrong-one",
+                             "token": token}) as r:  # fmt: skip
+            assert r.status == 401
+            assert "Wrong account or password." in await r.text()
+            page = await r.text()
+        token = page.split('name="token" value="')[1].split('"')[0]
         async with http.post(
             site.url + "/login",
             data={"name": "wang", "password": PASSWORD, "token": token},
@@ -249,6 +256,11 @@ async def test_a_guard_cannot_reach_devices_and_a_post_without_csrf_changes_noth
         ) as r:
             assert r.status == 200
             assert (await r.json())["alarms"][0]["acked_by"] == "王保安"
+        async with http.get(f"http://127.0.0.1:{site.monitor}/metrics") as r:
+            metrics = await r.text()
+    assert 'cgw_console_logins_total{result="ok"} 1.0' in metrics
+    assert 'cgw_console_logins_total{result="failed"} 1.0' in metrics
+    assert "cgw_console_sessions 1.0" in metrics
 
 
 # -- the installer ----------------------------------------------------------------------------
