@@ -74,6 +74,7 @@ class Routes:
         r = app.router
         r.add_get("/", self.index)
         r.add_get("/static/{name}", self.static)
+        r.add_get("/favicon.ico", self.favicon)
         r.add_get("/login", self.login_form)
         r.add_post("/login", self.login)
         r.add_post("/logout", self.logout)
@@ -103,6 +104,11 @@ class Routes:
             raise web.HTTPNotFound()
         body, kind = found
         return web.Response(body=body, content_type=kind, headers={"Cache-Control": "max-age=300"})
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
+        return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
     async def login_form(self, request: web.Request) -> web.StreamResponse:
         from aiohttp import web

@@ -161,6 +161,9 @@ async def press(broker: int, event_id: str) -> float:
 async def test_guard_sees_a_call_within_2_s_and_acknowledges_it_by_name(site: Site) -> None:
     async with Recorder("127.0.0.1", site.broker, ROOT + "#") as upstream:
         with chromium("zh-CN") as driver:
+            await asyncio.to_thread(driver.get, site.url + "/")  # redirected to sign in
+            assert driver.current_url == site.url + "/login"
+            await asyncio.to_thread(shot, driver, "sign-in")
             await asyncio.to_thread(sign_in, driver, site.url, "wang")
             # a guard's console: duty and status, nothing of the devices
             nav = await asyncio.to_thread(texts, driver, "#nav a")
@@ -193,6 +196,20 @@ async def test_guard_sees_a_call_within_2_s_and_acknowledges_it_by_name(site: Si
                 wait, driver, lambda d: "王保安 已确认" in d.find_element(By.ID, "view").text
             )
             await asyncio.to_thread(shot, driver, "duty-acknowledged")
+            await upstream.wait_for(lambda msgs: any("王保安" in m.payload.decode() for m in msgs))
+            # the gateway goes away: the page says so at once, never a quiet page
+            stopped = time.monotonic()
+            rc, _ = await asyncio.to_thread(site.daemon.terminate)
+            assert rc == 0
+
+            def lost(d: WebDriver) -> str | None:
+                bar = d.find_element(By.ID, "link")
+                return bar.text if bar.is_displayed() else None
+
+            said = await asyncio.to_thread(wait, driver, lost, 20.0)
+            assert "与网关的连接已断开" in said
+            assert time.monotonic() - stopped < 15
+            await asyncio.to_thread(shot, driver, "duty-link-lost")
 
         def acked(msgs: Any) -> bool:
             return any(
@@ -301,6 +318,23 @@ async def test_installer_sees_values_change_without_reloading(site: Site) -> Non
         await asyncio.to_thread(driver.get, site.url + "/#status")
         await asyncio.to_thread(wait, driver, lambda d: element(d, "#status table"))
         await asyncio.to_thread(shot, driver, "status")
+        # the checklist: "press the button now" ticks when the press arrives
+        await asyncio.to_thread(driver.get, site.url + "/#commission")
+        await asyncio.to_thread(
+            wait,
+            driver,
+            lambda d: click(d.find_element(By.CSS_SELECTOR, "#check-lobby-sos .press")),
+        )
+        await press(site.broker, "checklist-press")
+        ticked = await asyncio.to_thread(
+            wait,
+            driver,
+            lambda d: (
+                "alarm input tested" in (t := d.find_element(By.ID, "check-lobby-sos").text) and t
+            ),
+        )
+        assert "✔" in ticked
+        await asyncio.to_thread(shot, driver, "commission-checklist")
 
 
 async def test_crossed_wiring_shows_implausible_values(

@@ -162,7 +162,8 @@ function onDuty(duty) {
   let fresh = false;
   const unacked = duty.alarms.filter((a) => !a.acked_at);
   for (const a of unacked) {
-    if (!state.known.has(a.id)) { state.known.add(a.id); fresh = true; }
+    // a press the installer asked for on the checklist is no reason to leave the checklist
+    if (!state.known.has(a.id)) { state.known.add(a.id); fresh = fresh || !state.pressed.has(a.device); }
   }
   for (const a of duty.alarms) {
     const asked = state.pressed.get(a.device);
