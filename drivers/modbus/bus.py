@@ -92,6 +92,7 @@ class Bus:
             return AsyncModbusTcpClient(
                 cfg.host,
                 port=cfg.port,
+                framer=FramerType.RTU if cfg.rtu_frames else FramerType.SOCKET,
                 timeout=cfg.timeout,
                 retries=cfg.retries,
                 reconnect_delay=0,

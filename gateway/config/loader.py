@@ -35,7 +35,8 @@ from gateway.profiles import SHIPPED
 
 BUILTIN_PROFILES = SHIPPED
 _UNION_TAGS = frozenset(
-    {"modbus", "modbus_tcp", "modbus_rtu", "gpio", "mqtt_button", "door_terminal"}
+    {"modbus", "modbus_tcp", "modbus_rtu_over_tcp", "modbus_rtu", "gpio", "mqtt_button"}
+    | {"door_terminal"}
     | {"threshold", "contact", "offline", "sensor_fault"}
 )
 

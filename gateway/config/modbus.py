@@ -7,7 +7,7 @@ class of sensor that devices name (``ProfileConfig``); its optional *probe* list
 registers a scan reads to guess whether an unknown unit is of that class (docs/profiles.md).
 """
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
@@ -94,11 +94,26 @@ class _BusBase(Model):
 
 
 class ModbusTcpBusConfig(_BusBase):
-    """A Modbus TCP endpoint (a gateway or a sensor with Ethernet)."""
+    """A Modbus TCP endpoint (a gateway or a sensor with Ethernet), or, as
+    ``modbus_rtu_over_tcp``, an RS-485 line behind a serial server that carries RTU frames
+    over TCP unchanged (a converter in transparent mode): the same lock and pacing as a
+    serial line, so its ``gap`` defaults to the serial 0.02 s."""
 
-    kind: Literal["modbus_tcp"]
+    kind: Literal["modbus_tcp", "modbus_rtu_over_tcp"]
     host: str = Field(min_length=1, description="Host name or address")
     port: int = Field(502, ge=1, le=65535, description="TCP port")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _serial_gap(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "modbus_rtu_over_tcp":
+            return {"gap": 0.02, **data}
+        return data
+
+    @property
+    def rtu_frames(self) -> bool:
+        """Whether RTU frames travel over the TCP connection (a serial server)."""
+        return self.kind == "modbus_rtu_over_tcp"
 
 
 class ModbusRtuBusConfig(_BusBase):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.modbus.bus import Bus
+from drivers.modbus.bus import Bus, ModbusTimeout
 from drivers.modbus.device import ModbusDevice
 from gateway.config.loader import BUILTIN_PROFILES, load_profile
 from gateway.config.modbus import (
@@ -367,3 +367,32 @@ async def test_a_serial_port_that_will_not_open_says_its_path_and_errno(tmp_path
         f"cannot connect to bus rs485-1 ({absent}): {absent}: No such file or directory (ENOENT)"
     )
     bus.close()
+
+
+async def test_an_rs485_line_behind_a_serial_server_is_read_with_rtu_frames_over_tcp() -> None:
+    """A serial server (RS-485 to Ethernet, transparent mode) carries RTU frames over TCP."""
+    sims = [SimulatedDevice(u, profile_points("th-rs485")) for u in (1, 2)]
+    async with Simulator(sims, port=0, interval=None, rtu_framer=True) as sim:
+        await sim.set_value(2, "temperature", -10.1)
+
+        def bus(kind: str) -> Bus:
+            cfg = ModbusTcpBusConfig.model_validate(
+                {"kind": kind, "id": "line-3", "host": "127.0.0.1", "port": sim.port,
+                 "timeout": 0.3, "retries": 0}
+            )  # fmt: skip
+            return Bus(cfg)
+
+        over_tcp = bus("modbus_rtu_over_tcp")
+        assert over_tcp.cfg.gap == 0.02  # the serial line's pause, not TCP's none
+        try:
+            dev = ModbusDevice(device(2, profile_points("th-rs485")), over_tcp, SystemClock())
+            got = {r.name: r.value for r in (await read(dev)).readings}
+            assert got["temperature"] == -10.1
+        finally:
+            over_tcp.close()
+        plain = bus("modbus_tcp")  # the same server spoken to in Modbus TCP: no answer
+        try:
+            with pytest.raises(ModbusTimeout):
+                await plain.read("holding", 0, 2, 2)
+        finally:
+            plain.close()

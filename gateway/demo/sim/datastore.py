@@ -34,10 +34,12 @@ _WIRE_FCS: dict[str, frozenset[int]] = {
 
 @dataclass(frozen=True)
 class Tcp:
-    """Listen on ``host:port`` (Modbus TCP)."""
+    """Listen on ``host:port``: Modbus TCP, or RTU frames over TCP (``rtu``: what a serial
+    server, an RS-485-to-Ethernet converter in transparent mode, carries)."""
 
     host: str
     port: int
+    rtu: bool = False
 
 
 @dataclass(frozen=True)

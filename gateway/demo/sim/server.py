@@ -63,8 +63,9 @@ class Simulator:
         *,
         interval: float | None = 1.0,
         seed: int | None = None,
+        rtu_framer: bool = False,
     ) -> None:
-        """A Modbus TCP simulator on ``host:port``.
+        """A Modbus TCP simulator on ``host:port`` (RTU frames over TCP with ``rtu_framer``).
 
         Args:
             devices: The devices to serve, unique unit ids.
@@ -74,7 +75,7 @@ class Simulator:
                 :meth:`set_value`, :meth:`set_raw` and :meth:`tick`).
             seed: Seed of the random walks, for repeatable runs.
         """
-        self._init(devices, Tcp(host, port), interval, seed)
+        self._init(devices, Tcp(host, port, rtu_framer), interval, seed)
 
     @classmethod
     def rtu(
@@ -205,7 +206,10 @@ class Simulator:
                 trace_packet=self._silence(0),  # RTU frame: unit id first
             )
         if self._pick_port:
-            self._transport = t = Tcp(t.host, free_port(t.host))
+            self._transport = t = Tcp(t.host, free_port(t.host), t.rtu)
+        if t.rtu:  # RTU frames over TCP: unit id first, CRC at the end
+            return ModbusTcpServer(sim_devices, address=(t.host, t.port), framer=FramerType.RTU,
+                                   trace_packet=self._silence(0))  # fmt: skip
         # MBAP header: transaction (2), protocol (2), length (2), then the unit id
         return ModbusTcpServer(sim_devices, address=(t.host, t.port), trace_packet=self._silence(6))
 
