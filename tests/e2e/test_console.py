@@ -168,6 +168,9 @@ async def test_guard_sees_a_call_within_2_s_and_acknowledges_it_by_name(site: Si
             # a guard's console: duty and status, nothing of the devices
             nav = await asyncio.to_thread(texts, driver, "#nav a")
             assert nav == ["值班", "状态"]
+            await asyncio.to_thread(driver.get, site.url + "/#commission")  # typed by hand
+            assert await asyncio.to_thread(element, driver, "#commission") is None
+            await asyncio.to_thread(wait, driver, lambda d: element(d, "#duty"))
             await asyncio.to_thread(
                 wait, driver, lambda d: "当前没有未处理的告警" in d.find_element(By.ID, "view").text
             )
