@@ -137,6 +137,7 @@ function connect() {
   source.addEventListener("status", (e) => { seen(); state.status = JSON.parse(e.data); redraw("status"); });
   source.onerror = () => {
     linkLost();
+    api("GET", "/api/me").catch(() => {}); // a session that ended goes to the sign-in form
     if (source.readyState === EventSource.CLOSED) setTimeout(connect, 2000);
   };
 }
