@@ -287,7 +287,7 @@ class Routes:
                         event = await sub.queue.get()
                 except TimeoutError:
                     event = "event: ping\ndata: {}\n\n"  # the page's watchdog counts these
-                if event is None or self.c.sessions.get(request["sid"]) is None:
+                if event is None or self.c.alive(request["sid"]) is None:
                     break  # dropped for falling behind, or signed out: the page reconnects
                 await response.write(event.encode())
         except ConnectionResetError:

@@ -148,9 +148,14 @@ class Console:
 
     def session(self, request: web.Request) -> Session | None:
         """The request's session, if it has a live one."""
-        self._reload_users()
         sid = request.cookies.get(COOKIE)
-        return self.sessions.get(sid) if sid else None
+        return self.alive(sid) if sid else None
+
+    def alive(self, sid: str) -> Session | None:
+        """The session ``sid`` if it goes on: the accounts file is looked at first, so a
+        removed account or a new password ends it at once (an open stream too)."""
+        self._reload_users()
+        return self.sessions.get(sid)
 
     def _reload_users(self) -> None:
         if self.clock.mono() - self._users_looked < 1.0:

@@ -283,6 +283,22 @@ async def test_a_guard_cannot_reach_devices_and_a_post_without_csrf_changes_noth
     assert "cgw_console_sessions 1.0" in metrics
 
 
+async def test_a_new_password_ends_an_open_page_s_session_at_once(
+    site: Site, tmp_path: Path
+) -> None:
+    with chromium("en-US") as driver:
+        await asyncio.to_thread(sign_in, driver, site.url, "li")
+        await asyncio.to_thread(wait, driver, lambda d: element(d, "#duty"))
+        await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "gateway", "users", "passwd", "li",
+             "--file", str(tmp_path / "users.yaml"), "--password-stdin"],
+            input=b"another password 7\n", check=True, cwd=REPO, capture_output=True,
+        )  # fmt: skip
+        # the stream ends at its next event; the page finds its session gone and signs out
+        await asyncio.to_thread(wait, driver, lambda d: d.current_url.endswith("/login"), 20.0)
+
+
 # -- the installer ----------------------------------------------------------------------------
 
 
