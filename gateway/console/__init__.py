@@ -1,7 +1,9 @@
-"""The staff web console: accounts, sessions and the slow-down of failed sign-ins.
+"""The field console: the guard's duty page and the installer's devices and commissioning.
 
-``users`` holds the accounts (roles, the users file, argon2id password hashes) and
-``sessions`` the signed-in sessions, their CSRF tokens and the ``LoginThrottle``. Both are
-plain building blocks without HTTP: the web pages use them, ``cgw users`` edits the file.
-docs/console.md, "Accounts and sign-in", states the rules.
+``server`` is the aiohttp server (sign-in, roles, CSRF, headers), ``routes`` its endpoints,
+``live`` the Server-Sent-Event feed, ``views`` and ``pages`` what it shows, ``ports`` what it
+reads of the running gateway; ``users`` holds the accounts (roles, the users file, argon2id
+password hashes) and ``sessions`` the signed-in sessions, their CSRF tokens and the
+``LoginThrottle``, plain building blocks without HTTP that ``cgw users`` uses too.
+docs/console.md states the rules.
 """
