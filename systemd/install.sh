@@ -145,6 +145,75 @@ install_file() {
     return 0
 }
 
+# make_tls WHAT OPENSSL-ARGS...: openssl with those arguments (printed only with --dry-run), new
+# keys private from the start; dies with openssl's error, naming WHAT it was making
+make_tls() {
+    local what=$1 err
+    shift
+    err=$(umask 077 && act openssl "$@" 2>&1 >/dev/null) || die "openssl could not make $what: $err"
+}
+
+# site_ca: the site CA in $SITE_CA, made by the first install that needs it (its key never
+# leaves that directory), and its certificate in $CONF/tls/site-ca.crt, public, for the devices
+# and phones that verify what it signs
+SITE_CA_DONE=0
+site_ca() {
+    local ca_key ca_crt
+    ((!SITE_CA_DONE)) || return 0
+    SITE_CA_DONE=1
+    ensure_dir "$SITE_CA" 0700 root:root
+    ca_key=$(t "$SITE_CA/ca.key")
+    ca_crt=$(t "$SITE_CA/ca.crt")
+    if [[ ! -f $ca_key || ! -f $ca_crt ]]; then
+        make_tls "the site CA" req -x509 -newkey rsa:2048 -nodes -days 7300 -sha256 \
+            -subj "/CN=cgw site CA $(hostname -s 2>/dev/null || echo gateway)" \
+            -addext basicConstraints=critical,CA:TRUE,pathlen:0 \
+            -addext keyUsage=critical,keyCertSign,cRLSign -keyout "$ca_key" -out "$ca_crt"
+        ((DRY_RUN)) || chmod 0600 "$ca_key"
+        changed "created the site CA in $SITE_CA (its key never leaves this directory)"
+    fi
+    if ((DRY_RUN)) && [[ ! -f $ca_crt ]]; then
+        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for devices and phones"
+    elif install_file "$ca_crt" "$CONF/tls/site-ca.crt" 0644; then
+        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for devices and phones"
+    fi
+}
+
+# issue_cert WHAT ADDR CRT KEY DAYS: a TLS server certificate for ADDR from the site CA (CN ADDR,
+# subjectAltName its IP or DNS name), valid DAYS days, at CRT (0644) with its key at KEY (0600).
+# Issued again when ADDR changes, when it has less than 30 days left, or when the site CA no
+# longer signs it (a new CA); returns 1 if the one there is still good.
+issue_cert() {
+    local what=$1 addr=$2 crt key days=$5 ca_key ca_crt san csr ext
+    crt=$(t "$3")
+    key=$(t "$4")
+    ca_key=$(t "$SITE_CA/ca.key")
+    ca_crt=$(t "$SITE_CA/ca.crt")
+    if [[ -f $key && -f $ca_crt ]] &&
+        openssl x509 -in "$crt" -noout -checkend 2592000 >/dev/null 2>&1 &&
+        [[ $(openssl x509 -in "$crt" -noout -subject -nameopt RFC2253 2>/dev/null) == \
+            "subject=CN=$addr" ]] &&
+        openssl verify -CAfile "$ca_crt" "$crt" >/dev/null 2>&1; then
+        return 1
+    fi
+    san="DNS:$addr"
+    [[ $addr =~ ^[0-9.]+$|: ]] && san="IP:${addr%%\%*}" # no zone id in a certificate
+    csr=$(mktemp)
+    ext=$(mktemp)
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+        "$san" >"$ext"
+    make_tls "$what's key" req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$addr" \
+        -keyout "$key" -out "$csr"
+    make_tls "$what's certificate" x509 -req -in "$csr" -CA "$ca_crt" -CAkey "$ca_key" \
+        -set_serial "0x$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -days "$days" -sha256 \
+        -extfile "$ext" -out "$crt"
+    rm -f "$csr" "$ext"
+    ((DRY_RUN)) || chmod 0600 "$key"
+    ((DRY_RUN)) || chmod 0644 "$crt"
+    changed "issued $what's certificate for $addr ($3)"
+    return 0
+}
+
 CGW_BIN=$PREFIX/.venv/bin/cgw
 
 # mapped_config: a copy of the config with the secrets it names mapped to their source files
@@ -358,46 +427,13 @@ fi
 if [[ -n $LAN_LISTENER ]]; then
     command -v openssl >/dev/null ||
         die "--lan-listener needs openssl for its TLS certificate; a plain LAN listener is refused"
-    ensure_dir "$SITE_CA" 0700 root:root
+    site_ca
     ensure_dir "$MOSQ_CERTS" 0755 root:root
-    ca_key=$(t "$SITE_CA/ca.key")
-    ca_crt=$(t "$SITE_CA/ca.crt")
-    if [[ ! -f $ca_key || ! -f $ca_crt ]]; then
-        act openssl req -x509 -newkey rsa:2048 -nodes -days 7300 -sha256 \
-            -subj "/CN=cgw site CA $(hostname -s 2>/dev/null || echo gateway)" \
-            -addext basicConstraints=critical,CA:TRUE,pathlen:0 \
-            -addext keyUsage=critical,keyCertSign,cRLSign \
-            -keyout "$ca_key" -out "$ca_crt" >/dev/null 2>&1
-        ((DRY_RUN)) || chmod 0600 "$ca_key"
-        changed "created the site CA in $SITE_CA (its key never leaves this directory)"
-    fi
-    if ((DRY_RUN)) && [[ ! -f $ca_crt ]]; then
-        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for the devices"
-    elif install_file "$ca_crt" "$CONF/tls/site-ca.crt" 0644; then
-        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for the devices"
-    fi
-    lan_crt=$(t "$MOSQ_CERTS/cgw-lan.crt")
-    lan_key=$(t "$MOSQ_CERTS/cgw-lan.key")
-    san="DNS:$LAN_LISTENER"
-    [[ $LAN_LISTENER =~ ^[0-9.]+$|: ]] && san="IP:${LAN_LISTENER%%\%*}" # no zone id in a cert
-    # issued for this address (its CN) and valid for 30 more days, or issued again
-    if [[ ! -f $lan_key ]] || ! openssl x509 -in "$lan_crt" -noout -checkend 2592000 >/dev/null ||
-        [[ $(openssl x509 -in "$lan_crt" -noout -subject -nameopt RFC2253) != \
-            "subject=CN=$LAN_LISTENER" ]]; then
-        csr=$(mktemp)
-        act openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$LAN_LISTENER" \
-            -keyout "$lan_key" -out "$csr" >/dev/null 2>&1
-        ext=$(mktemp)
-        printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-            "$san" >"$ext"
-        act openssl x509 -req -in "$csr" -CA "$ca_crt" -CAkey "$ca_key" -set_serial \
-            "0x$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -days 3650 -sha256 \
-            -extfile "$ext" -out "$lan_crt" >/dev/null 2>&1
-        rm -f "$csr" "$ext"
-        ((DRY_RUN)) || chmod 0600 "$lan_key"
-        changed "issued the LAN listener's certificate for $LAN_LISTENER ($MOSQ_CERTS/cgw-lan.crt)"
+    if issue_cert "the LAN listener" "$LAN_LISTENER" "$MOSQ_CERTS/cgw-lan.crt" \
+        "$MOSQ_CERTS/cgw-lan.key" 3650; then
         BROKER_CHANGED=1
     fi
+    lan_key=$(t "$MOSQ_CERTS/cgw-lan.key")
     [[ -e $lan_key ]] && ensure_owner "$MOSQ_CERTS/cgw-lan.key" mosquitto:mosquitto
     want="$lan_mark: the building LAN, TLS only
 # (devices verify it with $CONF/tls/site-ca.crt and log in as their device class)

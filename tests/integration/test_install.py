@@ -289,6 +289,18 @@ def test_lan_listener_is_tls_only_and_written_once(tmp_path: Path) -> None:
     assert "created the site CA" not in out
 
 
+def test_a_new_site_ca_issues_the_lan_certificate_again(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--lan-listener", "192.168.10.2")
+    shutil.rmtree(root / "etc" / "cgw" / "site-ca")  # how docs/install.md replaces the CA
+
+    out = install(root, "--lan-listener", "192.168.10.2")
+    assert "created the site CA" in out
+    assert "issued the LAN listener's certificate for 192.168.10.2" in out
+    cert = root / "etc" / "mosquitto" / "certs" / "cgw-lan.crt"
+    run("openssl", "verify", "-CAfile", root / "etc" / "cgw" / "tls" / "site-ca.crt", cert)
+
+
 def test_a_plain_lan_listener_of_an_earlier_install_moves_to_tls(tmp_path: Path) -> None:
     root = tmp_path / "root"
     conf_d = root / "etc" / "mosquitto" / "conf.d"
