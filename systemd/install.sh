@@ -217,17 +217,23 @@ issue_cert() {
 CGW_BIN=$PREFIX/.venv/bin/cgw
 
 # mapped_config: a copy of the config with the secrets it names mapped to their source files
-# (the config names them as the service sees them). The copy stays in $CONF so that paths
-# relative to the config still resolve; the caller removes it.
+# (the config names them as the service sees them) and, under --root, its files in $CONF to the
+# staged ones. The copy stays in $CONF so that paths relative to the config still resolve; the
+# caller removes it.
 mapped_config() {
-    local tmp esc
+    local tmp staged=()
     tmp=$(mktemp --suffix=.yaml "$(t "$CONF")/.check.XXXXXX")
-    esc=$(t "$CONF")/credentials/
-    esc=${esc//\\/\\\\}
-    esc=${esc//&/\\&}
-    esc=${esc//|/\\|}
-    sed "s|${CRED_PATH//./\\.}|$esc|g" "$(t "$CONF")/gateway.yaml" >"$tmp"
+    if [[ -n $ROOT ]]; then # a path that starts a value: after a space, a quote or [
+        staged=(-e "s#\(^\|[[:space:]\"'[]\)${CONF//./\\.}/#\1$(sed_text "$(t "$CONF")")/#g")
+    fi
+    sed "${staged[@]}" -e "s#${CRED_PATH//./\\.}#$(sed_text "$(t "$CONF")/credentials/")#g" \
+        "$(t "$CONF")/gateway.yaml" >"$tmp"
     printf '%s\n' "$tmp"
+}
+sed_text() { # TEXT as the replacement of a sed s#...#...# command
+    local text=${1//\\/\\\\}
+    text=${text//&/\\&}
+    printf '%s' "${text//#/\\#}"
 }
 
 check_config() { # prints cgw's verdict; returns its exit code
