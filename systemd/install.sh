@@ -13,6 +13,9 @@
 #              absent (or an unedited older version); broker user cgw with a generated password
 #              (credential local-mqtt-password); with --lan-listener a TLS listener on the LAN
 #              with a site CA made here (a plain-text LAN listener is never written)
+#   console    with --console ADDR, the field console's HTTPS certificate for ADDR from the same
+#              site CA: /etc/cgw/tls/console.crt, its key the credential console.key; prints its
+#              SHA-256 fingerprint and the console lines for gateway.yaml (never edited here)
 #   service    /etc/systemd/system/cgw.service; `cgw check-config`; then, from the valid config,
 #              one broker login per device entry (passwords in /etc/cgw/local-broker/) and the
 #              broker's ACL (`cgw broker-acl`); enable and start
@@ -32,6 +35,7 @@ MOSQ_CERTS=/etc/mosquitto/certs # the LAN listener's certificate and key
 LOGINS=/etc/cgw/local-broker    # device logins' passwords, root 0700 (not for the service)
 SITE_CA=/etc/cgw/site-ca        # the site CA's key, root 0700; its certificate in tls/
 LAN_PORT=8883
+CONSOLE_PORT=8088 # the console's default port (gateway/config/console.py)
 # sha256 of earlier shipped config/mosquitto/local.conf versions: replaced when found unedited
 OLD_LOCAL_CONF=(381d7d87f374d824e067c4ab604979a992dfda908a348e19806f9fa3ed28f286)
 CRED_PATH=/run/credentials/cgw.service/cgw_ # + file name in $CONF/credentials
@@ -54,6 +58,10 @@ Options:
   --lan-listener ADDR  also let the local broker listen on ADDR:$LAN_PORT (the building LAN),
                        TLS only, with a certificate from a site CA made here; written to
                        $MOSQ_DIR/cgw-lan.conf (devices trust $CONF/tls/site-ca.crt)
+  --console ADDR       issue the field console's HTTPS certificate for ADDR (the address phones
+                       on the property LAN reach) from the same site CA: $CONF/tls/console.crt,
+                       key $CONF/credentials/console.key; print its SHA-256 fingerprint and the
+                       lines that put the console on ADDR:$CONSOLE_PORT in $CONF/gateway.yaml
   --check              only check $CONF/gateway.yaml, reading the secrets it names from
                        $CONF/credentials; change nothing
   -h, --help           this text
@@ -66,6 +74,7 @@ NO_VENV=0
 NO_START=0
 CHECK_ONLY=0
 LAN_LISTENER=""
+CONSOLE=""
 while (($#)); do
     case $1 in
     --root)
@@ -79,6 +88,16 @@ while (($#)); do
     --lan-listener)
         [[ $# -ge 2 && $2 =~ ^[0-9A-Za-z.:%_-]+$ ]] || { usage >&2; exit 2; }
         LAN_LISTENER=$2
+        shift 2
+        ;;
+    --console)
+        [[ $# -ge 2 && $2 =~ ^[0-9A-Za-z.:%_-]+$ ]] || { usage >&2; exit 2; }
+        if [[ $2 == 0.0.0.0 || $2 == :: ]]; then
+            printf 'install.sh: --console %s: give the address phones reach, not every address\n' \
+                "$2" >&2
+            exit 2
+        fi
+        CONSOLE=$2
         shift 2
         ;;
     --check) CHECK_ONLY=1; shift ;;
@@ -500,6 +519,41 @@ if [[ ! -e $acl_file ]]; then
 fi
 [[ -e $acl_file ]] && ensure_owner "$MOSQ_ACL" mosquitto:mosquitto
 
+# -- field console ----------------------------------------------------------------------------
+if [[ -n $CONSOLE ]]; then
+    yaml_host=$CONSOLE
+    url_host=$CONSOLE
+    if [[ $CONSOLE == *:* ]]; then # IPv6: quoted in YAML, bracketed (without a zone) in a URL
+        yaml_host="'$CONSOLE'"
+        url_host="[${CONSOLE%%\%*}]"
+    fi
+    say "field console at https://$url_host:$CONSOLE_PORT"
+    command -v openssl >/dev/null || die "--console needs openssl for the console's certificate"
+    site_ca
+    console_crt=$CONF/tls/console.crt
+    fingerprint=""
+    # 825 days at most: iPhones refuse a server certificate valid for longer, whoever signed it
+    if issue_cert "the console" "$CONSOLE" "$console_crt" "$CONF/credentials/console.key" 825; then
+        RESTART=1 # the service gets its key from the credentials, copied in when it starts
+        if ((DRY_RUN)); then fingerprint="known once it is issued (dry run)"; fi
+    fi
+    if [[ -z $fingerprint ]]; then
+        fingerprint=$(openssl x509 -in "$(t "$console_crt")" -noout -fingerprint -sha256)
+        fingerprint=${fingerprint#*=}
+    fi
+    say "  SHA-256 fingerprint of the console's certificate: $fingerprint"
+    cat <<EOT
+  (a phone's browser shows the same on its first visit: compare them before going on)
+  for $CONF/gateway.yaml, which install.sh never edits (then: sudo systemctl reload cgw):
+    console:
+      host: $yaml_host
+      allow_remote: true
+      tls_cert: $console_crt
+      tls_key: ${CRED_PATH}console.key
+      public_url: https://$url_host:$CONSOLE_PORT
+EOT
+fi
+
 # -- state ------------------------------------------------------------------------------------
 say "store in $STATE"
 ensure_dir "$STATE" 0700 cgw:cgw
@@ -523,8 +577,10 @@ if ((rc != 0)); then
         sed 's/#.*//' "$conf" | { grep -o "$pattern" || true; } | sort -u |
             while read -r path; do
                 name=${path#"$CRED_PATH"}
+                hint=""
+                if [[ $name == console.key ]]; then hint="; install.sh --console ADDR makes it"; fi
                 [[ -e $(t "$CONF/credentials/$name") ]] ||
-                    say "  missing secret: $CONF/credentials/$name (seen as $path)"
+                    say "  missing secret: $CONF/credentials/$name (seen as $path$hint)"
             done
     fi
     cat <<EOF
