@@ -7,7 +7,9 @@ is validated with its credential paths pointed at temporary files; the local bro
 loaded by a real mosquitto on a free loopback port, stopped by PID afterwards.
 """
 
+import asyncio
 import contextlib
+import hashlib
 import itertools
 import os
 import pwd
@@ -15,6 +17,7 @@ import re
 import secrets
 import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import sys
@@ -24,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -425,6 +429,32 @@ def test_the_printed_console_lines_pass_the_config_check(tmp_path: Path) -> None
     again = run("bash", INSTALL, "--root", root, "--no-venv", check=False).stdout
     assert "missing secret: /etc/cgw/credentials/console.key" in again
     assert "--console ADDR makes it" in again
+
+
+async def test_the_console_serves_https_with_the_issued_certificate(tmp_path: Path) -> None:
+    from gateway.config.console import ConsoleConfig
+    from gateway.console.server import Console
+    from gateway.core.devices import DeviceStates
+    from tests.unit.test_console_live import ports
+
+    root = tmp_path / "root"
+    out = install(root, "--console", "127.0.0.1")
+    etc = root / "etc" / "cgw"
+    port = free_port()
+    cfg = ConsoleConfig(host="127.0.0.1", port=port, allow_remote=True,
+                        tls_cert=etc / "tls" / "console.crt",
+                        tls_key=etc / "credentials" / "console.key",
+                        users_file=tmp_path / "users.yaml")  # fmt: skip
+    trust_the_site_ca = ssl.create_default_context(cafile=etc / "tls" / "site-ca.crt")
+    async with Console(cfg, ports(DeviceStates())), aiohttp.ClientSession() as http:
+        async with http.get(f"https://127.0.0.1:{port}/login", ssl=trust_the_site_ca) as resp:
+            assert resp.status == 200
+            assert "Secure" in resp.headers.get("Set-Cookie", "")
+        served = await asyncio.to_thread(ssl.get_server_certificate, ("127.0.0.1", port))
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):  # the system CAs: unknown
+            await http.get(f"https://127.0.0.1:{port}/login")
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest().upper()
+    assert printed_fingerprint(out).replace(":", "") == digest  # what a browser shows
 
 
 def test_a_plain_lan_listener_of_an_earlier_install_moves_to_tls(tmp_path: Path) -> None:
