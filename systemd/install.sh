@@ -13,6 +13,9 @@
 #              absent (or an unedited older version); broker user cgw with a generated password
 #              (credential local-mqtt-password); with --lan-listener a TLS listener on the LAN
 #              with a site CA made here (a plain-text LAN listener is never written)
+#   console    with --console ADDR, the field console's HTTPS certificate for ADDR from the same
+#              site CA: /etc/cgw/tls/console.crt, its key the credential console.key; prints its
+#              SHA-256 fingerprint and the console lines for gateway.yaml (never edited here)
 #   service    /etc/systemd/system/cgw.service; `cgw check-config`; then, from the valid config,
 #              one broker login per device entry (passwords in /etc/cgw/local-broker/) and the
 #              broker's ACL (`cgw broker-acl`); enable and start
@@ -32,6 +35,7 @@ MOSQ_CERTS=/etc/mosquitto/certs # the LAN listener's certificate and key
 LOGINS=/etc/cgw/local-broker    # device logins' passwords, root 0700 (not for the service)
 SITE_CA=/etc/cgw/site-ca        # the site CA's key, root 0700; its certificate in tls/
 LAN_PORT=8883
+CONSOLE_PORT=8088 # the console's default port (gateway/config/console.py)
 # sha256 of earlier shipped config/mosquitto/local.conf versions: replaced when found unedited
 OLD_LOCAL_CONF=(381d7d87f374d824e067c4ab604979a992dfda908a348e19806f9fa3ed28f286)
 CRED_PATH=/run/credentials/cgw.service/cgw_ # + file name in $CONF/credentials
@@ -54,6 +58,10 @@ Options:
   --lan-listener ADDR  also let the local broker listen on ADDR:$LAN_PORT (the building LAN),
                        TLS only, with a certificate from a site CA made here; written to
                        $MOSQ_DIR/cgw-lan.conf (devices trust $CONF/tls/site-ca.crt)
+  --console ADDR       issue the field console's HTTPS certificate for ADDR (the address phones
+                       on the property LAN reach) from the same site CA: $CONF/tls/console.crt,
+                       key $CONF/credentials/console.key; print its SHA-256 fingerprint and the
+                       lines that put the console on ADDR:$CONSOLE_PORT in $CONF/gateway.yaml
   --check              only check $CONF/gateway.yaml, reading the secrets it names from
                        $CONF/credentials; change nothing
   -h, --help           this text
@@ -66,6 +74,7 @@ NO_VENV=0
 NO_START=0
 CHECK_ONLY=0
 LAN_LISTENER=""
+CONSOLE=""
 while (($#)); do
     case $1 in
     --root)
@@ -79,6 +88,16 @@ while (($#)); do
     --lan-listener)
         [[ $# -ge 2 && $2 =~ ^[0-9A-Za-z.:%_-]+$ ]] || { usage >&2; exit 2; }
         LAN_LISTENER=$2
+        shift 2
+        ;;
+    --console)
+        [[ $# -ge 2 && $2 =~ ^[0-9A-Za-z.:%_-]+$ ]] || { usage >&2; exit 2; }
+        if [[ $2 == 0.0.0.0 || $2 == :: ]]; then
+            printf 'install.sh: --console %s: give the address phones reach, not every address\n' \
+                "$2" >&2
+            exit 2
+        fi
+        CONSOLE=$2
         shift 2
         ;;
     --check) CHECK_ONLY=1; shift ;;
@@ -145,20 +164,95 @@ install_file() {
     return 0
 }
 
+# make_tls WHAT OPENSSL-ARGS...: openssl with those arguments (printed only with --dry-run), new
+# keys private from the start; dies with openssl's error, naming WHAT it was making
+make_tls() {
+    local what=$1 err
+    shift
+    err=$(umask 077 && act openssl "$@" 2>&1 >/dev/null) || die "openssl could not make $what: $err"
+}
+
+# site_ca: the site CA in $SITE_CA, made by the first install that needs it (its key never
+# leaves that directory), and its certificate in $CONF/tls/site-ca.crt, public, for the devices
+# and phones that verify what it signs
+SITE_CA_DONE=0
+site_ca() {
+    local ca_key ca_crt
+    ((!SITE_CA_DONE)) || return 0
+    SITE_CA_DONE=1
+    ensure_dir "$SITE_CA" 0700 root:root
+    ca_key=$(t "$SITE_CA/ca.key")
+    ca_crt=$(t "$SITE_CA/ca.crt")
+    if [[ ! -f $ca_key || ! -f $ca_crt ]]; then
+        make_tls "the site CA" req -x509 -newkey rsa:2048 -nodes -days 7300 -sha256 \
+            -subj "/CN=cgw site CA $(hostname -s 2>/dev/null || echo gateway)" \
+            -addext basicConstraints=critical,CA:TRUE,pathlen:0 \
+            -addext keyUsage=critical,keyCertSign,cRLSign -keyout "$ca_key" -out "$ca_crt"
+        ((DRY_RUN)) || chmod 0600 "$ca_key"
+        changed "created the site CA in $SITE_CA (its key never leaves this directory)"
+    fi
+    if ((DRY_RUN)) && [[ ! -f $ca_crt ]]; then
+        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for devices and phones"
+    elif install_file "$ca_crt" "$CONF/tls/site-ca.crt" 0644; then
+        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for devices and phones"
+    fi
+}
+
+# issue_cert WHAT ADDR CRT KEY DAYS: a TLS server certificate for ADDR from the site CA (CN ADDR,
+# subjectAltName its IP or DNS name), valid DAYS days, at CRT (0644) with its key at KEY (0600).
+# Issued again when ADDR changes, when it has less than 30 days left, or when the site CA no
+# longer signs it (a new CA); returns 1 if the one there is still good.
+issue_cert() {
+    local what=$1 addr=$2 crt key days=$5 ca_key ca_crt san csr ext
+    crt=$(t "$3")
+    key=$(t "$4")
+    ca_key=$(t "$SITE_CA/ca.key")
+    ca_crt=$(t "$SITE_CA/ca.crt")
+    if [[ -f $key && -f $ca_crt ]] &&
+        openssl x509 -in "$crt" -noout -checkend 2592000 >/dev/null 2>&1 &&
+        [[ $(openssl x509 -in "$crt" -noout -subject -nameopt RFC2253 2>/dev/null) == \
+            "subject=CN=$addr" ]] &&
+        openssl verify -CAfile "$ca_crt" "$crt" >/dev/null 2>&1; then
+        return 1
+    fi
+    san="DNS:$addr"
+    [[ $addr =~ ^[0-9.]+$|: ]] && san="IP:${addr%%\%*}" # no zone id in a certificate
+    csr=$(mktemp)
+    ext=$(mktemp)
+    printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
+        "$san" >"$ext"
+    make_tls "$what's key" req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$addr" \
+        -keyout "$key" -out "$csr"
+    make_tls "$what's certificate" x509 -req -in "$csr" -CA "$ca_crt" -CAkey "$ca_key" \
+        -set_serial "0x$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -days "$days" -sha256 \
+        -extfile "$ext" -out "$crt"
+    rm -f "$csr" "$ext"
+    ((DRY_RUN)) || chmod 0600 "$key"
+    ((DRY_RUN)) || chmod 0644 "$crt"
+    changed "issued $what's certificate for $addr ($3)"
+    return 0
+}
+
 CGW_BIN=$PREFIX/.venv/bin/cgw
 
 # mapped_config: a copy of the config with the secrets it names mapped to their source files
-# (the config names them as the service sees them). The copy stays in $CONF so that paths
-# relative to the config still resolve; the caller removes it.
+# (the config names them as the service sees them) and, under --root, its files in $CONF to the
+# staged ones. The copy stays in $CONF so that paths relative to the config still resolve; the
+# caller removes it.
 mapped_config() {
-    local tmp esc
+    local tmp staged=()
     tmp=$(mktemp --suffix=.yaml "$(t "$CONF")/.check.XXXXXX")
-    esc=$(t "$CONF")/credentials/
-    esc=${esc//\\/\\\\}
-    esc=${esc//&/\\&}
-    esc=${esc//|/\\|}
-    sed "s|${CRED_PATH//./\\.}|$esc|g" "$(t "$CONF")/gateway.yaml" >"$tmp"
+    if [[ -n $ROOT ]]; then # a path that starts a value: after a space, a quote or [
+        staged=(-e "s#\(^\|[[:space:]\"'[]\)${CONF//./\\.}/#\1$(sed_text "$(t "$CONF")")/#g")
+    fi
+    sed "${staged[@]}" -e "s#${CRED_PATH//./\\.}#$(sed_text "$(t "$CONF")/credentials/")#g" \
+        "$(t "$CONF")/gateway.yaml" >"$tmp"
     printf '%s\n' "$tmp"
+}
+sed_text() { # TEXT as the replacement of a sed s#...#...# command
+    local text=${1//\\/\\\\}
+    text=${text//&/\\&}
+    printf '%s' "${text//#/\\#}"
 }
 
 check_config() { # prints cgw's verdict; returns its exit code
@@ -358,46 +452,13 @@ fi
 if [[ -n $LAN_LISTENER ]]; then
     command -v openssl >/dev/null ||
         die "--lan-listener needs openssl for its TLS certificate; a plain LAN listener is refused"
-    ensure_dir "$SITE_CA" 0700 root:root
+    site_ca
     ensure_dir "$MOSQ_CERTS" 0755 root:root
-    ca_key=$(t "$SITE_CA/ca.key")
-    ca_crt=$(t "$SITE_CA/ca.crt")
-    if [[ ! -f $ca_key || ! -f $ca_crt ]]; then
-        act openssl req -x509 -newkey rsa:2048 -nodes -days 7300 -sha256 \
-            -subj "/CN=cgw site CA $(hostname -s 2>/dev/null || echo gateway)" \
-            -addext basicConstraints=critical,CA:TRUE,pathlen:0 \
-            -addext keyUsage=critical,keyCertSign,cRLSign \
-            -keyout "$ca_key" -out "$ca_crt" >/dev/null 2>&1
-        ((DRY_RUN)) || chmod 0600 "$ca_key"
-        changed "created the site CA in $SITE_CA (its key never leaves this directory)"
-    fi
-    if ((DRY_RUN)) && [[ ! -f $ca_crt ]]; then
-        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for the devices"
-    elif install_file "$ca_crt" "$CONF/tls/site-ca.crt" 0644; then
-        changed "$CONF/tls/site-ca.crt: the site CA's certificate, for the devices"
-    fi
-    lan_crt=$(t "$MOSQ_CERTS/cgw-lan.crt")
-    lan_key=$(t "$MOSQ_CERTS/cgw-lan.key")
-    san="DNS:$LAN_LISTENER"
-    [[ $LAN_LISTENER =~ ^[0-9.]+$|: ]] && san="IP:${LAN_LISTENER%%\%*}" # no zone id in a cert
-    # issued for this address (its CN) and valid for 30 more days, or issued again
-    if [[ ! -f $lan_key ]] || ! openssl x509 -in "$lan_crt" -noout -checkend 2592000 >/dev/null ||
-        [[ $(openssl x509 -in "$lan_crt" -noout -subject -nameopt RFC2253) != \
-            "subject=CN=$LAN_LISTENER" ]]; then
-        csr=$(mktemp)
-        act openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=$LAN_LISTENER" \
-            -keyout "$lan_key" -out "$csr" >/dev/null 2>&1
-        ext=$(mktemp)
-        printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n' \
-            "$san" >"$ext"
-        act openssl x509 -req -in "$csr" -CA "$ca_crt" -CAkey "$ca_key" -set_serial \
-            "0x$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')" -days 3650 -sha256 \
-            -extfile "$ext" -out "$lan_crt" >/dev/null 2>&1
-        rm -f "$csr" "$ext"
-        ((DRY_RUN)) || chmod 0600 "$lan_key"
-        changed "issued the LAN listener's certificate for $LAN_LISTENER ($MOSQ_CERTS/cgw-lan.crt)"
+    if issue_cert "the LAN listener" "$LAN_LISTENER" "$MOSQ_CERTS/cgw-lan.crt" \
+        "$MOSQ_CERTS/cgw-lan.key" 3650; then
         BROKER_CHANGED=1
     fi
+    lan_key=$(t "$MOSQ_CERTS/cgw-lan.key")
     [[ -e $lan_key ]] && ensure_owner "$MOSQ_CERTS/cgw-lan.key" mosquitto:mosquitto
     want="$lan_mark: the building LAN, TLS only
 # (devices verify it with $CONF/tls/site-ca.crt and log in as their device class)
@@ -458,6 +519,41 @@ if [[ ! -e $acl_file ]]; then
 fi
 [[ -e $acl_file ]] && ensure_owner "$MOSQ_ACL" mosquitto:mosquitto
 
+# -- field console ----------------------------------------------------------------------------
+if [[ -n $CONSOLE ]]; then
+    yaml_host=$CONSOLE
+    url_host=$CONSOLE
+    if [[ $CONSOLE == *:* ]]; then # IPv6: quoted in YAML, bracketed (without a zone) in a URL
+        yaml_host="'$CONSOLE'"
+        url_host="[${CONSOLE%%\%*}]"
+    fi
+    say "field console at https://$url_host:$CONSOLE_PORT"
+    command -v openssl >/dev/null || die "--console needs openssl for the console's certificate"
+    site_ca
+    console_crt=$CONF/tls/console.crt
+    fingerprint=""
+    # 825 days at most: iPhones refuse a server certificate valid for longer, whoever signed it
+    if issue_cert "the console" "$CONSOLE" "$console_crt" "$CONF/credentials/console.key" 825; then
+        RESTART=1 # the service gets its key from the credentials, copied in when it starts
+        if ((DRY_RUN)); then fingerprint="known once it is issued (dry run)"; fi
+    fi
+    if [[ -z $fingerprint ]]; then
+        fingerprint=$(openssl x509 -in "$(t "$console_crt")" -noout -fingerprint -sha256)
+        fingerprint=${fingerprint#*=}
+    fi
+    say "  SHA-256 fingerprint of the console's certificate: $fingerprint"
+    cat <<EOT
+  (a phone's browser shows the same on its first visit: compare them before going on)
+  for $CONF/gateway.yaml, which install.sh never edits (then: sudo systemctl reload cgw):
+    console:
+      host: $yaml_host
+      allow_remote: true
+      tls_cert: $console_crt
+      tls_key: ${CRED_PATH}console.key
+      public_url: https://$url_host:$CONSOLE_PORT
+EOT
+fi
+
 # -- state ------------------------------------------------------------------------------------
 say "store in $STATE"
 ensure_dir "$STATE" 0700 cgw:cgw
@@ -481,8 +577,10 @@ if ((rc != 0)); then
         sed 's/#.*//' "$conf" | { grep -o "$pattern" || true; } | sort -u |
             while read -r path; do
                 name=${path#"$CRED_PATH"}
+                hint=""
+                if [[ $name == console.key ]]; then hint="; install.sh --console ADDR makes it"; fi
                 [[ -e $(t "$CONF/credentials/$name") ]] ||
-                    say "  missing secret: $CONF/credentials/$name (seen as $path)"
+                    say "  missing secret: $CONF/credentials/$name (seen as $path$hint)"
             done
     fi
     cat <<EOF

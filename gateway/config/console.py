@@ -4,7 +4,7 @@ Contract:
 - The console listens on loopback by default. A LAN address (or ``0.0.0.0``, ``::``) is
   refused unless ``allow_remote: true`` is set, and then only with ``tls_cert`` and
   ``tls_key`` (passwords and session cookies never cross the community LAN in clear);
-  ``install.sh`` makes a self-signed pair and prints its fingerprint.
+  ``install.sh --console ADDR`` issues a pair from the site CA and prints its fingerprint.
 - ``users_file`` holds the accounts (``cgw users add ...``); the daemon re-reads it when it
   changes, so a removed account or a new password ends that person's sessions at once.
 - ``language``: ``auto`` follows each browser's Accept-Language among the catalogue's

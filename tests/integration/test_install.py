@@ -7,21 +7,29 @@ is validated with its credential paths pointed at temporary files; the local bro
 loaded by a real mosquitto on a free loopback port, stopped by PID afterwards.
 """
 
+import asyncio
 import contextlib
+import hashlib
+import itertools
 import os
 import pwd
 import re
 import secrets
 import shutil
 import socket
+import ssl
 import stat
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+import yaml
 
 from gateway.cli import main as cli
 from gateway.commands.signing import keygen
@@ -177,6 +185,13 @@ def uninstall(root: Path, *extra: str) -> str:
     return run("bash", UNINSTALL, "--root", root, *extra).stdout
 
 
+def link_cgw(root: Path) -> None:
+    """This venv's cgw where install.sh looks for the installed one."""
+    venv_bin = root / "opt" / "cgw" / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "cgw").symlink_to(Path(sys.executable).with_name("cgw"))
+
+
 def test_scripts_parse() -> None:
     for script in (INSTALL, UNINSTALL):
         run("bash", "-n", script)
@@ -186,9 +201,7 @@ def test_scripts_parse() -> None:
 def test_check_only_exits_3_for_a_config_that_is_not_valid_yet(tmp_path: Path) -> None:
     root = tmp_path / "root"
     install(root)
-    venv_bin = root / "opt" / "cgw" / ".venv" / "bin"
-    venv_bin.mkdir(parents=True)
-    (venv_bin / "cgw").symlink_to(Path(sys.executable).with_name("cgw"))
+    link_cgw(root)
     result = run("bash", INSTALL, "--root", root, "--check", check=False)
     assert result.returncode == 3, result.stdout + result.stderr  # the example's secrets are absent
     assert "does not point to a file" in result.stdout
@@ -287,6 +300,161 @@ def test_lan_listener_is_tls_only_and_written_once(tmp_path: Path) -> None:
     out = install(root, "--lan-listener", "192.168.10.3")  # a new address: a new certificate
     assert "issued the LAN listener's certificate for 192.168.10.3" in out
     assert "created the site CA" not in out
+
+
+def test_a_new_site_ca_issues_the_lan_certificate_again(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    install(root, "--lan-listener", "192.168.10.2")
+    shutil.rmtree(root / "etc" / "cgw" / "site-ca")  # how docs/install.md replaces the CA
+
+    out = install(root, "--lan-listener", "192.168.10.2")
+    assert "created the site CA" in out
+    assert "issued the LAN listener's certificate for 192.168.10.2" in out
+    cert = root / "etc" / "mosquitto" / "certs" / "cgw-lan.crt"
+    run("openssl", "verify", "-CAfile", root / "etc" / "cgw" / "tls" / "site-ca.crt", cert)
+
+
+def printed_fingerprint(out: str) -> str:
+    """The console certificate's fingerprint in install.sh's one line for it."""
+    found = re.search(
+        r"^  SHA-256 fingerprint of the console's certificate: ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})$",
+        out,
+        re.MULTILINE,
+    )
+    assert found, out
+    return found[1]
+
+
+def fingerprint(cert: Path) -> str:
+    shown = run("openssl", "x509", "-in", cert, "-noout", "-fingerprint", "-sha256").stdout
+    return shown.strip().split("=", 1)[1]
+
+
+def printed_console_section(out: str) -> dict[str, Any]:
+    """The console lines install.sh printed for gateway.yaml, read as YAML."""
+    block = out[out.index("\n    console:\n") + 1 :].splitlines()
+    lines = itertools.takewhile(lambda line: line.startswith("    "), block)
+    section = yaml.safe_load(textwrap.dedent("\n".join(lines)))
+    assert isinstance(section, dict), out
+    return dict(section["console"])
+
+
+def test_console_certificate_comes_from_the_site_ca_and_its_fingerprint_is_printed(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "root"
+    etc = root / "etc" / "cgw"
+    first = install(root, "--console", "192.168.10.2")
+    cert, key = etc / "tls" / "console.crt", etc / "credentials" / "console.key"
+    site_ca = etc / "tls" / "site-ca.crt"
+    assert "issued the console's certificate for 192.168.10.2" in first
+    assert mode(cert) == 0o644
+    assert mode(key) == 0o600
+    assert mode(etc / "site-ca" / "ca.key") == 0o600
+    run("openssl", "verify", "-purpose", "sslserver", "-CAfile", site_ca, cert)  # serverAuth
+    assert "does match" in run("openssl", "x509", "-in", cert, "-noout", "-checkip",
+                               "192.168.10.2").stdout  # fmt: skip
+    days_826 = str(826 * 86400)
+    expiry = run("openssl", "x509", "-in", cert, "-noout", "-checkend", days_826, check=False)
+    assert expiry.returncode == 1, "valid for more than 825 days: iPhones refuse it"
+    assert printed_fingerprint(first) == fingerprint(cert)
+    assert printed_console_section(first) == {
+        "host": "192.168.10.2",
+        "allow_remote": True,
+        "tls_cert": "/etc/cgw/tls/console.crt",
+        "tls_key": CREDENTIALS + "console.key",
+        "public_url": "https://192.168.10.2:8088",
+    }
+
+    second = install(root, "--console", "192.168.10.2")
+    assert "Nothing changed" in second, second
+    assert printed_fingerprint(second) == printed_fingerprint(first)
+
+    ca = site_ca.read_bytes()
+    moved = install(root, "--console", "gw-b7.lan")  # a new address (a name): a new certificate
+    assert "issued the console's certificate for gw-b7.lan" in moved
+    assert "created the site CA" not in moved
+    assert site_ca.read_bytes() == ca
+    assert printed_fingerprint(moved) == fingerprint(cert) != printed_fingerprint(first)
+    run("openssl", "verify", "-CAfile", site_ca, cert)
+    assert "does match" in run("openssl", "x509", "-in", cert, "-noout", "-checkhost",
+                               "gw-b7.lan").stdout  # fmt: skip
+    assert printed_console_section(moved)["public_url"] == "https://gw-b7.lan:8088"
+
+
+def test_console_and_lan_listener_share_one_site_ca(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    out = install(root, "--lan-listener", "192.168.10.2", "--console", "192.168.10.2")
+    assert out.count("created the site CA") == 1, out
+    site_ca = root / "etc" / "cgw" / "tls" / "site-ca.crt"
+    for cert in (
+        root / "etc" / "mosquitto" / "certs" / "cgw-lan.crt",
+        root / "etc" / "cgw" / "tls" / "console.crt",
+    ):
+        run("openssl", "verify", "-CAfile", site_ca, cert)
+    assert "Nothing changed" in install(root, "--console", "192.168.10.2")
+
+
+def test_console_dry_run_writes_nothing_and_a_wildcard_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    out = install(root, "--console", "192.168.10.2", "--dry-run")
+    assert "would: issued the console's certificate for 192.168.10.2" in out
+    assert "fingerprint of the console's certificate: known once it is issued (dry run)" in out
+    assert not root.exists() or not any(root.iterdir())
+    refused = run("bash", INSTALL, "--root", root, "--console", "0.0.0.0", check=False)
+    assert refused.returncode == 2
+    assert "not every address" in refused.stderr
+
+
+def test_the_printed_console_lines_pass_the_config_check(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    out = install(root, "--console", "192.168.10.2")
+    link_cgw(root)
+    config = {
+        "gateway": {"site_id": "s1", "gateway_id": "gw1"},
+        "store": {"path": "/var/lib/cgw/buffer.db"},
+        "upstream": {"mqtt": {"host": "127.0.0.1"}},
+        "console": printed_console_section(out),
+    }
+    (root / "etc" / "cgw" / "gateway.yaml").write_text(yaml.safe_dump(config))
+    # --check under --root: the key's credential path and /etc/cgw mapped to the staged files
+    result = run("bash", INSTALL, "--root", root, "--check", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "/etc/cgw/gateway.yaml: OK" in result.stdout
+
+    (root / "etc" / "cgw" / "credentials" / "console.key").unlink()
+    result = run("bash", INSTALL, "--root", root, "--check", check=False)
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert "console: tls_key:" in result.stdout
+    again = run("bash", INSTALL, "--root", root, "--no-venv", check=False).stdout
+    assert "missing secret: /etc/cgw/credentials/console.key" in again
+    assert "--console ADDR makes it" in again
+
+
+async def test_the_console_serves_https_with_the_issued_certificate(tmp_path: Path) -> None:
+    from gateway.config.console import ConsoleConfig
+    from gateway.console.server import Console
+    from gateway.core.devices import DeviceStates
+    from tests.unit.test_console_live import ports
+
+    root = tmp_path / "root"
+    out = install(root, "--console", "127.0.0.1")
+    etc = root / "etc" / "cgw"
+    port = free_port()
+    cfg = ConsoleConfig(host="127.0.0.1", port=port, allow_remote=True,
+                        tls_cert=etc / "tls" / "console.crt",
+                        tls_key=etc / "credentials" / "console.key",
+                        users_file=tmp_path / "users.yaml")  # fmt: skip
+    trust_the_site_ca = ssl.create_default_context(cafile=etc / "tls" / "site-ca.crt")
+    async with Console(cfg, ports(DeviceStates())), aiohttp.ClientSession() as http:
+        async with http.get(f"https://127.0.0.1:{port}/login", ssl=trust_the_site_ca) as resp:
+            assert resp.status == 200
+            assert "Secure" in resp.headers.get("Set-Cookie", "")
+        served = await asyncio.to_thread(ssl.get_server_certificate, ("127.0.0.1", port))
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):  # the system CAs: unknown
+            await http.get(f"https://127.0.0.1:{port}/login")
+    digest = hashlib.sha256(ssl.PEM_cert_to_DER_cert(served)).hexdigest().upper()
+    assert printed_fingerprint(out).replace(":", "") == digest  # what a browser shows
 
 
 def test_a_plain_lan_listener_of_an_earlier_install_moves_to_tls(tmp_path: Path) -> None:
