@@ -10,7 +10,7 @@ Contract:
 - ``language``: ``auto`` follows each browser's Accept-Language among the catalogue's
   languages (``zh-CN``, ``en``), else the one named.
 - ``public_url``: how staff reach the console from their phones (e.g.
-  ``https://192.168.10.2:8443``). When set, staff messages link to the alarm there instead
+  ``https://192.168.10.2:8088``). When set, staff messages link to the alarm there instead
   of naming a shell command.
 """
 
@@ -20,6 +20,7 @@ from typing import Literal, Self
 from pydantic import Field, model_validator
 
 from gateway.config.api import ListenerLimits, is_loopback
+from gateway.config.base import SecretFile
 
 DEFAULT_USERS_FILE = Path("/var/lib/cgw/users.yaml")
 
@@ -39,7 +40,9 @@ class ConsoleConfig(ListenerLimits):
         " and tls_key",
     )
     tls_cert: Path | None = Field(None, description="PEM certificate chain served over HTTPS")
-    tls_key: Path | None = Field(None, description="PEM private key of tls_cert (mode 0600)")
+    tls_key: SecretFile | None = Field(
+        None, description="PEM private key of tls_cert; not readable by group or others"
+    )
     users_file: Path = Field(
         DEFAULT_USERS_FILE,
         description="Accounts file managed by 'cgw users add|passwd|remove'",

@@ -425,7 +425,7 @@ def test_the_printed_console_lines_pass_the_config_check(tmp_path: Path) -> None
     (root / "etc" / "cgw" / "credentials" / "console.key").unlink()
     result = run("bash", INSTALL, "--root", root, "--check", check=False)
     assert result.returncode == 3, result.stdout + result.stderr
-    assert "console: tls_key:" in result.stdout
+    assert "console.tls_key: Path does not point to a file" in result.stdout
     again = run("bash", INSTALL, "--root", root, "--no-venv", check=False).stdout
     assert "missing secret: /etc/cgw/credentials/console.key" in again
     assert "--console ADDR makes it" in again
