@@ -441,7 +441,7 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
         "unknown-bus-kind",
         _set("buses", 0, "kind", value="modbus_udp"),
         "buses[0] (tcp).kind: ",
-        ("'modbus_udp'", "'modbus_tcp', 'modbus_rtu'"),
+        ("'modbus_udp'", "'modbus_tcp', 'modbus_rtu_over_tcp', 'modbus_rtu'"),
     ),
     (
         "unknown-device-kind",
