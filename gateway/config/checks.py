@@ -117,6 +117,15 @@ def check_json_entries(cfg: Config) -> list[str]:
     return problems + check_json_devices([d for _, d in entries], labels, others, topics, owners)
 
 
+def device_ids(cfg: Config) -> set[str]:
+    """Every device a config has: an mqtt_json fleet's listed ids, not its entry's id."""
+    return {
+        i
+        for d in cfg.devices
+        for i in (d.device_ids if isinstance(d, MqttJsonDeviceConfig) else [d.id])
+    }
+
+
 def check_rule_names(cfg: Config) -> list[str]:
     """Every rule's input or point exists on the devices it names (see the module docstring)."""
     problems: list[str] = []
@@ -127,7 +136,7 @@ def check_rule_names(cfg: Config) -> list[str]:
         if isinstance(rule, ContactRuleConfig):
             problems += _contact(rule, where, inputs)
         elif isinstance(rule, ThresholdRuleConfig):
-            problems += _threshold(rule, where, points, {d.id for d in cfg.devices})
+            problems += _threshold(rule, where, points, device_ids(cfg))
     return problems
 
 

@@ -225,8 +225,7 @@ def check_references(cfg: Config) -> list[str]:
             )
         problems += _check_points(dev.points, where, dev.max_block)
     doors = {d.id for dev in cfg.devices if dev.kind == "door_terminal" for d in dev.doors}
-    fleets = {d for dev in cfg.devices if dev.kind == "mqtt_json" for d in dev.devices}
-    known = set(devices) | doors | fleets  # a door alarm names the door, a fleet its devices
+    known = checks.device_ids(cfg) | doors  # a door alarm names the door, a fleet its devices
     return (
         problems
         + _check_buttons(cfg)
