@@ -250,15 +250,19 @@ def check_json_devices(
     reported under the later entry.
     """
     problems: list[str] = []
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, bool]] = {}  # device -> (first entry's label, of a fleet)
     own = FilterIndex()
     for j, e in enumerate(entries):
-        where = labels[j]
-        for dev in e.device_ids if e.devices else []:
-            first = seen.get(dev) or others.get(dev)
-            if first is not None and first != where:
-                problems.append(f"{where}.devices: device {dev!r} is also {first}")
-            seen.setdefault(dev, where)
+        where, fleet = labels[j], bool(e.devices)
+        for dev in e.device_ids:  # two plain entries' ids clash in the loader's own id check
+            clash = others.get(dev) if fleet else None
+            prior = seen.get(dev)
+            if prior is not None and (fleet or prior[1]):
+                clash = clash or prior[0]
+            if clash is not None and clash != where:
+                key = "devices" if fleet else "id"
+                problems.append(f"{where}.{key}: device {dev!r} is also {clash}")
+            seen.setdefault(dev, (where, fleet))
         if e.devices and e.id in others:
             problems.append(f"{where}.id: {e.id!r} is also {others[e.id]}")
         for key, topic in (("topic", e.topic), ("status_topic", e.status_topic)):

@@ -125,10 +125,13 @@ def test_ids_and_topics_may_not_clash_with_other_devices() -> None:
     button = {"kind": "mqtt_button", "id": "gd-0202", "topic": "gas/x/data",
               "payload": {"state": "s", "active_values": [1]}}  # fmt: skip
     other = GAS | {"id": "gas-b4", "devices": ["gd-0201"], "topic": "gas/+/data2"}
-    assert problems(button, GAS, other) == [
+    single = {"kind": "mqtt_json", "id": "gd-0201", "topic": "gas/gd-0201/x",
+              "profile": "gas-detector-json"}  # fmt: skip
+    assert problems(button, GAS, other, single) == [
         "devices[1] (gas-b3).devices: device 'gd-0202' is also devices[0]",
         "devices[1] (gas-b3).topic: 'gas/+/data' overlaps a topic of devices[0]",
         "devices[2] (gas-b4).devices: device 'gd-0201' is also devices[1]",
+        "devices[3] (gd-0201).id: device 'gd-0201' is also devices[1]",
     ]
     no_broker = BASE | {"devices": [GAS]}
     del no_broker["local_broker"]
