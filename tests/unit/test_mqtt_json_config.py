@@ -168,11 +168,15 @@ ROUTER = Router(
     ]
 )
 TOPICS = ["gas/gd-0201/data", "gas/gd-0201/status", "dtu/x/report", "gas/other/data", "a/b"]
+
+
+def _nested(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
+    _nested,
     max_leaves=20,
 )
 keys = st.sampled_from(["lel", "alarm", "fault", "ts", "meters", "addr", "ept", "st", "time"])
