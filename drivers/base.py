@@ -108,6 +108,7 @@ class Ports:
     clock: Clock
     submit: Callable[[Order], None]  # queue an order (an acknowledge button) for the dispatcher
     count: Callable[[str, str], None]  # add one to a device's counter (``rejected``) in its state
+    gauge: Callable[[str, str, float], None] | None = None  # set a device's gauge (clock skew)
 
 
 @dataclass(frozen=True)

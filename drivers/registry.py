@@ -12,6 +12,7 @@ from drivers.doors import kind as doors
 from drivers.gpio import kind as gpio
 from drivers.modbus import kind as modbus
 from drivers.mqtt import kind as mqtt
+from drivers.mqtt_json import kind as mqtt_json
 from gateway.config.models import Config
 
 Factory = Callable[[Config, Ports], list[GroupPlan]]
@@ -21,6 +22,7 @@ KINDS: dict[str, Factory] = {
     "mqtt_button": mqtt.plan,
     "gpio": gpio.plan,
     "door_terminal": doors.plan,
+    "mqtt_json": mqtt_json.plan,
 }
 
 

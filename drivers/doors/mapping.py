@@ -25,11 +25,9 @@ Contract:
 """
 
 import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
 from typing import Protocol, TypeVar
 
 from pydantic import JsonValue
@@ -42,7 +40,8 @@ from gateway.config.doors import (
     DoorTerminalConfig,
 )
 from gateway.config.mqtt_devices import NAME_RE
-from gateway.core.access import DOOR_KINDS, AccessEvent, Credential, DenyReason, plausible
+from gateway.core.access import DOOR_KINDS, AccessEvent, Credential, DenyReason
+from gateway.core.device_time import plausible, read_time
 
 __all__ = [
     "REASONS",
@@ -158,26 +157,7 @@ def match(terminals: Sequence[Terminal], topic: str) -> tuple[Terminal, str, boo
 
 def terminal_time(value: object, fmt: str, naive_offset: str) -> float | None:
     """Epoch seconds of a terminal time in ``fmt``; None if it cannot be read."""
-    if fmt == "iso8601":
-        if not isinstance(value, str) or len(value) > 40:
-            return None
-        try:
-            when = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        if when.tzinfo is None:
-            sign = -1 if naive_offset.startswith("-") else 1
-            hours, minutes = naive_offset[1:].split(":")
-            delta = timedelta(hours=int(hours), minutes=int(minutes))
-            when = when.replace(tzinfo=timezone(sign * delta))
-        return when.timestamp()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    scale = 1000.0 if fmt == "epoch_ms" else 1.0
-    if not -1e11 * scale < value < 1e11 * scale:  # also NaN; before float(): no overflow
-        return None
-    ts = float(value) / scale
-    return ts if math.isfinite(ts) else None
+    return read_time(value, fmt, naive_offset)
 
 
 def snapshot_ok(ref: str) -> bool:

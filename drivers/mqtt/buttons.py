@@ -31,6 +31,7 @@ from pathlib import Path
 import aiomqtt
 
 from drivers.mqtt.mapping import REASONS, Button, Reject, parse
+from drivers.mqtt.rejects import Rejects
 from drivers.mqtt.session import local_session
 from gateway.config.mqtt_devices import (
     LocalBrokerConfig,
@@ -43,8 +44,6 @@ from gateway.core.errors import ConfigError
 from gateway.core.messages import ContactEvent
 
 log = logging.getLogger(__name__)
-LOGGED_MAX = 1024  # (reason, device) pairs remembered for log-once; more are counted silently
-SHOWN = 200  # payload characters a reject log shows
 
 
 class MqttButtons:
@@ -71,12 +70,11 @@ class MqttButtons:
         self.clock = clock or SystemClock()
         self.buttons = [Button(b, resolve_payload(b, profile_dirs)) for b in buttons]
         self.delivered = 0
-        self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
-        self._logged: set[tuple[str, str]] = set()
+        self._rejects = Rejects(REASONS, "button", count, log)
+        self.rejected = self._rejects.counts
         filters = [b.cfg.topic for b in self.buttons]
         self._session = local_session(broker, client_id, filters, "buttons are deaf")
         self.connected = self._session.connected  # set while subscribed
-        self._count = count  # a device's counter in its DeviceState, when running in the gateway
 
     async def run(self, emit: Callable[[ContactEvent], None]) -> None:
         """Receive, map and ``emit`` button events until cancelled."""
@@ -107,25 +105,7 @@ class MqttButtons:
         self.delivered += 1
 
     def _reject(self, rej: Reject, topic: str, payload: bytes) -> None:
-        self.rejected[rej.reason] += 1
-        if rej.device and self._count is not None:
-            self._count(rej.device, "rejected")
-        who = rej.device or topic[:100]
-        if (rej.reason, who) in self._logged or len(self._logged) >= LOGGED_MAX:
-            return
-        self._logged.add((rej.reason, who))
-        shown = payload[: SHOWN * 4].decode("utf-8", "replace")[:SHOWN]
-        log.warning(
-            "button message on %r rejected (%s): %s; further %s rejects of %s are counted,"
-            " not logged; payload %r",
-            topic[:100],
-            rej.reason,
-            rej.detail,
-            rej.reason,
-            who,
-            shown,
-            extra={"device": rej.device, "reason": rej.reason},
-        )
+        self._rejects.add(rej.reason, rej.detail, topic, payload, rej.device)
 
 
 def _as_bytes(payload: object) -> bytes:

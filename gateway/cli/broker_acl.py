@@ -4,10 +4,11 @@ The community's mosquitto (``config/mosquitto/local.conf``) refuses anonymous cl
 its ACL from ``/etc/mosquitto/cgw.acl``, which ``systemd/install.sh`` writes with this command.
 Contract of the ACL (mosquitto's default deny: whatever no line grants is refused):
 
-- **One login per device entry** of the config (an ``mqtt_button`` or a ``door_terminal``; a
-  fleet behind one ``+`` topic shares it), named by the entry's ``id``. It may *publish* on its
-  own topic filters only (a button: its ``topic``; a terminal: ``topic`` and
-  ``heartbeat_topic``, its will included) and a terminal may *read* its own command topics.
+- **One login per device entry** of the config (an ``mqtt_button``, a ``door_terminal`` or an
+  ``mqtt_json``; a fleet behind one ``+`` topic shares it), named by the entry's ``id``. It may
+  *publish* on its own topic filters only (a button: its ``topic``; a terminal: ``topic`` and
+  ``heartbeat_topic``, its will included; an mqtt_json entry: ``topic`` and ``status_topic``)
+  and a terminal may *read* its own command topics.
   It can read nothing else: no door events, no other class's topics, no ``$SYS``.
 - **The gateway's own user** (``local_broker.username``, default ``cgw``) is the only one that
   reads the device topics (raw door events carry resident ids before pseudonymisation) and the
@@ -28,6 +29,7 @@ from pathlib import Path
 from gateway.config import Config, load_config
 from gateway.config.doors import DoorTerminalConfig
 from gateway.config.mqtt_devices import MqttButtonConfig
+from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.core.errors import ConfigError
 
 COMMAND = "broker-acl"
@@ -52,10 +54,13 @@ def command_topics(cfg: DoorTerminalConfig) -> tuple[str, ...]:
     return tuple(template.replace("{terminal}", terminal) for terminal in cfg.terminals)
 
 
-def device_login(device: MqttButtonConfig | DoorTerminalConfig) -> Login:
+def device_login(device: MqttButtonConfig | DoorTerminalConfig | MqttJsonDeviceConfig) -> Login:
     """The login of one device entry: it publishes its own topics, reads its own commands."""
     if isinstance(device, MqttButtonConfig):
         return Login(device.id, (device.topic,), ())
+    if isinstance(device, MqttJsonDeviceConfig):
+        topics = (device.topic, device.status_topic)
+        return Login(device.id, tuple(t for t in topics if t is not None), ())
     return Login(device.id, (device.topic, device.heartbeat_topic), command_topics(device))
 
 
@@ -66,7 +71,11 @@ def broker_logins(cfg: Config) -> list[Login]:
     line cannot carry as it is (control characters, surrounding spaces).
     """
     gateway_user = (cfg.local_broker.username if cfg.local_broker else None) or DEFAULT_GATEWAY_USER
-    devices = [d for d in cfg.devices if isinstance(d, MqttButtonConfig | DoorTerminalConfig)]
+    devices = [
+        d
+        for d in cfg.devices
+        if isinstance(d, MqttButtonConfig | DoorTerminalConfig | MqttJsonDeviceConfig)
+    ]
     logins = [device_login(d) for d in devices]
     gateway = Login(
         gateway_user,

@@ -1,9 +1,10 @@
-"""Shared building blocks of the config models: strictness, names, secret files."""
+"""Shared building blocks of the config models: strictness, names, secret files, topic
+filters, and the merge of a profile's points into a device's."""
 
 import os
 import stat
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, FilePath
 
@@ -85,3 +86,17 @@ def check_filter(topic: str) -> str:
     if any("+" in level and level != "+" for level in topic.split("/")):
         raise ValueError(f"{topic!r}: '+' must fill a whole topic level")
     return topic
+
+
+def merge_points(base: list[dict[str, Any]], overrides: list[Any]) -> list[Any]:
+    """A profile's points, each overridden by the device's point of the same name; new ones
+    added at the end (Modbus and mqtt_json profiles merge alike)."""
+    merged: list[Any] = [dict(p) for p in base]
+    index = {p.get("name"): i for i, p in enumerate(merged)}
+    for item in overrides:
+        name = item.get("name") if isinstance(item, dict) else None
+        if name in index:
+            merged[index[name]] = {**merged[index[name]], **item}
+        else:
+            merged.append(item)
+    return merged

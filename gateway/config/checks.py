@@ -5,8 +5,9 @@ Contract:
   contact rule's ``input`` must be an input of its device (a GPIO input, an MQTT button's
   input, a Modbus bit point, a door's ``forced``/``held_open``, a terminal's ``tamper``), and a
   threshold rule's ``point`` a numeric point of each device it names (of at least one device
-  when it names ``*``). A rule that cannot fire is an error, with a "did you mean" hint: at run
-  time its device's events would match nothing and vanish.
+  when it names ``*``). An mqtt_json device's bool points are its inputs, its number points
+  the points a threshold rule may compare. A rule that cannot fire is an error, with a "did
+  you mean" hint: at run time its device's events would match nothing and vanish.
 - ``check_listeners(cfg)`` refuses two of the gateway's own listeners on one port of one host
   (the daemon would crash at start, and systemd would restart it every two seconds).
 - ``warnings(cfg)`` lists what is not wrong in the file but will fail on this machine now
@@ -29,7 +30,13 @@ from gateway.config.doors import DoorTerminalConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig, ModbusRtuBusConfig
 from gateway.config.models import Config
-from gateway.config.mqtt_devices import MqttButtonConfig, profiles_once, resolve_payload
+from gateway.config.mqtt_devices import (
+    FilterIndex,
+    MqttButtonConfig,
+    profiles_once,
+    resolve_payload,
+)
+from gateway.config.mqtt_json import MqttJsonDeviceConfig, check_json_devices
 from gateway.core.errors import ConfigError
 
 DOOR_INPUTS = ("forced", "held_open")  # contacts a door raises (gateway.pipeline.inputs)
@@ -67,15 +74,55 @@ def contact_inputs(cfg: Config) -> dict[str, set[str] | None]:
             out[dev.id] = set(TERMINAL_INPUTS)
             for door in dev.doors:
                 out[door.id] = set(DOOR_INPUTS)
+        elif isinstance(dev, MqttJsonDeviceConfig):  # bool points are contacts, as on Modbus
+            for device in dev.device_ids:
+                out[device] = {p.name for p in dev.active_points if p.type == "bool"}
     return out
 
 
 def numeric_points(cfg: Config) -> dict[str, set[str]]:
-    """Per Modbus device, the names of its enabled numeric points."""
+    """Per Modbus or mqtt_json device, the names of its enabled numeric points."""
+    out: dict[str, set[str]] = {}
+    for dev in cfg.devices:
+        if isinstance(dev, ModbusDeviceConfig):
+            out[dev.id] = {p.name for p in dev.active_points if p.type != "bool"}
+        elif isinstance(dev, MqttJsonDeviceConfig):
+            for device in dev.device_ids:
+                out[device] = {p.name for p in dev.active_points if p.type == "number"}
+    return out
+
+
+def check_json_entries(cfg: Config) -> list[str]:
+    """mqtt_json entries: a local broker; device ids and topics no other entry or kind has."""
+    entries = [(i, d) for i, d in enumerate(cfg.devices) if isinstance(d, MqttJsonDeviceConfig)]
+    if not entries:
+        return []
+    problems: list[str] = []
+    if cfg.local_broker is None:
+        problems.append(f"devices[{entries[0][0]}]: an mqtt_json needs a 'local_broker' section")
+    others: dict[str, str] = {}
+    topics, owners = FilterIndex(), list[str]()
+    for i, dev in enumerate(cfg.devices):
+        if isinstance(dev, MqttJsonDeviceConfig):
+            continue
+        others.setdefault(dev.id, f"devices[{i}]")
+        for door in dev.doors if isinstance(dev, DoorTerminalConfig) else []:
+            others.setdefault(door.id, f"devices[{i}] (a door)")
+        if isinstance(dev, MqttButtonConfig | DoorTerminalConfig):
+            for topic in (dev.topic, getattr(dev, "heartbeat_topic", None)):
+                if topic is not None:
+                    topics.add(topic, len(owners))
+                    owners.append(f"devices[{i}]")
+    labels = [f"devices[{i}]" for i, _ in entries]
+    return problems + check_json_devices([d for _, d in entries], labels, others, topics, owners)
+
+
+def device_ids(cfg: Config) -> set[str]:
+    """Every device a config has: an mqtt_json fleet's listed ids, not its entry's id."""
     return {
-        dev.id: {p.name for p in dev.active_points if p.type != "bool"}
-        for dev in cfg.devices
-        if isinstance(dev, ModbusDeviceConfig)
+        i
+        for d in cfg.devices
+        for i in (d.device_ids if isinstance(d, MqttJsonDeviceConfig) else [d.id])
     }
 
 
@@ -89,7 +136,7 @@ def check_rule_names(cfg: Config) -> list[str]:
         if isinstance(rule, ContactRuleConfig):
             problems += _contact(rule, where, inputs)
         elif isinstance(rule, ThresholdRuleConfig):
-            problems += _threshold(rule, where, points, {d.id for d in cfg.devices})
+            problems += _threshold(rule, where, points, device_ids(cfg))
     return problems
 
 

@@ -6,7 +6,7 @@ them first, so a profile's points are checked like any other.
 """
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from gateway.config import checks
+from gateway.config.base import merge_points
 from gateway.config.doors import (
     DoorTerminalConfig,
     check_mapping,
@@ -29,6 +30,7 @@ from gateway.config.mqtt_devices import (
     profiles_once,
     resolve_payload,
 )
+from gateway.config.mqtt_json import apply_json_profile
 from gateway.config.paths import resolve_paths
 from gateway.core.errors import ConfigError
 from gateway.profiles import SHIPPED
@@ -36,7 +38,7 @@ from gateway.profiles import SHIPPED
 BUILTIN_PROFILES = SHIPPED
 _UNION_TAGS = frozenset(
     {"modbus", "modbus_tcp", "modbus_rtu_over_tcp", "modbus_rtu", "gpio", "mqtt_button"}
-    | {"door_terminal"}
+    | {"door_terminal", "mqtt_json"}
     | {"threshold", "contact", "offline", "sensor_fault"}
 )
 
@@ -147,19 +149,6 @@ def _find_profile(name: str, dirs: Iterable[Path]) -> Path | None:
     return None
 
 
-def _merge_points(base: list[dict[str, Any]], overrides: list[Any]) -> list[Any]:
-    """Profile points, each overridden by the device's point of the same name; new ones added."""
-    merged: list[Any] = [dict(p) for p in base]
-    index = {p.get("name"): i for i, p in enumerate(merged)}
-    for item in overrides:
-        name = item.get("name") if isinstance(item, Mapping) else None
-        if name in index:
-            merged[index[name]] = {**merged[index[name]], **item}
-        else:
-            merged.append(item)
-    return merged
-
-
 def _apply_profiles(raw: dict[str, Any], dirs: list[Path]) -> tuple[list[str], frozenset[str]]:
     """Merge profiles into devices; the problems, and the ``points`` paths left unmerged."""
     problems: list[str] = []
@@ -168,6 +157,11 @@ def _apply_profiles(raw: dict[str, Any], dirs: list[Path]) -> tuple[list[str], f
     if not isinstance(devices, list):
         return problems, frozenset()
     for i, dev in enumerate(devices):
+        if isinstance(dev, dict) and dev.get("kind") == "mqtt_json" and "profile" in dev:
+            found_problems = apply_json_profile(dev, f"devices[{i}]", dirs[:-1])
+            problems += found_problems
+            unmerged |= {f"devices[{i}].points"} if found_problems else set()
+            continue
         if not isinstance(dev, dict) or dev.get("profile") is None or dev.get("kind") != "modbus":
             continue  # (an MQTT button's profile is a payload mapping, resolved later)
         name = dev["profile"]
@@ -186,7 +180,7 @@ def _apply_profiles(raw: dict[str, Any], dirs: list[Path]) -> tuple[list[str], f
         own = dev.get("points") or []
         if not isinstance(own, list):
             continue  # the model reports the wrong type
-        dev["points"] = _merge_points(profile["points"], own)
+        dev["points"] = merge_points(profile["points"], own)
         for key in ("max_block", "max_gap"):
             if key in profile and key not in dev:
                 dev[key] = profile[key]
@@ -232,11 +226,12 @@ def check_references(cfg: Config) -> list[str]:
             )
         problems += _check_points(dev.points, where, dev.max_block)
     doors = {d.id for dev in cfg.devices if dev.kind == "door_terminal" for d in dev.doors}
-    known = set(devices) | doors  # a door alarm names the door
+    known = checks.device_ids(cfg) | doors  # a door alarm names the door, a fleet its devices
     return (
         problems
         + _check_buttons(cfg)
         + _check_doors(cfg)
+        + checks.check_json_entries(cfg)
         + _check_alarm_refs(cfg, known)
         + checks.check_rule_names(cfg)
         + checks.check_listeners(cfg)

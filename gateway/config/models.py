@@ -17,11 +17,18 @@ from gateway.config.influx import InfluxConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
 from gateway.config.monitor import MonitorConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
+from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.config.notify import ChannelConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).
 DeviceConfig = Annotated[
-    ModbusDeviceConfig | MqttButtonConfig | GpioDeviceConfig | DoorTerminalConfig,
+    (
+        ModbusDeviceConfig
+        | MqttButtonConfig
+        | GpioDeviceConfig
+        | DoorTerminalConfig
+        | MqttJsonDeviceConfig
+    ),
     Field(discriminator="kind"),
 ]
 
@@ -112,7 +119,8 @@ class Config(Model):
     store: StoreConfig = Field(description="Local buffer")
     upstream: UpstreamConfig = Field(description="Upstream sinks")
     local_broker: LocalBrokerConfig | None = Field(
-        None, description="The community's local MQTT broker (buttons, door terminals)"
+        None,
+        description="The community's local MQTT broker (buttons, door terminals, mqtt_json)",
     )
     buses: list[BusConfig] = Field(default_factory=list, description="Field buses")
     devices: list[DeviceConfig] = Field(default_factory=list, description="Devices")

@@ -34,6 +34,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from gateway.core.device_time import plausible
+from gateway.core.liveness import Liveness
+
 Kind = Literal[
     "granted",
     "denied",
@@ -57,14 +60,6 @@ ALARM_KINDS: frozenset[Kind] = frozenset({"forced", "held_open", "tamper"})
 DOOR_KINDS: frozenset[Kind] = frozenset(
     {"granted", "denied", "forced", "held_open", "door_closed", "door_opened"}
 )  # these always name a door; the others may not
-MAX_SKEW = 86400.0  # seconds: a terminal time further off than this is not believed
-
-
-def plausible(terminal_ts: float | None, gateway_ts: float) -> float | None:
-    """``terminal_ts`` if it lies within ``MAX_SKEW`` of the arrival time, else None."""
-    if terminal_ts is None or abs(terminal_ts - gateway_ts) > MAX_SKEW:
-        return None
-    return terminal_ts
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,57 +292,34 @@ class DoorTracker:
         return min(due, default=None)
 
 
-@dataclass(slots=True)
-class _Terminal:
-    online: bool | None = None  # None: not heard from since start
-    deadline: float = 0.0  # monotonic time it is overdue
-    wall_offset: float = 0.0  # wall minus monotonic when the deadline was set
-
-
 class TerminalWatch:
-    """Online/offline per terminal, from the time of its last message."""
+    """Online/offline per terminal, from the time of its last message (``Liveness``)."""
 
     def __init__(self, terminals: Iterable[str], timeout: float, now: float, wall: float) -> None:
         """Watch ``terminals``; each is unknown until heard from or ``timeout`` after ``now``."""
         self.timeout = timeout
-        self._state = {t: _Terminal() for t in terminals}
-        self.resume(now, wall)
+        self._live = Liveness(terminals, timeout, now, wall)
 
     def online(self, terminal: str) -> bool | None:
         """True or False once known; None before the first message or timeout."""
-        state = self._state.get(terminal)
-        return None if state is None else state.online
+        return self._live.online(terminal)
 
     def resume(self, now: float, wall: float) -> None:
         """Give every terminal a full ``timeout`` from ``now`` (start, reconnect to the broker)."""
-        for state in self._state.values():
-            state.deadline = now + self.timeout
-            state.wall_offset = wall - now
+        self._live.resume(now, wall)
 
     def heard(self, terminal: str, now: float, wall: float) -> list[AccessEvent]:
         """A message from ``terminal``: ``terminal_online`` if it was not online."""
-        state = self._state.get(terminal)
-        if state is None:
+        if not self._live.heard(terminal, now, wall):
             return []
-        state.deadline = now + self.timeout
-        state.wall_offset = wall - now
-        if state.online:
-            return []
-        state.online = True
         return [AccessEvent(terminal, "", "terminal_online", wall)]
 
     def lost(self, terminal: str, wall: float) -> list[AccessEvent]:
         """The terminal (or its will) said it is going offline."""
-        state = self._state.get(terminal)
-        if state is None or state.online is False:
+        if not self._live.lost(terminal):
             return []
-        state.online = False
         return [AccessEvent(terminal, "", "terminal_offline", wall)]
 
     def tick(self, now: float) -> list[AccessEvent]:
         """``terminal_offline`` for each terminal overdue and not yet reported."""
-        out = []
-        for terminal, state in self._state.items():
-            if state.online is not False and now >= state.deadline:
-                out += self.lost(terminal, state.deadline + state.wall_offset)
-        return out
+        return [AccessEvent(t, "", "terminal_offline", wall) for t, wall in self._live.tick(now)]

@@ -1,12 +1,32 @@
-"""Pure pipeline stages: raw decoded values to readings. No I/O, no clock, no logging."""
+"""Pure pipeline stages: raw decoded values to readings. No I/O, no clock, no logging.
+
+A point is anything with a name, a unit, ``scale``, ``offset`` and a physical ``range``: a
+Modbus point (``gateway.config.modbus.PointConfig``) or an mqtt_json point
+(``gateway.config.mqtt_json.JsonPointConfig``); both are scaled and judged alike.
+"""
 
 import math
+from typing import Protocol
 
-from gateway.config.modbus import PointConfig
 from gateway.core.messages import Quality, Reading, Value
 
 
-def to_reading(point: PointConfig, raw: Value | None) -> Reading:
+class Scaled(Protocol):
+    """What scaling a raw value needs to know of its point."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit(self) -> str: ...
+    @property
+    def scale(self) -> float: ...
+    @property
+    def offset(self) -> float: ...
+    @property
+    def range(self) -> tuple[float, float] | None: ...
+
+
+def to_reading(point: Scaled, raw: Value | None) -> Reading:
     """Scale a decoded raw value and judge its quality.
 
     ``None`` (not read) stays ``None`` with ``comm_error``; NaN or infinity, which a float32

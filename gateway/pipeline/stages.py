@@ -4,9 +4,9 @@ Each is a plain callable ``(Item) -> Item | None`` (see ``gateway.pipeline.chain
 
 - ``Validate`` (pure): drops an item with no device id or a timestamp that is not a finite
   number (``dropped["no_device"]``, ``dropped["bad_ts"]``).
-- ``Scale`` (pure): a ``RawSample`` of a configured device becomes a ``Sample`` through
-  ``gateway.pipeline.scale.to_reading``; a raw sample of a device it has no points for is
-  dropped (``dropped["unknown_device"]``). Everything else passes untouched.
+- ``Scale`` (pure): a ``RawSample`` of a configured device (Modbus, mqtt_json) becomes a
+  ``Sample`` through ``gateway.pipeline.scale.to_reading``; a raw sample of a device it has no
+  points for is dropped (``dropped["unknown_device"]``). Everything else passes untouched.
 - ``Track`` (writes ``DeviceStates``, no I/O): samples become last values; status changes and
   terminal online/offline events become availability; contacts and door events mark their
   device as heard from.
@@ -29,8 +29,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
-from gateway.config.modbus import ModbusDeviceConfig, PointConfig
+from gateway.config.modbus import ModbusDeviceConfig
 from gateway.config.models import Config
+from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.core.access import AccessEvent
 from gateway.core.contract import access_record, status_record, telemetry_record
 from gateway.core.devices import DeviceStates
@@ -38,7 +39,7 @@ from gateway.core.items import Item, RawSample, Stage
 from gateway.core.messages import ContactEvent, DeviceStatus, Record, Sample
 from gateway.pipeline.chain import Pipeline
 from gateway.pipeline.privacy import Pseudonymise, Pseudonymiser
-from gateway.pipeline.scale import to_reading
+from gateway.pipeline.scale import Scaled, to_reading
 
 log = logging.getLogger(__name__)
 UNMATCHED = "unmatched"  # the DeviceStates counter of contacts no rule names
@@ -73,7 +74,7 @@ class Scale:
 
     name = "scale"
 
-    def __init__(self, points: Mapping[str, Mapping[str, PointConfig]]) -> None:
+    def __init__(self, points: Mapping[str, Mapping[str, Scaled]]) -> None:
         """``points``: device id -> point name -> its config."""
         self.points = points
         self.dropped: Counter[str] = Counter()
@@ -230,11 +231,15 @@ def pipeline(
     group's own stages, ``DriverGroup.stages``) -> device state -> rules -> store.
     Raises ``ConfigError`` if the pseudonym keys cannot be loaded.
     """
-    points = {
+    points: dict[str, Mapping[str, Scaled]] = {
         d.id: {p.name: p for p in d.active_points}
         for d in cfg.devices
         if isinstance(d, ModbusDeviceConfig)
     }
+    for d in cfg.devices:
+        if isinstance(d, MqttJsonDeviceConfig):
+            own = {p.name: p for p in d.active_points}
+            points.update(dict.fromkeys(d.device_ids, own))
     privacy = (
         []
         if cfg.privacy is None

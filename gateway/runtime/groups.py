@@ -2,8 +2,8 @@
 
 Contract:
 - ``register_devices`` keeps ``DeviceStates`` in step with a config: every configured device
-  is registered with its kind, its bus (Modbus) and the profile it names; a device no longer
-  configured is forgotten.
+  is registered with its kind, its bus (Modbus) and the profile it names (each device an
+  mqtt_json entry lists, not the entry); a device no longer configured is forgotten.
 - ``run_group`` is a driver group's component ``run`` (``gateway.runtime.components``): it
   builds the group, enters its contexts, attaches its actuators to the dispatcher, runs a
   supervised poller per polled device and each stream, all emitting to the pipeline
@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from drivers.base import DriverGroup, Emit, GroupPlan
 from gateway.commands.dispatch import Dispatcher
 from gateway.config.modbus import ModbusDeviceConfig
-from gateway.config.models import Config
+from gateway.config.models import Config, DeviceConfig
+from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.core.clock import Clock
 from gateway.core.devices import DeviceStates
 from gateway.core.items import Stage
@@ -38,12 +39,18 @@ class RunningGroup:
 
 def register_devices(states: DeviceStates, cfg: Config) -> None:
     """Every device of ``cfg`` known to ``states``, and no other (see the module docstring)."""
-    wanted = {d.id for d in cfg.devices}
+    wanted = {i for d in cfg.devices for i in _ids(d)}
     for device in set(states.snapshot()) - wanted:
         states.forget(device)
     for d in cfg.devices:
         bus = d.bus if isinstance(d, ModbusDeviceConfig) else None
-        states.register(d.id, d.kind, bus, getattr(d, "profile", None))
+        for device in _ids(d):
+            states.register(device, d.kind, bus, getattr(d, "profile", None))
+
+
+def _ids(dev: DeviceConfig) -> list[str]:
+    """The devices a config entry stands for: an mqtt_json fleet its listed ids."""
+    return dev.device_ids if isinstance(dev, MqttJsonDeviceConfig) else [dev.id]
 
 
 async def run_group(

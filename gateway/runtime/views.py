@@ -6,9 +6,10 @@ API's listening state, the inputs of every running driver group, the command cha
 reload restarts it, and the device states shaped as health and metrics read them.
 
 Inputs: every configured input device has a state. A GPIO device with inputs, a Modbus device
-with bit points (coils, discrete inputs): its availability in ``DeviceStates`` (GPIO: whether
-its pins opened, with the reason). MQTT buttons and door terminals: their local broker
-session subscribed or not (unknown while their group is not running). A device is
+with bit points (coils, discrete inputs), each device of an mqtt_json entry with bool points:
+its availability in ``DeviceStates`` (GPIO: whether its pins opened, with the reason). MQTT
+buttons and door terminals: their local broker session subscribed or not (unknown while their
+group is not running). A device is
 ``alarmed`` when a contact rule names it by id (``gateway.alarms.rules.alarm_inputs``).
 
 Contract: each function copies what it reads into the frozen types of
@@ -24,7 +25,8 @@ from typing import TYPE_CHECKING, Protocol
 from gateway.alarms.rules import alarm_inputs
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.modbus import BIT_TABLES, ModbusDeviceConfig
-from gateway.config.models import Config
+from gateway.config.models import Config, DeviceConfig
+from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.core.devices import IMPLAUSIBLE, DeviceState
 from gateway.core.snapshots import (
     ApiSnapshot,
@@ -39,7 +41,7 @@ if TYPE_CHECKING:  # the runtime imports these when configured; a view never nee
     from gateway.commands.service import CommandService
     from gateway.config.api import ApiConfig
 
-POLLED_KINDS = ("modbus",)  # the kinds health and metrics list as devices today
+POLLED_KINDS = ("modbus", "mqtt_json")  # the kinds health and metrics list as devices today
 SESSIONS = {"mqtt_button": "local_broker:buttons", "door_terminal": "local_broker:doors"}
 Probe = Callable[[], bool]  # is this input's connection up?
 Counts = Callable[[], Mapping[str, int]]  # an input's rejected messages by reason
@@ -79,16 +81,13 @@ def inputs(
         if dev.kind in SESSIONS:
             up = connections.get(SESSIONS[dev.kind])
             reason = "" if up else f"{SESSIONS[dev.kind]} not subscribed"
-        elif (isinstance(dev, GpioDeviceConfig) and dev.inputs) or (
-            isinstance(dev, ModbusDeviceConfig)
-            and any(p.table in BIT_TABLES for p in dev.active_points)
-        ):
-            state = states.get(dev.id)
+            devices.append(InputState(dev.id, dev.kind, up, reason, dev.id in alarmed))
+            continue
+        for device in _inputs(dev):
+            state = states.get(device)
             up = None if state is None else state.online
             reason = "" if up or state is None else state.reason
-        else:
-            continue
-        devices.append(InputState(dev.id, dev.kind, up, reason, dev.id in alarmed))
+            devices.append(InputState(device, dev.kind, up, reason, device in alarmed))
     return InputsSnapshot(
         connections=connections,
         rejects={name: dict(counts()) for g in groups for name, counts in g.rejects.items()},
@@ -97,6 +96,20 @@ def inputs(
             d: int(s.counters[UNMATCHED]) for d, s in states.items() if s.counters.get(UNMATCHED)
         },
     )
+
+
+def _inputs(dev: DeviceConfig) -> list[str]:
+    """The devices of a config entry whose availability is an input's: GPIO inputs, Modbus
+    bit points, mqtt_json bool points (contacts the alarm rules see)."""
+    if isinstance(dev, GpioDeviceConfig) and dev.inputs:
+        return [dev.id]
+    if isinstance(dev, ModbusDeviceConfig) and any(
+        p.table in BIT_TABLES for p in dev.active_points
+    ):
+        return [dev.id]
+    if isinstance(dev, MqttJsonDeviceConfig) and any(p.type == "bool" for p in dev.active_points):
+        return dev.device_ids
+    return []
 
 
 def devices(states: Mapping[str, DeviceState]) -> tuple[DeviceSnapshot, ...]:

@@ -2,11 +2,8 @@
 daemon on an RS-485 line (a socat pty pair) whose two sensors have their unit ids swapped, then
 standalone once the daemon has stopped. The commands are the ones docs/commissioning.md shows."""
 
-import asyncio
-import os
 import re
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +11,7 @@ import pytest
 
 from gateway.demo.sim import Simulator
 from tests.e2e.test_operate import get, metric
-from tests.support.daemon import REPO, Daemon, write_config
+from tests.support.daemon import REPO, Daemon, run_cgw, write_config
 from tests.support.ports import free_ports
 from tests.support.sensors import as_configured, crossed, only_they_answer
 from tests.support.socat import PtyPair
@@ -40,14 +37,7 @@ def test_the_readme_shows_the_commands_this_test_runs() -> None:
 
 async def cgw(config: Path, *argv: str) -> tuple[int, str, str]:
     """``cgw ARGV -c CONFIG`` as a process; the test's loop keeps serving the bus meanwhile."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "gateway", *argv, "-c", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-    )  # fmt: skip
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_cgw(*argv, "-c", str(config))
 
 
 def site(tmp_path: Path, line: Path) -> dict[str, Any]:

@@ -147,6 +147,19 @@ class Daemon:
             self.proc.wait()
 
 
+async def run_cgw(*argv: str) -> tuple[int, str, str]:
+    """``cgw ARGV`` (``python -m gateway``) as a process: (exit code, stdout, stderr); the
+    caller's event loop keeps running meanwhile."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", *argv,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
 def stored_telemetry(db: Path) -> tuple[int, set[int]]:
     """(highest telemetry seq ever assigned, seqs still waiting in the outbox)."""
     conn = sqlite3.connect(db)

@@ -718,7 +718,8 @@ def test_schema_is_valid_json_schema_with_devices(
         "$.upstream.mqtt",
         "Additional properties are not allowed ('password' was unexpected)",
     ) in found
-    assert {path for path, _ in found} <= {
+    # (the mqtt_json branch has points too: it says why these are no JSON points)
+    assert {path for path, _ in found if not path.startswith("$.devices[0].points[")} <= {
         "$.devices[0]",
         "$.devices[0].kind",
         "$.devices[0].unit_id",

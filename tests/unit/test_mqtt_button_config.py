@@ -32,7 +32,11 @@ from gateway.config.mqtt_devices import (
 from gateway.core.errors import ConfigError
 
 Doc = dict[str, Any]
-PROFILES = sorted(BUILTIN_MQTT_PROFILES.glob("*.yaml"))
+PROFILES = sorted(  # the folder also holds mqtt_json profiles, marked by their kind
+    p
+    for p in BUILTIN_MQTT_PROFILES.glob("*.yaml")
+    if yaml.safe_load(p.read_text(encoding="utf-8")).get("kind") != "mqtt_json"
+)
 
 
 def _button() -> Doc:
