@@ -24,7 +24,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BLOCK = re.compile(
-    r"(?:<!-- (?P<marker>[^>]*) -->\n)?```(?:sh|bash|shell|console)\n(?P<body>.*?)```", re.S
+    r"(?:<!-- (?P<marker>[^>]*) -->\n[ \t]*)?```(?:sh|bash|shell|console)\n(?P<body>.*?)```",
+    re.S,
 )
 
 
