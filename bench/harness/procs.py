@@ -6,7 +6,8 @@ Contract:
   is closed (``stdin_eof``). ``Child.expect`` returns the next line with a prefix and echoes
   the others; a worker that exits early or stays silent raises.
 - ``Broker`` is a mosquitto on a free loopback port that never drops a QoS 1 message for a slow
-  subscriber (queues unbounded), so a benchmark measures the gateway, not the broker's limits.
+  subscriber (queues unbounded), so a benchmark measures the gateway, not the broker's limits;
+  given other ``bounds`` (the shipped local broker's, for a flood) it drops what they say.
 - ``Phase`` owns a phase's broker and workers and stops them all, whatever happens.
 - ``stop_process`` is the one way to end a process: SIGTERM, then SIGKILL, by PID.
 """
@@ -26,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Self
 
@@ -38,6 +39,14 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 HOST = "127.0.0.1"
 ROOT, SITE, GATEWAY = "cgw", "bench", "gw1"
 PREFIX = f"{ROOT}/{SITE}/{GATEWAY}"
+# a broker that never drops a QoS 1 message for a slow subscriber (LIBRARIES §5a: the default
+# max_queued_messages 1000 does)
+NEVER_DROP = (
+    "max_queued_messages 1000000",
+    "max_queued_bytes 0",
+    "max_inflight_messages 1000",
+    "max_inflight_bytes 0",
+)
 
 
 def free_port() -> int:
@@ -138,10 +147,15 @@ class Child:
 
 
 class Broker:
-    """A mosquitto on a free loopback port that never drops a QoS 1 message for a slow client."""
+    """A mosquitto on a free loopback port; by default it never drops a QoS 1 message.
 
-    def __init__(self, workdir: Path) -> None:
+    ``bounds`` are config lines that replace ``NEVER_DROP`` (queue and packet limits, and
+    ``sys_interval`` for a benchmark that reads the broker's ``$SYS`` counters).
+    """
+
+    def __init__(self, workdir: Path, bounds: Sequence[str] = NEVER_DROP) -> None:
         self.workdir = workdir
+        self.bounds = tuple(bounds)
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
@@ -157,10 +171,7 @@ class Broker:
                     "allow_anonymous true",
                     "persistence false",
                     f"user {user}",
-                    "max_queued_messages 1000000",  # default 1000 drops QoS 1 (LIBRARIES §5a)
-                    "max_queued_bytes 0",
-                    "max_inflight_messages 1000",
-                    "max_inflight_bytes 0",
+                    *self.bounds,
                     "log_dest stderr",
                     "log_type error",
                     "log_type warning",

@@ -6,6 +6,11 @@ Contract:
   when cancelled. The session is persistent (``clean_session=False``, a fixed client id that
   must differ from the buttons' one), so the broker queues QoS 1 events while we are away.
   Every connect subscribes every event and heartbeat filter at QoS 1 again.
+- Each message is handled as paho reads it (the session's ``deliver``: nothing queues in the
+  process, see ``gateway.transport.mqtt``). A message of a configured terminal beyond its
+  budget (``rate_limit``, ``drivers.mqtt.limit``) goes on only if it changes what the terminal
+  or door did last (a heartbeat its presence, an event the kind of the door's last event);
+  the rest is counted as ``rate_limited``, yet still shows the terminal is alive.
 - Each message is mapped by ``mapping.parse``: face images and ``drop`` fields are never read;
   snapshot content is dropped; the person id leaves in ``raw_person`` only (no ``repr``), for
   the pipeline to pseudonymise before anything else sees it. ``emit`` (the pipeline) gets,
@@ -46,7 +51,17 @@ from pathlib import Path
 
 import aiomqtt
 
-from drivers.doors.mapping import REASONS, Heartbeat, Reject, Terminal, parse, unlock_payload
+from drivers.doors.mapping import (
+    REASONS,
+    Heartbeat,
+    Parsed,
+    Reject,
+    Terminal,
+    match,
+    parse,
+    unlock_payload,
+)
+from drivers.mqtt.limit import Limiter
 from drivers.mqtt.session import local_session
 from gateway.config.doors import (
     DoorTerminalConfig,
@@ -105,6 +120,11 @@ class DoorTerminals:
         self.client_id = client_id
         self.clock = clock or SystemClock()
         self.tick = tick
+        self._limits = {t.id: Limiter(t.rate_limit, self.clock.mono) for t in terminals}
+        self._over_budget = {
+            t.id: f"over its budget of {t.rate_limit.rate:g} a second, {t.rate_limit.burst} at once"
+            for t in terminals
+        }
         self.delivered = 0
         self.rejected: dict[str, int] = dict.fromkeys(REASONS, 0)
         self.snapshots_dropped = 0
@@ -137,7 +157,10 @@ class DoorTerminals:
 
     async def run(self, emit: Emit) -> None:
         """Receive, map, track and ``emit`` access events until cancelled."""
-        await self._session.run(lambda client: self._serve(client, emit))
+        await self._session.run(lambda client: self._serve(client, emit), self._deliver(emit))
+
+    def _deliver(self, emit: Emit) -> Callable[[str, bytes], None]:
+        return lambda topic, payload: self._handle(topic, payload, emit)
 
     async def _serve(self, client: aiomqtt.Client, emit: Emit) -> None:
         now, wall = self.clock.mono(), self.clock.wall()
@@ -148,17 +171,11 @@ class DoorTerminals:
             len(self.terminals),
             self._session.endpoint.where,
         )
-        # The body itself pumps: a TaskGroup left idle in __aexit__ while a child
+        # The body itself waits: a TaskGroup left idle in __aexit__ while a child
         # fails stays cancelled on 3.11 (its uncancel() runs too early).
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._timers(emit), name=f"driver:{self.name}:timers")
-            await self._pump(client, emit)
-
-    async def _pump(self, client: aiomqtt.Client, emit: Emit) -> None:
-        async for message in client.messages:
-            payload = message.payload
-            data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-            self._handle(message.topic.value, data, emit)
+            await self._session.closed(client)
 
     async def _timers(self, emit: Emit) -> None:
         while True:
@@ -171,10 +188,10 @@ class DoorTerminals:
         return [e for watch in self._watches for e in watch.heard(terminal, now, wall)]
 
     def _handle(self, topic: str, payload: bytes, emit: Emit) -> None:
-        """One message: map, emit; a reject is counted and logged, never raised."""
+        """One message: budget, map, emit; a reject is counted and logged, never raised."""
         now, wall = self.clock.mono(), self.clock.wall()
         try:
-            parsed = parse(self.terminals, topic, payload, wall)
+            parsed = self._admit(topic, payload, wall)
         except Reject as rej:
             self._reject(rej, topic)
             self._emit(self._heard(rej.device, now, wall), emit)
@@ -192,6 +209,27 @@ class DoorTerminals:
         if msg.skew is not None:
             self.skew[msg.device] = msg.skew
         self._emit([*self._heard(msg.device, now, wall), msg], emit)
+
+    def _admit(self, topic: str, payload: bytes, wall: float) -> Parsed:
+        """What the message carries, if it goes on: within its terminal's budget, or beyond it
+        a change of what the terminal or door did last (``drivers.mqtt.limit``); else
+        ``Reject`` (``rate_limited`` beyond the budget, whatever else was wrong)."""
+        term, device, _ = match(self.terminals, topic)
+        limiter = self._limits[term.cfg.id]
+        if limiter.admit(device):
+            parsed = parse(self.terminals, topic, payload, wall)
+            limiter.passed(*_state(parsed.message))
+            return parsed
+        over = Reject("rate_limited", self._over_budget[term.cfg.id], device)
+        try:
+            parsed = parse(self.terminals, topic, payload, wall)
+        except Reject:
+            raise over from None
+        key, state = _state(parsed.message)
+        if not limiter.changed(key, state):
+            raise over
+        limiter.passed(key, state)
+        return parsed
 
     def _emit(self, events: list[AccessEvent], emit: Emit) -> None:
         for event in events:
@@ -284,3 +322,11 @@ class DoorTerminals:
         log.info(
             "door %s unlocked for %d s (%s)", door, seconds, reason, extra={"device": terminal}
         )
+
+
+def _state(msg: AccessEvent | Heartbeat) -> tuple[tuple[str, str], object]:
+    """The key and state a message sets, for the limiter: a heartbeat the terminal's presence,
+    an event what its door did last."""
+    if isinstance(msg, Heartbeat):
+        return (msg.terminal, "online"), msg.online
+    return (msg.device, msg.door), msg.kind

@@ -7,10 +7,16 @@ Contract:
   QoS 1 button events while we are away (up to its ``max_queued_messages``).
   Every connect subscribes every button's filter again at QoS 1 (a broker that lost its state
   has lost our subscriptions too).
-- Each message is mapped by ``mapping.parse`` (size limit, UTF-8, JSON, the button's mapping)
-  and passed to ``emit`` (the pipeline, synchronously, in order of arrival) with its button's
-  id as ``source``. Repeated event ids are the pipeline's dedup stage's business
-  (``gateway.pipeline.dedup.Dedup``, persisted across restarts).
+- Each message is handled as paho reads it (the session's ``deliver``: nothing queues in the
+  process, see ``gateway.transport.mqtt``): matched to its button and device by topic alone
+  (``mapping.match``), then, if the device is within its budget (``rate_limit``, see
+  ``drivers.mqtt.limit``), mapped by ``mapping.read`` (size limit, UTF-8, JSON, the button's
+  mapping) and passed to ``emit`` (the pipeline, synchronously, in order of arrival) with its
+  button's id as ``source``. Beyond the budget a message is mapped too, and goes on only if it
+  changes the contact's state (pressed or not, per device and input) from the last event that
+  went on; the rest is counted as ``rate_limited``, whatever else is wrong with it. Repeated
+  event ids are the pipeline's dedup stage's business (``gateway.pipeline.dedup.Dedup``,
+  persisted across restarts).
 - Bad input never ends the loop: every reject is counted in ``rejected[reason]`` (and, given
   ``count``, as ``rejected`` of the device it names) and logged at WARNING once per
   (reason, device), with at most 200 characters of the payload.
@@ -30,7 +36,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from drivers.mqtt.mapping import REASONS, Button, Reject, parse
+from drivers.mqtt.limit import Limiter
+from drivers.mqtt.mapping import REASONS, Button, Reason, Reject, match, read
 from drivers.mqtt.rejects import Rejects
 from drivers.mqtt.session import local_session
 from gateway.config.mqtt_devices import (
@@ -69,6 +76,11 @@ class MqttButtons:
         self.client_id = client_id
         self.clock = clock or SystemClock()
         self.buttons = [Button(b, resolve_payload(b, profile_dirs)) for b in buttons]
+        self._limits = {b.id: Limiter(b.rate_limit, self.clock.mono) for b in buttons}
+        self._over_budget = {
+            b.id: f"over its budget of {b.rate_limit.rate:g} a second, {b.rate_limit.burst} at once"
+            for b in buttons
+        }
         self.delivered = 0
         self._rejects = Rejects(REASONS, "button", count, log)
         self.rejected = self._rejects.counts
@@ -78,16 +90,15 @@ class MqttButtons:
 
     async def run(self, emit: Callable[[ContactEvent], None]) -> None:
         """Receive, map and ``emit`` button events until cancelled."""
-        await self._session.run(lambda client: self._serve(client, emit))
+        await self._session.run(self._serve, lambda t, p: self._handle(t, p, emit))
 
-    async def _serve(self, client: aiomqtt.Client, emit: Callable[[ContactEvent], None]) -> None:
+    async def _serve(self, client: aiomqtt.Client) -> None:
         log.info(
             "subscribed to %d button topics on local broker %s",
             len(self.buttons),
             self._session.endpoint.where,
         )
-        async for message in client.messages:
-            self._handle(message.topic.value, _as_bytes(message.payload), emit)
+        await self._session.closed(client)
 
     @property
     def connects(self) -> int:
@@ -95,20 +106,31 @@ class MqttButtons:
         return self._session.connects
 
     def _handle(self, topic: str, payload: bytes, emit: Callable[[ContactEvent], None]) -> None:
-        """One message: map, emit; a reject is counted and logged, never raised."""
+        """One message: match, budget, map, emit; a reject is counted and logged, never raised."""
         try:
-            _, event = parse(self.buttons, topic, payload, self.clock.wall())
+            button, device = match(self.buttons, topic)
         except Reject as rej:
-            self._reject(rej, topic, payload)
+            self._reject(rej.reason, rej.device, rej.detail, topic, payload)
             return
+        limiter = self._limits[button.cfg.id]
+        within = limiter.admit(device)
+        try:
+            event = read(button, device, payload, self.clock.wall())
+        except Reject as rej:
+            if within:
+                self._reject(rej.reason, rej.device, rej.detail, topic, payload)
+            else:
+                self._reject(
+                    "rate_limited", device, self._over_budget[button.cfg.id], topic, payload
+                )
+            return
+        key = (event.device, event.input)
+        if not within and not limiter.changed(key, event.active):
+            self._reject("rate_limited", device, self._over_budget[button.cfg.id], topic, payload)
+            return
+        limiter.passed(key, event.active)
         emit(event)
         self.delivered += 1
 
-    def _reject(self, rej: Reject, topic: str, payload: bytes) -> None:
-        self._rejects.add(rej.reason, rej.detail, topic, payload, rej.device)
-
-
-def _as_bytes(payload: object) -> bytes:
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    return b"" if payload is None else str(payload).encode()
+    def _reject(self, reason: Reason, device: str, detail: str, topic: str, payload: bytes) -> None:
+        self._rejects.add(reason, detail, topic, payload, device)

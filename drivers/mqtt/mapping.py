@@ -9,7 +9,8 @@ Contract:
   ``too_large`` (checked on the length before any decoding), ``not_utf8``, ``not_json``
   (including nesting too deep for the parser: ``RecursionError`` is caught, and integers over
   Python's digit limit), ``unmapped`` (a field missing, of the wrong type, or a state value in
-  neither list).
+  neither list). ``match`` is the part before any byte of the payload is read: the kinds ask
+  their ``drivers.mqtt.limit.Limiter`` between the two (``rate_limited`` is theirs to count).
 - Strings that reach a ``ContactEvent`` are safe to store and to put in topics: device and input
   follow the ``Name`` rule, an event id is 1-128 printable characters (an integer id is turned
   into its decimal text).
@@ -20,16 +21,13 @@ Contract:
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from gateway.config.mqtt_devices import NAME_RE, MqttButtonConfig, PayloadMapConfig
 from gateway.core.errors import PermanentError
 from gateway.core.messages import ContactEvent
 
 Reason = Literal[
-    "too_large", "not_utf8", "not_json", "unmapped", "unknown_topic", "unknown_device", "duplicate"
-]
-REASONS: tuple[Reason, ...] = (
     "too_large",
     "not_utf8",
     "not_json",
@@ -37,7 +35,9 @@ REASONS: tuple[Reason, ...] = (
     "unknown_topic",
     "unknown_device",
     "duplicate",
-)
+    "rate_limited",  # beyond the device's budget (``drivers.mqtt.limit``), counted by the kind
+]
+REASONS: tuple[Reason, ...] = get_args(Reason)
 MAX_EVENT_ID = 128
 
 
@@ -174,6 +174,11 @@ def to_event(button: Button, device: str, doc: object, ts: float) -> ContactEven
     return ContactEvent(device, inp, active, ts, event_id, source=button.cfg.id)
 
 
+def read(button: Button, device: str, payload: bytes, ts: float) -> ContactEvent:
+    """The event a message of ``button``'s ``device`` carries (after ``match``)."""
+    return to_event(button, device, decode(payload, button.cfg.max_payload, device), ts)
+
+
 def parse(
     buttons: Sequence[Button], topic: str, payload: bytes, ts: float
 ) -> tuple[Button, ContactEvent]:
@@ -182,5 +187,4 @@ def parse(
     Raises ``Reject``, and nothing else, when it carries none.
     """
     button, device = match(buttons, topic)
-    doc = decode(payload, button.cfg.max_payload, device)
-    return button, to_event(button, device, doc, ts)
+    return button, read(button, device, payload, ts)

@@ -97,7 +97,8 @@ class JsonDevices:
 
     async def run(self, emit: Emit) -> None:
         """Receive, map and ``emit`` readings and availability until cancelled."""
-        await self._session.run(lambda client: self._serve(client, emit))
+        deliver = lambda topic, payload: self._handle(topic, payload, emit)  # noqa: E731
+        await self._session.run(lambda client: self._serve(client, emit), deliver)
 
     async def _serve(self, client: aiomqtt.Client, emit: Emit) -> None:
         now, wall = self.clock.mono(), self.clock.wall()
@@ -108,13 +109,11 @@ class JsonDevices:
             len(self._watch),
             self._session.endpoint.where,
         )
-        # as in drivers.doors.terminals: the body pumps, the timers are the one child task
+        # as in drivers.doors.terminals: messages are handled as they are read (no queue in
+        # the gateway, gateway.transport.mqtt); the body waits, the timers are its one child
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._timers(emit), name=f"driver:{self.name}:timers")
-            async for message in client.messages:
-                payload = message.payload
-                data = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
-                self._handle(message.topic.value, data, emit)
+            await self._session.closed(client)
 
     async def _timers(self, emit: Emit) -> None:
         while True:

@@ -32,6 +32,7 @@ from gateway.config.base import Model, Name, SecretFile, check_filter, check_top
 from gateway.config.mqtt_devices import (
     FilterIndex,
     JsonPath,
+    RateLimitConfig,
     StateValue,
     filters_overlap,
     find_mapping_profile,
@@ -41,6 +42,9 @@ from gateway.core.access import Credential, DenyReason, Kind
 from gateway.profiles import SHIPPED
 
 BUILTIN_DOOR_PROFILES = SHIPPED / "doors"
+# a terminal sends more than a button: a busy gate's grants, openings and closings, heartbeats,
+# and what it kept while the broker was away, replayed at once when it is back
+DOOR_RATE, DOOR_BURST = 50.0, 500
 PLACEHOLDER = re.compile(r"\{([A-Za-z_]\w*)\}")
 # what an unlock template may name; "{door}" and "{seconds}" alone in a string keep their type
 PLACEHOLDERS = frozenset(
@@ -248,6 +252,11 @@ class DoorTerminalConfig(Model):
     )
     max_payload: int = Field(
         262144, ge=256, le=1048576, description="Larger payloads are rejected unread (bytes)"
+    )
+    rate_limit: RateLimitConfig = Field(
+        default_factory=lambda: RateLimitConfig(rate=DOOR_RATE, burst=DOOR_BURST),
+        description="Per terminal: messages beyond this budget are dropped (rate_limited), but "
+        "never an event that changes what a door did last (a grant, an opening, a closing)",
     )
     dedup_window: float = Field(3600.0, gt=0, le=7 * 86400, description="Id memory (s)")
     dedup_size: int = Field(10000, ge=1, le=100_000, description="Event ids remembered at most")

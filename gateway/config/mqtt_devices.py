@@ -8,7 +8,8 @@ event id, the state and (optionally) the input name. A mapping is written inline
 or named (``profile:``) from ``gateway/profiles/mqtt/*.yaml``; ``resolve_payload`` finds it.
 
 Checks that span several buttons (duplicate ids, overlapping topic filters) are in
-``check_buttons``, to be run with the other cross-field checks at load time.
+``check_buttons``, to be run with the other cross-field checks at load time. ``RateLimitConfig``
+is the per-device message budget every MQTT device kind takes (``drivers.mqtt.limit``).
 """
 
 import re
@@ -67,6 +68,22 @@ class LocalBrokerConfig(BrokerConfig):
     def client_id_for(self, site_id: str, gateway_id: str) -> str:
         """``client_id``, or the default derived from the gateway's identity."""
         return self.client_id or f"cgw-{site_id}-{gateway_id}-local"
+
+
+class RateLimitConfig(Model):
+    """How much one device may send before the excess is dropped (``rate_limited``).
+
+    A token bucket per device id: ``burst`` messages at once, refilled at ``rate`` a second.
+    Beyond it a message is dropped and counted unless it changes a state the gateway holds for
+    the device (a press after a release, a door opening): those are never dropped.
+    """
+
+    rate: float = Field(
+        20.0, gt=0, le=100_000, description="Messages a second one device may send, sustained"
+    )
+    burst: int = Field(
+        40, ge=1, le=1_000_000, description="Messages one device may send at once after a pause"
+    )
 
 
 class PayloadMapConfig(Model):
@@ -138,6 +155,11 @@ class MqttButtonConfig(Model):
     payload: PayloadMapConfig | None = Field(None, description="Inline payload mapping")
     max_payload: int = Field(
         4096, ge=64, le=65536, description="Larger payloads are rejected unread (bytes)"
+    )
+    rate_limit: RateLimitConfig = Field(
+        default_factory=RateLimitConfig,
+        description="Per device: messages beyond this budget are dropped (rate_limited), but "
+        "never one that changes a contact's state; a press and its release are two messages",
     )
     dedup_window: float = Field(
         3600.0, gt=0, le=7 * 86400, description="Seconds an event id is remembered"

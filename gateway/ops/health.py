@@ -16,7 +16,8 @@ Contract:
   (``running``, ``not running``, ``unknown``) and reason. One that a contact rule names by id
   (``alarm``) is a component too, ``input:<id>``: while it does not run, alarms it should raise
   cannot be, so the gateway is ``degraded``. ``unmatched`` counts, per device, the contacts no
-  contact rule named (they raised nothing).
+  contact rule named (they raised nothing); ``rejected``, per input, the messages it refused
+  by reason (those above zero: the same counts as ``cgw_input_rejected_total``).
 - ``clock_synced`` says whether NTP has set the clock. It is shown, not a component: a gateway
   without NTP still raises alarms, but stamps them with an unsynced clock and refuses
   platform commands.
@@ -124,6 +125,11 @@ def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
             for i in snap.inputs.devices
         },
         "unmatched": dict(snap.inputs.unmatched),
+        "rejected": {
+            name: {reason: n for reason, n in sorted(counts.items()) if n}
+            for name, counts in sorted(snap.inputs.rejects.items())
+            if any(counts.values())
+        },
         "backlog": dict(snap.store.backlog),
         "alarms": {
             "open": len(open_alarms),

@@ -27,8 +27,16 @@ Contract:
   SUBACK, PUBACK) ``raise_if_cancelling`` re-raises a stop that landed as it completed
   (CPython gh-86296), so a stop is never swallowed. On a stop while connected, the retained
   ``offline`` is published (1 s at most) before the clean DISCONNECT, which skips the will.
-- Incoming messages queue without bound (paho acknowledged them already); the broker's
-  ``message_size_limit`` bounds each one.
+- Incoming messages: with ``deliver`` (``run(serve, deliver)``), each one is handed to
+  ``deliver(topic, payload)`` synchronously, on the event loop, while paho reads it: nothing
+  queues in the process, so memory stays flat however fast messages come, and a caller that
+  cannot keep up slows paho's reading (TCP flow control: the broker holds the rest, up to its
+  ``max_queued_messages`` for this client, and drops beyond it: mosquitto 2.0.11 then drops
+  QoS 1 messages too, so a flood the caller cannot keep up with can cost a real event; see
+  docs/performance.md, "A junk flood"). ``serve`` then waits in
+  ``closed(client)``, which re-raises what ``deliver`` raised (the connection is dropped at
+  once; the messages paho read after it are not delivered). Without ``deliver``, messages
+  queue in aiomqtt without bound for ``client.messages`` (paho acknowledged them already).
 - Sessions are persistent (``clean_session=False`` and a fixed client id, MQTT 3.1.1
   §3.1.2.4) unless ``Endpoint.persistent`` is False: the broker keeps subscriptions and queues
   QoS 1 messages while we are away.
@@ -98,6 +106,7 @@ class Status:
 
 
 Serve = Callable[[aiomqtt.Client], Awaitable[None]]
+Deliver = Callable[[str, bytes], None]  # an incoming message (topic, payload), as paho reads it
 
 
 class Session:
@@ -135,10 +144,15 @@ class Session:
         self.last_error = ""
         self.client: aiomqtt.Client | None = None  # the live client while ``connected``
         self._failing = False
+        self._undelivered: asyncio.Future[None] | None = None  # what ``deliver`` raised
 
-    def make_client(self) -> aiomqtt.Client:
-        """A new client for one connection."""
+    def make_client(self, deliver: Deliver | None = None) -> aiomqtt.Client:
+        """A new client for one connection; with ``deliver``, one that queues nothing."""
         ep = self.endpoint
+        inline = None
+        if deliver is not None:
+            self._undelivered = asyncio.get_running_loop().create_future()
+            inline = _inline(deliver, self._undelivered)
         will = None
         if self.status is not None:
             offline = self.status.payload("offline")
@@ -157,18 +171,22 @@ class Session:
             max_inflight_messages=ep.max_inflight,
             # Unbounded: paho has acknowledged what it queues, so a dropped message is lost.
             max_queued_incoming_messages=0,
+            queue_type=inline,
         )
         if ep.max_inflight is not None:
             # aiomqtt warns once per publish above 10 pending calls; a full window is normal.
             client.pending_calls_threshold = 10 * ep.max_inflight + 100
         return client
 
-    async def run(self, serve: Serve) -> NoReturn:
-        """Connect, ``serve``, and connect again after every ``MqttError``, until cancelled."""
+    async def run(self, serve: Serve, deliver: Deliver | None = None) -> NoReturn:
+        """Connect, ``serve``, and connect again after every ``MqttError``, until cancelled.
+
+        With ``deliver``, incoming messages go to it as they are read (see the contract).
+        """
         backoff = self.retry.backoff()
         while True:
             try:
-                async with self.make_client() as client:
+                async with self.make_client(deliver) as client:
                     raise_if_cancelling()
                     await self._up(client, serve, backoff)
             except* aiomqtt.MqttError as group:
@@ -176,6 +194,7 @@ class Session:
             finally:
                 self.client = None
                 self.connected.clear()
+                self._undelivered = None
             self.reconnects += 1
             await asyncio.sleep(backoff.next())
 
@@ -215,6 +234,23 @@ class Session:
                     log.warning("could not publish offline status: %s", exc)
             raise
 
+    async def closed(self, client: aiomqtt.Client) -> None:
+        """Wait while ``deliver`` gets the messages: ``MqttError`` once the connection ends,
+        or what ``deliver`` raised (a bug, never taken for a lost connection)."""
+        failed = self._undelivered
+        if failed is None:
+            raise RuntimeError("closed() serves a session run with deliver")
+        ended = asyncio.ensure_future(_until_closed(client))
+        try:
+            await asyncio.wait((ended, failed), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+        if failed.done():
+            if ended.done() and not ended.cancelled():
+                ended.exception()  # the disconnect that followed; the bug is what matters
+            failed.result()
+        await ended  # raises the MqttError that ended the connection
+
     def _check(self, granted: Sequence[object]) -> None:
         codes = [c if isinstance(c, int) else int(getattr(c, "value", 0x80)) for c in granted]
         for (topic, asked), code in zip(self.subscriptions, codes, strict=False):
@@ -237,3 +273,36 @@ class Session:
                 self.down,
                 extra={"broker": self.endpoint.where},
             )
+
+
+async def _until_closed(client: aiomqtt.Client) -> None:
+    async for _ in client.messages:  # an inline queue never yields: this waits for the end
+        pass
+
+
+def _inline(deliver: Deliver, failed: asyncio.Future[None]) -> type[asyncio.Queue[aiomqtt.Message]]:
+    """aiomqtt's incoming queue, made to queue nothing: ``put_nowait`` delivers the message.
+
+    aiomqtt calls ``put_nowait`` from paho's ``on_message``, on the event loop, as each PUBLISH
+    is read (aiomqtt 2.x reads with ``loop.add_reader``). A ``deliver`` that raises sets
+    ``failed`` (``Session.closed`` re-raises it) and the rest is not delivered.
+    """
+
+    class Inline(asyncio.Queue[aiomqtt.Message]):
+        def put_nowait(self, item: aiomqtt.Message) -> None:
+            if failed.done():
+                return
+            payload = item.payload
+            data = payload if isinstance(payload, bytes) else _as_bytes(payload)
+            try:
+                deliver(item.topic.value, data)
+            except Exception as exc:  # noqa: BLE001 - handed to ``closed``, which raises it
+                failed.set_exception(exc)
+
+    return Inline
+
+
+def _as_bytes(payload: object) -> bytes:
+    if isinstance(payload, bytearray):
+        return bytes(payload)
+    return b"" if payload is None else str(payload).encode()

@@ -304,6 +304,34 @@ async def test_malformed_payloads_are_counted_and_the_loop_keeps_going(
     assert all("A" * 201 not in r.getMessage() for r in logged)
 
 
+async def test_a_device_over_its_budget_is_cut_off_but_its_presses_get_in(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The clock stands still, so no token comes back: a device has its burst and no more.
+    Beyond it repeats and junk are counted ``rate_limited``; a press and its release (changes
+    of the contact's state) still get in; another device of the same entry is untouched."""
+    sos = configs(SOS | {"profile": "sos-state-json", "rate_limit": {"rate": 1, "burst": 5}})
+    buttons = make(mosquitto, sos)
+    async with running(buttons) as events, device(mosquitto) as dev:
+        for i in range(8):  # "released" over and over, a new id each time
+            await send(dev, "acme/noisy/event", press(f"r{i}", "released"))
+        await send(dev, "acme/noisy/event", b"{not json")
+        await send(dev, "acme/noisy/event", press("p1"))  # a real press, beyond the budget
+        await send(dev, "acme/noisy/event", press("p2"))  # the same state again
+        await send(dev, "acme/noisy/event", press("r9", "released"))  # its release
+        await send(dev, "acme/quiet/event", press("q1"))
+        got = [await next_event(events) for _ in range(8)]
+        assert events.empty()
+    assert [(e.device, e.event_id, e.active) for e in got] == [
+        *[("noisy", f"r{i}", False) for i in range(5)],
+        ("noisy", "p1", True),
+        ("noisy", "r9", False),
+        ("quiet", "q1", True),
+    ]
+    assert buttons.rejected == dict.fromkeys(REASONS, 0) | {"rate_limited": 3 + 1 + 1}
+    assert buttons.delivered == 8
+
+
 # -- 4. outages -------------------------------------------------------------------------------
 
 

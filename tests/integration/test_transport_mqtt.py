@@ -2,9 +2,10 @@
 
 What is checked: re-subscription on every connect, birth / will / stop status, log-once
 transitions (one WARNING per outage, one INFO per recovery), the backoff cap and its reset,
-``last_error``, cancel-safety during a connect that never completes, and that an error of
-``serve`` that is not an ``MqttError`` ends ``run``. The session has no event for "failed
-attempt", so ``wait_until`` polls its counters every 10 ms.
+``last_error``, cancel-safety during a connect that never completes, that an error of
+``serve`` that is not an ``MqttError`` ends ``run``, and delivery as paho reads (nothing waits
+in aiomqtt's queue, the broker's order, an error of ``deliver`` ends ``run``). The session has
+no event for "failed attempt", so ``wait_until`` polls its counters every 10 ms.
 """
 
 import asyncio
@@ -201,4 +202,48 @@ async def test_an_error_of_serve_that_is_no_mqtt_error_ends_run(mosquitto: Mosqu
     with pytest.raises(LookupError, match="a bug"):
         await asyncio.wait_for(sess.run(broken), 10)
     assert sess.connects == 1
+    assert not sess.connected.is_set()
+
+
+async def test_delivered_messages_never_wait_in_a_queue(mosquitto: Mosquitto) -> None:
+    """With ``deliver``, each message is handled as it is read: aiomqtt's queue stays empty, so
+    a flood cannot grow the process; the order is the broker's."""
+    got: list[bytes] = []
+    waiting: list[int] = []
+    sess = session(mosquitto.port, subscriptions=[("flood/+", 0)])
+
+    def deliver(topic: str, payload: bytes) -> None:
+        assert sess.client is not None
+        waiting.append(len(sess.client.messages))
+        got.append(payload)
+
+    n = 3000
+    task = asyncio.create_task(sess.run(sess.closed, deliver), name="test:session")
+    try:
+        await wait_until(sess.connected.is_set, "connected")
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="flooder") as pub:
+            for i in range(n):
+                await pub.publish(f"flood/{i % 7}", str(i).encode(), qos=0)
+        await wait_until(lambda: len(got) == n, f"{n} messages delivered")
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+    assert got == [str(i).encode() for i in range(n)]
+    assert max(waiting) == 0
+
+
+async def test_an_error_of_deliver_ends_run_and_is_no_lost_connection(
+    mosquitto: Mosquitto,
+) -> None:
+    def broken(topic: str, payload: bytes) -> None:
+        raise LookupError(f"a bug on {topic}")
+
+    sess = session(mosquitto.port, subscriptions=[("bug/+", 1)])
+    task = asyncio.create_task(sess.run(sess.closed, broken), name="test:session")
+    await wait_until(sess.connected.is_set, "connected")
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="bug-publisher") as pub:
+        await pub.publish("bug/1", b"x", qos=1)
+    with pytest.raises(LookupError, match="a bug on bug/1"):
+        await asyncio.wait_for(task, 10)
+    assert (sess.connects, sess.reconnects) == (1, 0)
     assert not sess.connected.is_set()

@@ -274,8 +274,14 @@ def test_the_clock_sync_flag_shows_in_health_metrics_and_status() -> None:
         assert line in summary(doc).splitlines()
 
 
-def with_inputs(*devices: InputState, unmatched: dict[str, int] | None = None) -> GatewaySnapshot:
-    inputs = dataclasses.replace(healthy().inputs, devices=devices, unmatched=unmatched or {})
+def with_inputs(
+    *devices: InputState,
+    unmatched: dict[str, int] | None = None,
+    rejects: dict[str, dict[str, int]] | None = None,
+) -> GatewaySnapshot:
+    inputs = dataclasses.replace(
+        healthy().inputs, devices=devices, unmatched=unmatched or {}, rejects=rejects or {}
+    )
     return dataclasses.replace(healthy(), inputs=inputs)
 
 
@@ -288,6 +294,10 @@ def test_an_alarm_input_not_running_makes_health_degraded_with_its_reason() -> N
         InputState("btn", "mqtt_button", True, "", True),
         InputState("coils", "modbus", None, "", True),
         unmatched={"btn": 4},
+        rejects={
+            "mqtt_buttons": {"rate_limited": 7, "not_json": 2, "too_large": 0},
+            "door_terminals": {"not_json": 0},
+        },
     )
     code, doc = health(snap)
     assert (code, doc["status"], doc["failing"]) == (503, "degraded", ["input:hall"])
@@ -300,6 +310,7 @@ def test_an_alarm_input_not_running_makes_health_degraded_with_its_reason() -> N
         "kind": "gpio", "state": "not running: no pin factory", "alarm": False
     }  # fmt: skip
     assert doc["unmatched"] == {"btn": 4}
+    assert doc["rejected"] == {"mqtt_buttons": {"not_json": 2, "rate_limited": 7}}
     lines = summary(doc).splitlines()
     assert "inputs: 1/4 running; coils unknown; hall not running: no pin factory; spare not" \
         " running: no pin factory" in lines  # fmt: skip
