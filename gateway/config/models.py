@@ -18,6 +18,7 @@ from gateway.config.modbus import BusConfig, ModbusDeviceConfig
 from gateway.config.monitor import MonitorConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
 from gateway.config.notify import ChannelConfig
+from gateway.config.reports import ReportsConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).
 DeviceConfig = Annotated[
@@ -136,6 +137,10 @@ class Config(Model):
     )
     monitor: MonitorConfig | None = Field(
         None, description="Health and Prometheus metrics endpoint (loopback); off if omitted"
+    )
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig,
+        description="Proof of service: the daily availability and response reports upstream",
     )
     profile_dirs: list[Path] = Field(
         default_factory=list,
