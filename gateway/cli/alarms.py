@@ -10,11 +10,10 @@ says why); 2 a config or usage error (no ``api`` section, unreadable token file,
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from gateway.cli.local_api import DEFAULT_CONFIG, Failed, call, load, person, token
+from gateway.cli.local_api import Failed, call, config_option, load, person, token
 from gateway.cli.tables import local_time
 
 EXIT_FAILURE = 1
@@ -23,10 +22,7 @@ EXIT_CONFIG = 2
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add ``alarms`` and its actions to ``cgw``'s subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}"
-    )
+    common = config_option()
     alarms = sub.add_parser("alarms", help="list, acknowledge or reset open alarms (local API)")
     actions = alarms.add_subparsers(dest="alarms_command", required=True)
     actions.add_parser("list", parents=[common], help="show the open alarms")
