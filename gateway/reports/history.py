@@ -60,6 +60,7 @@ class History:
     restarts: Sequence[Restart]
     readings: Mapping[str, Mapping[str, int]]  # device -> local day -> readings
     alive: float | None  # the last time the gateway was known alive
+    stopped: bool = False  # that was a clean stop
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
@@ -188,7 +189,12 @@ def load(
         devices.setdefault(device, DeviceInfo(device, None, None, None, False))
     alive = _meta(conn, ALIVE)
     return History(
-        devices, dict(changes), restarts, dict(readings), None if alive is None else float(alive)
+        devices,
+        dict(changes),
+        restarts,
+        dict(readings),
+        None if alive is None else float(alive),
+        _meta(conn, CLEAN) == "1",
     )
 
 

@@ -1,23 +1,33 @@
-"""Availability reports of the running gateway, for the local API and the daily publication.
+"""Availability reports: of the running gateway, and of a stopped one from its store file.
 
-Contract: ``availability(first, last, by)`` has the recorder write what it holds (so the report
-reads up to now), reads the history of the range in one store transaction and computes the
-figures on a worker thread, so a long report holds neither the event loop nor the store
-thread beyond its reads. ``gateway.reports.availability`` says what the figures mean; the
-zone is the community's (``alarms.timezone``) at the time of the call.
+Contract:
+- ``ReportService.availability(first, last, by)`` has the recorder write what it holds (so the
+  report reads up to now), reads the history of the range in one store transaction and
+  computes the figures on a worker thread, so a long report holds neither the event loop nor
+  the store thread beyond its reads. The zone is the community's (``alarms.timezone``) at the
+  time of the call. The local API and the daily publication use it.
+- ``from_file`` is the same report read from the store file, read-only, for ``cgw report``
+  while the daemon is stopped. The time since the gateway was last known alive counts as its
+  own outage, as its next start will record it, unless that is under two heartbeats (it is
+  then taken to be running, without an API). A clock behind the history (a Pi before NTP)
+  ends the report where the history ends.
+- ``gateway.reports.availability`` says what the figures mean.
 """
 
 import asyncio
+import dataclasses
 import functools
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.core.clock import Clock
 from gateway.reports import history
 from gateway.reports.availability import availability_report, midnight
-from gateway.reports.recorder import Recorder
+from gateway.reports.history import Restart
+from gateway.reports.recorder import HEARTBEAT_S, Recorder
 from gateway.store import Store
 
 
@@ -47,3 +57,30 @@ class ReportService:
         found = await self.store.transact(work)
         now = self.clock.wall()
         return await asyncio.to_thread(availability_report, found, name, first, last, by, now)
+
+
+def from_file(
+    path: Path, zone_name: str, first: date, last: date, by: str | None, now: float
+) -> dict[str, Any]:
+    """The report of local days ``first``..``last`` from the store file at ``path``.
+
+    Raises ``StoreError`` when the file cannot be read or holds no availability history.
+    """
+    zone = ZoneInfo(zone_name)
+    conn = history.open_read_only(path)
+    try:
+        found = history.load(
+            conn,
+            midnight(first, zone),
+            midnight(last + timedelta(days=1), zone),
+            str(first),
+            str(last),
+        )
+    finally:
+        conn.close()
+    if found.alive is not None:
+        now = max(now, found.alive)
+        if now - found.alive > 2 * HEARTBEAT_S:  # stopped: down since, as its start will say
+            gap = Restart(found.alive, now, found.stopped)
+            found = dataclasses.replace(found, restarts=[*found.restarts, gap])
+    return availability_report(found, zone_name, first, last, by, now)
