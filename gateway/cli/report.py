@@ -1,17 +1,18 @@
 """``cgw report availability``: proof of service per device, from the gateway's own history.
 
-Through the local API while the daemon runs (``GET /v1/reports/availability``): the daemon
-first writes what its recorder holds, so the report reads up to the last second, and the
-store file has one user. When nothing listens there (the daemon is stopped) or the config has
-no ``api`` section, the store file is read directly and read-only (``gateway.reports.service
-.from_file``): a stopped gateway is when the figures are most wanted, and a report never
-writes to the file. A line on stderr says which source was read.
-
-Output: a table per period (default), ``--csv`` (one row per period and device, kind, supplier
-and all) or ``--json`` (the API's document). Times are the community's (``alarms.timezone``).
-
-Exit codes: 0 done; 1 the gateway refused, or the store file cannot be read; 2 a config or
-usage error.
+Contract:
+- Through the local API while the daemon runs (``GET /v1/reports/availability``): the daemon
+  first writes what its recorder holds, so the report reads up to the last second, and the
+  store file keeps one user.
+- When nothing listens there (the daemon is stopped), or the config has no ``api`` section,
+  the store file is read directly and read-only (``gateway.reports.service.from_file``): a
+  stopped gateway is when the figures are most wanted, and a report never writes to the file.
+  A line on stderr says which source was read.
+- Output: a table per period (default), ``--csv`` (a row per period and device, kind,
+  supplier and all) or ``--json`` (the API's document). Times are the community's
+  (``alarms.timezone``).
+- Exit codes: 0 done; 1 the gateway refused, or the store file cannot be read; 2 a config or
+  usage error.
 """
 
 import argparse

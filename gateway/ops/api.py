@@ -1,7 +1,8 @@
-"""The local API: open alarms with the uplink down, and the devices (``gateway.ops.device_api``).
+"""The local API: open alarms with the uplink down, the devices (``gateway.ops.device_api``)
+and the availability report (``gateway.ops.report_api``).
 
-Used by the property staff's console, ``cgw alarms``, ``cgw devices``, ``cgw read`` and
-``cgw scan``. Alarm endpoints (JSON in and out):
+Used by the property staff's console, ``cgw alarms``, ``cgw report``, ``cgw devices``,
+``cgw read`` and ``cgw scan``. Alarm endpoints (JSON in and out):
 
 - ``GET /v1/health`` -> ``{"ok": true}``; the only endpoint without a token.
 - ``GET /v1/alarms`` -> the open alarms, oldest first, as a list of ``alarm_view`` objects.
