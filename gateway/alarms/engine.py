@@ -34,7 +34,7 @@ from gateway.alarms.delivery import Delivery, Dispatcher
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
 from gateway.alarms.records import alarm_record
-from gateway.alarms.report import response_report
+from gateway.alarms.report import Targets, response_report
 from gateway.alarms.rules import Evaluator
 from gateway.alarms.wording import staff_message
 from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
@@ -238,7 +238,7 @@ class AlarmEngine:
 
     async def response_report(self, since: float) -> dict[str, Any]:
         """Time-to-acknowledge figures over alarms raised since ``since`` (``report``)."""
-        return await response_report(self.store, since)
+        return await response_report(self.store, since, Targets.of(self.cfg), now=self.clock.wall())
 
     def snapshot(self) -> AlarmsSnapshot:
         """Whether the engine has loaded its open alarms, which are open, acknowledgements."""

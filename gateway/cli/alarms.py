@@ -10,11 +10,10 @@ says why); 2 a config or usage error (no ``api`` section, unreadable token file,
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from gateway.cli.local_api import DEFAULT_CONFIG, Failed, call, load, person, token
+from gateway.cli.local_api import Failed, call, config_option, load, person, token
 from gateway.cli.tables import local_time
 
 EXIT_FAILURE = 1
@@ -23,10 +22,7 @@ EXIT_CONFIG = 2
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Add ``alarms`` and its actions to ``cgw``'s subcommands."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}"
-    )
+    common = config_option()
     alarms = sub.add_parser("alarms", help="list, acknowledge or reset open alarms (local API)")
     actions = alarms.add_subparsers(dest="alarms_command", required=True)
     actions.add_parser("list", parents=[common], help="show the open alarms")
@@ -112,16 +108,46 @@ def _outcome(action: str, by: str, answer: dict[str, Any]) -> str:
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    def num(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
+    def share(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.1f}%"
+
     print(f"alarms raised in the last {report['days']:g} days, time to acknowledge (seconds):")
-    print(f"  {'':10} {'alarms':>7} {'acked':>6} {'open':>5} {'median':>8} {'p90':>8} {'worst':>8}")
+    print(
+        f"  {'':10} {'alarms':>7} {'acked':>6} {'open':>5} {'median':>8} {'p90':>8} {'worst':>8}"
+        f" {'target':>7} {'in time':>8} {'share':>7} {'ran out':>8}"
+    )
     for key in ("all", "critical", "warning", "info"):
         f = report[key]
-
-        def num(v: float | None) -> str:
-            return "-" if v is None else f"{v:.1f}"
-
         print(
             f"  {key:10} {f['alarms']:>7} {f['acknowledged']:>6} {f['unacknowledged_open']:>5}"
             f" {num(f['time_to_ack_p50_s']):>8} {num(f['time_to_ack_p90_s']):>8}"
-            f" {num(f['time_to_ack_max_s']):>8}"
+            f" {num(f['time_to_ack_max_s']):>8} {num(f['target_s']):>7}"
+            f" {f['within_target']:>8} {share(f['within_target_share']):>7}"
+            f" {f['escalation_exhausted']:>8}"
         )
+    late = report["late"]
+    if not late:
+        return
+    more = report["late_total"] - len(late)
+    print(f"not acknowledged within the target ({report['late_total']}):")
+    rows = [("ID", "SEVERITY", "DEVICE", "RAISED", "TOOK", "ACKED BY")]
+    for a in late:
+        took = a["time_to_ack_s"]
+        rows.append(
+            (
+                a["id"],
+                a["severity"],
+                a["device"],
+                local_time(a["raised_at"]),
+                "never" if took is None else f"{took:.0f} s",
+                a["acked_by"] or "-",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
+    if more:
+        print(f"  ... and {more} more")

@@ -17,16 +17,15 @@ import getpass
 import json
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from gateway.cli import tables
 from gateway.cli.local_api import (
-    DEFAULT_CONFIG,
     Failed,
     NotRunning,
     call,
+    config_option,
     load,
     no_api,
     person,
@@ -75,10 +74,7 @@ def _who() -> str:
 
 def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     """Register ``scan``, ``read`` and ``devices``."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}"
-    )
+    common = config_option()
     common.add_argument("--json", action="store_true", help="print the JSON document")
     scan = sub.add_parser(
         "scan", parents=[common], help="which unit ids answer on a bus, and what each may be"

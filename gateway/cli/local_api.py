@@ -1,8 +1,9 @@
 """How ``cgw`` verbs talk to the gateway on this machine: its local API, found in the config.
 
 Contract:
-- ``load`` reads the config a verb names; on an error it prints every problem and returns None
-  (the verb exits 2). ``person`` checks a ``--by`` name as the API does.
+- ``load`` reads the config a verb names (``config_option``: its ``-c``); on an error it prints
+  every problem and returns None (the verb exits 2). ``person`` checks a ``--by`` name as the
+  API does.
 - ``token`` reads the ``api`` section's token; None (printed why) if there is no ``api``
   section or the token file is unfit. The token is never printed.
 - ``call`` makes one request with the bearer token, bypassing any proxy (the token must not
@@ -41,6 +42,15 @@ class Failed(Exception):
 
 class NotRunning(Failed):
     """Nothing listens at the API's address: the gateway is not running."""
+
+
+def config_option() -> argparse.ArgumentParser:
+    """A parent parser with the ``-c/--config`` option every verb of the local API takes."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help=f"default {DEFAULT_CONFIG}"
+    )
+    return common
 
 
 def person(text: str) -> str:

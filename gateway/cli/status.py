@@ -18,6 +18,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.tables import duration
 from gateway.config import load_config
 from gateway.core.errors import ConfigError
 
@@ -84,7 +85,7 @@ def summary(doc: dict[str, Any]) -> str:
     gw = doc.get("gateway", {})
     lines = [
         f"gateway {gw.get('site_id')}/{gw.get('gateway_id')} {gw.get('version')}:"
-        f" {doc.get('status', '?').upper()}, up {_duration(gw.get('uptime_s', 0))}"
+        f" {doc.get('status', '?').upper()}, up {duration(gw.get('uptime_s', 0))}"
     ]
     for name, comp in doc.get("components", {}).items():
         mark = "ok  " if comp.get("ok") else "FAIL"
@@ -122,12 +123,3 @@ def summary(doc: dict[str, Any]) -> str:
             "clock: synced" if synced else "clock: NOT synced (platform commands are refused)"
         )
     return "\n".join(lines)
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    if s < 86400:
-        return f"{s // 3600} h {s % 3600 // 60} min"
-    return f"{s // 86400} d {s % 86400 // 3600} h"

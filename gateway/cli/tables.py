@@ -3,7 +3,7 @@
 Contract: each function takes the JSON document the API serves (``gateway.ops.device_view``)
 and returns lines to print; times are shown in the local time zone. An implausible value (the
 reading lies outside its point's physical range) is marked ``IMPLAUSIBLE``, and a hint says
-what it usually means.
+what it usually means. ``duration`` says a number of seconds the way every verb prints it.
 """
 
 from datetime import datetime
@@ -20,6 +20,18 @@ def local_time(stamp: str | None) -> str:
     if stamp is None:
         return "-"
     return datetime.fromisoformat(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float) -> str:
+    """``45 s``, ``12 min 5 s``, ``2 h 30 min``, ``3 d 4 h``: the two largest units."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min" + (f" {s % 60} s" if s % 60 else "")
+    if s < 86400:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    return f"{s // 86400} d {s % 86400 // 3600} h"
 
 
 def _columns(rows: list[list[str]], indent: str = "") -> list[str]:

@@ -133,6 +133,14 @@ class StormConfig(Model):
     window: float = Field(60.0, gt=0, le=3600, description="Window length (s)")
 
 
+class AckTargetsConfig(Model):
+    """How soon an alarm of each severity should be acknowledged: the response report's target."""
+
+    critical: float = Field(480.0, gt=0, le=86400, description="Seconds (the plan's 8 minutes)")
+    warning: float = Field(480.0, gt=0, le=86400, description="Seconds")
+    info: float = Field(480.0, gt=0, le=86400, description="Seconds")
+
+
 class AlarmsConfig(Model):
     """Alarm rules and what happens when nobody answers."""
 
@@ -151,6 +159,11 @@ class AlarmsConfig(Model):
         description="Escalation ladders; rules use 'default' unless they name another",
     )
     storm: StormConfig = Field(default_factory=StormConfig, description="Storm control")
+    ack_targets: AckTargetsConfig = Field(
+        default_factory=AckTargetsConfig,
+        description="Seconds within which an alarm of each severity should be acknowledged: the"
+        " response report counts and lists the alarms that were not",
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -23,6 +23,10 @@ Name = Annotated[
     ),
 ]
 
+# Every device kind's ``supplier``: free text, no control characters (it is printed in tables)
+Supplier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+SUPPLIER = "Who supplies and maintains the device (free text); the availability report groups by it"
+
 
 def _is_credential(path: Path) -> bool:
     """A systemd credential: its manager, not the mode bits, keeps it private (0440 + ACL)."""

@@ -28,7 +28,15 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Model, Name, SecretFile, check_filter, check_topic_text
+from gateway.config.base import (
+    SUPPLIER,
+    Model,
+    Name,
+    SecretFile,
+    Supplier,
+    check_filter,
+    check_topic_text,
+)
 from gateway.config.mqtt_devices import (
     FilterIndex,
     JsonPath,
@@ -271,6 +279,7 @@ class DoorTerminalConfig(Model):
     )
     command_ttl: float = Field(10.0, ge=1, le=300, description="Unlock valid for (s): {expires}")
     description: str = Field("", max_length=200, description="Free text, e.g. the location")
+    supplier: Supplier | None = Field(None, description=SUPPLIER)
 
     @property
     def terminals(self) -> list[str]:

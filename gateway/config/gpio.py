@@ -20,7 +20,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
 
-from gateway.config.base import Model, Name
+from gateway.config.base import SUPPLIER, Model, Name, Supplier
 
 Pin = Annotated[int, Field(ge=0, le=27, description="BCM GPIO number (0-27), not a header pin")]
 Pull = Literal["up", "down", "none"]
@@ -137,6 +137,7 @@ class GpioDeviceConfig(Model):
         default_factory=list, max_length=28, description="Sirens, strobes and LEDs"
     )
     description: str = Field("", max_length=200, description="Free text")
+    supplier: Supplier | None = Field(None, description=SUPPLIER)
 
     @model_validator(mode="after")
     def _unique(self) -> Self:

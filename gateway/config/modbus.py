@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
 
-from gateway.config.base import Model, Name
+from gateway.config.base import SUPPLIER, Model, Name, Supplier
 
 Table = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["bool", "int16", "uint16", "int32", "uint32", "float32"]
@@ -170,6 +170,7 @@ class ModbusDeviceConfig(Model):
     profile: Name | None = Field(None, description="Device profile the points come from")
     points: list[PointConfig] = Field(min_length=1, description="Points to read")
     description: str = Field("", max_length=200, description="Free text, e.g. the location")
+    supplier: Supplier | None = Field(None, description=SUPPLIER)
 
     @property
     def active_points(self) -> list[PointConfig]:

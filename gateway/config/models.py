@@ -19,6 +19,7 @@ from gateway.config.monitor import MonitorConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
 from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.config.notify import ChannelConfig
+from gateway.config.reports import ReportsConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).
 DeviceConfig = Annotated[
@@ -144,6 +145,10 @@ class Config(Model):
     )
     monitor: MonitorConfig | None = Field(
         None, description="Health and Prometheus metrics endpoint (loopback); off if omitted"
+    )
+    reports: ReportsConfig = Field(
+        default_factory=ReportsConfig,
+        description="Proof of service: the daily availability and response reports upstream",
     )
     profile_dirs: list[Path] = Field(
         default_factory=list,

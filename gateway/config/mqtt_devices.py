@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from gateway.config.base import Model, Name, check_filter
+from gateway.config.base import SUPPLIER, Model, Name, Supplier, check_filter
 from gateway.config.broker import BrokerConfig, TlsConfig
 from gateway.core.errors import ConfigError
 from gateway.profiles import SHIPPED
@@ -168,6 +168,7 @@ class MqttButtonConfig(Model):
         10000, ge=1, le=100_000, description="Event ids remembered at most (oldest go first)"
     )
     description: str = Field("", max_length=200, description="Free text, e.g. the location")
+    supplier: Supplier | None = Field(None, description=SUPPLIER)
 
     @field_validator("topic")
     @classmethod

@@ -49,7 +49,8 @@ def duty_view(
             for a in ordered
         ],
         "today": dict(report.get("all", {})),
-        "target_s": ACK_TARGET_S,
+        # the target of safety events, as configured (alarms.ack_targets.critical)
+        "target_s": report.get("critical", {}).get("target_s", ACK_TARGET_S),
         "siren": siren,
     }
 

@@ -1,4 +1,4 @@
-"""The upstream contract: topics and payloads, version 1.1 (see docs/mqtt-api.md).
+"""The upstream contract: topics and payloads, version 1.2 (see docs/mqtt-api.md).
 
 Every stream message is one JSON object: an envelope (``v``, ``gateway_id``, ``site_id``,
 ``epoch``, ``lane``, ``seq``, ``ts``, ``clock_synced``) followed by the fields of its kind.
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gateway.core.access import AccessEvent
 
 SCHEMA_VERSION = 1
-CONTRACT = "1.1"  # major.minor: 1.1 added the store epoch to the envelope and the dedup key
+CONTRACT = "1.2"  # major.minor: 1.1 added the store epoch, 1.2 the daily report topics
 
 
 def iso(ts: float) -> str:

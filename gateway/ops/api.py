@@ -1,10 +1,12 @@
-"""The local API: open alarms with the uplink down, and the devices (``gateway.ops.device_api``).
+"""The local API: open alarms with the uplink down, the devices (``gateway.ops.device_api``)
+and the availability report (``gateway.ops.report_api``).
 
-Used by the property staff's console, ``cgw alarms``, ``cgw devices``, ``cgw read`` and
-``cgw scan``. Alarm endpoints (JSON in and out):
+Used by the property staff's console, ``cgw alarms``, ``cgw report``, ``cgw devices``,
+``cgw read`` and ``cgw scan``. Alarm endpoints (JSON in and out):
 
 - ``GET /v1/health`` -> ``{"ok": true}``; the only endpoint without a token.
 - ``GET /v1/alarms`` -> the open alarms, oldest first, as a list of ``alarm_view`` objects.
+- ``GET /v1/report?days=30`` -> the response report (``gateway.alarms.report``).
 - ``POST /v1/alarms/{id}/ack`` and ``POST /v1/alarms/{id}/reset`` with ``{"by": "<name>"}``
   (1-64 printable characters) -> ``{"alarm": <alarm_view>, "changed": <bool>}``. Acknowledging
   an alarm already acknowledged changes nothing (``changed`` false, ``acked_by`` tells who).
@@ -27,8 +29,9 @@ Contract:
   with the alarm id and who did it. The access log is off: consoles poll.
 - It sees the alarm engine only through ``AlarmDesk``: open alarms, acknowledge, reset and
   the response report; the devices only through the ports of ``gateway.ops.device_api``
-  (``DeviceSource``, ``Commissioner``), when it is given them; nothing else of the running
-  gateway.
+  (``DeviceSource``, ``Commissioner``) and the availability history only through
+  ``gateway.ops.report_api.AvailabilitySource``, when it is given them; nothing else of the
+  running gateway.
 - aiohttp is imported only when the API starts, so a daemon without an ``api`` section never
   loads it. The token is read once, at start.
 """
@@ -48,6 +51,7 @@ from gateway.core.errors import ConfigError
 from gateway.ops.device_api import Commissioner, DeviceRoutes, DeviceSource
 from gateway.ops.listener import ConnectionGate, connection_cap, serve
 from gateway.ops.replies import Refused, operator, parse_json, reply
+from gateway.ops.report_api import AvailabilitySource, ReportRoutes
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -122,12 +126,14 @@ class LocalApi:
         *,
         devices: DeviceSource | None = None,
         commissioner: Commissioner | None = None,
+        reports: AvailabilitySource | None = None,
         fail_delay: float = FAIL_DELAY,
         max_waiting: int = MAX_WAITING,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
         self.devices = None if devices is None else DeviceRoutes(devices, commissioner)
+        self.reports = None if reports is None else ReportRoutes(reports)
         self.clock = clock or SystemClock()
         self.fail_delay = fail_delay
         self.max_waiting = max_waiting
@@ -160,8 +166,9 @@ class LocalApi:
         app.router.add_get("/v1/report", self._report)
         app.router.add_post("/v1/alarms/{id}/ack", self._ack)
         app.router.add_post("/v1/alarms/{id}/reset", self._reset)
-        if self.devices is not None:
-            self.devices.add_to(app.router)
+        for routes in (self.devices, self.reports):
+            if routes is not None:
+                routes.add_to(app.router)
         runner = await serve(app, "api", self.cfg.host, self.cfg.port, self.gate,
                              idle_timeout=self.cfg.idle_timeout, shutdown_timeout=2.0)  # fmt: skip
         self._runner = runner

@@ -10,6 +10,9 @@ Each is a plain callable ``(Item) -> Item | None`` (see ``gateway.pipeline.chain
 - ``Track`` (writes ``DeviceStates``, no I/O): samples become last values; status changes and
   terminal online/offline events become availability; contacts and door events mark their
   device as heard from.
+- ``Availability`` (hands over to the availability recorder, no I/O): status changes and
+  terminal online/offline events as availability, and each sample with at least one value read
+  (a quality other than ``comm_error``) as one reading, for the proof-of-service reports.
 - ``Rules`` (hands over to the alarm engine's inbox, no I/O): samples, status changes and
   contacts go to the engine; door events go as the contacts they mean (``door_contacts``),
   and a terminal's online/offline as its status. A contact no contact rule names (a door's
@@ -36,7 +39,7 @@ from gateway.core.access import AccessEvent
 from gateway.core.contract import access_record, status_record, telemetry_record
 from gateway.core.devices import DeviceStates
 from gateway.core.items import Item, RawSample, Stage
-from gateway.core.messages import ContactEvent, DeviceStatus, Record, Sample
+from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Record, Sample
 from gateway.pipeline.chain import Pipeline
 from gateway.pipeline.privacy import Pseudonymise, Pseudonymiser
 from gateway.pipeline.scale import Scaled, to_reading
@@ -119,6 +122,34 @@ class Track:
                 self.states.count(item.device, "events")
         elif isinstance(item, ContactEvent):
             self.states.count(item.device, "events")
+        return item
+
+
+class AvailabilityLog(Protocol):
+    """What the availability stage hands over to: the recorder (``gateway.reports.recorder``)."""
+
+    def availability(self, device: str, online: bool, ts: float) -> None: ...
+    def reading(self, device: str, ts: float) -> None: ...
+
+
+class Availability:
+    """Shows the availability recorder each device's changes and readings."""
+
+    name = "availability"
+
+    def __init__(self, log: AvailabilityLog) -> None:
+        self.log = log
+
+    def __call__(self, item: Item) -> Item | None:
+        if isinstance(item, Sample):
+            if any(r.quality is not Quality.COMM_ERROR for r in item.readings):
+                self.log.reading(item.device, item.ts)
+        elif isinstance(item, DeviceStatus):
+            self.log.availability(item.device, item.online, item.ts)
+        elif isinstance(item, AccessEvent):
+            status = terminal_status(item)
+            if status is not None:
+                self.log.availability(status.device, status.online, status.ts)
         return item
 
 
@@ -224,11 +255,13 @@ def pipeline(
     add: Callable[[Record], None],
     synced: Callable[[], bool],
     dedup: Sequence[Stage] = (),
+    availability: AvailabilityLog | None = None,
 ) -> Pipeline:
     """The gateway's pipeline, built from the config by the composition root.
 
     validate -> scale -> pseudonymise (when ``privacy`` is configured) -> ``dedup`` (a driver
-    group's own stages, ``DriverGroup.stages``) -> device state -> rules -> store.
+    group's own stages, ``DriverGroup.stages``) -> device state -> availability (when a
+    recorder is given) -> rules -> store.
     Raises ``ConfigError`` if the pseudonym keys cannot be loaded.
     """
     points: dict[str, Mapping[str, Scaled]] = {
@@ -258,6 +291,7 @@ def pipeline(
             *privacy,
             *dedup,
             Track(states),
+            *([] if availability is None else [Availability(availability)]),
             Rules(engine, states),
             Store(add, synced),
         ]

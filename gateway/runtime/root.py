@@ -51,6 +51,7 @@ from gateway.runtime.commission import ModbusCommissioner, running_bus
 from gateway.runtime.components import ALARMS, INPUTS, SERVICES, SINKS, Component, Components
 from gateway.runtime.groups import RunningGroup, register_devices, run_group
 from gateway.runtime.poller import Poller
+from gateway.runtime.reporting import Reporting
 from gateway.runtime.services import console_ports, local_services, run_alarms
 from gateway.sinks.mqtt import MqttSink
 from gateway.store.outbox import Store
@@ -101,6 +102,7 @@ class Runtime:
         self.reload_failures = 0
         self.started = self.clock.wall()
         self.devices = DeviceStates()  # every device's state, whatever its kind
+        self.reports = Reporting(cfg, self.clock)  # availability history, daily reports
         self._reload_wanted = asyncio.Event()
         self._synced = SyncState(self.clock)
         self.commands: CommandService | None = None  # when the command channel is configured
@@ -154,8 +156,11 @@ class Runtime:
             )  # fmt: skip
         ports = console_ports(cfg, engine, self.devices, self.snapshot, self.store.add,
                               self.clock, self._synced, self._commissioner())  # fmt: skip
+        zone = lambda: self.cfg.alarms.timezone  # noqa: E731  # the zone at each request
         out += local_services(cfg, engine, self.api_up, self.snapshot, ports, self.clock,
-                              lambda view: setattr(self, "console_view", view))  # fmt: skip
+                              lambda view: setattr(self, "console_view", view),
+                              self.reports.service(self.store, zone))  # fmt: skip
+        out += self.reports.components(cfg, self.store, self._synced)
         routes = cfg.escape_routes
         if routes:
             out.append(
@@ -245,7 +250,8 @@ class Runtime:
 
     async def _run_drivers(self, plan: GroupPlan, cfg: Config) -> None:
         def emit_for(stages: Sequence[Stage]) -> Emit:
-            return pipeline(cfg, self.devices, self.alarms, self.store.add, self._synced, stages)
+            add, recorder = self.store.add, self.reports.recorder
+            return pipeline(cfg, self.devices, self.alarms, add, self._synced, stages, recorder)
 
         await run_group(plan, emit_for, self._orders(), self.clock, self.devices, self.groups)
 

@@ -3,8 +3,9 @@
 Contract: each function is a component's ``run`` (see ``gateway.runtime.components``): it
 opens what it needs, runs until cancelled and releases everything in its own ``finally``.
 Each gets the narrow port it reads, never the runtime: the local API the alarm engine as an
-``AlarmDesk``, the device states as a ``DeviceSource`` and the buses as a ``Commissioner``;
-the monitor a function that takes a ``GatewaySnapshot``.
+``AlarmDesk``, the device states as a ``DeviceSource``, the buses as a ``Commissioner`` and the
+availability history as an ``AvailabilitySource``; the monitor a function that takes a
+``GatewaySnapshot``.
 """
 
 import asyncio
@@ -25,6 +26,7 @@ from gateway.core.snapshots import ConsoleSnapshot
 from gateway.notify import Notifier
 from gateway.ops.api import AlarmDesk, LocalApi
 from gateway.ops.device_api import Commissioner, DeviceSource
+from gateway.ops.report_api import AvailabilitySource
 from gateway.ops.snapshot import GatewaySnapshot
 from gateway.runtime.components import SERVICES, Component
 
@@ -50,10 +52,11 @@ async def run_api(
     listening: asyncio.Event,
     devices: DeviceSource | None = None,
     commissioner: Commissioner | None = None,
+    reports: AvailabilitySource | None = None,
 ) -> None:
     """The local API; ``listening`` is set while it accepts requests."""
     try:
-        async with LocalApi(cfg, desk, devices=devices, commissioner=commissioner):
+        async with LocalApi(cfg, desk, devices=devices, commissioner=commissioner, reports=reports):
             listening.set()
             await asyncio.Future()  # until cancelled
     finally:
@@ -76,12 +79,13 @@ def local_services(
     console: ConsolePorts,
     clock: Clock,
     publish: Publish,
+    reports: AvailabilitySource | None = None,
 ) -> list[Component]:
     """The listeners ``cfg`` asks for: the local API, the field console, the monitor."""
     out: list[Component] = []
     key = config_key  # a key: the JSON of what it is built from
     if (api := cfg.api) is not None:
-        ports = (console.devices, console.commissioner)
+        ports = (console.devices, console.commissioner, reports)
         out.append(Component("api", SERVICES, key(api.model_dump(mode="json")),
                              lambda: run_api(api, desk, api_up, *ports)))  # fmt: skip
     if (web := cfg.console) is not None:

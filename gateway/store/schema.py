@@ -5,8 +5,11 @@ outbox with or without the ``expires`` column, and the alarm engine's table or n
 is that layout made explicit, the alarm table included: every statement is idempotent, so one
 migration serves both. Version 2 keeps records as fields (``gateway.store.codec``) instead of
 the upstream JSON. Version 3 keeps telemetry points as the contract's point objects, which the
-MQTT sink splices into its payloads unparsed. A new version appends a function; a released one
-is never edited.
+MQTT sink splices into its payloads unparsed. Version 4 adds the availability history that the
+proof-of-service reports read (``gateway.reports.history``): every device's online/offline
+changes, the gateway's own outages, readings per device and local day, and the devices' kind,
+supplier and poll interval; it adds tables only, so every older file upgrades in place. A new
+version appends a function; a released one is never edited.
 """
 
 import json
@@ -63,6 +66,25 @@ def _v3(conn: sqlite3.Connection) -> None:
     _rewrite_telemetry(conn, points_from_v2)
 
 
+_V4 = """
+CREATE TABLE availability(device TEXT NOT NULL, ts REAL NOT NULL, online INTEGER);
+CREATE INDEX availability_device ON availability(device, ts);
+CREATE INDEX availability_ts ON availability(ts);
+CREATE TABLE restarts(down REAL NOT NULL, up REAL NOT NULL, clean INTEGER NOT NULL);
+CREATE TABLE readings(
+    device TEXT NOT NULL, day TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY(device, day)) WITHOUT ROWID;
+CREATE TABLE devices(
+    device TEXT PRIMARY KEY, kind TEXT, supplier TEXT, interval REAL,
+    configured INTEGER NOT NULL DEFAULT 0);
+"""
+
+
+def _v4(conn: sqlite3.Connection) -> None:
+    """The availability history: ``online`` NULL marks a device no longer configured."""
+    statements(conn, _V4)
+
+
 def _rewrite_telemetry(conn: sqlite3.Connection, convert: Callable[[str], str]) -> None:
     """Every telemetry body through ``convert``; one it refuses is deleted and counted."""
     lane = int(Lane.TELEMETRY)
@@ -87,7 +109,7 @@ def _rewrite_telemetry(conn: sqlite3.Connection, convert: Callable[[str], str]) 
         )
 
 
-STORE = Schema("store", (_v1, _v2, _v3))
+STORE = Schema("store", (_v1, _v2, _v3, _v4))
 
 
 def unclean(conn: sqlite3.Connection) -> bool:

@@ -3,7 +3,6 @@ daemon on an RS-485 line (a socat pty pair) whose two sensors have their unit id
 standalone once the daemon has stopped. The commands are the ones docs/commissioning.md shows."""
 
 import re
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import pytest
 from gateway.demo.sim import Simulator
 from tests.e2e.test_operate import get, metric
 from tests.support.daemon import REPO, Daemon, run_cgw, write_config
+from tests.support.docs import commands, readme_commands
 from tests.support.ports import free_ports
 from tests.support.sensors import as_configured, crossed, only_they_answer
 from tests.support.socat import PtyPair
@@ -23,16 +23,13 @@ DOC = REPO / "docs" / "commissioning.md"
 
 def documented() -> list[list[str]]:
     """The ``cgw`` commands of the page's first shell block, without their comments."""
-    block = re.search(r"```sh\n(.*?)```", DOC.read_text(), re.DOTALL)
-    assert block is not None
-    return [shlex.split(line, comments=True) for line in block.group(1).splitlines()]
+    return commands(DOC.name)
 
 
 def test_the_readme_shows_the_commands_this_test_runs() -> None:
-    readme = (REPO / "README.md").read_text()
-    verbs = re.findall(r"^\.venv/bin/(cgw (?:devices|scan|read)\b.*?)\s*(?:#.*)?$", readme, re.M)
+    verbs = readme_commands("devices|scan|read")
     assert len(verbs) == 3
-    assert sorted(shlex.split(v) for v in verbs) == sorted(documented())
+    assert sorted(verbs) == sorted(documented())
 
 
 async def cgw(config: Path, *argv: str) -> tuple[int, str, str]:

@@ -162,7 +162,8 @@ async def test_sighup_applies_a_good_file_and_keeps_the_running_config_on_a_bad_
         await rec.wait_count(3, TELEMETRY + "dev-1")
         births = len([m for m in rec.on("cgw/s1/gw1/status") if b'"online"' in m.payload])
 
-        # a good file: one more device on the bus; the bus group restarts, the sink does not
+        # a good file: one more device on the bus; the bus group restarts, and the availability
+        # recorder, which registers the new device; the sink does not
         write_config(
             daemon.config,
             monitored(gateway_config(tmp_path / "b.db", mosquitto.port, sim.port, [1, 3]), port),
@@ -170,7 +171,7 @@ async def test_sighup_applies_a_good_file_and_keeps_the_running_config_on_a_bad_
         assert daemon.proc is not None
         daemon.proc.send_signal(signal.SIGHUP)
         line = await daemon.wait_log("reloaded")
-        assert "restarted modbus:tcp" in line["msg"]
+        assert "restarted reports:recorder, modbus:tcp" in line["msg"]
         assert "sink:mqtt" not in line["msg"]
         await rec.wait_count(3, TELEMETRY + "dev-3")
         _, text = await get(url + "/metrics")

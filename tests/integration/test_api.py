@@ -109,7 +109,14 @@ async def test_list_ack_and_reset_over_http(
             "target_s": 480.0,
             "within_target": 0,
             "within_target_share": None,
+            "escalation_exhausted": 0,
         }
+        assert (report["late"], report["late_total"]) == ([], 0) if within else (
+            [{"id": alarm["id"], "device": "btn-3f", "severity": "critical",
+              "raised_at": alarm["raised_at"], "time_to_ack_s": acked["time_to_ack_s"],
+              "acked_by": "guard-wang"}],
+            1,
+        )  # fmt: skip
     assert f"alarm {alarm['id']} acknowledged by guard-wang (local API)" in caplog.messages
     assert f"alarm {alarm['id']} reset by guard-wang (local API)" in caplog.messages
     assert TOKEN not in caplog.text
@@ -253,6 +260,18 @@ async def test_cli_lists_acknowledges_and_resets(
         assert capsys.readouterr().out == f"alarm {alarm.id} reset by guard-wang: cleared\n"
         assert await asyncio.to_thread(cgw, "list", "-c", cfg) == 0
         assert capsys.readouterr().out == "no open alarms\n"
+
+        # the press is from 2023, the acknowledgement from today: years past the 8 minutes
+        assert await asyncio.to_thread(cgw, "report", "--days", "3650", "-c", cfg) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[1].split()[-6:] == ["target", "in", "time", "share", "ran", "out"]
+        assert lines[2].split()[:4] == ["all", "1", "1", "0"]
+        assert lines[2].split()[-4:] == ["480.0", "0", "0.0%", "0"]  # none within the target
+        assert lines[6] == "not acknowledged within the target (1):"
+        assert lines[7].split() == ["ID", "SEVERITY", "DEVICE", "RAISED", "TOOK", "ACKED", "BY"]
+        late = lines[8].split()
+        assert (late[:3], late[-2:]) == ([alarm.id, "critical", "btn-3f"], ["s", "guard-wang"])
+        assert int(late[-3]) > 480  # TOOK, in seconds
 
         assert await asyncio.to_thread(cgw, "ack", "a-gone", "--by", "guard-wang", "-c", cfg) == 1
         assert capsys.readouterr().err == (

@@ -4,7 +4,7 @@ client session and a gateway config file pointing at it (for the ``cgw`` verbs).
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +19,7 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.messages import Lane
 from gateway.ops.api import LocalApi
+from gateway.ops.report_api import AvailabilitySource
 from gateway.store.outbox import Store
 from tests.support.ports import free_port
 
@@ -72,16 +73,23 @@ class Harness:
 
 @asynccontextmanager
 async def running(
-    tmp_path: Path, clock: Clock | None = None, limits: dict[str, Any] | None = None, **kw: Any
+    tmp_path: Path,
+    clock: Clock | None = None,
+    limits: dict[str, Any] | None = None,
+    reports: Callable[[Store], AvailabilitySource] | None = None,
+    **kw: Any,
 ) -> AsyncIterator[Harness]:
     """Engine on a store, the API on a free loopback port, a client session; all closed after.
 
-    ``limits`` go into the api config section, ``kw`` to ``LocalApi``.
+    The store is ``tmp_path/b.db``. ``limits`` go into the api config section, ``kw`` to
+    ``LocalApi``; ``reports(store)`` is its availability source, if given.
     """
     token_file = tmp_path / "api.token"
     token_file.write_text(TOKEN + "\n", encoding="utf-8")
     os.chmod(token_file, 0o600)
     store = await Store.open(tmp_path / "b.db", quota=4 * 1024**2, reserve=1024**2, sinks=["mqtt"])
+    if reports is not None:
+        kw["reports"] = reports(store)
     engine = AlarmEngine(
         AlarmsConfig.model_validate(ALARMS), store, SystemClock(), lambda: True, site="s1"
     )

@@ -2,7 +2,7 @@
 
 The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 
-=========================  ======================
+=========================  ============================
 ``status``                 ``status.json``
 ``telemetry/<dev>``        ``telemetry.json``
 ``device/<dev>/status``    ``device-status.json``
@@ -12,7 +12,9 @@ The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 ``cmd-result/<id>``        ``cmd-result.json``
 ``audit``                  ``audit.json``
 ``event/<dev>``            ``access-event.json``
-=========================  ======================
+``report/availability``    ``report-availability.json``
+``report/response``        ``report-response.json``
+=========================  ============================
 
 ``validate_message`` also checks that a ``<dev>`` in the topic is the payload's ``device``.
 
@@ -49,6 +51,8 @@ SCHEMA_FILES = (
     "cmd-result.json",
     "audit.json",
     "access-event.json",
+    "report-availability.json",
+    "report-response.json",
 )
 
 
@@ -91,6 +95,8 @@ def schema_name(suffix: str) -> str | None:
         return "store-replaced.json"
     if parts == ["audit"]:
         return "audit.json"
+    if parts in (["report", "availability"], ["report", "response"]):
+        return f"report-{parts[1]}.json"
     if len(parts) == 2 and parts[0] == "event" and parts[1]:
         return "access-event.json"
     if len(parts) == 2 and parts[0] == "cmd-result" and parts[1]:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 import json
 import os
+import typing
 from collections.abc import Callable
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from jsonschema import Draft202012Validator
 from gateway.cli.main import main
 from gateway.config import Config, load_config
 from gateway.config.loader import BUILTIN_PROFILES
+from gateway.config.models import DeviceConfig
 from gateway.core.errors import ConfigError
 from tests.support.configs import as_modbus
 
@@ -449,6 +452,25 @@ CASES: list[tuple[str, Mutation | str, str, tuple[str, ...]]] = [
         "devices[0] (d1).kind: ",
         ("'bacnet'", "'modbus'"),
     ),
+    # proof of service: who supplies a device, the answer targets, the daily reports
+    (
+        "supplier-with-a-newline",
+        _set(*D0, "supplier", value="acme\nltd"),
+        "devices[0] (d1).supplier: ",
+        ("should match pattern",),
+    ),
+    (
+        "ack-target-zero",
+        _set("alarms", value={"ack_targets": {"critical": 0}}),
+        "alarms.ack_targets.critical: ",
+        ("greater than 0",),
+    ),
+    (
+        "publish-at-not-a-time",
+        _set("reports", value={"publish_at": "25:00"}),
+        "reports.publish_at: ",
+        ("valid time",),
+    ),
 ]
 
 
@@ -487,6 +509,28 @@ def test_good_base_config_loads(cfg_dir: Path) -> None:
     assert [b.kind for b in cfg.buses] == ["modbus_tcp", "modbus_rtu"]
     assert cfg.store.quota == 4 * 1024**2
     assert cfg.store.reserve == 1024**2
+
+
+def test_proof_of_service_keys_default_to_the_plan_and_take_free_supplier_text(
+    cfg_dir: Path,
+) -> None:
+    cfg = load_config(_save(cfg_dir, _base()))
+    assert [getattr(d, "supplier", "?") for d in cfg.devices] == [None, None]
+    assert cfg.alarms.ack_targets.model_dump() == {"critical": 480, "warning": 480, "info": 480}
+    assert (cfg.reports.publish_at, cfg.reports.retention_days) == (time(0, 0), 400)
+    doc = _base()
+    doc["devices"][0]["supplier"] = "华源环保 Ltd."
+    doc["alarms"] = {"ack_targets": {"warning": 1800}}
+    doc["reports"] = {"publish_at": "06:30", "retention_days": 730}
+    cfg = load_config(_save(cfg_dir, doc))
+    assert as_modbus(cfg.devices[0]).supplier == "华源环保 Ltd."
+    assert cfg.alarms.ack_targets.model_dump() == {"critical": 480, "warning": 1800, "info": 480}
+    assert (cfg.reports.publish_at, cfg.reports.retention_days) == (time(6, 30), 730)
+    doc["reports"] = {"publish_at": None}
+    assert load_config(_save(cfg_dir, doc)).reports.publish_at is None
+    kinds = typing.get_args(typing.get_args(DeviceConfig)[0])
+    assert len(kinds) == 4
+    assert all("supplier" in kind.model_fields for kind in kinds)  # every kind has one
 
 
 def test_three_independent_errors_are_reported_at_once(cfg_dir: Path) -> None:

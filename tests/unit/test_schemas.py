@@ -1,12 +1,14 @@
 """The shipped payload schemas are the consumers': they accept fields a later version adds."""
 
 import json
+import re
 
 import pytest
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 
 from gateway.cli.main import main
+from tests.support.daemon import REPO
 from tests.support.schemas import SCHEMA_FILES, consumer_schema, validator
 
 
@@ -29,3 +31,13 @@ def test_cgw_schema_prints_a_payload_schema(capsys: pytest.CaptureFixture[str]) 
     assert json.loads(capsys.readouterr().out)["title"] == "Config"
     assert main(["schema", "telemetri"]) == 2
     assert "unknown schema 'telemetri' (known: config, access-event" in capsys.readouterr().err
+
+
+def test_the_report_examples_of_the_contract_page_match_their_schemas() -> None:
+    page = (REPO / "docs" / "mqtt-api.md").read_text()
+    blocks = re.findall(r"```json\n(.*?)```", page, re.DOTALL)
+    reports = [json.loads(b) for b in blocks if '"day":' in b]
+    assert len(reports) == 2
+    for example in reports:
+        name = "report-availability.json" if "devices" in example else "report-response.json"
+        validator(name).validate(example)

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
+from gateway.core.clock import ManualClock
 from gateway.core.contract import Identity, render
 from gateway.core.messages import Lane, Record
+from gateway.reports.history import DeviceInfo
+from gateway.reports.recorder import Recorder
 from gateway.store import Store
 from gateway.store.db import Schema, open_db
 from gateway.store.schema import STORE, unclean
@@ -97,7 +100,38 @@ async def test_a_version_2_store_delivers_the_same_bytes_after_its_points_are_re
             assert await delivered(store, ident, sink) == expected[sink], sink
     finally:
         await store.close()
-    assert user_version(path) == STORE.version == 3
+    assert user_version(path) == STORE.version == 4
+
+
+async def test_a_version_3_store_gains_the_availability_history_and_no_invented_outage(
+    tmp_path: Path,
+) -> None:
+    """Version 4 adds tables only: what the file owed is delivered as before, and the first
+    start with the history records no gateway outage (it never stamped itself alive)."""
+    expected: dict[str, Any] = json.loads((FIXTURES / "expected_v0.json").read_text())
+    path = tmp_path / "buffer.db"
+    shutil.copy(FIXTURES / "store_v0.db", path)
+    open_db(path, Schema("store", STORE.migrations[:3]), needs_check=unclean).conn.close()
+    assert user_version(path) == 3
+
+    store = await open_fixture_store(path)
+    try:
+        assert user_version(path) == 4
+        recorder = Recorder(ManualClock(), "Asia/Shanghai")
+        await recorder.begin(store, [DeviceInfo("pm-1", "modbus", "acme", 60.0)])
+        recorder.availability("pm-1", True, 1_800_000_000.0)
+        await recorder.flush(store)
+        tables = await store.transact(
+            lambda c: [
+                c.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+                for t in ("restarts", "availability", "devices")
+            ]
+        )
+        assert tables == [0, 1, 1]
+        for sink in ("mqtt", "influx"):
+            assert await delivered(store, Identity(*expected["ident"]), sink) == expected[sink]
+    finally:
+        await store.close()
 
 
 async def test_a_fresh_store_is_at_the_current_version(tmp_path: Path) -> None:
