@@ -44,6 +44,9 @@ COOKIE = "cgw_session"
 LOGIN_COOKIE = "cgw_login"  # the sign-in form's own CSRF token
 AREA_NAMES = ("duty", "devices", "commission", "status", "users")
 PING = 10.0  # seconds between two keep-alive comments on a live stream
+# seconds a unit id has to answer a scan from the page: more than the CLI's default, since a
+# phone scans a few ids while the bus is polled, and a slow sensor missed is a wrong answer
+CONSOLE_SCAN_TIMEOUT = max(SCAN_TIMEOUT, 0.3)
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
@@ -252,7 +255,7 @@ class Routes:
             return _error(409, f"a scan of {bus} runs already")
         self.scanning.add(bus)
         try:
-            report = await commissioner.scan(bus, wanted, SCAN_TIMEOUT, SCAN_LIMIT)
+            report = await commissioner.scan(bus, wanted, CONSOLE_SCAN_TIMEOUT, SCAN_LIMIT)
         except (NotFound, NotReadable, TransientError) as exc:
             self.c.audit(session, "scan", bus, "failed", str(exc))
             return _error(409, str(exc))

@@ -21,7 +21,11 @@ from typing import Any
 import aiohttp
 import aiomqtt
 import pytest
-from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+from selenium.common.exceptions import (
+    ElementNotInteractableException,
+    NoSuchElementException,
+    StaleElementReferenceException,
+)
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
@@ -119,7 +123,11 @@ async def site(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Site]:
 
 def wait(driver: WebDriver, what: Callable[[WebDriver], Any], timeout: float = 10.0) -> Any:
     """``what``'s first truthy value; an element redrawn meanwhile is simply looked up again."""
-    ignored = (StaleElementReferenceException, NoSuchElementException)
+    ignored = (
+        StaleElementReferenceException,
+        NoSuchElementException,
+        ElementNotInteractableException,
+    )
     return WebDriverWait(driver, timeout, 0.05, ignored_exceptions=ignored).until(what)
 
 
