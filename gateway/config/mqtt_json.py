@@ -27,7 +27,7 @@ from typing import Annotated, Any, Literal, Self
 import yaml
 from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from gateway.config.base import Model, Name, check_filter, merge_points
+from gateway.config.base import SUPPLIER, Model, Name, Supplier, check_filter, merge_points
 from gateway.config.jmes import Expression
 from gateway.config.mqtt_devices import FilterIndex, StateValue, filters_overlap
 from gateway.core.errors import ConfigError
@@ -147,6 +147,7 @@ class MqttJsonDeviceConfig(Model):
     id: Name = Field(
         description="Device id; with device_from_topic or payload.device, the entry's id"
     )
+    supplier: Supplier | None = Field(None, description=SUPPLIER)
     topic: Filter = Field(description="Data topic filter, subscribed at QoS 1 ('+' per level)")
     status_topic: Filter | None = Field(
         None, description="Topic of the device's will or heartbeat (status), if it has one"
