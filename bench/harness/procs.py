@@ -7,6 +7,8 @@ Contract:
   the others; a worker that exits early or stays silent raises.
 - ``Broker`` is a mosquitto on a free loopback port that never drops a QoS 1 message for a slow
   subscriber (queues unbounded), so a benchmark measures the gateway, not the broker's limits.
+  With ``persistence`` it saves sessions and their queued messages when stopped and restores
+  them when started again on the same port (a broker outage the platform's subscriber outlives).
 - ``Phase`` owns a phase's broker and workers and stops them all, whatever happens.
 - ``stop_process`` is the one way to end a process: SIGTERM, then SIGKILL, by PID.
 """
@@ -140,8 +142,9 @@ class Child:
 class Broker:
     """A mosquitto on a free loopback port that never drops a QoS 1 message for a slow client."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, persistence: bool = False) -> None:
         self.workdir = workdir
+        self.persistence = persistence
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
@@ -155,7 +158,11 @@ class Broker:
             "\n".join(
                 [
                     "allow_anonymous true",
-                    "persistence false",
+                    *(
+                        ["persistence true", f"persistence_location {self.workdir}/"]
+                        if self.persistence  # saved on SIGTERM, read back at the next start
+                        else ["persistence false"]
+                    ),
                     f"user {user}",
                     "max_queued_messages 1000000",  # default 1000 drops QoS 1 (LIBRARIES §5a)
                     "max_queued_bytes 0",
