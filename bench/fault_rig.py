@@ -31,8 +31,10 @@ import contextlib
 import json
 import math
 import os
+import random
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -426,9 +428,32 @@ def gateway_doc(
             "rules": [{"kind": "contact", "id": "sos", "device": "*"}],
             "storm": {"per_device": 1000, "window": 1},  # every press is a new cause anyway
         },
-        "monitor": {"host": HOST, "port": free_port()},
+        "monitor": {"host": HOST, "port": listen_port()},
         "log_level": "INFO",
     }
+
+
+def listen_port() -> int:
+    """A free loopback port below the kernel's ephemeral range, for a listener.
+
+    The gateway binds its monitor again at every start. A port from the ephemeral range (what
+    binding port 0 gives) can meanwhile become the source port of some outgoing connection,
+    and the next start then fails with "address already in use"; a real box listens on 9181,
+    below that range.
+    """
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(1000):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind((HOST, port))
+            except OSError:
+                continue
+            return port
+    return free_port()
 
 
 def log_wall(entry: dict[str, Any]) -> float:
@@ -504,6 +529,10 @@ class Gateway:
         assert self.daemon is not None, "not started"
         assert self.daemon.proc is not None, "not started"
         return self.daemon.proc
+
+    def exited(self) -> int | None:
+        """The exit code if this life already ended on its own, else None."""
+        return self._proc().poll()
 
     def kill(self) -> None:
         """SIGKILL, as a power cut or the OOM killer would; reaped."""

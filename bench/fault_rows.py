@@ -41,6 +41,9 @@ class Life:
     answers: dict[int, tuple[int, int]]  # counted address -> (last before, last in this life)
     draining: bool  # backlog rows were still on their way at the kill
     copies_before: int
+    press_to_kill: float  # s from this life's button press to its kill
+    exited: int | None  # the exit code, if the life had ended on its own before the kill
+    failed_polls: float  # polls without an answer in time (the monitor, just before the kill)
 
 
 def fill(tmp: Path, backlog: int) -> int:
@@ -76,13 +79,17 @@ def row_sigkill(args: argparse.Namespace) -> Result:
             time.sleep(press)
             r.presser.press()
             time.sleep(max(0.0, up - press))
+            exited = r.gw.exited()
+            failed = sum(
+                v for k, v in r.gw.metrics().items() if k.startswith("cgw_device_poll_failures")
+            )
             t = r.platform.snapshot()
             draining = sum(c for d, c in t.telemetry.items() if d.startswith("env-")) < backlog
             r.gw.kill()
             now = r.slave.answered()
             lives.append(
                 Life(ready, time.monotonic() - t0, {a: (last[a], now[a]) for a in now}, draining,
-                     sum(t.copies.values()))
+                     sum(t.copies.values()), up - press, exited, failed)
             )  # fmt: skip
             last = now
             if (i + 1) % 10 == 0:
@@ -97,8 +104,8 @@ def row_sigkill(args: argparse.Namespace) -> Result:
         t = r.platform.snapshot()
         logs = r.gw.logs()
     # every answer of a life arrived, or it is one of that life's last (the uncommitted tail)
-    lost_per_life, not_tail = [], 0
-    for life in lives:
+    lost_per_life, not_tail = [], []
+    for i, life in enumerate(lives, 1):
         lost = 0
         for addr, (lo, hi) in life.answers.items():
             values = t.values[f"dev-{addr // 2}"]
@@ -106,7 +113,8 @@ def row_sigkill(args: argparse.Namespace) -> Result:
             lost += len(gone)
             kept = [v for v in range(lo + 1, hi + 1) if v in values]
             if gone and kept and min(gone) < max(kept):
-                not_tail += 1
+                early = [v for v in gone if v < max(kept)]
+                not_tail.append(f"life {i} dev-{addr // 2}: answers {lo + 1}..{hi}, lost {early}")
         lost_per_life.append(lost)
     final = {a: (last[a], answered[a]) for a in answered}
     final_lost = sum(
@@ -128,9 +136,10 @@ def row_sigkill(args: argparse.Namespace) -> Result:
         for i, life in enumerate(lives)
     ]
     ok = (
-        holes == 0 and not over and not_tail == 0 and final_lost == 0 and books.beyond == 0
-        and t.repeated == 0 and books.gaps == 0 and not no_alarm and not double
-        and len(t.epochs) == 1 and t.replaced == 0 and store.integrity == "ok"
+        all(x.exited is None for x in lives) and holes == 0 and not over and not not_tail
+        and final_lost == 0 and books.beyond == 0 and t.repeated == 0 and books.gaps == 0
+        and not no_alarm and not double and len(t.epochs) == 1 and t.replaced == 0
+        and store.integrity == "ok"
     )  # fmt: skip
     window = sum(lost_per_life)
     notes = [
@@ -150,12 +159,29 @@ def row_sigkill(args: argparse.Namespace) -> Result:
         f"{window / max(1, len(lives)):.1f}, max {max(lost_per_life, default=0)}; documented bound "
         f"{bound} ({args.devices} devices x ({COMMIT_INTERVAL:g} s / {args.interval:g} s + the "
         f"answer on the wire)); lives over the bound {len(over)}; lost answers that were not "
-        f"the last of their life: {not_tail}",
+        f"the last of their life: {len(not_tail)}"
+        + (f" ({'; '.join(not_tail[:5])})" if not_tail else ""),
         f"  duplicates per restart: mean {sum(per_kill) / max(1, len(per_kill)):.0f}, max "
         f"{max(per_kill, default=0)} (rows published since the sink's last cursor commit, "
         f"every 0.2 s, and the window of max_inflight 100)",
+        f"  lives that had ended on their own before their kill: "
+        f"{sum(x.exited is not None for x in lives)}"
+        + (
+            f" (exit codes {sorted({x.exited for x in lives if x.exited is not None})}; "
+            f"see the gateway log)"
+            if any(x.exited is not None for x in lives)
+            else ""
+        )
+        + f"; polls that got no answer in time (the monitor, just before each kill): "
+        f"{sum(x.failed_polls for x in lives):.0f}",
         f"  presses {presses}, one per life: raised upstream {raised}"
-        + (f"; no alarm for {no_alarm}" if no_alarm else "")
+        + (
+            f"; no alarm for {no_alarm} (pressed "
+            + ", ".join(f"{lives[int(d[1:]) - 1].press_to_kill:.3f}" for d in no_alarm[:10])
+            + " s before their life's kill)"
+            if no_alarm
+            else ""
+        )
         + (f"; two alarms for {double}" if double else ""),
         *common_notes(t, store, rc, took),
     ]
