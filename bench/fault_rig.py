@@ -495,6 +495,7 @@ class Gateway:
     """``cgw run`` on one config and store, started as often as a row needs."""
 
     def __init__(self, tmp: Path, doc: dict[str, Any]) -> None:
+        os.environ.setdefault("PYTHONFAULTHANDLER", "1")  # stacks on SIGABRT (``stop``)
         self.tmp = tmp
         self.doc = doc
         self.store = Path(doc["store"]["path"])
@@ -544,19 +545,29 @@ class Gateway:
         self.daemon.__exit__(None, None, None)
         self.daemon = None
 
-    def stop(self) -> tuple[int, float]:
-        """SIGTERM: (exit code, seconds it took)."""
+    def stop(self, timeout: float = 30.0) -> tuple[int | None, float]:
+        """SIGTERM: (exit code, seconds it took); (None, inf) if it did not exit in time.
+
+        A gateway still there after ``timeout`` gets SIGABRT first: ``faulthandler``
+        (``PYTHONFAULTHANDLER``, set by ``faults.py``) writes every thread's stack to its log,
+        then it is killed.
+        """
         proc = self._proc()
         self._peak()
         t0 = time.monotonic()
         proc.terminate()
+        rc: int | None = None
         try:
-            rc = proc.wait(30)
+            rc = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.kill(self.pid, signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
         finally:
             assert self.daemon is not None
-            self.daemon.__exit__(None, None, None)
+            self.daemon.__exit__(None, None, None)  # SIGKILL if it is still there
             self.daemon = None
-        return rc, time.monotonic() - t0
+        return rc, (time.monotonic() - t0) if rc is not None else math.inf
 
     def keep_log(self, folder: Path | None, name: str) -> None:
         """Copy the log of every life to ``folder/<name>.log`` (nothing if ``folder`` is None)."""

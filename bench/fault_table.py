@@ -146,7 +146,7 @@ class Rig:
         self.pressing(t0 + timeout, every, done)
         return drained
 
-    def finish(self) -> tuple[dict[int, int], StoreFile, int, float]:
+    def finish(self) -> tuple[dict[int, int], StoreFile, int | None, float]:
         """Silence the devices, let the last readings drain, stop the gateway with SIGTERM.
 
         No answer is on the wire when it stops, so nothing is lost at a clean stop. Returns
@@ -266,9 +266,14 @@ def store_line(s: StoreFile) -> str:
     )
 
 
-def common_notes(t: Tally, s: StoreFile, rc: int, took: float) -> list[str]:
+def common_notes(t: Tally, s: StoreFile, rc: int | None, took: float) -> list[str]:
     return [
         store_line(s),
         f"  epochs upstream {len(t.epochs)} (the file's: {s.epoch}); store-replaced events "
-        f"{t.replaced}; gap reports {t.gap_reports}; SIGTERM -> exit {rc} in {took:.2f} s",
+        f"{t.replaced}; gap reports {t.gap_reports}; "
+        + (
+            f"SIGTERM -> exit {rc} in {took:.2f} s"
+            if rc is not None
+            else "SIGTERM: NO EXIT within 30 s (stacks in the gateway log, then SIGKILL)"
+        ),
     ]

@@ -130,6 +130,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         print(f"\n{name}", flush=True)
         t0 = time.monotonic()
         result = ROWS[name](args)
+        if any("NO EXIT" in line for line in result.notes):  # the clean stop failed (F30)
+            result.accounted += "; SIGTERM did not stop it"
         results.append(result)
         for line in result.notes:
             print(line)
