@@ -103,18 +103,22 @@ def row_sigkill(args: argparse.Namespace) -> Result:
         answered, store, rc, took = r.finish()
         t = r.platform.snapshot()
         logs = r.gw.logs()
-    # every answer of a life arrived, or it is one of that life's last (the uncommitted tail)
-    lost_per_life, not_tail = [], []
+    # every answer of a life arrived, or it is one of that life's last (the uncommitted tail),
+    # or it came after its poll had timed out (the gateway counts that poll as failed)
+    lost_per_life, not_tail, unexplained, timed_out = [], [], 0, 0
     for i, life in enumerate(lives, 1):
-        lost = 0
+        lost = early_in_life = 0
         for addr, (lo, hi) in life.answers.items():
             values = t.values[f"dev-{addr // 2}"]
             gone = values.missing(lo + 1, hi)
-            lost += len(gone)
             kept = [v for v in range(lo + 1, hi + 1) if v in values]
-            if gone and kept and min(gone) < max(kept):
-                early = [v for v in gone if v < max(kept)]
+            early = [v for v in gone if kept and v < max(kept)]
+            lost += len(gone) - len(early)
+            early_in_life += len(early)
+            if early:
                 not_tail.append(f"life {i} dev-{addr // 2}: answers {lo + 1}..{hi}, lost {early}")
+        unexplained += max(0, early_in_life - round(life.failed_polls))
+        timed_out += early_in_life
         lost_per_life.append(lost)
     final = {a: (last[a], answered[a]) for a in answered}
     final_lost = sum(
@@ -136,7 +140,7 @@ def row_sigkill(args: argparse.Namespace) -> Result:
         for i, life in enumerate(lives)
     ]
     ok = (
-        all(x.exited is None for x in lives) and holes == 0 and not over and not not_tail
+        all(x.exited is None for x in lives) and holes == 0 and not over and not unexplained
         and final_lost == 0 and books.beyond == 0 and t.repeated == 0 and books.gaps == 0
         and not no_alarm and not double and len(t.epochs) == 1 and t.replaced == 0
         and store.integrity == "ok"
@@ -155,12 +159,18 @@ def row_sigkill(args: argparse.Namespace) -> Result:
         f"  telemetry seqs 1..{top:,} committed (backlog and devices): {received:,} arrived, "
         f"{store.waiting.get('telemetry', 0)} still waiting, missing {holes}",
         f"  readings answered by the devices {books.offered:,} = arrived {books.arrived:,} + lost "
-        f"at the kills {window:,} (+ {final_lost} at the final SIGTERM); per kill: mean "
+        f"at the kills {window:,} + answered after their poll timed out {timed_out} (+ "
+        f"{final_lost} at the final SIGTERM); per kill: mean "
         f"{window / max(1, len(lives)):.1f}, max {max(lost_per_life, default=0)}; documented bound "
         f"{bound} ({args.devices} devices x ({COMMIT_INTERVAL:g} s / {args.interval:g} s + the "
         f"answer on the wire)); lives over the bound {len(over)}; lost answers that were not "
-        f"the last of their life: {len(not_tail)}"
-        + (f" ({'; '.join(not_tail[:5])})" if not_tail else ""),
+        f"the last of their life: {timed_out}"
+        + (f" ({'; '.join(not_tail[:5])})" if not_tail else "")
+        + (
+            f", {unexplained} more than the polls of their life that got no answer in time"
+            if not_tail
+            else ""
+        ),
         f"  duplicates per restart: mean {sum(per_kill) / max(1, len(per_kill)):.0f}, max "
         f"{max(per_kill, default=0)} (rows published since the sink's last cursor commit, "
         f"every 0.2 s, and the window of max_inflight 100)",
@@ -199,7 +209,8 @@ def row_sigkill(args: argparse.Namespace) -> Result:
         yes(ok),
         notes,
         {"lost_per_life": lost_per_life, "duplicates_per_restart": per_kill,
-         "latencies": latencies, "holes": holes},
+         "latencies": latencies, "holes": holes, "not_tail": not_tail,
+         "failed_polls_per_life": [x.failed_polls for x in lives]},
     )  # fmt: skip
 
 
