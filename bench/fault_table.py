@@ -107,6 +107,7 @@ class Rig:
     presser: Presser
     gw: Gateway
     devices: list[str]
+    failed: dict[str, int] = field(default_factory=dict)  # failed polls before ``finish``
 
     def started(self) -> float:
         """Start the gateway and wait until its button and upstream sessions are up."""
@@ -152,6 +153,11 @@ class Rig:
         No answer is on the wire when it stops, so nothing is lost at a clean stop. Returns
         the answers per counted address, the store as left, the exit code and the stop time.
         """
+        metrics = self.gw.metrics()
+        self.failed = {
+            dev: int(metrics.get(f'cgw_device_poll_failures_total{{device="{dev}"}}', 0))
+            for dev in self.devices
+        }  # before the silence: a poll that failed while the slave answered came too late
         answered = self.slave.silence()
         time.sleep(COMMIT_INTERVAL + 1.5)  # the last answers committed, the polls timed out
         self.gw.wait_drained(120)
@@ -221,12 +227,19 @@ class Telemetry:
     arrived: int = 0
     gaps: int = 0
     missing: int = 0  # answers whose reading never arrived
+    late: int = 0  # of those: answers to polls that had timed out (failed polls, not losses)
     beyond: int = 0  # readings with a number no answer had (never expected)
     unmatched: list[str] = field(default_factory=list)  # devices where arrived + gaps != offered
 
 
-def telemetry(t: Tally, answered: dict[int, int], devices: Sequence[str]) -> Telemetry:
-    """The counted devices' books: every answer is a reading upstream or in a gap."""
+def telemetry(
+    t: Tally, answered: dict[int, int], devices: Sequence[str], failed: dict[str, int] | None = None
+) -> Telemetry:
+    """The counted devices' books: every answer is a reading upstream or in a gap.
+
+    An answer the slave gave after the gateway's poll had timed out never became a reading:
+    up to ``failed[device]`` (the gateway's failed polls) missing answers are such, not losses.
+    """
     out = Telemetry()
     for dev in devices:
         if not dev.startswith("dev-"):
@@ -235,12 +248,14 @@ def telemetry(t: Tally, answered: dict[int, int], devices: Sequence[str]) -> Tel
         offered = answered.get(2 * k, 0)
         values = t.values[dev]
         got = sum(1 for v in range(1, offered + 1) if v in values)
+        late = min(max(0, offered - got - t.gaps[dev]), (failed or {}).get(dev, 0))
         out.offered += offered
         out.arrived += got
         out.beyond += values.count - got
         out.gaps += t.gaps[dev]
         out.missing += offered - got
-        if got + t.gaps[dev] != offered:
+        out.late += late
+        if got + t.gaps[dev] + late != offered:
             out.unmatched.append(f"{dev}: {offered} answered, {got} arrived, {t.gaps[dev]} in gaps")
     return out
 

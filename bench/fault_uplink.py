@@ -53,10 +53,11 @@ def outage_like(args: argparse.Namespace, name: str) -> Result:
         finally:
             if paused:
                 assert r.up.proc is not None
+                t_back, wall_back = time.monotonic(), time.time()
                 os.kill(r.up.proc.pid, signal.SIGCONT)
             else:
-                r.up.start()
-        t_back, wall_back = time.monotonic(), time.time()
+                r.up.start()  # returns once it accepts connections: the broker's return
+                t_back, wall_back = time.monotonic(), time.time()
         drain_s = r.drain(args.press_every, max(120.0, length))
         m1 = r.gw.metrics()
         answered, store, rc, took = r.finish()
@@ -69,7 +70,7 @@ def outage_like(args: argparse.Namespace, name: str) -> Result:
         for d, (m, _) in r.presser.sent.items()
         if d not in pending and d in t.raised
     ]
-    books = telemetry(t, answered, r.devices)
+    books = telemetry(t, answered, r.devices, r.failed)
     raised, no_alarm, double = alarms(t, r.presser.sent)
     local = {
         str(e.get("alarm"))
@@ -93,7 +94,8 @@ def outage_like(args: argparse.Namespace, name: str) -> Result:
         f"  alarms pressed while it was away, broker back -> at the platform: {lat(from_back)}; "
         f"pressed during the drain, press -> platform: {lat(after)}",
         f"  readings answered {books.offered:,} = arrived {books.arrived:,} + in gaps "
-        f"{books.gaps:,}" + (f"; NOT MATCHED: {books.unmatched}" if books.unmatched else ""),
+        f"{books.gaps:,} + answered after their poll timed out {books.late}"
+        + (f"; NOT MATCHED: {books.unmatched}" if books.unmatched else ""),
         f"  presses {len(r.presser.sent)}: raised upstream {raised}"
         + (f"; no alarm for {no_alarm}" if no_alarm else "")
         + (f"; two alarms for {double}" if double else ""),
@@ -201,7 +203,7 @@ def disk_full(args: argparse.Namespace, disk: Path, ballast: Callable[[Path], Pa
         t = r.platform.snapshot()
     pending = {d for d, (m, _) in r.presser.sent.items() if t_down <= m < t_back}
     from_back = [t.raised[d] - t_back for d in pending if d in t.raised]
-    books = telemetry(t, answered, r.devices)
+    books = telemetry(t, answered, r.devices, r.failed)
     raised, no_alarm, double = alarms(t, r.presser.sent)
     evicted = store.counters.get("evicted", 0)
     dropped = int(m_full.get("cgw_store_dropped_total", 0))  # memory only: read before the stop
@@ -225,8 +227,10 @@ def disk_full(args: argparse.Namespace, disk: Path, ballast: Callable[[Path], Pa
         f"{q(m_full)}; store writable while the ballast was there: "
         f"{sum(1 for w in writable if w == 1)} of {len(writable)} looks",
         f"  readings answered {books.offered:,}; arrived {books.arrived:,}; in gap reports "
-        f"{books.gaps:,} ({t.gap_reports} reports); missing from both: "
-        f"{books.offered - books.arrived - books.gaps:,} on {len(books.unmatched)} devices"
+        f"{books.gaps:,} ({t.gap_reports} reports); answered after their poll timed out "
+        f"{books.late}; missing from all of these: "
+        f"{books.offered - books.arrived - books.gaps - books.late:,} on "
+        f"{len(books.unmatched)} devices"
         + (f", e.g. {books.unmatched[0]}" if books.unmatched else ""),
         f"  the store's own counts: evicted {evicted:,} (file) + dropped while nothing fitted "
         f"{dropped:,} (memory) = {evicted + dropped:,}; the gap reports carry {books.gaps:,}: "
