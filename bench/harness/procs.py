@@ -8,6 +8,8 @@ Contract:
 - ``Broker`` is a mosquitto on a free loopback port that never drops a QoS 1 message for a slow
   subscriber (queues unbounded), so a benchmark measures the gateway, not the broker's limits;
   given other ``bounds`` (the shipped local broker's, for a flood) it drops what they say.
+  With ``persistence`` it saves sessions and their queued messages when stopped and restores
+  them when started again on the same port (a broker outage the platform's subscriber outlives).
 - ``Phase`` owns a phase's broker and workers and stops them all, whatever happens.
 - ``stop_process`` is the one way to end a process: SIGTERM, then SIGKILL, by PID.
 """
@@ -153,9 +155,12 @@ class Broker:
     ``sys_interval`` for a benchmark that reads the broker's ``$SYS`` counters).
     """
 
-    def __init__(self, workdir: Path, bounds: Sequence[str] = NEVER_DROP) -> None:
+    def __init__(
+        self, workdir: Path, bounds: Sequence[str] = NEVER_DROP, *, persistence: bool = False
+    ) -> None:
         self.workdir = workdir
         self.bounds = tuple(bounds)
+        self.persistence = persistence
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         self.log_path = workdir / "mosquitto.log"
@@ -169,7 +174,11 @@ class Broker:
             "\n".join(
                 [
                     "allow_anonymous true",
-                    "persistence false",
+                    *(
+                        ["persistence true", f"persistence_location {self.workdir}/"]
+                        if self.persistence  # saved on SIGTERM, read back at the next start
+                        else ["persistence false"]
+                    ),
                     f"user {user}",
                     *self.bounds,
                     "log_dest stderr",
