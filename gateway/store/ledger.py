@@ -80,10 +80,10 @@ class Ledger:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES('epoch', ?)", (secrets.token_hex(8),)
             )
             (self.epoch,) = conn.execute("SELECT value FROM meta WHERE key='epoch'").fetchone()
+            conn.execute("COMMIT")  # inside: a COMMIT the full disk refuses is rolled back too
         except BaseException:
             rollback(conn)
             raise
-        conn.execute("COMMIT")
         with self.lock:
             for lane, latest in conn.execute("SELECT lane, MAX(id) FROM outbox GROUP BY lane"):
                 self.latest[Lane(lane)] = latest
@@ -220,12 +220,12 @@ class Ledger:
             if lost:
                 report_lost(self, txn, lost)
             txn.write_back()
+            conn.execute("COMMIT")  # inside: a COMMIT the full disk refuses is rolled back too
         except BaseException:
             rollback(conn)
             with self.lock:
                 merge_lost(self.lost, lost)
             raise
-        conn.execute("COMMIT")
         txn.apply()
         self.refused = refused
         return result
@@ -249,10 +249,10 @@ class Ledger:
                 conn.execute(f"DELETE {where}", (now,))
                 txn.count("purged", n)
                 txn.used -= freed
+            conn.execute("COMMIT")  # inside: a COMMIT the full disk refuses is rolled back too
         except BaseException:
             rollback(conn)
             raise
-        conn.execute("COMMIT")
         txn.apply()
         return int(n)
 
@@ -297,10 +297,10 @@ class Ledger:
                     conn.execute(f"SELECT COALESCE(SUM(size), 0) {where}", args).fetchone()[0]
                 )
                 conn.execute(f"DELETE {where}", args)
+            conn.execute("COMMIT")  # inside: a COMMIT the full disk refuses is rolled back too
         except BaseException:
             rollback(conn)
             raise
-        conn.execute("COMMIT")
         with self.lock:
             self.cursors.confirm(sink, moves)
         txn.apply()
