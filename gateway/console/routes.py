@@ -21,7 +21,7 @@ import contextlib
 import hmac
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.console.pages import STATIC, index_page
@@ -37,7 +37,13 @@ from gateway.ops.device_view import read_view, scan_view
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from gateway.console.server import Console
+    from gateway.config.console import ConsoleConfig
+    from gateway.console.live import Hub
+    from gateway.console.ports import ConsolePorts
+    from gateway.console.sessions import LoginThrottle, Sessions
+    from gateway.console.users import Users
+    from gateway.core.catalogue import Language
+    from gateway.core.clock import Clock
 
 log = logging.getLogger(__name__)
 COOKIE = "cgw_session"
@@ -61,6 +67,32 @@ def _error(status: int, reason: str) -> web.Response:
     return _json({"error": reason}, status)
 
 
+class Host(Protocol):
+    """What the endpoints use of the console that serves them (``gateway.console.server``)."""
+
+    cfg: ConsoleConfig
+    ports: ConsolePorts
+    clock: Clock
+    hub: Hub
+    users: Users
+    sessions: Sessions
+    throttle: LoginThrottle
+
+    def language(self, request: web.Request) -> Language: ...
+
+    def session(self, request: web.Request) -> Session | None: ...
+
+    def alive(self, sid: str) -> Session | None: ...
+
+    def login_page(
+        self, request: web.Request, error: str = "", status: int = 200
+    ) -> web.Response: ...
+
+    def audit(
+        self, session: Session | None, action: str, target: str, outcome: str, detail: str = ""
+    ) -> None: ...
+
+
 def person(session: Session) -> str:
     """Who is signed in, as audits and alarms name them: their name, else the account."""
     return (session.display or session.name)[:64]
@@ -69,7 +101,7 @@ def person(session: Session) -> str:
 class Routes:
     """The handlers, bound to one ``Console``."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Host) -> None:
         self.c = console
         self.scanning: set[str] = set()  # buses a scan runs on now
 
