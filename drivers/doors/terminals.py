@@ -62,7 +62,7 @@ from drivers.doors.mapping import (
     unlock_payload,
 )
 from drivers.mqtt.limit import Limiter
-from drivers.mqtt.session import local_session
+from drivers.mqtt.session import local_session, until_closed
 from gateway.config.doors import (
     DoorTerminalConfig,
     check_mapping,
@@ -171,11 +171,7 @@ class DoorTerminals:
             len(self.terminals),
             self._session.endpoint.where,
         )
-        # The body itself waits: a TaskGroup left idle in __aexit__ while a child
-        # fails stays cancelled on 3.11 (its uncancel() runs too early).
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._timers(emit), name=f"driver:{self.name}:timers")
-            await self._session.closed(client)
+        await until_closed(self._session, client, lambda: self._timers(emit), self.name)
 
     async def _timers(self, emit: Emit) -> None:
         while True:

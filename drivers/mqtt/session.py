@@ -4,12 +4,20 @@
 it reads the password and TLS files once, and reconnects with the broker's ``reconnect_max``
 as its cap. The session is persistent (``clean_session=False`` and a fixed client id: MQTT
 3.1.1 §3.1.2.4), so the broker keeps our subscriptions and queues QoS 1 events while we
-reconnect. Incoming messages are queued without bound: paho has already acknowledged what it
-queues, so a dropped message would be a lost event; the broker's ``message_size_limit`` bounds
-each one. No birth or will: devices do not watch the gateway on this broker.
+reconnect. The drivers hand the session a ``deliver`` callback: each message is handled as paho
+reads it, with no queue inside the gateway (``gateway.transport.mqtt``); the broker's
+``message_size_limit`` bounds each one. No birth or will: devices do not watch the gateway on
+this broker.
+
+``until_closed`` is the body of a driver with timers (door terminals, mqtt_json devices): the
+timers run as its one child task while it waits for the connection to end.
 """
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+import aiomqtt
 
 from gateway.config.base import read_secret
 from gateway.config.mqtt_devices import LocalBrokerConfig
@@ -42,3 +50,19 @@ def local_session(
         down=down,
         subscriptions=[(f, 1) for f in filters],
     )
+
+
+async def until_closed(
+    session: Session,
+    client: aiomqtt.Client,
+    timers: Callable[[], Coroutine[Any, Any, None]],
+    name: str,
+) -> None:
+    """Run ``timers`` as the one child task until ``client``'s connection ends.
+
+    The body itself waits: a TaskGroup left idle in ``__aexit__`` while a child fails stays
+    cancelled on 3.11 (its ``uncancel()`` runs too early).
+    """
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(timers(), name=f"driver:{name}:timers")
+        await session.closed(client)

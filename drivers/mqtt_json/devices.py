@@ -37,7 +37,7 @@ import aiomqtt
 
 from drivers.base import Emit
 from drivers.mqtt.rejects import Rejects
-from drivers.mqtt.session import local_session
+from drivers.mqtt.session import local_session, until_closed
 from drivers.mqtt_json.mapping import REASONS, Entry, Parsed, Reject, Router, parse
 from gateway.config.mqtt_devices import LocalBrokerConfig
 from gateway.config.mqtt_json import MqttJsonDeviceConfig
@@ -109,11 +109,7 @@ class JsonDevices:
             len(self._watch),
             self._session.endpoint.where,
         )
-        # as in drivers.doors.terminals: messages are handled as they are read (no queue in
-        # the gateway, gateway.transport.mqtt); the body waits, the timers are its one child
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._timers(emit), name=f"driver:{self.name}:timers")
-            await self._session.closed(client)
+        await until_closed(self._session, client, lambda: self._timers(emit), self.name)
 
     async def _timers(self, emit: Emit) -> None:
         while True:
