@@ -135,7 +135,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         results.append(result)
         for line in result.notes:
             print(line)
-        print(f"  all accounted: {result.accounted.strip('*')}; row took "
+        print(f"  all accounted: {result.accounted.replace('*', '')}; row took "
               f"{time.monotonic() - t0:.0f} s", flush=True)  # fmt: skip
     print(f"\n{table(results)}\n\ntotal {time.monotonic() - started:.0f} s")
     if args.json:

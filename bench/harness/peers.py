@@ -148,7 +148,10 @@ def gateway_config(tmp: Path, broker_port: int, extra: dict[str, Any] | None = N
 class Daemon:
     """``python -m gateway run -c <cfg>`` with its own ``NOTIFY_SOCKET``; log to ``gateway.log``.
 
-    ``with Daemon(cfg, tmp) as d: d.wait_ready()``; stopped by PID on exit.
+    ``with Daemon(cfg, tmp) as d: d.wait_ready()``; stopped by PID on exit. After ``READY=1``
+    a thread keeps reading the socket, as systemd does (``status`` is the last ``STATUS=``): a
+    datagram socket queues 10 messages (``net.unix.max_dgram_qlen``), and the gateway's next
+    notification would then block its event loop.
     """
 
     def __init__(self, cfg: Path, tmp: Path) -> None:
@@ -158,6 +161,8 @@ class Daemon:
         self.proc: subprocess.Popen[bytes] | None = None
         self._path = str(tmp / f"notify-{time.monotonic_ns()}.sock")
         self._sock: socket.socket | None = None
+        self._reader: threading.Thread | None = None
+        self.status = ""
         self._log: IO[bytes] | None = None
 
     def __enter__(self) -> Self:
@@ -188,6 +193,8 @@ class Daemon:
             self._log.close()
         if self._sock is not None:
             self._sock.close()
+        if self._reader is not None:
+            self._reader.join(1)
         with contextlib.suppress(OSError):
             os.unlink(self._path)
 
@@ -206,8 +213,24 @@ class Daemon:
         while time.monotonic() < deadline:
             try:
                 if b"READY=1" in self._sock.recv(4096).split(b"\n"):
+                    self._reader = threading.Thread(target=self._read, name="notify", daemon=True)
+                    self._reader.start()
                     return time.monotonic() - self.started
             except TimeoutError:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"the gateway exited with {self.proc.returncode}") from None
         raise TimeoutError("no READY=1")
+
+    def _read(self) -> None:
+        """Read the notify socket until it is closed; keep the last ``STATUS=``."""
+        sock = self._sock
+        while sock is not None and sock.fileno() >= 0:
+            try:
+                data = sock.recv(4096)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            for line in data.decode(errors="replace").splitlines():
+                if line.startswith("STATUS="):
+                    self.status = line[7:]
