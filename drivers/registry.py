@@ -10,6 +10,7 @@ from collections.abc import Callable
 from drivers.base import GroupPlan, Ports
 from drivers.doors import kind as doors
 from drivers.gpio import kind as gpio
+from drivers.http_push import kind as http_push
 from drivers.modbus import kind as modbus
 from drivers.mqtt import kind as mqtt
 from drivers.mqtt_json import kind as mqtt_json
@@ -23,6 +24,7 @@ KINDS: dict[str, Factory] = {
     "gpio": gpio.plan,
     "door_terminal": doors.plan,
     "mqtt_json": mqtt_json.plan,
+    "http_push": http_push.plan,
 }
 
 

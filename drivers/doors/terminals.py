@@ -28,6 +28,9 @@ Contract:
   ``count``, as ``rejected`` of the device it names) and logged at WARNING once per
   (reason, terminal) with the reason only, never the payload: it carries personal data.
   Anything else (a bug, ``emit`` raising) propagates.
+- Without a broker (terminals that push by HTTP, ``drivers.http_push``) there is no session:
+  the push server calls ``handle`` (which returns the reject reason, or None) per post and
+  runs ``timers``; ``run`` is not used, and an unlock has no topic to go to.
 - As an actuator, ``apply(UnlockDoor)`` is ``unlock``; ``accepts`` names the doors it drives.
 - ``unlock(door, seconds, reason)`` publishes the mapping's unlock template on the terminal's
   command topic at QoS 1 and returns on the broker's PUBACK; the door is authorised in the
@@ -97,7 +100,7 @@ class DoorTerminals:
 
     def __init__(
         self,
-        broker: LocalBrokerConfig,
+        broker: LocalBrokerConfig | None,
         terminals: Sequence[DoorTerminalConfig],
         *,
         client_id: str,
@@ -132,8 +135,12 @@ class DoorTerminals:
         self.skew: dict[str, float] = {}
         self._logged: set[tuple[str, str]] = set()
         filters = [f for t in self.terminals for f in (t.cfg.topic, t.cfg.heartbeat_topic)]
-        self._session = local_session(broker, client_id, filters, "door terminals are deaf")
-        self.connected = self._session.connected  # set while subscribed
+        self._session = (  # none for terminals that push by HTTP: their server calls handle
+            None
+            if broker is None
+            else local_session(broker, client_id, filters, "door terminals are deaf")
+        )
+        self.connected = asyncio.Event() if self._session is None else self._session.connected
         self._count = count  # a device's counter in its DeviceState, when running in the gateway
         self._doors = {d.id: (t, d) for t in self.terminals for d in t.cfg.doors}
         self.tracker = DoorTracker(
@@ -148,7 +155,7 @@ class DoorTerminals:
     @property
     def connects(self) -> int:
         """Sessions that got as far as subscribed."""
-        return self._session.connects
+        return 0 if self._session is None else self._session.connects
 
     def online(self, terminal: str) -> bool | None:
         """Whether ``terminal`` is online; None before its first message or timeout."""
@@ -157,23 +164,30 @@ class DoorTerminals:
 
     async def run(self, emit: Emit) -> None:
         """Receive, map, track and ``emit`` access events until cancelled."""
+        assert self._session is not None
         await self._session.run(lambda client: self._serve(client, emit), self._deliver(emit))
 
     def _deliver(self, emit: Emit) -> Callable[[str, bytes], None]:
-        return lambda topic, payload: self._handle(topic, payload, emit)
+        def deliver(topic: str, payload: bytes) -> None:
+            self.handle(topic, payload, emit)
+
+        return deliver
 
     async def _serve(self, client: aiomqtt.Client, emit: Emit) -> None:
+        session = self._session
+        assert session is not None
         now, wall = self.clock.mono(), self.clock.wall()
         for watch in self._watches:
             watch.resume(now, wall)
         log.info(
             "subscribed to %d door terminal configs on %s",
             len(self.terminals),
-            self._session.endpoint.where,
+            session.endpoint.where,
         )
-        await until_closed(self._session, client, lambda: self._timers(emit), self.name)
+        await until_closed(session, client, lambda: self.timers(emit), self.name)
 
-    async def _timers(self, emit: Emit) -> None:
+    async def timers(self, emit: Emit) -> None:
+        """Emit ``terminal_offline`` and ``held_open`` when due, every ``tick``, until cancelled."""
         while True:
             await asyncio.sleep(self.tick)
             now = self.clock.mono()
@@ -183,15 +197,18 @@ class DoorTerminals:
     def _heard(self, terminal: str, now: float, wall: float) -> list[AccessEvent]:
         return [e for watch in self._watches for e in watch.heard(terminal, now, wall)]
 
-    def _handle(self, topic: str, payload: bytes, emit: Emit) -> None:
-        """One message: budget, map, emit; a reject is counted and logged, never raised."""
+    def handle(self, topic: str, payload: bytes, emit: Emit) -> str | None:
+        """One message: budget, map, emit; a reject is counted and logged, never raised.
+
+        Returns the reject's reason, or None when the message went on.
+        """
         now, wall = self.clock.mono(), self.clock.wall()
         try:
             parsed = self._admit(topic, payload, wall)
         except Reject as rej:
             self._reject(rej, topic)
             self._emit(self._heard(rej.device, now, wall), emit)
-            return
+            return rej.reason
         msg = parsed.message
         if isinstance(msg, Heartbeat):
             if msg.terminal_ts is not None:
@@ -200,11 +217,12 @@ class DoorTerminals:
                 self._emit(self._heard(msg.terminal, now, wall), emit)
             else:
                 self._emit([e for w in self._watches for e in w.lost(msg.terminal, wall)], emit)
-            return
+            return None
         self.snapshots_dropped += parsed.snapshot_dropped
         if msg.skew is not None:
             self.skew[msg.device] = msg.skew
         self._emit([*self._heard(msg.device, now, wall), msg], emit)
+        return None
 
     def _admit(self, topic: str, payload: bytes, wall: float) -> Parsed:
         """What the message carries, if it goes on: within its terminal's budget, or beyond it
@@ -283,9 +301,9 @@ class DoorTerminals:
             raise UnlockRefused(f"unlock: seconds must be 1..{MAX_UNLOCK}")
         if not 0 < len(reason) <= 64 or not reason.isprintable():
             raise UnlockRefused("unlock: reason must be 1..64 printable characters")
-        client = self._session.client
+        client = None if self._session is None else self._session.client
         terminal = cfg.terminal or term.cfg.id
-        if client is None:
+        if client is None or self.broker is None:
             raise NotConnected(f"unlock of door {door!r}: not connected to the local broker")
         if self.online(terminal) is False:
             raise NotConnected(f"unlock of door {door!r}: terminal {terminal} is offline")

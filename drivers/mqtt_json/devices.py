@@ -25,6 +25,10 @@ Contract:
   (``drivers.mqtt.rejects``). A message of several records counts each refused record.
   Anything else (a bug, ``emit`` raising) propagates.
 
+Without a broker (devices that push by HTTP, ``drivers.http_push``) there is no session: the
+push server calls ``handle`` (the reason of a message refused whole, or None) and runs
+``timers``; ``run`` is not used.
+
 Known gap, as for buttons: aiomqtt acknowledges a QoS 1 PUBLISH before ``emit`` has handed the
 reading to the store; a crash in between loses that reading.
 """
@@ -58,7 +62,7 @@ class JsonDevices:
 
     def __init__(
         self,
-        broker: LocalBrokerConfig,
+        broker: LocalBrokerConfig | None,
         entries: Sequence[MqttJsonDeviceConfig],
         *,
         client_id: str,
@@ -82,13 +86,17 @@ class JsonDevices:
         self._watch = {e.id: Liveness(e.device_ids, e.timeout, now, wall) for e in entries}
         self._timeouts = {e.id: e.timeout for e in entries}
         filters = [t for e in entries for t in (e.topic, e.status_topic) if t is not None]
-        self._session = local_session(broker, client_id, filters, "mqtt_json devices are deaf")
-        self.connected = self._session.connected  # set while subscribed
+        self._session = (  # none for devices that push by HTTP: their server calls handle
+            None
+            if broker is None
+            else local_session(broker, client_id, filters, "mqtt_json devices are deaf")
+        )
+        self.connected = asyncio.Event() if self._session is None else self._session.connected
 
     @property
     def connects(self) -> int:
         """Sessions that got as far as subscribed."""
-        return self._session.connects
+        return 0 if self._session is None else self._session.connects
 
     def online(self, entry: str, device: str) -> bool | None:
         """Whether ``device`` of ``entry`` is online; None before its first message or timeout."""
@@ -97,21 +105,28 @@ class JsonDevices:
 
     async def run(self, emit: Emit) -> None:
         """Receive, map and ``emit`` readings and availability until cancelled."""
-        deliver = lambda topic, payload: self._handle(topic, payload, emit)  # noqa: E731
+        assert self._session is not None
+
+        def deliver(topic: str, payload: bytes) -> None:
+            self.handle(topic, payload, emit)
+
         await self._session.run(lambda client: self._serve(client, emit), deliver)
 
     async def _serve(self, client: aiomqtt.Client, emit: Emit) -> None:
+        session = self._session
+        assert session is not None
         now, wall = self.clock.mono(), self.clock.wall()
         for watch in self._watch.values():
             watch.resume(now, wall)
         log.info(
             "subscribed to %d mqtt_json entries on %s",
             len(self._watch),
-            self._session.endpoint.where,
+            session.endpoint.where,
         )
-        await until_closed(self._session, client, lambda: self._timers(emit), self.name)
+        await until_closed(session, client, lambda: self.timers(emit), self.name)
 
-    async def _timers(self, emit: Emit) -> None:
+    async def timers(self, emit: Emit) -> None:
+        """Emit each device's timeout when due, every ``tick``, until cancelled."""
         while True:
             await asyncio.sleep(self.tick)
             now = self.clock.mono()
@@ -120,14 +135,18 @@ class JsonDevices:
                 for device, wall in watch.tick(now):
                     self._status(emit, device, False, wall, silent)
 
-    def _handle(self, topic: str, payload: bytes, emit: Emit) -> None:
-        """One message: map, emit; a reject is counted and logged, never raised."""
+    def handle(self, topic: str, payload: bytes, emit: Emit) -> str | None:
+        """One message: map, emit; a reject is counted and logged, never raised.
+
+        Returns the reason of a message refused whole, or None (records of a message that
+        were refused beside others are counted, not returned).
+        """
         now, wall = self.clock.mono(), self.clock.wall()
         try:
             parsed = parse(self.router, topic, payload, wall)
         except Reject as rej:
             self._reject(rej, topic, payload)
-            return
+            return rej.reason
         for refused in parsed.rejects:
             self._reject(refused, topic, payload)
         watch = self._watch[parsed.entry.cfg.id]
@@ -137,8 +156,11 @@ class JsonDevices:
                 self._status(emit, status.device, True, wall, "ok")
             elif not status.online and watch.lost(status.device):
                 self._status(emit, status.device, False, wall, "will: offline")
-            return
+            return None
         self._readings(parsed, watch, now, wall, emit)
+        if parsed.rejects and not parsed.readings:
+            return parsed.rejects[0].reason
+        return None
 
     def _readings(
         self, parsed: Parsed, watch: Liveness, now: float, wall: float, emit: Emit

@@ -203,8 +203,8 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 
 
 async def _daemon(cfg: Config, path: Path) -> None:
-    from gateway.ops.listener import fd_budget
     from gateway.runtime.root import Runtime
+    from gateway.transport.listener import fd_budget
 
     fd_budget()  # the soft descriptor limit up to the hard one, before anything opens files
     stop = asyncio.Event()

@@ -10,7 +10,7 @@ Contract:
   when the token is used. Errors name the file, never the token (S12).
 - ``ListenerLimits`` (shared with the monitor) bounds what idle or slow clients can hold:
   a connection cap (by default sized from the file descriptor budget, see
-  ``gateway.ops.listener``), a header-read timeout and an idle keep-alive timeout.
+  ``gateway.transport.listener``), a header-read timeout and an idle keep-alive timeout.
 """
 
 import ipaddress
@@ -99,7 +99,7 @@ class ApiConfig(ListenerLimits):
     @field_validator("token_file")
     @classmethod
     def _token_fits(cls, path: Path) -> Path:
-        problem = _token_problem(path)
+        problem = token_problem(path)
         if problem:
             raise ValueError(problem)
         return path
@@ -110,13 +110,13 @@ class ApiConfig(ListenerLimits):
         The file was checked when the config was loaded; it is checked again here since it
         may have changed since. Never log the result.
         """
-        problem = _token_problem(self.token_file)
+        problem = token_problem(self.token_file)
         if problem:
             raise ConfigError([f"api.token_file: {problem}"])
         return read_secret(self.token_file)
 
 
-def _token_problem(path: Path) -> str:
+def token_problem(path: Path) -> str:
     """Why the token in ``path`` is unusable, or ``""``; never quotes the token."""
     try:
         token = read_secret(path)

@@ -28,8 +28,9 @@ from typing import Any
 from gateway.config.alarms import ContactRuleConfig, ThresholdRuleConfig
 from gateway.config.doors import DoorTerminalConfig
 from gateway.config.gpio import GpioDeviceConfig
+from gateway.config.http_push import HttpPushDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig, ModbusRtuBusConfig
-from gateway.config.models import Config
+from gateway.config.models import Config, DeviceConfig
 from gateway.config.mqtt_devices import (
     FilterIndex,
     MqttButtonConfig,
@@ -54,11 +55,18 @@ def _listing(names: Iterable[str]) -> str:
     return ", ".join(ordered) if ordered else "none"
 
 
+def _mapped(dev: DeviceConfig) -> DeviceConfig:
+    """An http_push entry as the broker kind whose mapping it uses; others as they are."""
+    if isinstance(dev, HttpPushDeviceConfig):
+        return dev.as_json() if dev.readings is not None else dev.as_terminal()
+    return dev
+
+
 def contact_inputs(cfg: Config) -> dict[str, set[str] | None]:
     """Per device (and door), the contact inputs it can report; None means "any name"."""
     out: dict[str, set[str] | None] = {}
     mapping_of = profiles_once(resolve_payload, list(cfg.profile_dirs))
-    for dev in cfg.devices:
+    for dev in map(_mapped, cfg.devices):
         if isinstance(dev, GpioDeviceConfig):
             out[dev.id] = {i.name for i in dev.inputs}
         elif isinstance(dev, ModbusDeviceConfig):
@@ -83,7 +91,7 @@ def contact_inputs(cfg: Config) -> dict[str, set[str] | None]:
 def numeric_points(cfg: Config) -> dict[str, set[str]]:
     """Per Modbus or mqtt_json device, the names of its enabled numeric points."""
     out: dict[str, set[str]] = {}
-    for dev in cfg.devices:
+    for dev in map(_mapped, cfg.devices):
         if isinstance(dev, ModbusDeviceConfig):
             out[dev.id] = {p.name for p in dev.active_points if p.type != "bool"}
         elif isinstance(dev, MqttJsonDeviceConfig):
@@ -105,10 +113,12 @@ def check_json_entries(cfg: Config) -> list[str]:
     for i, dev in enumerate(cfg.devices):
         if isinstance(dev, MqttJsonDeviceConfig):
             continue
-        others.setdefault(dev.id, f"devices[{i}]")
-        for door in dev.doors if isinstance(dev, DoorTerminalConfig) else []:
+        for device in dev.device_ids if isinstance(dev, HttpPushDeviceConfig) else [dev.id]:
+            others.setdefault(device, f"devices[{i}]")
+        mapped = _mapped(dev)
+        for door in mapped.doors if isinstance(mapped, DoorTerminalConfig) else []:
             others.setdefault(door.id, f"devices[{i}] (a door)")
-        if isinstance(dev, MqttButtonConfig | DoorTerminalConfig):
+        if isinstance(dev, MqttButtonConfig | DoorTerminalConfig):  # on the broker
             for topic in (dev.topic, getattr(dev, "heartbeat_topic", None)):
                 if topic is not None:
                     topics.add(topic, len(owners))
@@ -122,7 +132,9 @@ def device_ids(cfg: Config) -> set[str]:
     return {
         i
         for d in cfg.devices
-        for i in (d.device_ids if isinstance(d, MqttJsonDeviceConfig) else [d.id])
+        for i in (
+            d.device_ids if isinstance(d, MqttJsonDeviceConfig | HttpPushDeviceConfig) else [d.id]
+        )
     }
 
 
@@ -210,6 +222,8 @@ def check_listeners(cfg: Config) -> list[str]:
         listeners.append(("monitor", cfg.monitor.host, cfg.monitor.port))
     if cfg.console is not None:
         listeners.append(("console", cfg.console.host, cfg.console.port))
+    if cfg.http_push is not None:
+        listeners.append(("http_push", cfg.http_push.host, cfg.http_push.port))
     problems: list[str] = []
     for k, (name, host, port) in enumerate(listeners):
         for other, other_host, other_port in listeners[:k]:

@@ -32,13 +32,14 @@ from gateway.config.mqtt_devices import (
 )
 from gateway.config.mqtt_json import apply_json_profile
 from gateway.config.paths import resolve_paths
+from gateway.config.push_checks import check_push_entries
 from gateway.core.errors import ConfigError
 from gateway.profiles import SHIPPED
 
 BUILTIN_PROFILES = SHIPPED
 _UNION_TAGS = frozenset(
     {"modbus", "modbus_tcp", "modbus_rtu_over_tcp", "modbus_rtu", "gpio", "mqtt_button"}
-    | {"door_terminal", "mqtt_json"}
+    | {"door_terminal", "mqtt_json", "http_push"}
     | {"threshold", "contact", "offline", "sensor_fault"}
 )
 
@@ -162,6 +163,13 @@ def _apply_profiles(raw: dict[str, Any], dirs: list[Path]) -> tuple[list[str], f
             problems += found_problems
             unmerged |= {f"devices[{i}].points"} if found_problems else set()
             continue
+        readings = dev.get("readings") if isinstance(dev, dict) else None
+        if isinstance(readings, dict) and dev.get("kind") == "http_push" and "profile" in readings:
+            found_problems = apply_json_profile(readings, f"devices[{i}].readings", dirs[:-1])
+            readings.pop("max_payload", None)  # the entry's max_body bounds the body
+            problems += found_problems
+            unmerged |= {f"devices[{i}].readings.points"} if found_problems else set()
+            continue
         if not isinstance(dev, dict) or dev.get("profile") is None or dev.get("kind") != "modbus":
             continue  # (an MQTT button's profile is a payload mapping, resolved later)
         name = dev["profile"]
@@ -225,13 +233,14 @@ def check_references(cfg: Config) -> list[str]:
                 f" on bus {dev.bus!r} ({bus.timeout} s x {bus.retries + 1} attempts)"
             )
         problems += _check_points(dev.points, where, dev.max_block)
-    doors = {d.id for dev in cfg.devices if dev.kind == "door_terminal" for d in dev.doors}
+    doors = {d.id for dev in cfg.terminals for d in dev.doors}
     known = checks.device_ids(cfg) | doors  # a door alarm names the door, a fleet its devices
     return (
         problems
         + _check_buttons(cfg)
         + _check_doors(cfg)
         + checks.check_json_entries(cfg)
+        + check_push_entries(cfg)
         + _check_alarm_refs(cfg, known)
         + checks.check_rule_names(cfg)
         + checks.check_listeners(cfg)

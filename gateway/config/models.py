@@ -13,6 +13,7 @@ from gateway.config.commands import CommandsConfig
 from gateway.config.console import ConsoleConfig
 from gateway.config.doors import DoorTerminalConfig, PrivacyConfig
 from gateway.config.gpio import GpioDeviceConfig
+from gateway.config.http_push import HttpPushDeviceConfig, PushListenerConfig
 from gateway.config.influx import InfluxConfig
 from gateway.config.modbus import BusConfig, ModbusDeviceConfig
 from gateway.config.monitor import MonitorConfig
@@ -29,6 +30,7 @@ DeviceConfig = Annotated[
         | GpioDeviceConfig
         | DoorTerminalConfig
         | MqttJsonDeviceConfig
+        | HttpPushDeviceConfig
     ),
     Field(discriminator="kind"),
 ]
@@ -137,6 +139,9 @@ class Config(Model):
     console: ConsoleConfig | None = Field(
         None, description="The field console: duty, devices, commissioning, status; off if omitted"
     )
+    http_push: PushListenerConfig | None = Field(
+        None, description="The listener http_push devices post to; needed by any such device"
+    )
     privacy: PrivacyConfig | None = Field(
         None, description="The per-site key that pseudonymises resident ids (door terminals)"
     )
@@ -157,6 +162,26 @@ class Config(Model):
     log_level: str = Field("INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", description="Log level")
 
     @property
+    def terminals(self) -> list[DoorTerminalConfig]:
+        """Every door terminal config: over the broker, and pushing by HTTP."""
+        return [
+            d.as_terminal() if isinstance(d, HttpPushDeviceConfig) else d
+            for d in self.devices
+            if isinstance(d, DoorTerminalConfig)
+            or (isinstance(d, HttpPushDeviceConfig) and d.door is not None)
+        ]
+
+    @property
+    def json_entries(self) -> list[MqttJsonDeviceConfig]:
+        """Every mqtt_json mapping: over the broker, and pushing readings by HTTP."""
+        return [
+            d.as_json() if isinstance(d, HttpPushDeviceConfig) else d
+            for d in self.devices
+            if isinstance(d, MqttJsonDeviceConfig)
+            or (isinstance(d, HttpPushDeviceConfig) and d.readings is not None)
+        ]
+
+    @property
     def fire_rules(self) -> set[str]:
         """Ids of the contact rules of type ``fire`` (their alarms release the escape routes)."""
         return {
@@ -166,10 +191,4 @@ class Config(Model):
     @property
     def escape_routes(self) -> list[str]:
         """Ids of the doors configured as escape routes (released while a fire alarm is open)."""
-        return [
-            door.id
-            for dev in self.devices
-            if isinstance(dev, DoorTerminalConfig)
-            for door in dev.doors
-            if door.escape_route
-        ]
+        return [door.id for dev in self.terminals for door in dev.doors if door.escape_route]

@@ -42,7 +42,7 @@ from gateway.core.catalogue import Language, negotiate
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.snapshots import ConsoleSnapshot
-from gateway.ops.listener import ConnectionGate, connection_cap, serve
+from gateway.transport.listener import ConnectionGate, connection_cap, serve
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -19,7 +19,7 @@ Contract:
   seconds, one failure at a time for the whole server (so at most 1/``fail_delay`` guesses
   a second), counted in ``failed_auth``. While ``max_waiting`` failures already wait, a
   further failure is answered 429 at once (counted in ``throttled``; one WARNING a minute).
-- Connections go through a ``ConnectionGate`` (``gateway.ops.listener``): a cap sized from
+- Connections go through a ``ConnectionGate`` (``gateway.transport.listener``): a cap sized from
   the file descriptor budget, a header-read timeout and an idle keep-alive timeout from the
   config; ``gate`` has the counts.
 - Errors are ``{"error": "<reason>"}``: 400 bad JSON or body, 404 no such open alarm (or
@@ -49,9 +49,9 @@ from gateway.core.clock import Clock, SystemClock
 from gateway.core.contract import iso
 from gateway.core.errors import ConfigError
 from gateway.ops.device_api import Commissioner, DeviceRoutes, DeviceSource
-from gateway.ops.listener import ConnectionGate, connection_cap, serve
 from gateway.ops.replies import Refused, operator, parse_json, reply
 from gateway.ops.report_api import AvailabilitySource, ReportRoutes
+from gateway.transport.listener import ConnectionGate, connection_cap, serve
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -9,7 +9,7 @@ Contract:
 - Reads the gateway only through the ``snapshot`` port it is given.
 - Read-only, no token, no request body is read; aiohttp and prometheus_client are imported
   only when the monitor starts.
-- Connections go through a ``ConnectionGate`` (``gateway.ops.listener``): a capped number
+- Connections go through a ``ConnectionGate`` (``gateway.transport.listener``): a capped number
   open at once (the oldest idle one closed to make room, so ``/health`` always answers),
   a header-read timeout and an idle keep-alive timeout from the config.
 """
@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Self
 
 from gateway.ops.health import health
-from gateway.ops.listener import ConnectionGate, connection_cap, serve
 from gateway.ops.snapshot import GatewaySnapshot
+from gateway.transport.listener import ConnectionGate, connection_cap, serve
 
 if TYPE_CHECKING:
     from aiohttp import web

@@ -34,7 +34,6 @@ from typing import Protocol
 
 from gateway.config.modbus import ModbusDeviceConfig
 from gateway.config.models import Config
-from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.core.access import AccessEvent
 from gateway.core.contract import access_record, status_record, telemetry_record
 from gateway.core.devices import DeviceStates
@@ -269,10 +268,9 @@ def pipeline(
         for d in cfg.devices
         if isinstance(d, ModbusDeviceConfig)
     }
-    for d in cfg.devices:
-        if isinstance(d, MqttJsonDeviceConfig):
-            own = {p.name: p for p in d.active_points}
-            points.update(dict.fromkeys(d.device_ids, own))
+    for d in cfg.json_entries:  # over the broker and pushed by HTTP
+        own = {p.name: p for p in d.active_points}
+        points.update(dict.fromkeys(d.device_ids, own))
     privacy = (
         []
         if cfg.privacy is None

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from drivers.base import DriverGroup, Emit, GroupPlan
 from gateway.commands.dispatch import Dispatcher
+from gateway.config.http_push import HttpPushDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
 from gateway.config.models import Config, DeviceConfig
 from gateway.config.mqtt_json import MqttJsonDeviceConfig
@@ -50,7 +51,9 @@ def register_devices(states: DeviceStates, cfg: Config) -> None:
 
 def _ids(dev: DeviceConfig) -> list[str]:
     """The devices a config entry stands for: an mqtt_json fleet its listed ids."""
-    return dev.device_ids if isinstance(dev, MqttJsonDeviceConfig) else [dev.id]
+    if isinstance(dev, MqttJsonDeviceConfig | HttpPushDeviceConfig):
+        return dev.device_ids
+    return [dev.id]
 
 
 async def run_group(

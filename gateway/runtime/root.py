@@ -174,7 +174,8 @@ class Runtime:
         """A component per driver group, planned by each kind's factory; every configured
         device gets its ``DeviceState`` (and one no longer configured loses it)."""
         register_devices(self.devices, cfg)
-        ports = Ports(self.clock, self._submit, self.devices.count, self.devices.set)
+        ports = Ports(self.clock, self._submit, self.devices.count, self.devices.set,
+                      lambda: self.store.settle.wait())  # fmt: skip
         return [
             Component(g.name, INPUTS, g.key, functools.partial(self._run_drivers, g, cfg))
             for g in plan(cfg, ports)

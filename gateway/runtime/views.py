@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from gateway.alarms.rules import alarm_inputs
 from gateway.config.gpio import GpioDeviceConfig
+from gateway.config.http_push import HttpPushDeviceConfig
 from gateway.config.modbus import BIT_TABLES, ModbusDeviceConfig
 from gateway.config.models import Config, DeviceConfig
 from gateway.config.mqtt_json import MqttJsonDeviceConfig
@@ -107,6 +108,8 @@ def _inputs(dev: DeviceConfig) -> list[str]:
         p.table in BIT_TABLES for p in dev.active_points
     ):
         return [dev.id]
+    if isinstance(dev, HttpPushDeviceConfig) and dev.readings is not None:
+        dev = dev.as_json()
     if isinstance(dev, MqttJsonDeviceConfig) and any(p.type == "bool" for p in dev.active_points):
         return dev.device_ids
     return []

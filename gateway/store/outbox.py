@@ -30,9 +30,8 @@ checked against the free space at open, lowered when the disk fills below it (th
 telemetry makes room), and when nothing fits, alarms and events wait in memory while
 ``stats().problem`` says why (``gateway.store.ledger``, ``gateway.store.space``). Any other I/O
 error while writing is fatal (``StoreError``): the daemon exits and systemd restarts it, so
-nothing is acknowledged that was not written.
-
-All SQLite calls run on one private thread; the event loop never blocks on the disk.
+nothing is acknowledged that was not written. All SQLite calls run on one private thread; the
+event loop never blocks on the disk. ``settle`` tells an input when what it added is committed.
 """
 
 import asyncio
@@ -56,10 +55,10 @@ from gateway.store.eviction import note_lost
 from gateway.store.ledger import Encoded, Ledger
 from gateway.store.model import Row, Stored, StoreFullError, replaced_record, rows
 from gateway.store.schema import STORE, unclean
+from gateway.store.settle import Settle
 from gateway.store.thread import StoreThread
 
 __all__ = ["MAX_QUEUED", "Row", "Store", "StoreFullError", "StoreStats"]
-
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -91,8 +90,7 @@ class Store:
         self._changed = asyncio.Event()
         self._urgent = asyncio.Event()
         self.quarantined: Path | None = None
-
-    # -- life cycle ---------------------------------------------------------------------
+        self.settle = Settle()  # ``await store.settle.wait()``: what was added is committed
 
     @classmethod
     async def open(
@@ -240,6 +238,7 @@ class Store:
 
     def add(self, rec: Record) -> None:
         """Queue a record; telemetry is committed within ``commit_interval``, others at once."""
+        self.settle.queued()
         if len(self._queue) >= MAX_QUEUED and rec.lane is Lane.TELEMETRY:
             self._queue_dropped += 1
             with self.ledger.lock:  # reported in a gap by the next commit
@@ -254,14 +253,17 @@ class Store:
         ledger = self.ledger
         if not self._queue and not ledger.refused:
             return
-        batch, self._queue = self._queue, []
+        batch, self._queue, start = self._queue, [], self.settle.take()
         urgent = any(rec.lane is Lane.ALARM for rec, _ in batch)
-        refused, _ = await self._write(ledger.insert, batch, urgent=urgent)
-        if refused:
-            raise StoreFullError(
-                f"store {self.path} is full of undelivered alarms and events:"
-                f" {refused} waiting in memory"
-            )
+        try:
+            refused, _ = await self._write(ledger.insert, batch, urgent=urgent)
+            if refused:
+                raise StoreFullError(f"store {self.path} is full of undelivered alarms and"
+                                     f" events: {refused} waiting in memory")  # fmt: skip
+        except BaseException as exc:  # a cancelled flush's commit goes on: say "unknown"
+            self.settle.finished(start, exc if isinstance(exc, Exception) else StoreError("cut"))
+            raise
+        self.settle.finished(start)
 
     async def transact(
         self, work: Callable[[sqlite3.Connection], T], records: Sequence[Record] = ()

@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from gateway.ops.listener import LISTENERS, RESERVED_FDS
 from gateway.ops.logs import RepeatFilter
+from gateway.transport.listener import LISTENERS, RESERVED_FDS
 from tests.faults.local_api import PREFIX, LimitedDaemon, call, config, press
 from tests.support.daemon import write_config
 from tests.support.mosquitto import Mosquitto

@@ -529,7 +529,7 @@ def test_proof_of_service_keys_default_to_the_plan_and_take_free_supplier_text(
     doc["reports"] = {"publish_at": None}
     assert load_config(_save(cfg_dir, doc)).reports.publish_at is None
     kinds = typing.get_args(typing.get_args(DeviceConfig)[0])
-    assert len(kinds) == 5
+    assert len(kinds) == 6
     assert all("supplier" in kind.model_fields for kind in kinds)  # every kind has one
 
 

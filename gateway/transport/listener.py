@@ -1,4 +1,5 @@
-"""Bounded HTTP listeners for the local API and the monitor: a connection cap and timeouts.
+"""Bounded HTTP listeners (the local API, the monitor, the console, HTTP push devices): a
+connection cap and timeouts.
 
 Idle or slow clients must never make the alarm API or ``/health`` unreachable, nor take the
 file descriptors the store, the brokers and the dedup files need (RELIABILITY.md, fault 9).
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 RESERVED_FDS = 256  # kept for the store, the brokers, devices, dedup files and logs
-LISTENERS = 3  # the local API, the monitor and the console share what is left
+LISTENERS = 4  # the local API, the monitor, the console and HTTP push share what is left
 MIN_CAP = 16  # never fewer connections per listener, however low the limit
 LOG_EVERY = 60.0  # seconds between two warnings about the cap of one listener
 _budget: int | None = None

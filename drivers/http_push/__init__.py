@@ -1,0 +1,1 @@
+"""Devices that push readings or door events to the gateway by HTTP POST (``http_push``)."""
