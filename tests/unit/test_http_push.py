@@ -4,6 +4,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,23 @@ def test_forms_become_documents(tmp_path: Path) -> None:
         assert info.value.reason == "not_form"
     raw = HttpPushDeviceConfig.model_validate(entry(tmp_path))
     assert document(raw, b"{not json") == b"{not json"  # the mapping judges JSON bodies
+
+
+def test_the_documented_entries_load(tmp_path: Path) -> None:
+    page = (Path(__file__).parents[2] / "docs" / "http-push.md").read_text()
+    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", page, re.S)]
+    listener, devices = blocks[0]["http_push"], blocks[1]["devices"]
+    text = json.dumps(devices).replace("/etc/cgw/secrets/", f"{tmp_path}/")
+    for name in ("gate-b.token", "stations.key"):
+        (tmp_path / name).write_text(SECRET)
+        (tmp_path / name).chmod(0o600)
+    key = secret_file(tmp_path)
+    cfg = load_config(config(tmp_path, *json.loads(text), http_push=listener,
+                             privacy={"key_file": key}))  # fmt: skip
+    push = [d for d in cfg.devices if isinstance(d, HttpPushDeviceConfig)]
+    assert [(d.id, d.device_ids) for d in push] == [("gate-b", ["FG-B1"]),
+                                                     ("stations", ["es-01", "es-02"])]  # fmt: skip
+    assert [t.id for t in cfg.terminals] == ["gate-b"]
 
 
 async def test_the_barrier_waits_for_every_earlier_record_and_not_for_later_ones() -> None:
