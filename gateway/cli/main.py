@@ -25,6 +25,7 @@ from gateway.cli import users as cli_users
 from gateway.cli.local_api import load
 from gateway.config import Config, checks
 from gateway.config.gpio import GpioDeviceConfig
+from gateway.config.http_push import HttpPushDeviceConfig
 from gateway.config.modbus import ModbusDeviceConfig
 from gateway.core.errors import GatewayError
 
@@ -164,6 +165,9 @@ def _check(path: Path) -> int:
                 f"    {d.id}: {d.kind} unit {d.unit_id} on {d.bus},{profile}"
                 f" {len(d.active_points)} points every {d.interval:g} s"
             )
+        elif isinstance(d, HttpPushDeviceConfig):
+            carries = "door events" if d.door is not None else "readings"
+            print(f"    {d.id}: http_push, {carries} posted to /push/{d.id}")
         else:  # buttons and door terminals listen on a topic; a kind added later may not
             topic = getattr(d, "topic", None)
             where = f" on local topic {topic}," if topic else ""
