@@ -25,6 +25,7 @@ from pydantic import (
     Field,
     JsonValue,
     StrictInt,
+    field_validator,
     model_validator,
 )
 
@@ -46,7 +47,9 @@ from gateway.config.mqtt_devices import (
     find_mapping_profile,
     load_mapping_profile,
 )
+from gateway.config.secret_keys import load_key
 from gateway.core.access import Credential, DenyReason, Kind
+from gateway.core.errors import ConfigError
 from gateway.profiles import SHIPPED
 
 BUILTIN_DOOR_PROFILES = SHIPPED / "doors"
@@ -90,6 +93,16 @@ class PrivacyConfig(Model):
         description="The key before a rotation: events carry both pseudonyms while it is set; "
         "remove it (and destroy the file) once the changeover window is over",
     )
+
+    @field_validator("key_file", "previous_key_file")
+    @classmethod
+    def _a_key(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                load_key(path)  # what the daemon would refuse at start, refused here
+            except ConfigError as exc:
+                raise ValueError(exc.errors[0]) from None
+        return path
 
 
 def _unique(values: Sequence[object], what: str) -> None:

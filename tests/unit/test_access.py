@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gateway.config.secret_keys import decode_key, load_key
 from gateway.core.access import (
     ALARM_KINDS,
     AccessEvent,
@@ -28,7 +29,7 @@ from gateway.core.access import (
     TerminalWatch,
 )
 from gateway.core.errors import ConfigError
-from gateway.pipeline.privacy import Pseudonymiser, decode_key, key_id, load_key
+from gateway.pipeline.privacy import Pseudonymiser, key_id
 
 WALL0 = 1_800_000_000.0
 KEY = bytes(range(32))

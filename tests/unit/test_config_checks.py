@@ -5,6 +5,7 @@ have, a mistake hidden behind others, two listeners on one port, a missing seria
 """
 
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -120,7 +121,9 @@ def test_a_wildcard_rule_must_match_some_device(tmp_path: Path) -> None:
 
 def test_door_inputs_are_forced_and_held_open(tmp_path: Path) -> None:
     doc = _doc(tmp_path)
-    doc["privacy"] = {"key_file": "pw"}
+    (tmp_path / "privacy.key").write_text(secrets.token_hex(32))
+    (tmp_path / "privacy.key").chmod(0o600)
+    doc["privacy"] = {"key_file": "privacy.key"}
     doc["devices"].append(
         {
             "kind": "door_terminal",

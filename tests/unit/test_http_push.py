@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import json
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -158,9 +159,11 @@ def test_the_documented_entries_load(tmp_path: Path) -> None:
     for name in ("gate-b.token", "stations.key"):
         (tmp_path / name).write_text(SECRET)
         (tmp_path / name).chmod(0o600)
-    key = secret_file(tmp_path)
+    key = tmp_path / "privacy.key"
+    key.write_text(secrets.token_hex(32))
+    key.chmod(0o600)
     cfg = load_config(config(tmp_path, *json.loads(text), http_push=listener,
-                             privacy={"key_file": key}))  # fmt: skip
+                             privacy={"key_file": str(key)}))  # fmt: skip
     push = [d for d in cfg.devices if isinstance(d, HttpPushDeviceConfig)]
     assert [(d.id, d.device_ids) for d in push] == [("gate-b", ["FG-B1"]),
                                                      ("stations", ["es-01", "es-02"])]  # fmt: skip
