@@ -9,8 +9,8 @@ Contract:
   stopped gateway is when the figures are most wanted, and a report never writes to the file.
   A line on stderr says which source was read.
 - Output: a table per period (default), ``--csv`` (a row per period and device, kind,
-  supplier and all: ``gateway.reports.export``, the field console's download too) or ``--json`` (the API's document). Times are the community's
-  (``alarms.timezone``).
+  supplier and all: ``gateway.reports.export``, the field console's download too) or
+  ``--json`` (the API's document). Times are the community's (``alarms.timezone``).
 - Exit codes: 0 done; 1 the gateway refused, or the store file cannot be read; 2 a config or
   usage error.
 """
