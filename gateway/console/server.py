@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Self
 from gateway.console.live import Hub
 from gateway.console.pages import STATIC, login_page
 from gateway.console.ports import ConsolePorts
-from gateway.console.routes import COOKIE, LOGIN_COOKIE, Routes, person
+from gateway.console.routes import COOKIE, LOGIN_COOKIE, SESSION, SID, Routes, person
 from gateway.console.sessions import LoginThrottle, Session, Sessions, check_csrf
 from gateway.console.users import Users, allowed
 from gateway.core.catalogue import Language, negotiate
@@ -229,12 +229,15 @@ class Console:
                         text='{"error": "missing or wrong CSRF token"}',
                         content_type="application/json",
                     )
-                request["session"] = session
-                request["sid"] = request.cookies[COOKIE]
+                request[SESSION] = session
+                request[SID] = request.cookies[COOKIE]
                 response = await handler(request)
         except web.HTTPException as exc:
-            response = exc
+            _harden(exc, path)
+            raise
         _harden(response, path)
+        if isinstance(response, web.HTTPException):  # a redirect that sets a cookie
+            raise response  # aiohttp deprecates returning one (aiohttp#2415)
         return response
 
     def new_login_token(self) -> str:
