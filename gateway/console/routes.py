@@ -9,6 +9,8 @@ Contract (every path is behind ``Console._guard``: session, role and CSRF are ch
   the views of ``gateway.console.views``; ``GET /api/events``: the live stream (``Hub``).
 - ``POST /api/alarms/{id}/ack|reset``: as the signed-in person (their display name is the
   ``by`` that goes upstream). 404 no such open alarm, 409 reset refused (input still active).
+- ``GET /api/reports`` and ``GET /api/reports/availability.csv``: the availability and
+  response reports of a period (``gateway.console.reports``).
 - ``POST /api/devices/{id}/read`` and ``POST /api/buses/{bus}/scan`` (``{"units": "1-16"}``)
   go to the ``Commissioner`` (501 when the gateway has none). A scan never writes.
 - Errors are ``{"error": "<reason>"}``.
@@ -27,6 +29,7 @@ from aiohttp import web  # this module loads with the console only (gateway.cons
 
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.console.pages import STATIC, index_page
+from gateway.console.reports import ReportViews
 from gateway.console.sessions import Session, TooManyAttempts
 from gateway.console.users import UserError, allowed
 from gateway.console.views import devices_view
@@ -48,7 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 COOKIE = "cgw_session"
 LOGIN_COOKIE = "cgw_login"  # the sign-in form's own CSRF token
-AREA_NAMES = ("duty", "devices", "commission", "status", "users")
+AREA_NAMES = ("duty", "devices", "commission", "status", "reports", "users")
 PING = 10.0  # seconds between two keep-alive comments on a live stream
 # seconds a unit id has to answer a scan from the page: more than the CLI's default, since a
 # phone scans a few ids while the bus is polled, and a slow sensor missed is a wrong answer
@@ -123,6 +126,7 @@ class Routes:
         r.add_post("/api/buses/{bus}/scan", self.scan)
         r.add_get("/api/status", self.status)
         r.add_get("/api/events", self.events)
+        ReportViews(self.c.ports, self.c.clock).add(app)
 
     # -- pages ----------------------------------------------------------------------------
 

@@ -7,7 +7,8 @@ Contract:
 - Every page and endpoint but ``/login`` and ``/static/*`` needs a session cookie
   (``cgw_session``: HttpOnly, SameSite=Strict, Secure over TLS). Without one a page
   redirects to ``/login`` and an ``/api/`` call answers 401. A role that may not see an area
-  gets 403 (``gateway.console.users.allowed``): a guard sees duty and status only.
+  gets 403 (``gateway.console.users.allowed``): a guard sees duty and status only, not the
+  devices, commissioning or reports.
 - Every POST but ``/login`` carries the session's CSRF token in ``X-CSRF-Token``; a POST
   without it, or with another, is refused 403 and changes nothing. The sign-in form carries a
   token of its own, matched against a cookie set with the form.
@@ -62,6 +63,7 @@ AREAS = {  # path prefix -> area of gateway.console.users.allowed
     "/api/devices": "devices",
     "/api/buses": "commission",
     "/api/status": "status",
+    "/api/reports": "reports",
 }
 PUBLIC = ("/login", "/static/", "/favicon.ico")
 
