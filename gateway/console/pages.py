@@ -62,6 +62,7 @@ def index_page(language: Language) -> str:
         + """
 <body><div id="link" class="link lost" role="status" hidden></div>
 <header><span id="site"></span><nav id="nav"></nav><span id="who"></span>
+<button type="button" id="lang"></button>
 <form id="logout" method="post" action="/logout"><button type="submit" id="signout"></button></form>
 </header><button id="sound" class="sound" hidden></button>
 <main id="view"></main><script src="/static/console.js"></script></body></html>

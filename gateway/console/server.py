@@ -18,6 +18,9 @@ Contract:
   and the sessions of removed accounts or changed passwords end at once.
 - Every action (acknowledge, reset, read, scan, sign-in, sign-out) is logged with the person's
   name and published upstream on ``audit`` (``ports.audit``).
+- The language is the one the person picked with the page's language button (a
+  ``cgw_lang`` cookie: a preference, not a secret), else ``language`` of the config, else
+  the browser's ``Accept-Language``.
 - Responses carry a strict Content-Security-Policy (scripts and styles from the console
   only: it works with the internet down and loads nothing from elsewhere) and no-store
   caching for everything but the static files.
@@ -39,7 +42,7 @@ from gateway.console.ports import ConsolePorts
 from gateway.console.routes import COOKIE, LOGIN_COOKIE, SESSION, SID, Routes, person
 from gateway.console.sessions import LoginThrottle, Session, Sessions, check_csrf
 from gateway.console.users import Users, allowed
-from gateway.core.catalogue import Language, negotiate
+from gateway.core.catalogue import LANGUAGES, Language, negotiate
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.snapshots import ConsoleSnapshot
@@ -66,6 +69,7 @@ AREAS = {  # path prefix -> area of gateway.console.users.allowed
     "/api/reports": "reports",
 }
 PUBLIC = ("/login", "/static/", "/favicon.ico")
+LANG_COOKIE = "cgw_lang"  # the language a person picked on the page (set by its script)
 
 
 class Console:
@@ -143,7 +147,12 @@ class Console:
     # -- people ---------------------------------------------------------------------------
 
     def language(self, request: web.Request) -> Language:
-        """The console's language for this request: the config's, else the browser's."""
+        """The console's language for this request: the one the person picked on the page
+        (the ``cgw_lang`` cookie), else the config's, else the browser's."""
+        picked = request.cookies.get(LANG_COOKIE, "")
+        for language in LANGUAGES:
+            if picked == language:
+                return language
         if self.cfg.language != "auto":
             return self.cfg.language
         return negotiate(request.headers.get("Accept-Language", ""))

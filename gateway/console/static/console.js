@@ -383,6 +383,12 @@ async function start() {
     await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": me.csrf }, credentials: "same-origin" });
     location.href = "/login";
   });
+  $("lang").textContent = t("lang.switch");
+  $("lang").addEventListener("click", () => {
+    const other = me.language === "en" ? "zh-CN" : "en"; // a preference, read by the server
+    document.cookie = `cgw_lang=${other}; path=/; max-age=31536000; SameSite=Strict`;
+    location.reload();
+  });
   $("sound").addEventListener("click", enableSound);
   document.addEventListener("click", () => { if (audio === null) enableSound(); }, { once: true });
   drawSoundButton();
