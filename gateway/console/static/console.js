@@ -208,7 +208,7 @@ function redraw(what) {
 
 function severity(s) { return el("span", { class: "sev " + s }, t("severity." + s)); }
 
-const draw = {};
+const draw = { reports: drawReports }; // reports.js
 
 draw.duty = (focus) => {
   const duty = state.duty;
@@ -376,7 +376,7 @@ async function start() {
   $("site").textContent = t("title", { site: me.site });
   $("who").textContent = t("signed_in", { name: me.display, role: t("role." + me.role) });
   $("signout").textContent = t("signout");
-  $("nav").replaceChildren(...["duty", "devices", "commission", "status"].filter((a) => me.areas.includes(a))
+  $("nav").replaceChildren(...["duty", "devices", "commission", "reports", "status"].filter((a) => me.areas.includes(a))
     .map((a) => el("a", { href: "#" + a, "data-view": a, id: "nav-" + a }, t("nav." + a))));
   $("logout").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -392,13 +392,12 @@ async function start() {
   $("sound").addEventListener("click", enableSound);
   document.addEventListener("click", () => { if (audio === null) enableSound(); }, { once: true });
   drawSoundButton();
-  window.addEventListener("hashchange", () => {
-    const r = route();
+  const opened = (r) => {
     if (r.view === "device") loadHistory(r.arg);
-    redraw();
-  });
-  const r = route();
-  if (r.view === "device") loadHistory(r.arg);
+    if (r.view === "reports" && !report.data && !report.loading) loadReport(); // this month
+  };
+  window.addEventListener("hashchange", () => { opened(route()); redraw(); });
+  opened(route());
   redraw();
   connect();
   setInterval(() => redraw(route().view === "device" ? "devices" : route().view === "status" ? "status" : "duty"), 5000);
