@@ -44,10 +44,10 @@ def figure(driver: WebDriver, row: str, name: str) -> str | None:
 
 
 def row_state(driver: WebDriver, device: str) -> str | None:
-    row = element(driver, f"#device-{device}")
-    if row is None or not row.text:
-        return None
-    return "offline" if "offline" in (row.get_attribute("class") or "") else "online"
+    """``online`` or ``offline`` as the devices page shows ``device``; None before either."""
+    cell = element(driver, f"#device-{device} td.state")
+    text = "" if cell is None else cell.text
+    return next((s for s in ("offline", "online") if text.startswith(s)), None)
 
 
 def csv_of(driver: WebDriver, href: str) -> str:
@@ -74,8 +74,8 @@ async def test_an_installer_sees_the_outage_the_test_caused_in_both_languages_an
         await page.until(lambda d: row_state(d, "th-court") == "online", 20.0)
         site.sim.silent = {TH_UNIT}
         await page.until(lambda d: row_state(d, "th-court") == "offline", 20.0)
-        site.sim.silent = set()
-        await page.until(lambda d: row_state(d, "th-court") == "online", 20.0)
+        site.sim.silent = set()  # its next poll comes after the offline device's backoff
+        await page.until(lambda d: row_state(d, "th-court") == "online", 30.0)
 
         await page.call(driver.get, site.url + "/#reports")
         assert await page.until(lambda d: figure(d, "tr[data-device='th-court']", "outages")) == "1"

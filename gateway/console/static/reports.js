@@ -6,7 +6,6 @@
 const report = {
   form: { period: "this_month", from: "", to: "", by: "" },
   data: null, // the last /api/reports answer
-  query: "", // the query it answered
   loading: false,
   error: "",
 };
@@ -20,14 +19,12 @@ function reportQuery() {
 }
 
 async function loadReport() {
-  const query = reportQuery();
   report.loading = true;
   report.error = "";
   if (document.activeElement) document.activeElement.blur(); // redraw skips a focused field
   redraw();
   try {
-    report.data = await api("GET", "/api/reports?" + query);
-    report.query = query;
+    report.data = await api("GET", "/api/reports?" + reportQuery());
   } catch (e) {
     report.data = null;
     report.error = t("reports.bad_period", { reason: e.message });
