@@ -236,9 +236,11 @@ class AlarmEngine:
             await self.reset(alarm_id, by)
         return len(ids)
 
-    async def response_report(self, since: float) -> dict[str, Any]:
-        """Time-to-acknowledge figures over alarms raised since ``since`` (``report``)."""
-        return await response_report(self.store, since, Targets.of(self.cfg), now=self.clock.wall())
+    async def response_report(self, since: float, until: float | None = None) -> dict[str, Any]:
+        """Time-to-acknowledge figures over alarms raised from ``since`` until ``until`` (None:
+        until now), as ``gateway.alarms.report`` computes them."""
+        targets = Targets.of(self.cfg)
+        return await response_report(self.store, since, targets, until=until, now=self.clock.wall())
 
     def snapshot(self) -> AlarmsSnapshot:
         """Whether the engine has loaded its open alarms, which are open, acknowledgements."""

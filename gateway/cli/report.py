@@ -9,15 +9,13 @@ Contract:
   stopped gateway is when the figures are most wanted, and a report never writes to the file.
   A line on stderr says which source was read.
 - Output: a table per period (default), ``--csv`` (a row per period and device, kind,
-  supplier and all) or ``--json`` (the API's document). Times are the community's
-  (``alarms.timezone``).
+  supplier and all: ``gateway.reports.export``, the field console's download too) or
+  ``--json`` (the API's document). Times are the community's (``alarms.timezone``).
 - Exit codes: 0 done; 1 the gateway refused, or the store file cannot be read; 2 a config or
   usage error.
 """
 
 import argparse
-import csv
-import io
 import json
 import sys
 import time
@@ -30,14 +28,12 @@ from gateway.cli.local_api import Failed, NotRunning, call, config_option, load,
 from gateway.cli.tables import duration
 from gateway.core.errors import StoreError
 from gateway.reports.availability import BY, check_range
+from gateway.reports.export import as_csv
 from gateway.reports.service import from_file
 
 COMMAND = "report"
 EXIT_FAILURE = 1
 EXIT_CONFIG = 2
-FIGURES = ("counted_s", "uptime_pct", "outages", "gateway_outages", "longest_outage_s",
-           "downtime_s", "gateway_downtime_s", "readings", "readings_expected",
-           "completeness_pct")  # fmt: skip
 
 
 def _day(text: str) -> date:
@@ -100,26 +96,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(as_text(doc))
     return 0
-
-
-def as_csv(doc: dict[str, Any]) -> str:
-    """A row per period and device, then per kind, supplier and all."""
-    out = io.StringIO()
-    rows = csv.writer(out, lineterminator="\n")
-    rows.writerow(["period", "group", "name", "kind", "supplier", "devices", *FIGURES])
-    for p in doc["periods"]:
-        lines = [("device", d["device"], d["kind"], d["supplier"], 1, d) for d in p["devices"]]
-        lines += [("kind", g["kind"], g["kind"], None, g["devices"], g) for g in p["by_kind"]]
-        lines += [
-            ("supplier", g["supplier"], None, g["supplier"], g["devices"], g)
-            for g in p["by_supplier"]
-        ]
-        lines.append(("all", None, None, None, p["all"]["devices"], p["all"]))
-        for group, name, kind, supplier, devices, figures in lines:
-            cells = [p["period"], group, name, kind, supplier, devices]
-            cells += [figures[k] for k in FIGURES]
-            rows.writerow(["" if c is None else c for c in cells])
-    return out.getvalue()
 
 
 def _pct(v: float | None) -> str:

@@ -1,5 +1,6 @@
 """The console's HTML: the sign-in form (rendered here, works without script) and the page
-shell that loads ``static/console.js``, which draws every view from the JSON and the stream.
+shell that loads ``static/console.js``, which draws every view from the JSON and the stream
+(the Reports view from ``static/reports.js``, loaded first).
 
 Contract:
 - Every word comes from the catalogue (``gateway.core.catalogue``); every value put into
@@ -62,8 +63,10 @@ def index_page(language: Language) -> str:
         + """
 <body><div id="link" class="link lost" role="status" hidden></div>
 <header><span id="site"></span><nav id="nav"></nav><span id="who"></span>
+<button type="button" id="lang"></button>
 <form id="logout" method="post" action="/logout"><button type="submit" id="signout"></button></form>
 </header><button id="sound" class="sound" hidden></button>
-<main id="view"></main><script src="/static/console.js"></script></body></html>
+<main id="view"></main><script src="/static/reports.js"></script>
+<script src="/static/console.js"></script></body></html>
 """
     )

@@ -9,6 +9,9 @@ Contract:
 - ``rule_types`` maps a contact rule to its type (emergency, fire...), for the alarms' wording.
 - ``commissioner`` is None on a gateway without Modbus buses: scan and read are then not
   offered.
+- ``reports`` is the availability history (the local API's ``AvailabilitySource``: the
+  running gateway's report service); None on a console without one, whose reports answer 501.
+  The response report of a period comes from ``desk``.
 """
 
 from collections.abc import Callable, Mapping
@@ -19,6 +22,7 @@ from gateway.core.devices import DeviceState
 from gateway.core.messages import Json
 from gateway.ops.api import AlarmDesk
 from gateway.ops.device_api import Commissioner
+from gateway.ops.report_api import AvailabilitySource
 from gateway.ops.snapshot import GatewaySnapshot
 
 
@@ -52,3 +56,4 @@ class ConsolePorts:
     rule_types: Mapping[str, str] = field(default_factory=dict)  # contact rule -> its type
     commissioner: Commissioner | None = None
     bus_names: list[str] = field(default_factory=list)  # the configured buses, to scan
+    reports: AvailabilitySource | None = None

@@ -9,6 +9,8 @@ Contract (every path is behind ``Console._guard``: session, role and CSRF are ch
   the views of ``gateway.console.views``; ``GET /api/events``: the live stream (``Hub``).
 - ``POST /api/alarms/{id}/ack|reset``: as the signed-in person (their display name is the
   ``by`` that goes upstream). 404 no such open alarm, 409 reset refused (input still active).
+- ``GET /api/reports`` and ``GET /api/reports/availability.csv``: the availability and
+  response reports of a period (``gateway.console.reports``).
 - ``POST /api/devices/{id}/read`` and ``POST /api/buses/{bus}/scan`` (``{"units": "1-16"}``)
   go to the ``Commissioner`` (501 when the gateway has none). A scan never writes.
 - Errors are ``{"error": "<reason>"}``.
@@ -23,8 +25,11 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aiohttp import web  # this module loads with the console only (gateway.console.server)
+
 from gateway.alarms.lifecycle import LifecycleError
 from gateway.console.pages import STATIC, index_page
+from gateway.console.reports import ReportViews
 from gateway.console.sessions import Session, TooManyAttempts
 from gateway.console.users import UserError, allowed
 from gateway.console.views import devices_view
@@ -35,8 +40,6 @@ from gateway.ops.device_api import SCAN_LIMIT
 from gateway.ops.device_view import read_view, scan_view
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from gateway.config.console import ConsoleConfig
     from gateway.console.live import Hub
     from gateway.console.ports import ConsolePorts
@@ -48,16 +51,16 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 COOKIE = "cgw_session"
 LOGIN_COOKIE = "cgw_login"  # the sign-in form's own CSRF token
-AREA_NAMES = ("duty", "devices", "commission", "status", "users")
+AREA_NAMES = ("duty", "devices", "commission", "status", "reports", "users")
 PING = 10.0  # seconds between two keep-alive comments on a live stream
 # seconds a unit id has to answer a scan from the page: more than the CLI's default, since a
 # phone scans a few ids while the bus is polled, and a slow sensor missed is a wrong answer
 CONSOLE_SCAN_TIMEOUT = max(SCAN_TIMEOUT, 0.3)
+SESSION = web.RequestKey("session", Session)  # set by the guard on every signed-in request
+SID = web.RequestKey("sid", str)  # the session's id (its cookie)
 
 
 def _json(payload: Any, status: int = 200) -> web.Response:
-    from aiohttp import web
-
     return web.json_response(
         payload, status=status, dumps=lambda o: json.dumps(o, ensure_ascii=False)
     )
@@ -123,17 +126,14 @@ class Routes:
         r.add_post("/api/buses/{bus}/scan", self.scan)
         r.add_get("/api/status", self.status)
         r.add_get("/api/events", self.events)
+        ReportViews(self.c.ports, self.c.clock).add(app)
 
     # -- pages ----------------------------------------------------------------------------
 
     async def index(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
         return web.Response(text=index_page(self.c.language(request)), content_type="text/html")
 
     async def static(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
         found = STATIC.get(request.match_info["name"])
         if found is None:
             raise web.HTTPNotFound()
@@ -141,20 +141,14 @@ class Routes:
         return web.Response(body=body, content_type=kind, headers={"Cache-Control": "max-age=300"})
 
     async def favicon(self, request: web.Request) -> web.Response:
-        from aiohttp import web
-
         return web.Response(status=204, headers={"Cache-Control": "max-age=86400"})
 
     async def login_form(self, request: web.Request) -> web.StreamResponse:
-        from aiohttp import web
-
         if self.c.session(request) is not None:
             raise web.HTTPSeeOther("/")
         return self.c.login_page(request)
 
     async def login(self, request: web.Request) -> web.StreamResponse:
-        from aiohttp import web
-
         form = await request.post()
         name = str(form.get("name", "")).strip()[:64]
         password = str(form.get("password", ""))[:1024]
@@ -188,10 +182,8 @@ class Routes:
         return response
 
     async def logout(self, request: web.Request) -> web.StreamResponse:
-        from aiohttp import web
-
-        session: Session = request["session"]
-        self.c.sessions.drop(request["sid"])
+        session = request[SESSION]
+        self.c.sessions.drop(request[SID])
         self.c.audit(session, "sign-out", session.name, "executed")
         response = web.HTTPSeeOther("/login")
         response.del_cookie(COOKIE, path="/")
@@ -200,7 +192,7 @@ class Routes:
     # -- JSON -----------------------------------------------------------------------------
 
     async def me(self, request: web.Request) -> web.Response:
-        session: Session = request["session"]
+        session = request[SESSION]
         language = self.c.language(request)
         return _json(
             {
@@ -228,7 +220,7 @@ class Routes:
         return await self._act(request, "reset")
 
     async def _act(self, request: web.Request, action: str) -> web.Response:
-        session: Session = request["session"]
+        session = request[SESSION]
         desk = self.c.ports.desk
         alarm_id = request.match_info["id"][:64]
         if not desk.ready.is_set() or all(a.id != alarm_id for a in desk.open_alarms()):
@@ -259,7 +251,7 @@ class Routes:
         return _json(view | {"history": history})
 
     async def read(self, request: web.Request) -> web.Response:
-        session: Session = request["session"]
+        session = request[SESSION]
         device = request.match_info["id"][:64]
         commissioner = self.c.ports.commissioner
         if commissioner is None:
@@ -273,7 +265,7 @@ class Routes:
         return _json(read_view(read, raw=True))
 
     async def scan(self, request: web.Request) -> web.Response:
-        session: Session = request["session"]
+        session = request[SESSION]
         bus = request.match_info["bus"][:64]
         commissioner = self.c.ports.commissioner
         if commissioner is None or bus not in self.c.ports.bus_names:
@@ -302,9 +294,7 @@ class Routes:
     # -- the live stream ------------------------------------------------------------------
 
     async def events(self, request: web.Request) -> web.StreamResponse:
-        from aiohttp import web
-
-        session: Session = request["session"]  # its stream ends when it does
+        session = request[SESSION]  # its stream ends when it does
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",
@@ -322,7 +312,7 @@ class Routes:
                         event = await sub.queue.get()
                 except TimeoutError:
                     event = "event: ping\ndata: {}\n\n"  # the page's watchdog counts these
-                if event is None or self.c.alive(request["sid"]) is None:
+                if event is None or self.c.alive(request[SID]) is None:
                     break  # dropped for falling behind, or signed out: the page reconnects
                 await response.write(event.encode())
         except ConnectionResetError:

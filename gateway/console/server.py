@@ -7,7 +7,8 @@ Contract:
 - Every page and endpoint but ``/login`` and ``/static/*`` needs a session cookie
   (``cgw_session``: HttpOnly, SameSite=Strict, Secure over TLS). Without one a page
   redirects to ``/login`` and an ``/api/`` call answers 401. A role that may not see an area
-  gets 403 (``gateway.console.users.allowed``): a guard sees duty and status only.
+  gets 403 (``gateway.console.users.allowed``): a guard sees duty and status only, not the
+  devices, commissioning or reports.
 - Every POST but ``/login`` carries the session's CSRF token in ``X-CSRF-Token``; a POST
   without it, or with another, is refused 403 and changes nothing. The sign-in form carries a
   token of its own, matched against a cookie set with the form.
@@ -17,6 +18,9 @@ Contract:
   and the sessions of removed accounts or changed passwords end at once.
 - Every action (acknowledge, reset, read, scan, sign-in, sign-out) is logged with the person's
   name and published upstream on ``audit`` (``ports.audit``).
+- The language is the one the person picked with the page's language button (a
+  ``cgw_lang`` cookie: a preference, not a secret), else ``language`` of the config, else
+  the browser's ``Accept-Language``.
 - Responses carry a strict Content-Security-Policy (scripts and styles from the console
   only: it works with the internet down and loads nothing from elsewhere) and no-store
   caching for everything but the static files.
@@ -35,10 +39,10 @@ from typing import TYPE_CHECKING, Any, Self
 from gateway.console.live import Hub
 from gateway.console.pages import STATIC, login_page
 from gateway.console.ports import ConsolePorts
-from gateway.console.routes import COOKIE, LOGIN_COOKIE, Routes, person
+from gateway.console.routes import COOKIE, LOGIN_COOKIE, SESSION, SID, Routes, person
 from gateway.console.sessions import LoginThrottle, Session, Sessions, check_csrf
 from gateway.console.users import Users, allowed
-from gateway.core.catalogue import Language, negotiate
+from gateway.core.catalogue import LANGUAGES, Language, negotiate
 from gateway.core.clock import Clock, SystemClock
 from gateway.core.errors import ConfigError
 from gateway.core.snapshots import ConsoleSnapshot
@@ -62,8 +66,10 @@ AREAS = {  # path prefix -> area of gateway.console.users.allowed
     "/api/devices": "devices",
     "/api/buses": "commission",
     "/api/status": "status",
+    "/api/reports": "reports",
 }
 PUBLIC = ("/login", "/static/", "/favicon.ico")
+LANG_COOKIE = "cgw_lang"  # the language a person picked on the page (set by its script)
 
 
 class Console:
@@ -141,7 +147,12 @@ class Console:
     # -- people ---------------------------------------------------------------------------
 
     def language(self, request: web.Request) -> Language:
-        """The console's language for this request: the config's, else the browser's."""
+        """The console's language for this request: the one the person picked on the page
+        (the ``cgw_lang`` cookie), else the config's, else the browser's."""
+        picked = request.cookies.get(LANG_COOKIE, "")
+        for language in LANGUAGES:
+            if picked == language:
+                return language
         if self.cfg.language != "auto":
             return self.cfg.language
         return negotiate(request.headers.get("Accept-Language", ""))
@@ -229,12 +240,15 @@ class Console:
                         text='{"error": "missing or wrong CSRF token"}',
                         content_type="application/json",
                     )
-                request["session"] = session
-                request["sid"] = request.cookies[COOKIE]
+                request[SESSION] = session
+                request[SID] = request.cookies[COOKIE]
                 response = await handler(request)
         except web.HTTPException as exc:
-            response = exc
+            _harden(exc, path)
+            raise
         _harden(response, path)
+        if isinstance(response, web.HTTPException):  # a redirect that sets a cookie
+            raise response  # aiohttp deprecates returning one (aiohttp#2415)
         return response
 
     def new_login_token(self) -> str:

@@ -11,6 +11,7 @@ Contract:
   status        yes    yes        yes
   devices       no     yes        yes
   commission    no     yes        yes
+  reports       no     yes        yes
   users         no     no         yes
   ============  =====  =========  =====
 
@@ -65,12 +66,12 @@ from gateway.core.errors import ConfigError, GatewayError
 from gateway.core.files import FileStamp, replace_file, stamp
 
 Role = Literal["guard", "installer", "admin"]
-Area = Literal["duty", "devices", "commission", "status", "users"]
+Area = Literal["duty", "devices", "commission", "status", "reports", "users"]
 ROLES: tuple[Role, ...] = ("guard", "installer", "admin")
 _AREAS: dict[str, frozenset[str]] = {
     "guard": frozenset({"duty", "status"}),
-    "installer": frozenset({"duty", "status", "devices", "commission"}),
-    "admin": frozenset({"duty", "status", "devices", "commission", "users"}),
+    "installer": frozenset({"duty", "status", "devices", "commission", "reports"}),
+    "admin": frozenset({"duty", "status", "devices", "commission", "reports", "users"}),
 }
 
 DEFAULT_USERS_FILE = Path("/var/lib/cgw/users.yaml")  # the config's console.users_file default

@@ -110,8 +110,9 @@ class AlarmDesk(Protocol):
         """Clear a latched alarm; ``LifecycleError`` while its input is still active."""
         ...
 
-    async def response_report(self, since: float) -> dict[str, Any]:
-        """Response-time figures of alarms raised since ``since`` (wall clock)."""
+    async def response_report(self, since: float, until: float | None = None) -> dict[str, Any]:
+        """Response-time figures of alarms raised from ``since`` until ``until`` (wall clock;
+        None: until now)."""
         ...
 
 

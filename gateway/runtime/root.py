@@ -154,12 +154,14 @@ class Runtime:
                 Component("sink:influx", SINKS, key(_dump(influx)),
                           lambda: self._run_influx(influx))
             )  # fmt: skip
-        ports = console_ports(cfg, engine, self.devices, self.snapshot, self.store.add,
-                              self.clock, self._synced, self._commissioner())  # fmt: skip
         zone = lambda: self.cfg.alarms.timezone  # noqa: E731  # the zone at each request
+        reports = self.reports.service(self.store, zone)  # the API's and the console's
+        ports = console_ports(cfg, engine, self.devices, self.snapshot, self.store.add,
+                              self.clock, self._synced, self._commissioner(),
+                              reports)  # fmt: skip
         out += local_services(cfg, engine, self.api_up, self.snapshot, ports, self.clock,
                               lambda view: setattr(self, "console_view", view),
-                              self.reports.service(self.store, zone))  # fmt: skip
+                              reports)  # fmt: skip
         out += self.reports.components(cfg, self.store, self._synced)
         routes = cfg.escape_routes
         if routes:

@@ -107,6 +107,7 @@ def console_ports(
     clock: Clock,
     synced: Callable[[], bool],
     commissioner: Commissioner | None,
+    reports: AvailabilitySource | None = None,
 ) -> ConsolePorts:
     """What the field console reads and does, from the running gateway's parts."""
 
@@ -116,7 +117,7 @@ def console_ports(
     types = {r.id: r.type for r in cfg.alarms.rules if isinstance(r, ContactRuleConfig)}
     return ConsolePorts(
         cfg.gateway.site_id, cfg.alarms.timezone, engine, devices, snapshot, audit, types,
-        commissioner if cfg.buses else None, [b.id for b in cfg.buses],
+        commissioner if cfg.buses else None, [b.id for b in cfg.buses], reports,
     )  # fmt: skip
 
 

@@ -34,7 +34,7 @@ class Desk:
     async def reset(self, alarm_id: str, by: str) -> list[Transition]:
         return []
 
-    async def response_report(self, since: float) -> dict[str, Any]:
+    async def response_report(self, since: float, until: float | None = None) -> dict[str, Any]:
         return {"all": {"alarms": 0}}
 
 

@@ -54,6 +54,7 @@ def test_each_role_opens_the_areas_of_the_documented_table() -> None:
         "status": {"guard", "installer", "admin"},
         "devices": {"installer", "admin"},
         "commission": {"installer", "admin"},
+        "reports": {"installer", "admin"},
         "users": {"admin"},
     }
     for area, roles in table.items():

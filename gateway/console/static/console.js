@@ -208,7 +208,7 @@ function redraw(what) {
 
 function severity(s) { return el("span", { class: "sev " + s }, t("severity." + s)); }
 
-const draw = {};
+const draw = { reports: drawReports }; // reports.js
 
 draw.duty = (focus) => {
   const duty = state.duty;
@@ -376,23 +376,28 @@ async function start() {
   $("site").textContent = t("title", { site: me.site });
   $("who").textContent = t("signed_in", { name: me.display, role: t("role." + me.role) });
   $("signout").textContent = t("signout");
-  $("nav").replaceChildren(...["duty", "devices", "commission", "status"].filter((a) => me.areas.includes(a))
+  $("nav").replaceChildren(...["duty", "devices", "commission", "reports", "status"].filter((a) => me.areas.includes(a))
     .map((a) => el("a", { href: "#" + a, "data-view": a, id: "nav-" + a }, t("nav." + a))));
   $("logout").addEventListener("submit", async (e) => {
     e.preventDefault();
     await fetch("/logout", { method: "POST", headers: { "X-CSRF-Token": me.csrf }, credentials: "same-origin" });
     location.href = "/login";
   });
+  $("lang").textContent = t("lang.switch");
+  $("lang").addEventListener("click", () => {
+    const other = me.language === "en" ? "zh-CN" : "en"; // a preference, read by the server
+    document.cookie = `cgw_lang=${other}; path=/; max-age=31536000; SameSite=Strict`;
+    location.reload();
+  });
   $("sound").addEventListener("click", enableSound);
   document.addEventListener("click", () => { if (audio === null) enableSound(); }, { once: true });
   drawSoundButton();
-  window.addEventListener("hashchange", () => {
-    const r = route();
+  const opened = (r) => {
     if (r.view === "device") loadHistory(r.arg);
-    redraw();
-  });
-  const r = route();
-  if (r.view === "device") loadHistory(r.arg);
+    if (r.view === "reports" && !report.data && !report.loading) loadReport(); // this month
+  };
+  window.addEventListener("hashchange", () => { opened(route()); redraw(); });
+  opened(route());
   redraw();
   connect();
   setInterval(() => redraw(route().view === "device" ? "devices" : route().view === "status" ? "status" : "duty"), 5000);
