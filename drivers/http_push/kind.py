@@ -41,8 +41,9 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
         if terminals:
             doors = DoorTerminals(None, terminals, client_id="", clock=ports.clock,
                                   profile_dirs=cfg.profile_dirs, count=ports.count)  # fmt: skip
-        server = PushServer(listener, entries, readings=readings, doors=doors, clock=ports.clock,
-                            settled=ports.settled, count=ports.count)  # fmt: skip
+        server = PushServer(listener, entries, readings=readings, doors=doors,
+                            records=cfg.records, clock=ports.clock, settled=ports.settled,
+                            count=ports.count)  # fmt: skip
         stages: list[Stage] = []
         closers = []
         rejects = {"http_push": lambda: dict(server.rejected)}

@@ -13,10 +13,12 @@ Contract:
   door events: the terminals' own rule, which never refuses an event that changes what a door
   did), ``not_form`` and the mapping's reasons 400, ``not_kept`` 503.
 - A post that goes on is handed to the inbox (``JsonDevices.handle`` or
-  ``DoorTerminals.handle``), which maps it and emits to the pipeline; the answer waits for
-  ``settled`` (the store's commit of everything emitted so far). Only then the entry's
-  ``reply`` goes out, so a device re-sends whatever the gateway did not keep: a kill before
-  the commit leaves the device without an answer; a failed commit is ``not_kept`` 503.
+  ``DoorTerminals.handle``), which maps it and emits to the pipeline; a terminal record is
+  mapped by ``records.parse`` (its reasons: ``unknown_kind``, ``undeclared_field`` ... 400)
+  and emitted as a ``TerminalRecord``, which the pipeline seals before anything else sees it.
+  The answer waits for ``settled`` (the store's commit of everything emitted so far); only
+  then the entry's ``reply`` goes out, so a device re-sends whatever the gateway did not keep:
+  a kill before the commit leaves it without an answer; a failed commit is ``not_kept`` 503.
   Re-sent door events are dropped by the pipeline's event-id dedup.
 - Counters: ``accepted`` (posts answered with the reply), ``rejected[reason]`` (also as
   ``rejected`` of the device when the device is configured). Each (reason, entry) is logged
@@ -34,10 +36,12 @@ from aiohttp import web
 from drivers.base import Emit
 from drivers.doors.terminals import DoorTerminals
 from drivers.http_push.body import BodyError, Secrets, authorised, document
+from drivers.http_push.records import Refused, parse
 from drivers.mqtt.limit import Limiter
 from drivers.mqtt_json.devices import JsonDevices
 from gateway.config.http_push import HttpPushDeviceConfig, PushListenerConfig
 from gateway.config.mqtt_devices import NAME_RE
+from gateway.config.records import RecordsConfig
 from gateway.core.clock import Clock
 from gateway.core.errors import GatewayError
 from gateway.transport.listener import ConnectionGate, connection_cap, serve
@@ -67,18 +71,17 @@ class PushServer:
         *,
         readings: JsonDevices | None,
         doors: DoorTerminals | None,
+        records: RecordsConfig | None = None,
         clock: Clock,
         settled: Callable[[], Awaitable[None]] | None,
         count: Callable[[str, str], None] | None = None,
     ) -> None:
         self.cfg = listener
         self.entries = {e.id: e for e in entries}
-        self.readings, self.doors = readings, doors
-        self.settled = settled
+        self.readings, self.doors, self.records = readings, doors, records
+        self.clock, self.settled = clock, settled
         self._secrets = {e.id: Secrets.of(e.auth) for e in entries}
-        self._limits = {
-            e.id: Limiter(e.rate_limit, clock.mono) for e in entries if e.readings is not None
-        }
+        self._limits = {e.id: Limiter(e.rate_limit, clock.mono) for e in entries if e.door is None}
         self._known = {d: e.id for e in entries for d in e.device_ids}
         self._count = count
         self.accepted = 0
@@ -141,12 +144,17 @@ class PushServer:
             doc = document(entry, body)
         except BodyError as exc:
             return self._refuse(entry, exc.reason, device, str(exc))
-        topic = "/".join([entry.topic, *levels])
-        inbox = self.readings if entry.readings is not None else self.doors
-        assert inbox is not None  # built for every kind of entry configured
-        reason = inbox.handle(topic, doc, emit)
-        if reason is not None:
-            return self._refuse(entry, reason, device, "refused by the mapping", counted=True)
+        if entry.records is not None:
+            refused = self._record(entry, levels, doc, emit)
+            if refused is not None:
+                return refused
+        else:
+            topic = "/".join([entry.topic, *levels])
+            inbox = self.readings if entry.readings is not None else self.doors
+            assert inbox is not None  # built for every kind of entry configured
+            reason = inbox.handle(topic, doc, emit)
+            if reason is not None:
+                return self._refuse(entry, reason, device, "refused by the mapping", counted=True)
         if self.settled is not None:
             try:
                 await self.settled()
@@ -157,6 +165,21 @@ class PushServer:
         return web.Response(status=reply.status, body=reply.body.encode(),
                             content_type=_mime(reply.content_type),
                             charset="utf-8")  # fmt: skip
+
+    def _record(self, entry: HttpPushDeviceConfig, levels: list[str], body: bytes,
+                emit: Emit) -> web.Response | None:  # fmt: skip
+        """Map and emit a terminal record; the refusal, if it is refused."""
+        assert self.records is not None  # the loader insists on both
+        assert entry.records is not None
+        if levels:
+            return self._refuse(entry, "unknown_topic", "", "a record terminal has one path")
+        try:
+            record = parse(self.records, frozenset(entry.records), entry.id, body,
+                           self.clock.wall())  # fmt: skip
+        except Refused as exc:
+            return self._refuse(entry, exc.reason, entry.id, str(exc))
+        emit(record)
+        return None
 
     def _refuse(self, entry: HttpPushDeviceConfig | None, reason: str, device: str,
                 detail: str, counted: bool = False) -> web.Response:  # fmt: skip

@@ -57,8 +57,10 @@ def _listing(names: Iterable[str]) -> str:
 
 def _mapped(dev: DeviceConfig) -> DeviceConfig:
     """An http_push entry as the broker kind whose mapping it uses; others as they are."""
-    if isinstance(dev, HttpPushDeviceConfig):
-        return dev.as_json() if dev.readings is not None else dev.as_terminal()
+    if isinstance(dev, HttpPushDeviceConfig) and dev.readings is not None:
+        return dev.as_json()
+    if isinstance(dev, HttpPushDeviceConfig) and dev.door is not None:
+        return dev.as_terminal()
     return dev
 
 
@@ -82,6 +84,9 @@ def contact_inputs(cfg: Config) -> dict[str, set[str] | None]:
             out[dev.id] = set(TERMINAL_INPUTS)
             for door in dev.doors:
                 out[door.id] = set(DOOR_INPUTS)
+        elif isinstance(dev, HttpPushDeviceConfig) and dev.records and cfg.records is not None:
+            kinds = [cfg.records.kind(k) for k in dev.records]  # an urgent record: its kind
+            out[dev.id] = {k.id for k in kinds if k is not None and k.urgent is not None}
         elif isinstance(dev, MqttJsonDeviceConfig):  # bool points are contacts, as on Modbus
             for device in dev.device_ids:
                 out[device] = {p.name for p in dev.active_points if p.type == "bool"}

@@ -182,16 +182,23 @@ class HttpPushDeviceConfig(Model):
     reply: PushReplyConfig = Field(default_factory=PushReplyConfig, description="Answers")
     readings: PushReadingsConfig | None = Field(None, description="The body carries readings")
     door: PushDoorConfig | None = Field(None, description="The body carries door events")
+    records: list[Name] | None = Field(
+        None, min_length=1, description="The body carries a record of one of these kinds"
+        " (``records.kinds``; docs/records.md)",
+    )  # fmt: skip
     description: str = Field("", max_length=200, description="Free text, e.g. the location")
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if (self.readings is None) == (self.door is None):
-            raise ValueError("give exactly one of readings or door")
+        if [self.readings, self.door, self.records].count(None) != 2:
+            raise ValueError("give exactly one of readings, door or records")
         if self.form_field is not None and self.body != "form":
             raise ValueError("form_field needs body: form")
         try:
-            self.as_json() if self.readings is not None else self.as_terminal()
+            if self.readings is not None:
+                self.as_json()
+            elif self.door is not None:
+                self.as_terminal()
         except ValidationError as exc:  # the derived config's own checks, by the entry's key
             first = exc.errors(include_url=False)[0]
             key = "readings" if self.readings is not None else "door"
@@ -256,7 +263,9 @@ class HttpPushDeviceConfig(Model):
         """The devices (or terminals) this entry stands for."""
         if self.readings is not None:
             return self.as_json().device_ids
-        return self.as_terminal().terminals
+        if self.door is not None:
+            return self.as_terminal().terminals
+        return [self.id]  # a data-collection terminal
 
     @property
     def interval(self) -> float | None:

@@ -20,6 +20,7 @@ from gateway.config.monitor import MonitorConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
 from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.config.notify import ChannelConfig
+from gateway.config.records import RecordsConfig
 from gateway.config.reports import ReportsConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).
@@ -141,6 +142,9 @@ class Config(Model):
     )
     http_push: PushListenerConfig | None = Field(
         None, description="The listener http_push devices post to; needed by any such device"
+    )
+    records: RecordsConfig | None = Field(
+        None, description="Record kinds data-collection terminals post, field by field, classed"
     )
     privacy: PrivacyConfig | None = Field(
         None, description="The per-site key that pseudonymises resident ids (door terminals)"

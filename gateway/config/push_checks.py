@@ -30,6 +30,7 @@ def check_push_entries(cfg: Config) -> list[str]:
             f"devices[{doors[0][0]}].door: door events need a 'privacy' section (the key that"
             " pseudonymises resident ids)"
         )
+    problems += _records(cfg, [(i, d) for i, d in indexed if d.records is not None])
     owner = {d.id: f"devices[{i}]" for i, d in enumerate(cfg.devices)}
     for i, d in enumerate(cfg.devices):
         for door in getattr(d, "doors", []):  # the doors of broker terminals
@@ -53,4 +54,25 @@ def check_push_entries(cfg: Config) -> list[str]:
             problems += [f"{where}.door: {p}" for p in check_mapping(term, mapping(term))]
         except ConfigError as exc:
             problems += [f"{where}.door.profile: {e}" for e in exc.errors]
+    return problems
+
+
+def _records(cfg: Config, indexed: list[tuple[int, HttpPushDeviceConfig]]) -> list[str]:
+    """Record terminals: kinds that are declared, and a privacy key for personal fields."""
+    if not indexed:
+        return []
+    if cfg.records is None:
+        return [f"devices[{indexed[0][0]}].records: terminal records need a 'records' section"
+                " (the kinds and their fields)"]  # fmt: skip
+    problems: list[str] = []
+    declared = {k.id for k in cfg.records.kinds}
+    for i, d in indexed:
+        for kind in d.records or []:
+            if kind not in declared:
+                listing = ", ".join(sorted(declared))
+                problems.append(f"devices[{i}].records: no record kind {kind!r} (kinds: {listing})")
+    personal = any(f.data_class == "personal" for k in cfg.records.kinds for f in k.fields)
+    if personal and cfg.privacy is None:
+        problems.append("records: personal fields need a 'privacy' section (the key that"
+                        " pseudonymises them)")  # fmt: skip
     return problems

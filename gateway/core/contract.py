@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gateway.core.access import AccessEvent
 
 SCHEMA_VERSION = 1
-CONTRACT = "1.2"  # major.minor: 1.1 added the store epoch, 1.2 the daily report topics
+CONTRACT = "1.3"  # major.minor: 1.1 the store epoch, 1.2 the daily reports, 1.3 records
 
 
 def iso(ts: float) -> str:

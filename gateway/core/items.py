@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from gateway.core.access import AccessEvent
 from gateway.core.messages import ContactEvent, DeviceStatus, Sample, Value
+from gateway.core.records import TerminalRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,5 +24,5 @@ class RawSample:
     values: tuple[tuple[str, Value | None], ...]
 
 
-Item = RawSample | Sample | DeviceStatus | ContactEvent | AccessEvent
+Item = RawSample | Sample | DeviceStatus | ContactEvent | AccessEvent | TerminalRecord
 Stage = Callable[[Item], "Item | list[Item] | None"]

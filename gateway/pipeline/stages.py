@@ -39,6 +39,7 @@ from gateway.core.contract import access_record, status_record, telemetry_record
 from gateway.core.devices import DeviceStates
 from gateway.core.items import Item, RawSample, Stage
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Record, Sample
+from gateway.core.records import TerminalRecord, record_record
 from gateway.pipeline.chain import Pipeline
 from gateway.pipeline.privacy import Pseudonymise, Pseudonymiser
 from gateway.pipeline.scale import Scaled, to_reading
@@ -197,6 +198,10 @@ class Rules:
             status = terminal_status(item)
             if status is not None:
                 self.engine.status(status)
+        elif isinstance(item, TerminalRecord) and item.urgent:  # a pulse of input <kind>
+            self._contact(ContactEvent(item.device, item.kind, True, item.ts, item.record_id))
+            self._contact(ContactEvent(item.device, item.kind, False, item.ts, item.record_id),
+                          counted=False)  # fmt: skip
         return item
 
 
@@ -221,6 +226,8 @@ class Store:
             status = terminal_status(item)
             if status is not None:
                 self.add(status_record(status, self.synced()))
+        elif isinstance(item, TerminalRecord):
+            self.add(record_record(item, self.synced()))
         return item
 
 
@@ -287,6 +294,7 @@ def pipeline(
             Validate(),
             Scale(points),
             *privacy,
+            *_sealing(cfg, privacy[0].names if privacy else None),
             *dedup,
             Track(states),
             *([] if availability is None else [Availability(availability)]),
@@ -294,3 +302,15 @@ def pipeline(
             Store(add, synced),
         ]
     )
+
+
+def _sealing(cfg: Config, names: Pseudonymiser | None) -> list[Stage]:
+    """The seal stage, when terminal records are configured (cryptography loads only then)."""
+    if cfg.records is None:
+        return []
+    from gateway.config.sealing_key import load_public_key
+    from gateway.pipeline.sealing import Seal
+
+    path = cfg.records.public_key_file
+    key = None if path is None else load_public_key(path)
+    return [Seal(cfg.gateway.site_id, cfg.gateway.gateway_id, key, names)]

@@ -12,6 +12,7 @@ The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 ``cmd-result/<id>``        ``cmd-result.json``
 ``audit``                  ``audit.json``
 ``event/<dev>``            ``access-event.json``
+``record/<kind>``          ``record.json``
 ``report/availability``    ``report-availability.json``
 ``report/response``        ``report-response.json``
 =========================  ============================
@@ -53,6 +54,7 @@ SCHEMA_FILES = (
     "access-event.json",
     "report-availability.json",
     "report-response.json",
+    "record.json",
 )
 
 
@@ -99,6 +101,8 @@ def schema_name(suffix: str) -> str | None:
         return f"report-{parts[1]}.json"
     if len(parts) == 2 and parts[0] == "event" and parts[1]:
         return "access-event.json"
+    if len(parts) == 2 and parts[0] == "record" and parts[1]:
+        return "record.json"
     if len(parts) == 2 and parts[0] == "cmd-result" and parts[1]:
         return "cmd-result.json"
     if len(parts) == 2 and parts[0] == "telemetry" and parts[1]:
@@ -128,4 +132,6 @@ def validate_message(prefix: str, topic: str, payload: bytes) -> dict[str, Any]:
     parts = suffix.split("/")
     if name in ("telemetry.json", "device-status.json"):
         assert obj["device"] == parts[1], f"{topic}: payload device is {obj['device']!r}"
+    if name == "record.json":
+        assert obj["kind"] == parts[1], f"{topic}: payload kind is {obj['kind']!r}"
     return obj

@@ -151,7 +151,7 @@ def test_gateway_status_payload_matches_its_schema() -> None:
     assert _errors("status.json", msg) == []
     assert msg == {
         "v": 1,
-        "contract": "1.2",
+        "contract": "1.3",
         "gateway_id": "gw-01",
         "site_id": "site-7",
         "epoch": EPOCH,

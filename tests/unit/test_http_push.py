@@ -78,8 +78,8 @@ def test_an_entry_is_its_broker_kinds_mapping_on_a_topic_of_its_own(tmp_path: Pa
     ("over", "message"),
     [
         ({"door": {"doors": [{"id": "d1"}], "profile": "facegate-json"}},
-         "give exactly one of readings or door"),
-        ({"readings": None}, "give exactly one of readings or door"),
+         "give exactly one of readings, door or records"),
+        ({"readings": None}, "give exactly one of readings, door or records"),
         ({"form_field": "data"}, "form_field needs body: form"),
         ({"auth": {}}, "give exactly one of token_file or hmac_file"),
         ({"readings": {"devices": ["a"], "points": [{"name": "kwh", "path": "kwh"}]}},
