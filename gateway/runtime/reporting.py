@@ -16,7 +16,10 @@ import dataclasses
 from collections.abc import Callable
 
 from drivers.base import config_key
+from gateway.config.doors import DoorTerminalConfig
+from gateway.config.http_push import HttpPushDeviceConfig
 from gateway.config.models import Config, DeviceConfig
+from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.core.clock import Clock
 from gateway.reports.daily import DailyReports
 from gateway.reports.history import DeviceInfo
@@ -26,11 +29,20 @@ from gateway.runtime.components import ALARMS, Component
 from gateway.store import Store
 
 
-def device_info(d: DeviceConfig) -> DeviceInfo:
-    """What the reports show of a configured device; ``interval`` of a kind that polls."""
+def device_info(d: DeviceConfig) -> list[DeviceInfo]:
+    """What the reports show of a config entry's devices: each device a fleet lists (an
+    mqtt_json or http_push entry's ids, a door config's terminals), with the entry's kind,
+    supplier and expected interval (of a kind that polls or reports on a schedule)."""
     interval = getattr(d, "interval", None)
     supplier = getattr(d, "supplier", None)
-    return DeviceInfo(d.id, d.kind, supplier, float(interval) if interval else None)
+    if isinstance(d, DoorTerminalConfig):
+        ids = d.terminals
+    elif isinstance(d, MqttJsonDeviceConfig | HttpPushDeviceConfig):
+        ids = d.device_ids
+    else:
+        ids = [d.id]
+    every = float(interval) if interval else None
+    return [DeviceInfo(device, d.kind, supplier, every) for device in ids]
 
 
 class Reporting:
@@ -47,7 +59,7 @@ class Reporting:
 
     def components(self, cfg: Config, store: Store, synced: Callable[[], bool]) -> list[Component]:
         """The recorder's writer and, if configured, the daily publisher."""
-        devices = [device_info(d) for d in cfg.devices]
+        devices = [info for d in cfg.devices for info in device_info(d)]
         zone, keep = cfg.alarms.timezone, cfg.reports.retention_days
         key = config_key([dataclasses.asdict(d) for d in devices], zone, keep)
         out = [
