@@ -131,8 +131,8 @@ class PushServer:
         size = request.content_length
         if size is not None and size > entry.max_body:
             return self._refuse(entry, "too_large", device, f"{size} bytes")
-        body = await request.content.read(entry.max_body + 1)
-        if len(body) > entry.max_body:
+        body = await _read(request, entry.max_body)
+        if body is None:
             return self._refuse(entry, "too_large", device, f"over {entry.max_body} bytes")
         if not authorised(entry.auth, self._secrets[entry.id], request.headers,
                           request.query, body):  # fmt: skip
@@ -202,6 +202,18 @@ class PushServer:
             content_type=_mime(entry.reply.content_type),
             charset="utf-8",
         )
+
+
+async def _read(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, however it is chunked; None as soon as it is longer than ``limit``."""
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            return None
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _mime(content_type: str) -> str:
