@@ -21,6 +21,7 @@ from gateway.transport.mqtt import Endpoint, Retry, Session, Status
 from tests.support.mosquitto import Mosquitto
 from tests.support.proxy import MqttProxy
 from tests.support.subscriber import Recorder
+from tests.support.wait import wait_until
 
 FAST = Retry(0.05, 0.2)  # quick reconnects: the tests wait for several attempts
 STATUS = "site/gw/status"
@@ -47,15 +48,6 @@ def session(
 
 def status() -> Status:
     return Status(STATUS, lambda state: state.encode())
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Poll an in-memory counter of the session (it has no event for it), for 10 s at most."""
-    deadline = time.monotonic() + 10.0
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not true after 10 s: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def idle(client: aiomqtt.Client) -> None:
