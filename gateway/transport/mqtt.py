@@ -8,6 +8,10 @@ Contract:
 - One connection at a time. Each attempt makes a fresh ``aiomqtt.Client``: the will then
   carries the time of this attempt, and paho never re-sends on its own a QoS 1 message that
   timed out on an earlier link (the callers' stores re-send it; LIBRARIES.md P3).
+- A connection that is over leaves no socket behind: when aiomqtt left paho's socket open (a
+  CONNACK that timed out on a hung broker; a DISCONNECT it could not write) it is reset, so an
+  outage of any length holds one socket at a time and an abandoned CONNECT never takes the
+  session over once the broker answers again (``_release``).
 - Pauses between attempts come from ``Retry`` (capped, jittered, exponential), which restarts
   from ``base`` once a connection has been up. The policy is a value, so a tighter one (a low
   cap) is a config change, not a new loop.
@@ -43,8 +47,11 @@ Contract:
 """
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NoReturn
@@ -185,13 +192,15 @@ class Session:
         """
         backoff = self.retry.backoff()
         while True:
+            client = self.make_client(deliver)
             try:
-                async with self.make_client(deliver) as client:
+                async with client:
                     raise_if_cancelling()
                     await self._up(client, serve, backoff)
             except* aiomqtt.MqttError as group:
                 self._failed(group.exceptions[0])
             finally:
+                _release(client)
                 self.client = None
                 self.connected.clear()
                 self._undelivered = None
@@ -273,6 +282,29 @@ class Session:
                 self.down,
                 extra={"broker": self.endpoint.where},
             )
+
+
+def _release(client: aiomqtt.Client) -> None:
+    """Close the socket of a connection that is over, if aiomqtt left it open.
+
+    aiomqtt 2.5.1 (``Client.__aenter__``) resets its own state when the CONNACK times out but
+    never closes the socket paho opened for the attempt: its reader and its ``loop_misc`` task
+    stay, and the broker, once it answers, hands the session to it (F03: no unbounded FDs).
+    The same holds when ``__aexit__`` cannot write its DISCONNECT. paho's ``_sock_close`` is
+    what paho itself calls on a lost connection: it runs aiomqtt's ``on_socket_close`` (the
+    reader and the misc task go) and closes the socket; with ``SO_LINGER`` 0 the close is a
+    reset, so the CONNECT still unread in a hung broker's buffer is discarded with it rather
+    than read later (it would take over the live session's client id). A client that closed
+    its connection itself has no socket left: nothing to do.
+    """
+    paho = client._client  # the one place the session reaches past aiomqtt
+    sock = paho.socket()
+    if sock is None:
+        return
+    if isinstance(sock, socket.socket):  # not for a websocket wrapper
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    paho._sock_close()
 
 
 async def _until_closed(client: aiomqtt.Client) -> None:

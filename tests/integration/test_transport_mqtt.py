@@ -11,6 +11,8 @@ no event for "failed attempt", so ``wait_until`` polls its counters every 10 ms.
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -239,3 +241,36 @@ async def test_an_error_of_deliver_ends_run_and_is_no_lost_connection(
         await asyncio.wait_for(task, 10)
     assert (sess.connects, sess.reconnects) == (1, 0)
     assert not sess.connected.is_set()
+
+
+def open_fds() -> int:
+    """File descriptors this process holds now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_connects_timed_out_on_a_hung_broker_leave_no_socket_open(
+    mosquitto: Mosquitto,
+) -> None:
+    """aiomqtt 2.5.1 leaves paho's socket open when CONNACK times out; the session closes it."""
+    pid = mosquitto.pid
+    assert pid is not None
+    endpoint = Endpoint("127.0.0.1", mosquitto.port, "session-under-test", timeout=0.2)
+    sess = Session(endpoint, Retry(0.01, 0.02), label="test broker", down="testing offline")
+    os.kill(pid, signal.SIGSTOP)  # the listening socket stays open; nothing answers
+    try:
+        async with running(sess):
+            await wait_until(lambda: sess.reconnects >= 2, "two timed-out connects")
+            before = open_fds()
+            await wait_until(lambda: sess.reconnects >= 22, "twenty more", timeout=30)
+            after = open_fds()
+            assert not sess.ever_connected.is_set()
+            assert after - before <= 1, f"{after - before} descriptors more after 20 timeouts"
+            os.kill(pid, signal.SIGCONT)
+            await asyncio.wait_for(sess.connected.wait(), 10)
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="probe") as probe:
+                await probe.publish("probe", b"", qos=1)  # the broker has read all before it
+            assert sess.connects == 1
+            # the attempts given up on were reset: none of their CONNECTs took the session over
+            assert "already connected" not in mosquitto.log_text()
+    finally:
+        os.kill(pid, signal.SIGCONT)
