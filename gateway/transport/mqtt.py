@@ -29,8 +29,10 @@ Contract:
   (only the text: the exception may pin paho's socket).
 - Cancel-safe: after every await that aiomqtt runs through ``asyncio.wait_for`` (CONNACK,
   SUBACK, PUBACK) ``raise_if_cancelling`` re-raises a stop that landed as it completed
-  (CPython gh-86296), so a stop is never swallowed. On a stop while connected, the retained
-  ``offline`` is published (1 s at most) before the clean DISCONNECT, which skips the will.
+  (CPython gh-86296), and again after each connection ends (aiomqtt's ``__aexit__`` turns a
+  stop into ``MqttError`` when its DISCONNECT times out), so a stop is never swallowed. On a
+  stop while connected, the retained ``offline`` is published (1 s at most) before the clean
+  DISCONNECT, which skips the will.
 - Incoming messages: with ``deliver`` (``run(serve, deliver)``), each one is handed to
   ``deliver(topic, payload)`` synchronously, on the event loop, while paho reads it: nothing
   queues in the process, so memory stays flat however fast messages come, and a caller that
@@ -204,6 +206,10 @@ class Session:
                 self.client = None
                 self.connected.clear()
                 self._undelivered = None
+            # aiomqtt's ``__aexit__`` raises MqttError in place of a stop when its DISCONNECT
+            # is not acknowledged in time (stuck behind a full socket to a hung broker): the
+            # ``except*`` above took it for a lost link, and the stop was lost for good.
+            raise_if_cancelling()
             self.reconnects += 1
             await asyncio.sleep(backoff.next())
 

@@ -274,3 +274,36 @@ async def test_connects_timed_out_on_a_hung_broker_leave_no_socket_open(
             assert "already connected" not in mosquitto.log_text()
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_stop_is_obeyed_when_the_disconnect_cannot_be_written(
+    mosquitto: Mosquitto,
+) -> None:
+    """aiomqtt's ``__aexit__`` times out on a DISCONNECT stuck behind a full socket and raises
+    ``MqttError`` in place of the cancel: that must end ``run``, not count as a lost link."""
+    pid = mosquitto.pid
+    assert pid is not None
+    hung, stuck = asyncio.Event(), asyncio.Event()
+
+    async def flood(client: aiomqtt.Client) -> None:
+        await hung.wait()
+        paho = client._client
+        for _ in range(64):  # 64 MB: far beyond the socket buffers of a hung broker
+            paho.publish("flood", b"x" * 1_000_000, qos=0)
+        stuck.set()
+        await asyncio.Future()
+
+    endpoint = Endpoint("127.0.0.1", mosquitto.port, "session-under-test", timeout=0.5)
+    sess = Session(endpoint, Retry(0.01, 0.02), label="test broker", down="testing offline")
+    try:
+        async with running(sess, flood) as task:
+            await asyncio.wait_for(sess.connected.wait(), 10)
+            os.kill(pid, signal.SIGSTOP)
+            hung.set()
+            await asyncio.wait_for(stuck.wait(), 10)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert done, f"still running 5 s after its cancel ({sess.reconnects} reconnects)"
+            assert task.cancelled()
+    finally:
+        os.kill(pid, signal.SIGCONT)
