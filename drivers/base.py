@@ -19,7 +19,7 @@ A kind's factory (``Factory`` in ``drivers.registry``) is ``plan(cfg, ports)``: 
 """
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -109,6 +109,9 @@ class Ports:
     submit: Callable[[Order], None]  # queue an order (an acknowledge button) for the dispatcher
     count: Callable[[str, str], None]  # add one to a device's counter (``rejected``) in its state
     gauge: Callable[[str, str, float], None] | None = None  # set a device's gauge (clock skew)
+    # returns once everything emitted so far is committed (alarms raised, records stored):
+    # an input that can raise an alarm acknowledges its message only then
+    settled: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)

@@ -39,14 +39,15 @@ Contract:
   ``snapshots_dropped``, ``unlocks``, ``connects``, ``tracker.suppressed``; ``skew[terminal]``
   is the last measured clock skew (s), ``online(terminal)`` its state.
 
-Known gap, as for buttons: aiomqtt acknowledges a QoS 1 PUBLISH before ``emit`` has handed the
-event to the store; a crash in between loses that event.
+Acknowledged after the commit, as for buttons (``drivers.mqtt.buttons``): with ``settled``,
+a QoS 1 message is acknowledged only once what it caused (a forced door's alarm, the access
+event) is committed, so a crash in between leaves it with the broker, which sends it again.
 """
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aiomqtt
@@ -105,8 +106,9 @@ class DoorTerminals:
         profile_dirs: Sequence[Path] = (),
         count: Callable[[str, str], None] | None = None,
         tick: float = 1.0,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Resolve every mapping; raises ``ConfigError``."""
+        """Resolve every mapping; raises ``ConfigError``. ``settled``: see the contract."""
         problems = check_terminals(terminals) or ([] if terminals else ["none configured"])
         if problems:
             raise ConfigError(problems)
@@ -132,7 +134,9 @@ class DoorTerminals:
         self.skew: dict[str, float] = {}
         self._logged: set[tuple[str, str]] = set()
         filters = [f for t in self.terminals for f in (t.cfg.topic, t.cfg.heartbeat_topic)]
-        self._session = local_session(broker, client_id, filters, "door terminals are deaf")
+        self._session = local_session(
+            broker, client_id, filters, "door terminals are deaf", settled
+        )
         self.connected = self._session.connected  # set while subscribed
         self._count = count  # a device's counter in its DeviceState, when running in the gateway
         self._doors = {d.id: (t, d) for t in self.terminals for d in t.cfg.doors}

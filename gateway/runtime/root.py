@@ -177,7 +177,8 @@ class Runtime:
         """A component per driver group, planned by each kind's factory; every configured
         device gets its ``DeviceState`` (and one no longer configured loses it)."""
         register_devices(self.devices, cfg)
-        ports = Ports(self.clock, self._submit, self.devices.count, self.devices.set)
+        ports = Ports(self.clock, self._submit, self.devices.count, self.devices.set,
+                      settled=self._settled)  # fmt: skip
         return [
             Component(g.name, INPUTS, g.key, functools.partial(self._run_drivers, g, cfg))
             for g in plan(cfg, ports)
@@ -238,6 +239,11 @@ class Runtime:
         finally:
             engine.listeners.remove(linkage.wake)
             self.linkage = None
+
+    async def _settled(self) -> None:
+        """Return once what the pipeline took so far is committed: alarms, then records."""
+        await self.alarms.settled()
+        await self.store.settled()
 
     def _orders(self) -> Dispatcher:
         return self._running().orders

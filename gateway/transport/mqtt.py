@@ -43,6 +43,10 @@ Contract:
   ``closed(client)``, which re-raises what ``deliver`` raised (the connection is dropped at
   once; the messages paho read after it are not delivered). Without ``deliver``, messages
   queue in aiomqtt without bound for ``client.messages`` (paho acknowledged them already).
+- With ``settled`` (and ``deliver``), a QoS 1 message is acknowledged only once
+  ``settled()``, called after it was delivered, returns: once what it caused is committed
+  (``gateway.transport.acks``). A process that dies before leaves it unacknowledged, and the
+  broker hands it to the next connect of the persistent session again.
 - Sessions are persistent (``clean_session=False`` and a fixed client id, MQTT 3.1.1
   §3.1.2.4) unless ``Endpoint.persistent`` is False: the broker keeps subscriptions and queues
   QoS 1 messages while we are away.
@@ -56,13 +60,14 @@ import ssl
 import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiomqtt
 
 from gateway.config.broker import RECONNECT_MAX
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.backoff import Backoff
+from gateway.transport.acks import Acks, Settled, manual
 
 log = logging.getLogger(__name__)
 OFFLINE_TIMEOUT = 1.0  # seconds the "offline" status may take on the way out
@@ -128,6 +133,9 @@ class Session:
         down: what being down means, for the WARNING ("buffering locally").
         subscriptions: (filter, QoS) pairs subscribed on every connect.
         status: birth and will, or None for none.
+        settled: with ``deliver``, acknowledge each QoS 1 message only once ``settled()``,
+            called after it was delivered, returns (``gateway.transport.acks``); None: paho
+            acknowledges as it reads.
     """
 
     def __init__(
@@ -139,6 +147,7 @@ class Session:
         down: str,
         subscriptions: Sequence[tuple[str, int]] = (),
         status: Status | None = None,
+        settled: Settled | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.retry = retry
@@ -154,14 +163,19 @@ class Session:
         self.client: aiomqtt.Client | None = None  # the live client while ``connected``
         self._failing = False
         self._undelivered: asyncio.Future[None] | None = None  # what ``deliver`` raised
+        self.settled = settled
+        self.acks: Acks | None = None  # this connection's manual PUBACKs, with ``settled``
 
     def make_client(self, deliver: Deliver | None = None) -> aiomqtt.Client:
         """A new client for one connection; with ``deliver``, one that queues nothing."""
         ep = self.endpoint
         inline = None
+        self.acks = None
         if deliver is not None:
             self._undelivered = asyncio.get_running_loop().create_future()
-            inline = _inline(deliver, self._undelivered)
+            if self.settled is not None:
+                self.acks = Acks(self.settled)
+            inline = _inline(deliver, self._undelivered, self.acks)
         will = None
         if self.status is not None:
             offline = self.status.payload("offline")
@@ -185,6 +199,8 @@ class Session:
         if ep.max_inflight is not None:
             # aiomqtt warns once per publish above 10 pending calls; a full window is normal.
             client.pending_calls_threshold = 10 * ep.max_inflight + 100
+        if self.acks is not None:
+            manual(client)
         return client
 
     async def run(self, serve: Serve, deliver: Deliver | None = None) -> NoReturn:
@@ -256,10 +272,16 @@ class Session:
         if failed is None:
             raise RuntimeError("closed() serves a session run with deliver")
         ended = asyncio.ensure_future(_until_closed(client))
+        watched: set[asyncio.Future[Any]] = {ended, failed}
+        if self.acks is not None:  # the PUBACKs of this connection, as what they ack settles
+            acking = asyncio.ensure_future(self.acks.run(client))
+            acking.add_done_callback(lambda done: _fail(failed, done))
         try:
-            await asyncio.wait((ended, failed), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ended.cancel()
+            if self.acks is not None:
+                acking.cancel()
         if failed.done():
             if ended.done() and not ended.cancelled():
                 ended.exception()  # the disconnect that followed; the bug is what matters
@@ -318,12 +340,23 @@ async def _until_closed(client: aiomqtt.Client) -> None:
         pass
 
 
-def _inline(deliver: Deliver, failed: asyncio.Future[None]) -> type[asyncio.Queue[aiomqtt.Message]]:
+def _fail(failed: asyncio.Future[None], acking: "asyncio.Future[Any]") -> None:
+    """The acknowledging task ended: only a bug ends it (a cancel is ``closed`` leaving)."""
+    if not acking.cancelled() and not failed.done():
+        exc = acking.exception()
+        failed.set_exception(exc if exc is not None else RuntimeError("acks ended"))
+
+
+def _inline(
+    deliver: Deliver, failed: asyncio.Future[None], acks: Acks | None
+) -> type[asyncio.Queue[aiomqtt.Message]]:
     """aiomqtt's incoming queue, made to queue nothing: ``put_nowait`` delivers the message.
 
     aiomqtt calls ``put_nowait`` from paho's ``on_message``, on the event loop, as each PUBLISH
     is read (aiomqtt 2.x reads with ``loop.add_reader``). A ``deliver`` that raises sets
-    ``failed`` (``Session.closed`` re-raises it) and the rest is not delivered.
+    ``failed`` (``Session.closed`` re-raises it) and the rest is not delivered. With ``acks``,
+    each message delivered waits there for its PUBACK (one that was not delivered gets none,
+    so the broker sends it again on the next connect).
     """
 
     class Inline(asyncio.Queue[aiomqtt.Message]):
@@ -336,6 +369,9 @@ def _inline(deliver: Deliver, failed: asyncio.Future[None]) -> type[asyncio.Queu
                 deliver(item.topic.value, data)
             except Exception as exc:  # noqa: BLE001 - handed to ``closed``, which raises it
                 failed.set_exception(exc)
+                return
+            if acks is not None:
+                acks.read(item)
 
     return Inline
 

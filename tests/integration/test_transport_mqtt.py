@@ -307,3 +307,66 @@ async def test_a_stop_is_obeyed_when_the_disconnect_cannot_be_written(
             assert task.cancelled()
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_message_is_acknowledged_only_once_settled_and_redelivered_if_not(
+    mosquitto: Mosquitto,
+) -> None:
+    """With ``settled``, paho's PUBACK waits for it: a session that ends before gets the
+    message again on its next connect (persistent session); once acknowledged, never again."""
+    got: list[bytes] = []
+    release = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def settled() -> None:
+        asked.set()
+        await release.wait()
+
+    def make() -> Session:
+        endpoint = Endpoint("127.0.0.1", mosquitto.port, "acker", keepalive=5, timeout=2.0)
+        return Session(
+            endpoint, FAST, label="b", down="d", subscriptions=[("in/#", 1)], settled=settled
+        )
+
+    async def deliver_run(sess: Session) -> asyncio.Task[None]:
+        async def serve(client: aiomqtt.Client) -> None:
+            await sess.closed(client)
+
+        return asyncio.create_task(sess.run(serve, lambda _t, p: got.append(p)), name="test:acker")
+
+    first = make()
+    task = await deliver_run(first)
+    try:
+        await asyncio.wait_for(first.connected.wait(), 10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="dev") as dev:
+            await dev.publish("in/a", b"press", qos=1)
+        await asyncio.wait_for(asked.wait(), 10)  # delivered; its PUBACK waits for settled
+        assert got == [b"press"]
+    finally:
+        task.cancel()  # gone before it settled: as a process that died
+        await asyncio.wait({task})
+    assert first.acks is not None
+    assert first.acks.sent == 0
+
+    second = make()
+    task = await deliver_run(second)
+    try:
+        await wait_until(lambda: len(got) == 2, "the press handed over again")
+        assert got == [b"press", b"press"]
+        release.set()
+        await wait_until(lambda: second.acks is not None and second.acks.sent == 1, "acked")
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+
+    third = make()  # acknowledged: the broker keeps nothing for the session
+    task = await deliver_run(third)
+    try:
+        await asyncio.wait_for(third.connected.wait(), 10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="dev") as dev:
+            await dev.publish("in/a", b"later", qos=1)  # behind anything still queued
+        await wait_until(lambda: len(got) == 3, "the next press")
+        assert got[2] == b"later"
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
