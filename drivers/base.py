@@ -109,8 +109,9 @@ class Ports:
     submit: Callable[[Order], None]  # queue an order (an acknowledge button) for the dispatcher
     count: Callable[[str, str], None]  # add one to a device's counter (``rejected``) in its state
     gauge: Callable[[str, str, float], None] | None = None  # set a device's gauge (clock skew)
-    # wait until everything emitted so far is committed to the store (raises if it was not):
-    # for inputs that answer a device only once its message is kept (``drivers.http_push``)
+    # returns once everything emitted so far is committed (alarms raised, records stored): an
+    # input that can raise an alarm acknowledges its message only then, and an HTTP device is
+    # answered only then (``drivers.http_push``)
     settled: Callable[[], Awaitable[None]] | None = None
 
 

@@ -37,10 +37,11 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
             clock=ports.clock,
             profile_dirs=cfg.profile_dirs,
             count=ports.count,
+            settled=ports.settled,
         )
         path = cfg.store.path.with_name(cfg.store.path.name + ".door-ids.json")
         windows = {t.id: (t.dedup_window, t.dedup_size) for t in terminals}
-        dedup = Dedup.open(path, windows, ports.clock)
+        dedup = Dedup.open(path, windows, ports.clock, ports.settled)
 
         return DriverGroup(
             streams=[("driver:door_terminals", component)],

@@ -42,14 +42,15 @@ Contract:
   ``snapshots_dropped``, ``unlocks``, ``connects``, ``tracker.suppressed``; ``skew[terminal]``
   is the last measured clock skew (s), ``online(terminal)`` its state.
 
-Known gap, as for buttons: aiomqtt acknowledges a QoS 1 PUBLISH before ``emit`` has handed the
-event to the store; a crash in between loses that event.
+Acknowledged after the commit, as for buttons (``drivers.mqtt.buttons``): with ``settled``,
+a QoS 1 message is acknowledged only once what it caused (a forced door's alarm, the access
+event) is committed, so a crash in between leaves it with the broker, which sends it again.
 """
 
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aiomqtt
@@ -108,8 +109,9 @@ class DoorTerminals:
         profile_dirs: Sequence[Path] = (),
         count: Callable[[str, str], None] | None = None,
         tick: float = 1.0,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Resolve every mapping; raises ``ConfigError``."""
+        """Resolve every mapping; raises ``ConfigError``. ``settled``: see the contract."""
         problems = check_terminals(terminals) or ([] if terminals else ["none configured"])
         if problems:
             raise ConfigError(problems)
@@ -138,7 +140,7 @@ class DoorTerminals:
         self._session = (  # none for terminals that push by HTTP: their server calls handle
             None
             if broker is None
-            else local_session(broker, client_id, filters, "door terminals are deaf")
+            else local_session(broker, client_id, filters, "door terminals are deaf", settled)
         )
         self.connected = asyncio.Event() if self._session is None else self._session.connected
         self._count = count  # a device's counter in its DeviceState, when running in the gateway

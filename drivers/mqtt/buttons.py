@@ -23,15 +23,16 @@ Contract:
 - Anything else (a bug, ``emit`` raising) propagates. ``connected`` is set while subscribed.
 - The component starts no task of its own.
 
-Known gap (RELIABILITY.md §8, open points): aiomqtt 2.5.1 acknowledges a QoS 1 PUBLISH when
-paho receives it, before ``emit`` has handed the event to the store (no manual ack; paho's
-``manual_ack_set`` is not exposed). A crash of the gateway between that PUBACK and the store's
-COMMIT loses that one event: the broker will not resend it. Latched or level-readable buttons
-(re-published state, retained messages) narrow the gap; closing it needs manual acks.
+- Acknowledged after the commit: with ``settled`` (the runtime's, through ``Ports``) a QoS 1
+  message is acknowledged to the broker only once the alarm it raised and its event record
+  are committed (``gateway.transport.acks``; aiomqtt 2.5.1 alone acknowledges as paho reads).
+  A gateway that dies holding a press leaves it with the broker, which hands it to the next
+  start (persistent session); the dedup memory is written only once what it remembers is
+  committed (``gateway.pipeline.dedup``), so that copy raises the alarm, once.
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import aiomqtt
@@ -67,8 +68,13 @@ class MqttButtons:
         clock: Clock | None = None,
         profile_dirs: Sequence[Path] = (),
         count: Callable[[str, str], None] | None = None,
+        settled: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        """Resolve every mapping; raises ``ConfigError``."""
+        """Resolve every mapping; raises ``ConfigError``.
+
+        ``settled`` returns once what was emitted so far is committed; each message is
+        acknowledged to the broker only then.
+        """
         problems = check_buttons(buttons) or ([] if buttons else ["buttons: none configured"])
         if problems:
             raise ConfigError(problems)
@@ -85,7 +91,7 @@ class MqttButtons:
         self._rejects = Rejects(REASONS, "button", count, log)
         self.rejected = self._rejects.counts
         filters = [b.cfg.topic for b in self.buttons]
-        self._session = local_session(broker, client_id, filters, "buttons are deaf")
+        self._session = local_session(broker, client_id, filters, "buttons are deaf", settled)
         self.connected = self._session.connected  # set while subscribed
 
     async def run(self, emit: Callable[[ContactEvent], None]) -> None:

@@ -32,10 +32,11 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
             clock=ports.clock,
             profile_dirs=cfg.profile_dirs,
             count=ports.count,
+            settled=ports.settled,
         )
         path = cfg.store.path.with_name(cfg.store.path.name + ".button-ids.json")
         windows = {b.id: (b.dedup_window, b.dedup_size) for b in buttons}
-        dedup = Dedup.open(path, windows, ports.clock)
+        dedup = Dedup.open(path, windows, ports.clock, ports.settled)
 
         return DriverGroup(
             streams=[("driver:mqtt_buttons", component)],

@@ -14,7 +14,7 @@ timers run as its one child task while it waits for the connection to end.
 """
 
 import asyncio
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import aiomqtt
@@ -27,11 +27,17 @@ RECONNECT_BASE = 0.5  # first reconnect pause (s); doubles up to ``reconnect_max
 
 
 def local_session(
-    broker: LocalBrokerConfig, client_id: str, filters: Sequence[str], down: str
+    broker: LocalBrokerConfig,
+    client_id: str,
+    filters: Sequence[str],
+    down: str,
+    settled: Callable[[], Awaitable[None]] | None = None,
 ) -> Session:
     """A session on ``broker`` as ``client_id`` that subscribes ``filters`` at QoS 1.
 
-    ``down`` says what an outage means, for the log ("buttons are deaf").
+    ``down`` says what an outage means, for the log ("buttons are deaf"). With ``settled``,
+    each message is acknowledged only once ``settled()`` returns after it was delivered (the
+    inputs that can raise an alarm: a press the gateway dies holding comes again).
     """
     endpoint = Endpoint(
         broker.host,
@@ -49,6 +55,7 @@ def local_session(
         label="local broker",
         down=down,
         subscriptions=[(f, 1) for f in filters],
+        settled=settled,
     )
 
 

@@ -31,13 +31,13 @@ from typing import Any
 
 from gateway.alarms.channels import ChannelWatch
 from gateway.alarms.delivery import Delivery, Dispatcher
-from gateway.alarms.lifecycle import Lifecycle, to_dict
+from gateway.alarms.lifecycle import Lifecycle
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
-from gateway.alarms.records import alarm_record
+from gateway.alarms.records import alarm_record, alarm_row
 from gateway.alarms.report import Targets, response_report
 from gateway.alarms.rules import Evaluator
-from gateway.alarms.wording import staff_message
-from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
+from gateway.alarms.wording import rule_types, staff_message
+from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import Clock
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Record, Sample
 from gateway.core.snapshots import AlarmsSnapshot, OpenAlarm
@@ -47,6 +47,8 @@ BATCH_MAX = 256  # inputs handled, and their transitions committed, together
 SAMPLES_WAITING = 2000  # readings the inbox holds at most; contacts and status are never refused
 # transitions, their alarm-lane records and their alarm-table rows, as one caller handed them
 _Pending = tuple[list[Transition], list[Record], list[tuple[str, int, float, str]]]
+# an input, or a future a caller of ``settled`` waits on (done once what came before it is)
+_Input = Sample | DeviceStatus | ContactEvent | Condition | asyncio.Future[None]
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -76,10 +78,8 @@ class AlarmEngine:
         self.outputs = outputs
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
-        self._types = _rule_types(cfg)
-        self._inbox: asyncio.Queue[Sample | DeviceStatus | ContactEvent | Condition] = (
-            asyncio.Queue()
-        )
+        self._types = rule_types(cfg)
+        self._inbox: asyncio.Queue[_Input] = asyncio.Queue()
         self.channels = ChannelWatch(cfg.ladders[0].id)  # staff channels that stopped working
         self._tg: asyncio.TaskGroup | None = None  # ``run``'s, while it runs
         self._samples_waiting = 0  # readings in the inbox
@@ -104,7 +104,7 @@ class AlarmEngine:
         rules were timing (a threshold's minimum duration) starts over. Queued inputs stay.
         """
         self.cfg, self.dispatcher, self.console = cfg, dispatcher, console
-        self._types = _rule_types(cfg)
+        self._types = rule_types(cfg)
         self.channels.ladder = cfg.ladders[0].id  # the figures of each channel go on
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
@@ -133,6 +133,13 @@ class AlarmEngine:
 
     def contact(self, event: ContactEvent) -> None:
         self._inbox.put_nowait(event)
+
+    async def settled(self) -> None:
+        """Return once every input queued before this call is handled and the transitions it
+        caused are committed (an MQTT button's message is acknowledged only then)."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(done)
+        await done
 
     def covers(self, event: ContactEvent) -> bool:
         """Whether a contact rule of the current config names ``event``'s device and input."""
@@ -178,7 +185,11 @@ class AlarmEngine:
                 items = [item]  # with every input already waiting: one commit for all
                 while len(items) < BATCH_MAX and not self._inbox.empty():
                     items.append(self._inbox.get_nowait())
-                await self._handle([c for i in items for c in self._conditions(i)], tg)
+                inputs = [i for i in items if not isinstance(i, asyncio.Future)]
+                await self._handle([c for i in inputs for c in self._conditions(i)], tg)
+                for i in items:  # committed: what waited for them may go on
+                    if isinstance(i, asyncio.Future) and not i.done():
+                        i.set_result(None)
             notes = self.lifecycle.tick(self.clock.mono())
             self._send(notes, tg)
 
@@ -274,15 +285,7 @@ class AlarmEngine:
             (
                 list(transitions),
                 [alarm_record(t, synced) for t in transitions],
-                [
-                    (
-                        t.alarm.id,
-                        int(t.alarm.state.value != "cleared"),
-                        t.alarm.raised_at,
-                        json.dumps(to_dict(t.alarm)),
-                    )
-                    for t in transitions
-                ],
+                [alarm_row(t.alarm) for t in transitions],
             )
         )
         if self._batch is None:
@@ -394,8 +397,3 @@ class AlarmEngine:
             self._siren = top
             if self.outputs is not None:
                 self.outputs(top)
-
-
-def _rule_types(cfg: AlarmsConfig) -> dict[str, str]:
-    """Contact rule id -> its type (emergency, fire...), for the staff's wording."""
-    return {r.id: r.type for r in cfg.rules if isinstance(r, ContactRuleConfig)}

@@ -1,10 +1,14 @@
-"""The record of an alarm transition: what the alarm lane carries for each state change.
+"""The record of an alarm transition: what the alarm lane carries for each state change, and
+the alarm's row in the store's ``alarms`` table (committed in the same transaction).
 
 The fields of contract v1's alarm message (docs/mqtt-api.md), in its order; the sinks render
 them (``gateway.core.contract.render``).
 """
 
-from gateway.alarms.model import Transition
+import json
+
+from gateway.alarms.lifecycle import to_dict
+from gateway.alarms.model import Alarm, Transition
 from gateway.core.contract import iso
 from gateway.core.messages import Json, Lane, Record
 
@@ -37,3 +41,8 @@ def alarm_record(t: Transition, synced: bool) -> Record:
     }
     ts = a.history[-1][0] if a.history else a.raised_at
     return Record(Lane.ALARM, f"alarm/{a.id}", ts, synced, a.device, fields=fields)
+
+
+def alarm_row(a: Alarm) -> tuple[str, int, float, str]:
+    """The alarm's row of the ``alarms`` table: id, open, raised at, its state as JSON."""
+    return a.id, int(a.state.value != "cleared"), a.raised_at, json.dumps(to_dict(a))

@@ -18,6 +18,7 @@ from babel.dates import format_datetime
 
 from gateway.alarms.model import Alarm, Notify
 from gateway.alarms.rules import INPUT_UNAVAILABLE
+from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
 from gateway.core.catalogue import CATALOGUE, Language
 
 _BABEL = {"en": "en", "zh-CN": "zh_Hans_CN"}
@@ -89,3 +90,8 @@ def staff_message(
         ]
     )
     return title, body
+
+
+def rule_types(cfg: AlarmsConfig) -> dict[str, str]:
+    """Contact rule id -> its type (emergency, fire...), for the staff's wording."""
+    return {r.id: r.type for r in cfg.rules if isinstance(r, ContactRuleConfig)}

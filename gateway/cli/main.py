@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 from gateway import __version__
 from gateway.cli import alarms as cli_alarms
@@ -188,7 +189,10 @@ def _run(path: Path, log_format: str) -> int:
         return EXIT_CONFIG
     setup(cfg.log_level, None if log_format == "auto" else log_format == "json")
     try:
-        asyncio.run(_daemon(cfg, path))
+        with asyncio.Runner() as runner:
+            left = runner.run(_daemon(cfg, path))
+            if left:
+                _exit_leaving(left)
     except GatewayError as exc:
         log.critical("gateway stopped: %s", exc)
         return EXIT_FAILURE
@@ -199,6 +203,17 @@ def _run(path: Path, log_format: str) -> int:
     return 0
 
 
+def _exit_leaving(names: list[str]) -> NoReturn:
+    """Exit now, without the event loop's final cancel-and-wait of every task: the tasks of
+    ``names`` ignored their cancel once already, and waiting for them again would hang the
+    stop that their deadline just saved. The store is closed; logs are flushed first."""
+    log.error("exiting without waiting for %s", ", ".join(names))
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(EXIT_FAILURE)
+
+
 def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     out: list[BaseException] = []
     for exc in group.exceptions:
@@ -206,7 +221,8 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-async def _daemon(cfg: Config, path: Path) -> None:
+async def _daemon(cfg: Config, path: Path) -> list[str]:
+    """Run the gateway until SIGTERM or SIGINT; the components it had to leave running."""
     from gateway.runtime.root import Runtime
     from gateway.transport.listener import fd_budget
 
@@ -218,3 +234,4 @@ async def _daemon(cfg: Config, path: Path) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, runtime.request_reload)
     await runtime.run(stop)
+    return runtime.abandoned

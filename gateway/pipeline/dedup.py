@@ -14,6 +14,11 @@ Invariants:
 - ``DedupMemory`` never writes on the event loop: the loop only copies the caches (a C-level
   copy of each), a worker thread of its own serialises, writes and fsyncs. Writes are
   coalesced, never two at once, and ``close`` writes the last state.
+- Given ``settled`` (the inputs acknowledge a message only after it is committed), the file
+  never holds a key before what its event caused is committed: a write takes its copy, waits
+  for ``settled()`` and only then writes that copy; ``close`` writes the last copy that
+  settled, never a newer one. Else a crash between remembering a press and committing its
+  alarm would have the broker's second copy of it dropped as a duplicate: a lost press.
 - A missing file is an empty memory. An unreadable or corrupt file, or a malformed entry, is
   skipped and counted in ``skipped`` with one WARNING, never a crash: forgetting an event can
   only cause a duplicate alarm, never a lost one.
@@ -28,7 +33,7 @@ import json
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 
 from gateway.core.access import AccessEvent
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 Key = tuple[str, str, bool]  # device, event id, active
 Entry = tuple[Key, float]  # key, wall-clock time of its first delivery
 Held = tuple[float, int]  # a held key's first delivery and its add number
+Settled = Callable[[], Awaitable[None]]  # returns once what was emitted so far is committed
 VERSION = 1
 MAX_FILE = 64 * 1024**2  # bytes; 100k entries of the longest ids fit well below
 SAVE_EVERY = 1.0  # seconds between two writes of the dedup file, at most
@@ -218,9 +224,17 @@ class DedupMemory:
     memory. ``close`` (at shutdown) waits for a write in flight, then writes the last state.
     """
 
-    def __init__(self, path: Path, windows: dict[str, tuple[float, int]], clock: Clock) -> None:
+    def __init__(
+        self,
+        path: Path,
+        windows: dict[str, tuple[float, int]],
+        clock: Clock,
+        settled: Settled | None = None,
+    ) -> None:
         self.file = DedupFile(path)
         self.clock = clock
+        self.settled = settled
+        self._durable: tuple[Snapshot, float] | None = None  # the last copy that settled
         self.caches = {cid: DedupCache(w, size) for cid, (w, size) in windows.items()}
         for cid, entries in self.file.load().items():
             if cid in self.caches:  # a config since removed is forgotten
@@ -248,9 +262,18 @@ class DedupMemory:
         self._timer = None
         loop = asyncio.get_running_loop()
         self._saved_at = loop.time()
-        snap = self._snapshot()
-        self._writing = loop.run_in_executor(self._pool, self._write, snap, self.clock.wall())
+        snap, now = self._snapshot(), self.clock.wall()
+        if self.settled is None:
+            self._writing = loop.run_in_executor(self._pool, self._write, snap, now)
+        else:
+            self._writing = asyncio.ensure_future(self._write_settled(snap, now))
         self._writing.add_done_callback(self._written)
+
+    async def _write_settled(self, snap: Snapshot, now: float) -> OSError | None:
+        assert self.settled is not None
+        await self.settled()  # every key of ``snap`` has its event committed now
+        self._durable = snap, now
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._write, snap, now)
 
     def _written(self, done: "asyncio.Future[OSError | None]") -> None:
         self._writing = None
@@ -290,8 +313,13 @@ class DedupMemory:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._writing is not None and self.settled is not None:
+            self._writing.cancel()  # still waiting for ``settled``: its copy may not be safe
         self._pool.shutdown(wait=True)
-        self._report(self._write(self._snapshot(), self.clock.wall()))
+        if self.settled is None:
+            self._report(self._write(self._snapshot(), self.clock.wall()))
+        elif self._durable is not None:
+            self._report(self._write(*self._durable))
 
 
 class Dedup:
@@ -303,9 +331,10 @@ class Dedup:
     the source's window; otherwise it is remembered and passed on. Other items pass
     untouched. Door events must be pseudonymised first: the memory is written to a file.
     I/O: a pass schedules a coalesced write of the memory (``DedupMemory.save_soon``), so a
-    restart does not re-alarm a replayed event. The later stages only hand the event over to
-    in-memory queues, so remembering it here, before them, cannot forget a new event; a
-    crash before the write may let a replay alarm twice.
+    restart does not re-alarm a replayed event. With ``settled`` the write waits until the
+    event's alarm and record are committed, so a crash before that lets the broker's second
+    copy through (its message was not acknowledged either) and the alarm is raised once; a
+    crash between the commit and the write may let a replay alarm twice (the safe side).
     """
 
     name = "dedup"
@@ -315,9 +344,15 @@ class Dedup:
         self.dropped: Counter[str] = Counter()
 
     @classmethod
-    def open(cls, path: Path, windows: dict[str, tuple[float, int]], clock: Clock) -> "Dedup":
+    def open(
+        cls,
+        path: Path,
+        windows: dict[str, tuple[float, int]],
+        clock: Clock,
+        settled: Settled | None = None,
+    ) -> "Dedup":
         """The stage over the memory in ``path`` (``windows``: config id -> window, size)."""
-        return cls(DedupMemory(path, windows, clock))
+        return cls(DedupMemory(path, windows, clock, settled))
 
     def merged(self, rejected: Mapping[str, int]) -> dict[str, int]:
         """A component's reject counts with this stage's repeats added as ``duplicate``.

@@ -12,6 +12,14 @@ Contract:
   anything else fails the task group the manager was given, which stops the daemon.
 - ``stop_all`` stops components by ascending ``stage`` (services, inputs, the alarm
   engine, the sinks), awaiting each stage before the next.
+- Every stop has a deadline: a component that has not finished ``grace`` seconds after it was
+  cancelled (it swallowed the cancellation, or its release hangs on a peer) is named in an
+  ERROR, left behind and listed in ``abandoned``; the stop goes on without it. ``stop_all``
+  shares one ``STOP_DEADLINE`` among its stages (each gets what is left, at least
+  ``STAGE_GRACE_MIN``), so a SIGTERM is obeyed within systemd's ``TimeoutStopSec`` (10 s)
+  and the store is still closed cleanly. A component left behind is no child of the task
+  group (each runs in a task of its own under a guard that is), so it cannot hold the group
+  open; the daemon then exits without waiting for it (``gateway.cli.main``).
 """
 
 import asyncio
@@ -28,6 +36,10 @@ SERVICES = 0  # the local API and monitor: no acknowledgements mid-shutdown
 INPUTS = 1
 ALARMS = 2
 SINKS = 3
+
+STOP_DEADLINE = 6.0  # seconds for a whole ``stop_all``; systemd kills at TimeoutStopSec=10
+STAGE_GRACE_MIN = 0.5  # seconds a stage gets even when the ones before it used up the deadline
+GRACE = 5.0  # seconds a component stopped on its own (a reload) gets to finish
 
 
 @dataclass(frozen=True)
@@ -70,7 +82,8 @@ class Components:
 
     def __init__(self, tg: asyncio.TaskGroup) -> None:
         self._tg = tg
-        self._running: dict[str, tuple[Component, asyncio.Task[None]]] = {}
+        self._running: dict[str, tuple[Component, asyncio.Task[None], _Grace]] = {}
+        self.abandoned: list[str] = []  # components that did not finish after their stop
 
     @property
     def names(self) -> list[str]:
@@ -80,31 +93,82 @@ class Components:
     def start(self, comp: Component) -> None:
         """Start ``comp`` (its name must not be running)."""
         assert comp.name not in self._running, comp.name
-        task = self._tg.create_task(supervise(comp.name, comp.run), name=comp.name)
-        self._running[comp.name] = (comp, task)
+        grace = _Grace()
+        task = self._tg.create_task(self._guard(comp, grace), name=comp.name)
+        self._running[comp.name] = (comp, task, grace)
 
-    async def stop(self, names: Iterable[str]) -> None:
-        """Cancel the named components and wait until each has released its resources."""
-        tasks = [self._running.pop(n)[1] for n in names if n in self._running]
-        for task in tasks:
+    async def _guard(self, comp: Component, grace: "_Grace") -> None:
+        """Run ``comp`` supervised, in a task of its own; once cancelled, give it ``grace``.
+
+        Its failure is this task's failure (the group's, as before). A component that is
+        still running ``grace.seconds`` after its cancel is abandoned: named, counted, and no
+        longer waited for.
+        """
+        loop = asyncio.get_running_loop()
+        inner = loop.create_task(supervise(comp.name, comp.run), name=f"{comp.name}:run")
+        try:
+            await asyncio.shield(inner)
+        except asyncio.CancelledError:
+            inner.cancel()
+            done, _ = await asyncio.wait({inner}, timeout=grace.seconds)
+            if not done:
+                self.abandoned.append(comp.name)
+                log.error(
+                    "%s did not stop within %.1f s of its cancel; stopping without it",
+                    comp.name,
+                    grace.seconds,
+                    extra={"component": comp.name},
+                )
+                raise
+            failed = None if inner.cancelled() else inner.exception()
+            if failed is not None:
+                raise failed from None  # it failed on its way out
+            raise
+
+    async def stop(self, names: Iterable[str], grace: float = GRACE) -> None:
+        """Cancel the named components and wait until each has released its resources, or
+        ``grace`` seconds have passed (the ones still running are then abandoned)."""
+        entries = [self._running.pop(n) for n in names if n in self._running]
+        for _, task, slot in entries:
+            slot.seconds = grace
             task.cancel()
         # A component that fails on its way out has failed the task group already.
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(*(task for _, task, _ in entries), return_exceptions=True)
 
     async def apply(self, wanted: Iterable[Component]) -> Changes:
         """Make the running set equal ``wanted``; restart only what changed."""
         new = {c.name: c for c in wanted}
         gone = [n for n in self._running if n not in new]
-        changed = [n for n, (c, _) in self._running.items() if n in new and new[n].key != c.key]
+        changed = [n for n, (c, _, _) in self._running.items() if n in new and new[n].key != c.key]
         added = [n for n in new if n not in self._running]
         await self.stop(gone + changed)
         for name in changed + added:
             self.start(new[name])
         return Changes(started=added, restarted=changed, stopped=gone)
 
-    async def stop_all(self, before: Callable[[int], Awaitable[None]] | None = None) -> None:
-        """Stop every component, stage by stage; ``before(stage)`` runs ahead of each stage."""
-        for stage in sorted({c.stage for c, _ in self._running.values()}):
+    async def stop_all(
+        self,
+        before: Callable[[int], Awaitable[None]] | None = None,
+        deadline: float = STOP_DEADLINE,
+    ) -> None:
+        """Stop every component, stage by stage; ``before(stage)`` runs ahead of each stage.
+
+        All of it within about ``deadline`` seconds: each stage gets what is left of it (at
+        least ``STAGE_GRACE_MIN``).
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + deadline
+        for stage in sorted({c.stage for c, _, _ in self._running.values()}):
             if before is not None:
                 await before(stage)
-            await self.stop([n for n, (c, _) in self._running.items() if c.stage == stage])
+            names = [n for n, (c, _, _) in self._running.items() if c.stage == stage]
+            await self.stop(names, max(STAGE_GRACE_MIN, end - loop.time()))
+
+
+class _Grace:
+    """How long a component may take to finish once cancelled; set by whoever stops it."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self) -> None:
+        self.seconds = GRACE

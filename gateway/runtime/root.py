@@ -7,7 +7,9 @@ ports, when it starts. Health, metrics, the status line and the ``status`` actio
 
 Order of a stop (SIGTERM): the local API and monitor close (no acknowledgements
 mid-shutdown), inputs are cancelled, the alarm engine stops, queued readings are committed,
-then the sinks publish "offline" and disconnect, and the store is closed cleanly. A component
+then the sinks publish "offline" and disconnect, and the store is closed cleanly. The stop has
+a deadline (``gateway.runtime.components.STOP_DEADLINE``): a component that does not finish
+in time is named, left behind (``abandoned``) and the store is closed all the same. A component
 failing with something other than a transient error stops the daemon with an error, so
 systemd restarts it; a dead device or an unreachable broker never does.
 
@@ -109,6 +111,7 @@ class Runtime:
         self.commands_dropped = 0  # command messages that arrived while it was not running
         self.linkage: FireLinkage | None = None  # when escape routes are configured
         self.console_view: Callable[[], ConsoleSnapshot] | None = None  # while it runs
+        self.abandoned: list[str] = []  # components that did not finish after their stop
 
     def _running(self) -> Core:
         if self._core is None:
@@ -177,7 +180,7 @@ class Runtime:
         device gets its ``DeviceState`` (and one no longer configured loses it)."""
         register_devices(self.devices, cfg)
         ports = Ports(self.clock, self._submit, self.devices.count, self.devices.set,
-                      lambda: self.store.settle.wait())  # fmt: skip
+                      settled=self._settled)  # fmt: skip
         return [
             Component(g.name, INPUTS, g.key, functools.partial(self._run_drivers, g, cfg))
             for g in plan(cfg, ports)
@@ -238,6 +241,11 @@ class Runtime:
         finally:
             engine.listeners.remove(linkage.wake)
             self.linkage = None
+
+    async def _settled(self) -> None:
+        """Return once what the pipeline took so far is committed: alarms, then records."""
+        await self.alarms.settled()
+        await self.store.settled()
 
     def _orders(self) -> Dispatcher:
         return self._running().orders
@@ -342,6 +350,7 @@ class Runtime:
                     await store.flush()
 
             await parts.stop_all(before)
+            self.abandoned = parts.abandoned  # named in the log; the daemon exits without them
             await store.flush()
             committer.cancel()
 
@@ -382,4 +391,9 @@ class Runtime:
             await self._run(stop, store)
         finally:
             await store.close()
-        log.info("stopped cleanly")
+        if self.abandoned:
+            log.error(
+                "stopped, the store closed cleanly; left running: %s", ", ".join(self.abandoned)
+            )
+        else:
+            log.info("stopped cleanly")

@@ -30,16 +30,15 @@ checked against the free space at open, lowered when the disk fills below it (th
 telemetry makes room), and when nothing fits, alarms and events wait in memory while
 ``stats().problem`` says why (``gateway.store.ledger``, ``gateway.store.space``). Any other I/O
 error while writing is fatal (``StoreError``): the daemon exits and systemd restarts it, so
-nothing is acknowledged that was not written. All SQLite calls run on one private thread; the
-event loop never blocks on the disk. ``settle`` tells an input when what it added is committed.
+nothing is acknowledged that was not written.
+
+All SQLite calls run on one private thread; the event loop never blocks on the disk.
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -47,7 +46,7 @@ from typing import Any, TypeVar
 from gateway.core.errors import StoreError
 from gateway.core.messages import Lane, Record
 from gateway.core.snapshots import StoreSnapshot, StoreStats
-from gateway.store import space
+from gateway.store import committer, space
 from gateway.store.codec import encode
 from gateway.store.cursors import Cursors
 from gateway.store.db import corrupt, fresh, open_db, quarantine
@@ -55,10 +54,11 @@ from gateway.store.eviction import note_lost
 from gateway.store.ledger import Encoded, Ledger
 from gateway.store.model import Row, Stored, StoreFullError, replaced_record, rows
 from gateway.store.schema import STORE, unclean
-from gateway.store.settle import Settle
+from gateway.store.settling import Settling
 from gateway.store.thread import StoreThread
 
 __all__ = ["MAX_QUEUED", "Row", "Store", "StoreFullError", "StoreStats"]
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -87,10 +87,12 @@ class Store:
         self._ledger: Ledger | None = None
         self._queue: list[Encoded] = []  # records with their bodies, encoded as they came
         self._queue_dropped = 0  # telemetry dropped by ``add`` (memory only)
+        self._settling = Settling()  # what ``settled`` waits for
         self._changed = asyncio.Event()
         self._urgent = asyncio.Event()
         self.quarantined: Path | None = None
-        self.settle = Settle()  # ``await store.settle.wait()``: what was added is committed
+
+    # -- life cycle ---------------------------------------------------------------------
 
     @classmethod
     async def open(
@@ -238,32 +240,35 @@ class Store:
 
     def add(self, rec: Record) -> None:
         """Queue a record; telemetry is committed within ``commit_interval``, others at once."""
-        self.settle.queued()
         if len(self._queue) >= MAX_QUEUED and rec.lane is Lane.TELEMETRY:
             self._queue_dropped += 1
             with self.ledger.lock:  # reported in a gap by the next commit
                 note_lost(self.ledger.lost, rec.device, rec.ts)
             return
         self._queue.append((rec, encode(rec)))
+        self._settling.added += 1
         if rec.lane is not Lane.TELEMETRY:
             self._urgent.set()
+
+    async def settled(self) -> None:
+        """Return once every record queued by ``add`` before this call is committed (on a full
+        disk: taken by a commit that left it waiting in memory, see ``flush``)."""
+        await self._settling.wait(self.flush)
 
     async def flush(self) -> None:
         """Commit every queued record now (and alarms and events that waited for room)."""
         ledger = self.ledger
         if not self._queue and not ledger.refused:
             return
-        batch, self._queue, start = self._queue, [], self.settle.take()
+        batch, self._queue = self._queue, []
         urgent = any(rec.lane is Lane.ALARM for rec, _ in batch)
-        try:
+        with self._settling.flushing(len(batch)):
             refused, _ = await self._write(ledger.insert, batch, urgent=urgent)
-            if refused:
-                raise StoreFullError(f"store {self.path} is full of undelivered alarms and"
-                                     f" events: {refused} waiting in memory")  # fmt: skip
-        except BaseException as exc:  # a cancelled flush's commit goes on: say "unknown"
-            self.settle.finished(start, exc if isinstance(exc, Exception) else StoreError("cut"))
-            raise
-        self.settle.finished(start)
+        if refused:
+            raise StoreFullError(
+                f"store {self.path} is full of undelivered alarms and events:"
+                f" {refused} waiting in memory"
+            )
 
     async def transact(
         self, work: Callable[[sqlite3.Connection], T], records: Sequence[Record] = ()
@@ -294,29 +299,9 @@ class Store:
         return purged
 
     async def run_committer(self, interval: float, purge_every: float = 60.0) -> None:
-        """Commit queued records every ``interval`` seconds, and at once for alarms and events.
-
-        Every ``purge_every`` seconds, rows past their retention are purged as well.
-        """
-        full = False
-        next_purge = 0.0
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._urgent.wait(), interval)
-            self._urgent.clear()
-            if time.monotonic() >= next_purge:
-                next_purge = time.monotonic() + purge_every
-                await self.purge_expired(time.time())
-            try:
-                await self.flush()
-            except StoreFullError as exc:
-                if not full:
-                    log.error("%s", exc)
-                full = True
-            else:
-                if full:
-                    log.info("store %s has room again", self.path)
-                full = False
+        """Commit queued records every ``interval`` seconds, and at once for alarms and events;
+        purge rows past their retention every ``purge_every`` s (``gateway.store.committer``)."""
+        await committer.run(self, self._urgent, interval, purge_every)
 
     # -- reading and confirming -----------------------------------------------------------
 

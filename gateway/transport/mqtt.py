@@ -8,6 +8,10 @@ Contract:
 - One connection at a time. Each attempt makes a fresh ``aiomqtt.Client``: the will then
   carries the time of this attempt, and paho never re-sends on its own a QoS 1 message that
   timed out on an earlier link (the callers' stores re-send it; LIBRARIES.md P3).
+- A connection that is over leaves no socket behind: when aiomqtt left paho's socket open (a
+  CONNACK that timed out on a hung broker; a DISCONNECT it could not write) it is reset, so an
+  outage of any length holds one socket at a time and an abandoned CONNECT never takes the
+  session over once the broker answers again (``_release``).
 - Pauses between attempts come from ``Retry`` (capped, jittered, exponential), which restarts
   from ``base`` once a connection has been up. The policy is a value, so a tighter one (a low
   cap) is a config change, not a new loop.
@@ -25,8 +29,10 @@ Contract:
   (only the text: the exception may pin paho's socket).
 - Cancel-safe: after every await that aiomqtt runs through ``asyncio.wait_for`` (CONNACK,
   SUBACK, PUBACK) ``raise_if_cancelling`` re-raises a stop that landed as it completed
-  (CPython gh-86296), so a stop is never swallowed. On a stop while connected, the retained
-  ``offline`` is published (1 s at most) before the clean DISCONNECT, which skips the will.
+  (CPython gh-86296), and again after each connection ends (aiomqtt's ``__aexit__`` turns a
+  stop into ``MqttError`` when its DISCONNECT times out), so a stop is never swallowed. On a
+  stop while connected, the retained ``offline`` is published (1 s at most) before the clean
+  DISCONNECT, which skips the will.
 - Incoming messages: with ``deliver`` (``run(serve, deliver)``), each one is handed to
   ``deliver(topic, payload)`` synchronously, on the event loop, while paho reads it: nothing
   queues in the process, so memory stays flat however fast messages come, and a caller that
@@ -37,23 +43,31 @@ Contract:
   ``closed(client)``, which re-raises what ``deliver`` raised (the connection is dropped at
   once; the messages paho read after it are not delivered). Without ``deliver``, messages
   queue in aiomqtt without bound for ``client.messages`` (paho acknowledged them already).
+- With ``settled`` (and ``deliver``), a QoS 1 message is acknowledged only once
+  ``settled()``, called after it was delivered, returns: once what it caused is committed
+  (``gateway.transport.acks``). A process that dies before leaves it unacknowledged, and the
+  broker hands it to the next connect of the persistent session again.
 - Sessions are persistent (``clean_session=False`` and a fixed client id, MQTT 3.1.1
   §3.1.2.4) unless ``Endpoint.persistent`` is False: the broker keeps subscriptions and queues
   QoS 1 messages while we are away.
 """
 
 import asyncio
+import contextlib
 import logging
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import aiomqtt
 
 from gateway.config.broker import RECONNECT_MAX
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.backoff import Backoff
+from gateway.transport.acks import Acks, Settled, manual
 
 log = logging.getLogger(__name__)
 OFFLINE_TIMEOUT = 1.0  # seconds the "offline" status may take on the way out
@@ -119,6 +133,9 @@ class Session:
         down: what being down means, for the WARNING ("buffering locally").
         subscriptions: (filter, QoS) pairs subscribed on every connect.
         status: birth and will, or None for none.
+        settled: with ``deliver``, acknowledge each QoS 1 message only once ``settled()``,
+            called after it was delivered, returns (``gateway.transport.acks``); None: paho
+            acknowledges as it reads.
     """
 
     def __init__(
@@ -130,6 +147,7 @@ class Session:
         down: str,
         subscriptions: Sequence[tuple[str, int]] = (),
         status: Status | None = None,
+        settled: Settled | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.retry = retry
@@ -145,14 +163,19 @@ class Session:
         self.client: aiomqtt.Client | None = None  # the live client while ``connected``
         self._failing = False
         self._undelivered: asyncio.Future[None] | None = None  # what ``deliver`` raised
+        self.settled = settled
+        self.acks: Acks | None = None  # this connection's manual PUBACKs, with ``settled``
 
     def make_client(self, deliver: Deliver | None = None) -> aiomqtt.Client:
         """A new client for one connection; with ``deliver``, one that queues nothing."""
         ep = self.endpoint
         inline = None
+        self.acks = None
         if deliver is not None:
             self._undelivered = asyncio.get_running_loop().create_future()
-            inline = _inline(deliver, self._undelivered)
+            if self.settled is not None:
+                self.acks = Acks(self.settled)
+            inline = _inline(deliver, self._undelivered, self.acks)
         will = None
         if self.status is not None:
             offline = self.status.payload("offline")
@@ -176,6 +199,8 @@ class Session:
         if ep.max_inflight is not None:
             # aiomqtt warns once per publish above 10 pending calls; a full window is normal.
             client.pending_calls_threshold = 10 * ep.max_inflight + 100
+        if self.acks is not None:
+            manual(client)
         return client
 
     async def run(self, serve: Serve, deliver: Deliver | None = None) -> NoReturn:
@@ -185,16 +210,22 @@ class Session:
         """
         backoff = self.retry.backoff()
         while True:
+            client = self.make_client(deliver)
             try:
-                async with self.make_client(deliver) as client:
+                async with client:
                     raise_if_cancelling()
                     await self._up(client, serve, backoff)
             except* aiomqtt.MqttError as group:
                 self._failed(group.exceptions[0])
             finally:
+                _release(client)
                 self.client = None
                 self.connected.clear()
                 self._undelivered = None
+            # aiomqtt's ``__aexit__`` raises MqttError in place of a stop when its DISCONNECT
+            # is not acknowledged in time (stuck behind a full socket to a hung broker): the
+            # ``except*`` above took it for a lost link, and the stop was lost for good.
+            raise_if_cancelling()
             self.reconnects += 1
             await asyncio.sleep(backoff.next())
 
@@ -241,10 +272,16 @@ class Session:
         if failed is None:
             raise RuntimeError("closed() serves a session run with deliver")
         ended = asyncio.ensure_future(_until_closed(client))
+        watched: set[asyncio.Future[Any]] = {ended, failed}
+        if self.acks is not None:  # the PUBACKs of this connection, as what they ack settles
+            acking = asyncio.ensure_future(self.acks.run(client))
+            acking.add_done_callback(lambda done: _fail(failed, done))
         try:
-            await asyncio.wait((ended, failed), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         finally:
             ended.cancel()
+            if self.acks is not None:
+                acking.cancel()
         if failed.done():
             if ended.done() and not ended.cancelled():
                 ended.exception()  # the disconnect that followed; the bug is what matters
@@ -275,17 +312,51 @@ class Session:
             )
 
 
+def _release(client: aiomqtt.Client) -> None:
+    """Close the socket of a connection that is over, if aiomqtt left it open.
+
+    aiomqtt 2.5.1 (``Client.__aenter__``) resets its own state when the CONNACK times out but
+    never closes the socket paho opened for the attempt: its reader and its ``loop_misc`` task
+    stay, and the broker, once it answers, hands the session to it (F03: no unbounded FDs).
+    The same holds when ``__aexit__`` cannot write its DISCONNECT. paho's ``_sock_close`` is
+    what paho itself calls on a lost connection: it runs aiomqtt's ``on_socket_close`` (the
+    reader and the misc task go) and closes the socket; with ``SO_LINGER`` 0 the close is a
+    reset, so the CONNECT still unread in a hung broker's buffer is discarded with it rather
+    than read later (it would take over the live session's client id). A client that closed
+    its connection itself has no socket left: nothing to do.
+    """
+    paho = client._client  # the one place the session reaches past aiomqtt
+    sock = paho.socket()
+    if sock is None:
+        return
+    if isinstance(sock, socket.socket):  # not for a websocket wrapper
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    paho._sock_close()
+
+
 async def _until_closed(client: aiomqtt.Client) -> None:
     async for _ in client.messages:  # an inline queue never yields: this waits for the end
         pass
 
 
-def _inline(deliver: Deliver, failed: asyncio.Future[None]) -> type[asyncio.Queue[aiomqtt.Message]]:
+def _fail(failed: asyncio.Future[None], acking: "asyncio.Future[Any]") -> None:
+    """The acknowledging task ended: only a bug ends it (a cancel is ``closed`` leaving)."""
+    if not acking.cancelled() and not failed.done():
+        exc = acking.exception()
+        failed.set_exception(exc if exc is not None else RuntimeError("acks ended"))
+
+
+def _inline(
+    deliver: Deliver, failed: asyncio.Future[None], acks: Acks | None
+) -> type[asyncio.Queue[aiomqtt.Message]]:
     """aiomqtt's incoming queue, made to queue nothing: ``put_nowait`` delivers the message.
 
     aiomqtt calls ``put_nowait`` from paho's ``on_message``, on the event loop, as each PUBLISH
     is read (aiomqtt 2.x reads with ``loop.add_reader``). A ``deliver`` that raises sets
-    ``failed`` (``Session.closed`` re-raises it) and the rest is not delivered.
+    ``failed`` (``Session.closed`` re-raises it) and the rest is not delivered. With ``acks``,
+    each message delivered waits there for its PUBACK (one that was not delivered gets none,
+    so the broker sends it again on the next connect).
     """
 
     class Inline(asyncio.Queue[aiomqtt.Message]):
@@ -298,6 +369,9 @@ def _inline(deliver: Deliver, failed: asyncio.Future[None]) -> type[asyncio.Queu
                 deliver(item.topic.value, data)
             except Exception as exc:  # noqa: BLE001 - handed to ``closed``, which raises it
                 failed.set_exception(exc)
+                return
+            if acks is not None:
+                acks.read(item)
 
     return Inline
 

@@ -336,3 +336,16 @@ async def test_an_acknowledgement_while_the_engine_restarts_still_works(tmp_path
         assert acked.alarm.acked_by == "guard-wang"
     finally:
         await store.close()
+
+
+async def test_settled_returns_once_what_an_earlier_input_raised_is_committed(
+    tmp_path: Path,
+) -> None:
+    async with engine(tmp_path / "b.db", Recorder(), []) as (eng, store):
+        await eng.settled()  # nothing queued: at once
+        eng.contact(ContactEvent("btn-3f", "b1", True, 1000.0))
+        assert eng.open_alarms() == []  # queued, not handled yet
+        await eng.settled()
+        rows = await store.fetch("mqtt", 10, lanes=[Lane.ALARM])
+        assert rows[0].fields["state"] == "raised"  # on disk: a crash now keeps it
+        assert [a.device for a in eng.open_alarms()] == ["btn-3f"]

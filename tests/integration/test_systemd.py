@@ -12,6 +12,7 @@ from gateway.config import validate
 from gateway.ops import systemd
 from gateway.runtime.root import Runtime
 from tests.support.ports import free_port
+from tests.support.wait import wait_until
 
 
 @pytest.fixture
@@ -88,3 +89,61 @@ async def test_daemon_reports_ready_status_watchdog_and_stopping(
     assert "STATUS=0/0 devices online, uplink down, backlog 0, 0 open alarms" in first
     assert pings[-1] == "WATCHDOG=1"
     assert last[-1] == "STOPPING=1"
+
+
+def fill(sock_path: Path) -> int:
+    """Send datagrams to ``sock_path`` until its receive queue is full; how many went in."""
+    sent = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as out:
+        out.setblocking(False)
+        try:
+            while True:
+                out.sendto(b"X" * 64, str(sock_path))
+                sent += 1
+        except BlockingIOError:
+            return sent
+
+
+def drain(sock: socket.socket) -> list[str]:
+    """Every datagram waiting on ``sock`` (non-blocking)."""
+    got: list[str] = []
+    try:
+        while True:
+            got.append(sock.recv(4096).decode())
+    except BlockingIOError:
+        return got
+
+
+async def test_a_notify_socket_nobody_reads_never_blocks_the_loop(
+    tmp_path: Path, notify_socket: socket.socket
+) -> None:
+    assert fill(tmp_path / "notify") > 0  # systemd stopped reading: its queue is full
+    before = systemd.counts.dropped
+    try:
+        # in a thread, so a blocking sendto shows as a timeout here, not a hung test
+        async with asyncio.timeout(5):
+            sent = await asyncio.to_thread(systemd.notify, "WATCHDOG=1")
+    finally:
+        drain(notify_socket)  # frees a sendto that blocked, so no thread is left behind
+    assert sent is False
+    assert systemd.counts.dropped == before + 1
+    assert systemd.notify("WATCHDOG=1")  # room again: sent at once
+    assert notify_socket.recv(100) == b"WATCHDOG=1"
+
+
+async def test_keep_alive_attempts_every_ping_while_full_and_resends_the_status(
+    tmp_path: Path, notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "20000")  # ping every 10 ms
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    fill(tmp_path / "notify")
+    before = systemd.counts.dropped
+    async with asyncio.TaskGroup() as tg:
+        pinger = tg.create_task(systemd.keep_alive(lambda: "1/1 devices online"))
+        # three ticks, a status and a ping each
+        await wait_until(lambda: systemd.counts.dropped >= before + 6, "six messages dropped")
+        assert not pinger.done()  # the loop ran on: nothing blocked
+        assert set(drain(notify_socket)) == {"X" * 64}  # nothing of ours got in
+        got = await receive(notify_socket, "WATCHDOG=1")
+        pinger.cancel()
+    assert got == ["STATUS=1/1 devices online", "WATCHDOG=1"]  # the dropped status again

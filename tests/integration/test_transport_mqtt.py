@@ -11,6 +11,8 @@ no event for "failed attempt", so ``wait_until`` polls its counters every 10 ms.
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -21,6 +23,7 @@ from gateway.transport.mqtt import Endpoint, Retry, Session, Status
 from tests.support.mosquitto import Mosquitto
 from tests.support.proxy import MqttProxy
 from tests.support.subscriber import Recorder
+from tests.support.wait import wait_until
 
 FAST = Retry(0.05, 0.2)  # quick reconnects: the tests wait for several attempts
 STATUS = "site/gw/status"
@@ -47,15 +50,6 @@ def session(
 
 def status() -> Status:
     return Status(STATUS, lambda state: state.encode())
-
-
-async def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Poll an in-memory counter of the session (it has no event for it), for 10 s at most."""
-    deadline = time.monotonic() + 10.0
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"not true after 10 s: {what}")
-        await asyncio.sleep(0.01)
 
 
 async def idle(client: aiomqtt.Client) -> None:
@@ -247,3 +241,132 @@ async def test_an_error_of_deliver_ends_run_and_is_no_lost_connection(
         await asyncio.wait_for(task, 10)
     assert (sess.connects, sess.reconnects) == (1, 0)
     assert not sess.connected.is_set()
+
+
+def open_fds() -> int:
+    """File descriptors this process holds now."""
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_connects_timed_out_on_a_hung_broker_leave_no_socket_open(
+    mosquitto: Mosquitto,
+) -> None:
+    """aiomqtt 2.5.1 leaves paho's socket open when CONNACK times out; the session closes it."""
+    pid = mosquitto.pid
+    assert pid is not None
+    endpoint = Endpoint("127.0.0.1", mosquitto.port, "session-under-test", timeout=0.2)
+    sess = Session(endpoint, Retry(0.01, 0.02), label="test broker", down="testing offline")
+    os.kill(pid, signal.SIGSTOP)  # the listening socket stays open; nothing answers
+    try:
+        async with running(sess):
+            await wait_until(lambda: sess.reconnects >= 2, "two timed-out connects")
+            before = open_fds()
+            await wait_until(lambda: sess.reconnects >= 22, "twenty more", timeout=30)
+            after = open_fds()
+            assert not sess.ever_connected.is_set()
+            assert after - before <= 1, f"{after - before} descriptors more after 20 timeouts"
+            os.kill(pid, signal.SIGCONT)
+            await asyncio.wait_for(sess.connected.wait(), 10)
+            async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="probe") as probe:
+                await probe.publish("probe", b"", qos=1)  # the broker has read all before it
+            assert sess.connects == 1
+            # the attempts given up on were reset: none of their CONNECTs took the session over
+            assert "already connected" not in mosquitto.log_text()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_stop_is_obeyed_when_the_disconnect_cannot_be_written(
+    mosquitto: Mosquitto,
+) -> None:
+    """aiomqtt's ``__aexit__`` times out on a DISCONNECT stuck behind a full socket and raises
+    ``MqttError`` in place of the cancel: that must end ``run``, not count as a lost link."""
+    pid = mosquitto.pid
+    assert pid is not None
+    hung, stuck = asyncio.Event(), asyncio.Event()
+
+    async def flood(client: aiomqtt.Client) -> None:
+        await hung.wait()
+        paho = client._client
+        for _ in range(64):  # 64 MB: far beyond the socket buffers of a hung broker
+            paho.publish("flood", b"x" * 1_000_000, qos=0)
+        stuck.set()
+        await asyncio.Future()
+
+    endpoint = Endpoint("127.0.0.1", mosquitto.port, "session-under-test", timeout=0.5)
+    sess = Session(endpoint, Retry(0.01, 0.02), label="test broker", down="testing offline")
+    try:
+        async with running(sess, flood) as task:
+            await asyncio.wait_for(sess.connected.wait(), 10)
+            os.kill(pid, signal.SIGSTOP)
+            hung.set()
+            await asyncio.wait_for(stuck.wait(), 10)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert done, f"still running 5 s after its cancel ({sess.reconnects} reconnects)"
+            assert task.cancelled()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_a_message_is_acknowledged_only_once_settled_and_redelivered_if_not(
+    mosquitto: Mosquitto,
+) -> None:
+    """With ``settled``, paho's PUBACK waits for it: a session that ends before gets the
+    message again on its next connect (persistent session); once acknowledged, never again."""
+    got: list[bytes] = []
+    release = asyncio.Event()
+    asked = asyncio.Event()
+
+    async def settled() -> None:
+        asked.set()
+        await release.wait()
+
+    def make() -> Session:
+        endpoint = Endpoint("127.0.0.1", mosquitto.port, "acker", keepalive=5, timeout=2.0)
+        return Session(
+            endpoint, FAST, label="b", down="d", subscriptions=[("in/#", 1)], settled=settled
+        )
+
+    async def deliver_run(sess: Session) -> asyncio.Task[None]:
+        async def serve(client: aiomqtt.Client) -> None:
+            await sess.closed(client)
+
+        return asyncio.create_task(sess.run(serve, lambda _t, p: got.append(p)), name="test:acker")
+
+    first = make()
+    task = await deliver_run(first)
+    try:
+        await asyncio.wait_for(first.connected.wait(), 10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="dev") as dev:
+            await dev.publish("in/a", b"press", qos=1)
+        await asyncio.wait_for(asked.wait(), 10)  # delivered; its PUBACK waits for settled
+        assert got == [b"press"]
+    finally:
+        task.cancel()  # gone before it settled: as a process that died
+        await asyncio.wait({task})
+    assert first.acks is not None
+    assert first.acks.sent == 0
+
+    second = make()
+    task = await deliver_run(second)
+    try:
+        await wait_until(lambda: len(got) == 2, "the press handed over again")
+        assert got == [b"press", b"press"]
+        release.set()
+        await wait_until(lambda: second.acks is not None and second.acks.sent == 1, "acked")
+    finally:
+        task.cancel()
+        await asyncio.wait({task})
+
+    third = make()  # acknowledged: the broker keeps nothing for the session
+    task = await deliver_run(third)
+    try:
+        await asyncio.wait_for(third.connected.wait(), 10)
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port, identifier="dev") as dev:
+            await dev.publish("in/a", b"later", qos=1)  # behind anything still queued
+        await wait_until(lambda: len(got) == 3, "the next press")
+        assert got[2] == b"later"
+    finally:
+        task.cancel()
+        await asyncio.wait({task})

@@ -80,15 +80,18 @@ class Daemon:
         self.config = config
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
+        self.fault: str | None = None  # a fault of ``tests.support.faulty`` to start with
 
     def start(self) -> None:
+        """Start ``cgw run`` (with ``fault`` put in, when one is set)."""
         env = {**os.environ, "PYTHONPATH": str(REPO)}
+        module = ["gateway"] if self.fault is None else ["tests.support.faulty", self.fault]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
-                    "gateway",
+                    *module,
                     "run",
                     "-c",
                     str(self.config),

@@ -1,8 +1,11 @@
 """Components restart only when their config changed, and stop stage by stage."""
 
 import asyncio
+import contextlib
 
-from gateway.runtime.components import Component, Components
+import pytest
+
+from gateway.runtime.components import STAGE_GRACE_MIN, Component, Components
 
 
 class Log:
@@ -67,3 +70,53 @@ async def test_stop_all_goes_stage_by_stage() -> None:
         await parts.stop_all(before)
     assert seen == [(1, {"sink", "input"}), (3, {"sink"})]
     assert log.events[-2:] == ["stop input@k", "stop sink@k"]
+
+
+async def test_a_component_that_swallows_its_cancel_is_named_and_left_behind(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = Log()
+    released = asyncio.Event()  # the test's own way to end it, so no task outlives the test
+    started = asyncio.Event()
+
+    async def stubborn() -> None:
+        started.set()
+        while not released.is_set():
+            with contextlib.suppress(asyncio.CancelledError):  # the fault: a stop swallowed
+                await released.wait()
+
+    loop = asyncio.get_running_loop()
+    async with asyncio.TaskGroup() as tg:
+        parts = Components(tg)
+        comps = [log.comp("sink", "k", 3), Component("stubborn", 1, "k", stubborn)]
+        await parts.apply([*comps, log.comp("input", "k", 1)])
+        await asyncio.gather(started.wait(), *(e.wait() for e in log.started.values()))
+        began = loop.time()
+        await parts.stop_all(deadline=0.5)
+        took = loop.time() - began
+        assert parts.abandoned == ["stubborn"]
+        assert log.running == set()  # the stages after it were stopped all the same
+    # the group did not wait for it either: left behind, still running
+    assert took < 0.5 + STAGE_GRACE_MIN + 0.5
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert any("stubborn did not stop within" in m for m in errors)
+    released.set()
+    await asyncio.sleep(0)  # it sees the event and ends
+    for task in asyncio.all_tasks():
+        if task.get_name() == "stubborn:run":
+            await task
+
+
+async def test_a_component_failing_on_its_way_out_still_fails_the_group() -> None:
+    async def fails_on_stop() -> None:
+        try:
+            await asyncio.Future()
+        finally:
+            raise RuntimeError("broken release")
+
+    with pytest.RaisesGroup(RuntimeError):
+        async with asyncio.TaskGroup() as tg:
+            parts = Components(tg)
+            await parts.apply([Component("bad", 1, "k", fails_on_stop)])
+            await asyncio.sleep(0)
+            await parts.stop_all()

@@ -167,3 +167,32 @@ def test_the_cache_behaves_as_an_ordered_window_under_random_traffic() -> None:
             (k, t) for k, t in reference.first.items() if reference.fresh(t, now)
         ]
         assert len(cache) == len(reference.first)
+
+
+async def test_with_settled_no_key_reaches_the_file_before_its_event_is_committed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ids.json"
+    committed = asyncio.Event()  # the alarm of the first press is committed
+    asked = asyncio.Event()
+
+    async def settled() -> None:
+        asked.set()
+        await committed.wait()
+
+    memory = DedupMemory(path, {"sos": (60.0, 1000)}, ManualClock(wall=100.0), settled)
+    memory.caches["sos"].add(("b", "e-1", True), 100.0)
+    memory.save_soon()
+    await asyncio.wait_for(asked.wait(), 5)  # the write waits for the commit
+    assert not path.exists()
+    memory.caches["sos"].add(("b", "e-2", True), 100.0)  # a later press, not committed
+    committed.set()
+    await memory_idle(memory)
+    assert DedupFile(path).load()["sos"] == [(("b", "e-1", True), 100.0)]  # only the first
+
+    committed.clear()
+    asked.clear()
+    memory.save_soon()  # e-2's write: it waits for a commit that never comes
+    await asyncio.wait_for(asked.wait(), 5)
+    memory.close()  # a stop (or a crash) now: e-2 is not written
+    assert DedupFile(path).load()["sos"] == [(("b", "e-1", True), 100.0)]

@@ -1,6 +1,5 @@
-"""HTTP push: its config and checks, its auth and body rules, and the store's commit barrier."""
+"""HTTP push: its config and checks, and its auth and body rules."""
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -15,8 +14,7 @@ import yaml
 from drivers.http_push.body import BodyError, Secrets, authorised, document
 from gateway.config.http_push import HttpPushDeviceConfig
 from gateway.config.loader import load_config
-from gateway.core.errors import ConfigError, StoreError
-from gateway.store.settle import Settle
+from gateway.core.errors import ConfigError
 
 SECRET = "s3cret-" + "0123456789"
 
@@ -168,37 +166,3 @@ def test_the_documented_entries_load(tmp_path: Path) -> None:
     assert [(d.id, d.device_ids) for d in push] == [("gate-b", ["FG-B1"]),
                                                      ("stations", ["es-01", "es-02"])]  # fmt: skip
     assert [t.id for t in cfg.terminals] == ["gate-b"]
-
-
-async def test_the_barrier_waits_for_every_earlier_record_and_not_for_later_ones() -> None:
-    settle = Settle()
-    await settle.wait()  # nothing queued: at once
-    settle.queued()
-    settle.queued()
-    first = settle.take()  # a flush of records 1-2
-    settle.queued()
-    waiter = asyncio.create_task(settle.wait())  # for records 1-3
-    second = settle.take()  # record 3, flushed by an urgent flush that finishes first
-    settle.finished(second)
-    await asyncio.sleep(0)
-    assert not waiter.done()  # record 1-2 are not committed yet
-    settle.queued()  # a later record never delays it
-    settle.finished(first)
-    await asyncio.wait_for(waiter, 1)
-
-
-async def test_a_failed_commit_fails_the_waiters_of_its_records_only() -> None:
-    settle = Settle()
-    settle.queued()
-    early = asyncio.create_task(settle.wait())
-    await asyncio.sleep(0)
-    start = settle.take()
-    settle.queued()
-    late = asyncio.create_task(settle.wait())
-    await asyncio.sleep(0)
-    settle.finished(start, StoreError("disk I/O error"))
-    with pytest.raises(StoreError):
-        await early
-    assert not late.done()
-    settle.finished(settle.take())
-    await asyncio.wait_for(late, 1)

@@ -1,5 +1,6 @@
 """The store's invariants on real SQLite files: lanes, seq, cursors, quota, corruption."""
 
+import asyncio
 import contextlib
 import dataclasses
 import logging
@@ -500,3 +501,21 @@ async def test_a_store_from_before_retention_gains_the_column(tmp_path: Path) ->
         assert await store.purge_expired(10.0) == 1
     finally:
         await store.close()
+
+
+async def test_settled_returns_once_what_was_queued_before_it_is_committed(store: Store) -> None:
+    assert (await store.count_rows()).get(Lane.EVENT, 0) == 0
+    await store.settled()  # nothing queued: at once
+    store.add(rec(Lane.EVENT, n=1))
+    store.add(rec(Lane.TELEMETRY, n=2))
+    await store.settled()  # commits the queue itself
+    counts = await store.count_rows()
+    assert (counts[Lane.EVENT], counts[Lane.TELEMETRY]) == (1, 1)
+
+    store.add(rec(Lane.EVENT, n=3))
+    committing = asyncio.ensure_future(store.flush())  # the committer takes the batch first
+    await asyncio.sleep(0)  # one step: it took the queue and waits for the store thread
+    assert not committing.done()
+    await store.settled()  # the record is not queued any more, but not written yet either
+    assert committing.done()
+    assert (await store.count_rows())[Lane.EVENT] == 2
