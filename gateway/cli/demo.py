@@ -144,7 +144,7 @@ def _config(tmp: Path, broker: int, modbus: int) -> dict[str, Any]:
         "upstream": {"mqtt": {"host": "127.0.0.1", "port": broker, "topic_root": "cgw"}},
         "buses": [
             {
-                "id": "rs485-gw",
+                "id": "rs485-1",
                 "kind": "modbus_tcp",
                 "host": "127.0.0.1",
                 "port": modbus,
@@ -178,7 +178,7 @@ def _config(tmp: Path, broker: int, modbus: int) -> dict[str, Any]:
                 {
                     "kind": "modbus",
                     "id": dev,
-                    "bus": "rs485-gw",
+                    "bus": "rs485-1",
                     "unit_id": unit,
                     "profile": profile,
                     "interval": 2,

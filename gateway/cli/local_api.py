@@ -17,6 +17,7 @@ import argparse
 import errno
 import http.client
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
@@ -27,7 +28,8 @@ from gateway.config import Config, load_config
 from gateway.config.api import ApiConfig, local_url
 from gateway.core.errors import ConfigError
 
-DEFAULT_CONFIG = Path("/etc/cgw/gateway.yaml")
+# the config the verbs read unless -c names one: $CGW_CONFIG, else the installed box's
+DEFAULT_CONFIG = Path(os.environ.get("CGW_CONFIG") or "/etc/cgw/gateway.yaml")
 TIMEOUT = 5.0  # seconds per request
 
 

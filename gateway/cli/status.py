@@ -18,11 +18,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.local_api import DEFAULT_CONFIG
 from gateway.cli.tables import duration
 from gateway.config import load_config
 from gateway.core.errors import ConfigError
 
-DEFAULT_CONFIG = Path("/etc/cgw/gateway.yaml")
 TIMEOUT = 5.0
 EXIT_UNHEALTHY = 1
 EXIT_CONFIG = 2

@@ -1,0 +1,97 @@
+"""The README's commands, run as written against a scratch install: the demo's gateway.
+
+The demo is a whole gateway (a broker, simulated Modbus sensors on bus ``rs485-1``, the local
+API, the monitor, the console) with a config file of its own. Every line of the README's
+command block runs here through bash, as typed, with ``CGW_CONFIG`` naming the demo's config
+(so ``cgw status`` finds it as it finds ``/etc/cgw/gateway.yaml`` on a box) and that file in
+place of ``/etc/cgw/gateway.yaml`` where a line names it. Only the lines listed in ``NOT_RUN``
+are not run here, each for the reason given there; every other line must exit 0.
+"""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import REPO
+
+pytestmark = pytest.mark.slow
+NOT_RUN = {
+    "cgw run": "the demo runs the daemon on this config; a second one would find its ports taken"
+    " (tests/e2e/test_daemon.py runs cgw run)",
+    "cgw users add": "asks for the password twice on the terminal; tests/integration/"
+    "test_cli_users.py types it",
+    "cgw demo": "this test runs the demo (tests/e2e/test_daemon.py runs cgw demo --duration)",
+}
+
+
+def readme_lines() -> list[str]:
+    """The README's command block, one command per line, comments dropped."""
+    text = (REPO / "README.md").read_text()
+    found = re.search(r"```sh\n(\.venv/bin/cgw check-config.*?)```", text, re.S)
+    assert found is not None
+    return [line.split("  #")[0].strip() for line in found.group(1).splitlines() if line.strip()]
+
+
+def test_every_readme_command_runs_against_the_demo(tmp_path: Path) -> None:
+    lines = readme_lines()
+    assert len(lines) >= 12
+    with subprocess.Popen(
+        [sys.executable, "-m", "gateway", "demo", "--duration", "90"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    ) as demo:
+        assert demo.stdout is not None
+        try:
+            shown: list[str] = []
+            for line in demo.stdout:  # up to the scripted acknowledgement: all is running
+                shown.append(line)
+                if "-> ACKNOWLEDGED after" in line:
+                    break
+            config = next(ln.split()[-1] for ln in shown if ln.strip().startswith("cgw status -c"))
+            results = run_all(lines, Path(config), tmp_path)
+        finally:
+            demo.terminate()
+            demo.communicate(timeout=30)
+    skipped = [line for line, result in results.items() if result is None]
+    assert sorted(skipped) == sorted(
+        line for line in lines if any(verb in line for verb in NOT_RUN)
+    )
+    failed = {line: r for line, r in results.items() if r is not None and r.returncode != 0}
+    assert not failed, {k: (v.stdout[-500:], v.stderr[-500:]) for k, v in failed.items()}
+    outputs = {line: r.stdout for line, r in results.items() if r is not None}
+    assert "devices: 4/4 online" in next(v for k, v in outputs.items() if "cgw status" in k)
+    assert "bus rs485-1: 8 of 8 unit ids answer" in next(
+        v for k, v in outputs.items() if "scan" in k
+    )
+    assert "acknowledged" in next(v for k, v in outputs.items() if "alarms ack" in k)
+
+
+def run_all(
+    lines: list[str], config: Path, cwd: Path
+) -> dict[str, subprocess.CompletedProcess[str] | None]:
+    """Each line's outcome, in order (None: not run, see ``NOT_RUN``)."""
+    env = {**os.environ, "CGW_CONFIG": str(config), "PYTHONPATH": str(REPO)}
+    cgw = f"{sys.executable} -m gateway"
+    out: dict[str, subprocess.CompletedProcess[str] | None] = {}
+    alarm = ""
+    for line in lines:
+        if any(verb in line for verb in NOT_RUN):
+            out[line] = None
+            continue
+        command = line.replace(".venv/bin/cgw", cgw).replace("/etc/cgw/gateway.yaml", str(config))
+        command = command.replace("<id>", alarm)
+        result = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=60, cwd=cwd,
+            env=env, check=False,
+        )  # fmt: skip
+        out[line] = result
+        if "alarms list" in line:  # the demo's alarm, for the ack line that follows
+            ids = re.findall(r"\b([0-9a-f]{16})\b.*lobby-sos", result.stdout)
+            alarm = ids[0] if ids else "none"
+    return out
