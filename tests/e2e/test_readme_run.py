@@ -1,4 +1,5 @@
-"""The README's commands, run as written against a scratch install: the demo's gateway.
+"""The README's commands (and the docs' cgw blocks of ``DOC_BLOCKS``), run as written against a
+scratch install: the demo's gateway.
 
 The demo is a whole gateway (a broker, simulated Modbus sensors on bus ``rs485-1``, the local
 API, the monitor, the console) with a config file of its own. Every line of the README's
@@ -28,6 +29,22 @@ NOT_RUN = {
 }
 
 
+DOC_BLOCKS = ("commissioning.md", "devices.md", "reports.md", "mqtt-api.md")
+
+
+def doc_lines() -> list[str]:
+    """The cgw lines of the first shell block of each page of ``DOC_BLOCKS``."""
+    out = []
+    for page in DOC_BLOCKS:
+        text = (REPO / "docs" / page).read_text()
+        found = re.search(r"```sh\n(.*?)```", text, re.S)
+        assert found is not None, page
+        body = [ln.split("  #")[0].strip() for ln in found.group(1).splitlines() if ln.strip()]
+        assert all(ln.startswith("cgw ") for ln in body), (page, body)
+        out += body
+    return out
+
+
 def readme_lines() -> list[str]:
     """The README's command block, one command per line, comments dropped."""
     text = (REPO / "README.md").read_text()
@@ -37,8 +54,8 @@ def readme_lines() -> list[str]:
 
 
 def test_every_readme_command_runs_against_the_demo(tmp_path: Path) -> None:
-    lines = readme_lines()
-    assert len(lines) >= 12
+    lines = readme_lines() + doc_lines()
+    assert len(lines) >= 20
     with subprocess.Popen(
         [sys.executable, "-m", "gateway", "demo", "--duration", "90"],
         stdout=subprocess.PIPE,
@@ -70,6 +87,8 @@ def test_every_readme_command_runs_against_the_demo(tmp_path: Path) -> None:
         v for k, v in outputs.items() if "scan" in k
     )
     assert "acknowledged" in next(v for k, v in outputs.items() if "alarms ack" in k)
+    assert (cwd_file := tmp_path / "alarm.json").is_file()  # cgw schema alarm > alarm.json
+    assert '"title"' in cwd_file.read_text()
 
 
 def run_all(
@@ -84,7 +103,8 @@ def run_all(
         if any(verb in line for verb in NOT_RUN):
             out[line] = None
             continue
-        command = line.replace(".venv/bin/cgw", cgw).replace("/etc/cgw/gateway.yaml", str(config))
+        command = re.sub(r"^(\.venv/bin/)?cgw ", cgw + " ", line)
+        command = command.replace("/etc/cgw/gateway.yaml", str(config))
         command = command.replace("<id>", alarm)
         result = subprocess.run(
             ["bash", "-c", command], capture_output=True, text=True, timeout=60, cwd=cwd,
