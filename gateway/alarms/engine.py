@@ -134,6 +134,10 @@ class AlarmEngine:
     def contact(self, event: ContactEvent) -> None:
         self._inbox.put_nowait(event)
 
+    def condition(self, cond: Condition) -> None:
+        """A verdict reached outside the configured rules (a welfare check), never refused."""
+        self._inbox.put_nowait(cond)
+
     def covers(self, event: ContactEvent) -> bool:
         """Whether a contact rule of the current config names ``event``'s device and input."""
         return self.rules.covers(event)
