@@ -5,7 +5,9 @@ Contract:
   blocking and handled in arrival order by ``run``. Besides the configured rules, the engine
   raises ``input_unavailable`` for a device a contact rule names that does not run
   (``gateway.alarms.rules``). ``covers(event)`` says whether any contact rule names a
-  contact, for the pipeline to count the ones no rule does.
+  contact, for the pipeline to count the ones no rule does. ``condition`` takes a verdict
+  reached elsewhere (a welfare check, ``gateway.welfare``) into the same inbox, so its alarm
+  lives the same life as any other.
 - Every transition is committed together with its ``alarm/<id>`` message in the alarm lane
   (``Store.transact``): the alarm table and what the platform hears never disagree, and the
   alarm lane drains before any backlog. Inputs that are waiting when the engine takes one
@@ -138,6 +140,10 @@ class AlarmEngine:
         """A verdict reached outside the configured rules (a welfare check), never refused."""
         self._inbox.put_nowait(cond)
 
+    async def drained(self) -> None:
+        """Return once every input queued so far is handled and its transitions committed."""
+        await self._inbox.join()
+
     def covers(self, event: ContactEvent) -> bool:
         """Whether a contact rule of the current config names ``event``'s device and input."""
         return self.rules.covers(event)
@@ -183,6 +189,8 @@ class AlarmEngine:
                 while len(items) < BATCH_MAX and not self._inbox.empty():
                     items.append(self._inbox.get_nowait())
                 await self._handle([c for i in items for c in self._conditions(i)], tg)
+                for _ in items:
+                    self._inbox.task_done()
             notes = self.lifecycle.tick(self.clock.mono())
             self._send(notes, tg)
 

@@ -138,18 +138,14 @@ class WelfareConfig(Model):
             seen.add(h.id)
         return self
 
-    def ladders(self) -> set[str]:
-        """Every ladder a welfare check may escalate on."""
-        return {self.ladder} | {h.ladder for h in self.households if h.ladder is not None}
-
 
 def check_references(
     cfg: WelfareConfig, doors: set[str], devices: set[str], ladders: set[str], privacy: bool
 ) -> list[str]:
     """Problems with what the households name: doors, devices, ladders, the privacy key."""
     problems: list[str] = []
-    for ladder in sorted(cfg.ladders() - ladders):
-        problems.append(f"welfare: unknown ladder {ladder!r} (alarms.ladders)")
+    if cfg.ladder not in ladders:
+        problems.append(f"welfare: unknown ladder {cfg.ladder!r} (alarms.ladders)")
     for i, h in enumerate(cfg.households):
         where = f"welfare.households[{i}]"
         if h.ladder is not None and h.ladder not in ladders:
