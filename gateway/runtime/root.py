@@ -210,7 +210,12 @@ class Runtime:
             self.store.add,
             self.clock,
             self._synced,
-            GatewayActions(self._orders(), lambda: self.linkage, lambda: health(self.snapshot())),
+            GatewayActions(
+                self._orders(),
+                lambda: self.linkage,
+                lambda: health(self.snapshot()),
+                self.welfare.desk,
+            ),
         )
         self.commands = service
         try:

@@ -20,7 +20,6 @@ Contract:
 """
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Mapping
@@ -117,8 +116,7 @@ class WelfareMonitor:
                 await self.check()
                 await asyncio.sleep(self.cfg.check_every)
         finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(self.save())
+            await self.save()  # what was seen since the last look, before the store closes
 
     async def restore(self) -> None:
         """Load the saved counts and absences; leave the gateway's outages out of the count."""

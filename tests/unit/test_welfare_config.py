@@ -1,13 +1,17 @@
 """The ``welfare`` config section: households by flat or pseudonym, never a raw resident id."""
 
 import copy
+import re
 import secrets
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.config import validate
+from gateway.config.alarms import AlarmsConfig
+from gateway.config.welfare import WelfareConfig, check_references
 from gateway.core.errors import ConfigError
 
 PERSON = "p1:3fa2:" + "9c" * 16
@@ -137,3 +141,16 @@ def test_a_quiet_window_shorter_than_an_hour_is_refused(tmp_path: Path) -> None:
     doc["households"][0]["quiet"] = "30m"
     (line,) = problems(tmp_path, doc)
     assert line.startswith("welfare.households[0].quiet:")
+
+
+def test_the_documented_example_validates() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "welfare.md").read_text()
+    block = re.search(r"```yaml\n(.*?)```", text, re.S)
+    assert block is not None
+    doc = yaml.safe_load(block.group(1))
+    alarms = AlarmsConfig.model_validate(doc["alarms"])
+    welfare = WelfareConfig.model_validate(doc["welfare"])
+    doors, devices = {"b7-unit3", "b7-0501-door"}, {"btn-b7-0304", "water-b7-0304"}
+    ladders = {ld.id for ld in alarms.ladders}
+    assert check_references(welfare, doors, devices, ladders, privacy=True) == []
+    assert [h.quiet for h in welfare.households] == [86400, 129600]

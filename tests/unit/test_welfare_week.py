@@ -10,7 +10,8 @@ Three households, each watched with a 24 h quiet window:
 - ``c-303``: uses its door at 09:00 and 18:00, but its terminal is offline from Wednesday
   20:00 to Thursday 20:00, so Thursday's visits are never seen: no check from that day.
 
-Then a gateway outage of more than a day: never mistaken for a quiet household.
+Then a gateway outage of more than a day: never mistaken for a quiet household; and a planned
+absence sent by the platform as a signed command's action.
 """
 
 import asyncio
@@ -25,6 +26,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from gateway.alarms.engine import AlarmEngine
+from gateway.commands.actions import GatewayActions
+from gateway.commands.dispatch import Dispatcher
+from gateway.commands.service import ActionFailed
 from gateway.config.alarms import AlarmsConfig
 from gateway.config.welfare import WelfareConfig
 from gateway.core.access import AccessEvent, Kind
@@ -205,3 +209,24 @@ async def test_a_gateway_outage_is_not_counted_as_quiet(
     await second.run_until(at("Wed", 17))
     (alarm,) = [a for a in await second.alarms() if a["device"] == "c-303"]
     assert local(alarm["raised_at"]) == "Wed 17:00"  # Mon 08:00 + 24 h + the 33 h outage
+
+
+async def test_a_signed_platform_command_enters_a_planned_absence(
+    open_gateway: Callable[[ManualClock], Any],
+) -> None:
+    clock = ManualClock(wall=at("Mon", 0))
+    gw: Gateway = await open_gateway(clock)
+    orders = Dispatcher(lambda: gw.engine, gw.store.add, clock, lambda: True)
+
+    def actions(monitor: WelfareMonitor | None) -> GatewayActions:
+        return GatewayActions(orders, lambda: None, lambda: (200, {}), lambda: monitor)
+
+    start, end = at("Mon", 12), at("Wed", 0)
+    result = await actions(gw.monitor).away("b-202", start, end, "family", "platform:office")
+    assert result == {"absence": 1, "household": "b-202", "start": start, "end": end}
+    await gw.step(at("Mon", 12))
+    assert gw.monitor.snapshot().absent == 1
+    with pytest.raises(ActionFailed, match="no watched household 'z-999'"):
+        await actions(gw.monitor).away("z-999", start, end, "family", "platform:office")
+    with pytest.raises(ActionFailed, match="not configured"):
+        await actions(None).away("b-202", start, end, "family", "platform:office")
