@@ -16,6 +16,7 @@ from gateway.ops.health import health
 from gateway.runtime.root import Runtime
 from tests.support.disk import ballast, small_disk
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 from tests.support.webhook import Webhook, webhook
 
 __all__ = ["small_disk", "webhook"]  # the fixtures
@@ -61,13 +62,6 @@ def config(tmp_path: Path, hook_port: int) -> dict[str, Any]:
             "ladders": [{"id": "default", "tiers": [{"after": 0, "channels": ["guard"]}]}],
         },
     }
-
-
-async def wait_until(cond: Any, what: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - a pin's state has no event to await
-            await asyncio.sleep(0.01)
-    assert cond(), what
 
 
 async def test_button_sounds_siren_and_notifies_staff_with_the_uplink_down(

@@ -11,7 +11,6 @@ import asyncio
 import io
 import json
 import secrets
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from gateway.runtime.root import Runtime
 from gateway.welfare.monitor import WelfareMonitor
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
 from tests.support.webhook import Webhook, webhook
 
 __all__ = ["webhook"]  # the fixture
@@ -99,13 +99,6 @@ def face_pass(event_id: str, person: str) -> bytes:
     return json.dumps(doc).encode()
 
 
-async def until(cond: Callable[[], bool], what: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - the monitor's looks have no event to await
-            await asyncio.sleep(0.01)
-    assert cond(), what
-
-
 async def test_a_quiet_household_reaches_the_guard_who_answers_it(
     tmp_path: Path, mosquitto: Mosquitto, webhook: tuple[Webhook, int]
 ) -> None:
@@ -130,20 +123,20 @@ async def test_a_quiet_household_reaches_the_guard_who_answers_it(
             assert runtime.welfare.monitor is not None
             return runtime.welfare.monitor
 
-        await until(lambda: runtime.welfare.monitor is not None, "the monitor runs")
+        await wait_until(lambda: runtime.welfare.monitor is not None, "the monitor runs")
         await monitor().ready.wait()
-        await until(lambda: all(runtime.snapshot().inputs.connections.values()), "subscribed")
+        await wait_until(lambda: all(runtime.snapshot().inputs.connections.values()), "subscribed")
 
         async def look(to: float) -> None:  # move the fake clock, wait for the monitor's look
             while clock.wall() < to:
                 clock.advance(STEP)
-                await until(
+                await wait_until(
                     lambda: monitor().watch.households["7-0304"].as_of == clock.wall(), "a look"
                 )
 
         await terminal.publish("facegate/FG-7/event", face_pass("e-1", "someone-else"), qos=1)
         await terminal.publish("facegate/FG-7/event", face_pass("e-2", RAW_ID), qos=1)
-        await until(lambda: monitor().watch.households["7-0304"].last is not None, "the sign")
+        await wait_until(lambda: monitor().watch.households["7-0304"].last is not None, "the sign")
         assert monitor().watch.households["7-0304"].last.ts == T0  # type: ignore[union-attr]
 
         await look(T0 + 3600 - STEP)
@@ -173,7 +166,7 @@ async def test_a_quiet_household_reaches_the_guard_who_answers_it(
             "[INFO] acknowledged by guard-wang",
             "[INFO] cleared",
         ]
-        await until(lambda: not runtime.alarms.open_alarms(), "the check is cleared")
+        await wait_until(lambda: not runtime.alarms.open_alarms(), "the check is cleared")
 
         away = {"by": "office", "note": "visiting family", "from": "2027-01-16T08:00+08:00",
                 "until": "2027-01-20T18:00+08:00"}  # fmt: skip
@@ -223,7 +216,7 @@ async def test_the_cgw_welfare_verbs(
     async with asyncio.TaskGroup() as tg:
         tg.create_task(runtime.run(stop))
         await runtime.ready.wait()
-        await until(lambda: runtime.welfare.monitor is not None, "the monitor runs")
+        await wait_until(lambda: runtime.welfare.monitor is not None, "the monitor runs")
         assert runtime.welfare.monitor is not None
         await runtime.welfare.monitor.ready.wait()
 
