@@ -15,6 +15,9 @@ Contract:
   sign of life with the note, and so clears it; ``plan_absence`` and ``cancel_absence``
   change planned absences, saved before they return. Raise ``WelfareError`` for a request
   that cannot be done (unknown household or absence, an absence that ends before it starts).
+- A full disk: what the monitor must read back (the saved counts at the start, an absence's
+  id) raises ``StoreFullError``, a transient error, so the component restarts with backoff
+  and an absence that cannot be saved is refused; saving the counts waits with the store.
 - What a crash loses: the signs since the last look (at most ``check_every`` seconds); the
   count then restarts a little early, never late.
 """
@@ -22,10 +25,11 @@ Contract:
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from gateway.alarms.model import UNACKED, Alarm, Condition, Transition
 from gateway.alarms.wording import WELFARE_CHECK
@@ -34,7 +38,7 @@ from gateway.core.clock import Clock
 from gateway.core.items import Item
 from gateway.core.snapshots import WelfareSnapshot
 from gateway.reports.history import restarts_since
-from gateway.store import Store
+from gateway.store import Store, StoreFullError
 from gateway.welfare import saved
 from gateway.welfare.signs import Signs
 from gateway.welfare.watch import Absence, Sign, Verdict, Watch
@@ -42,6 +46,7 @@ from gateway.welfare.watch import Absence, Sign, Verdict, Watch
 log = logging.getLogger(__name__)
 MAX_WAITING = 10_000  # signs waiting for ``run`` to restore the counts
 KEEP_ABSENCES_S = 30 * 86400.0  # an ended absence (and its note) is kept this long
+T = TypeVar("T")
 
 
 class WelfareError(Exception):
@@ -121,9 +126,9 @@ class WelfareMonitor:
     async def restore(self) -> None:
         """Load the saved counts and absences; leave the gateway's outages out of the count."""
         now = self.parts.clock.wall()
-        rows, absences = await self.parts.store.transact(saved.load)
+        rows, absences = await self._read(saved.load)
         since = min((as_of for _, _, as_of, _ in rows), default=now)
-        outages = await self.parts.store.transact(functools.partial(restarts_since, since=since))
+        outages = await self._read(functools.partial(restarts_since, since=since))
         self.watch.restore(rows, absences, [(r.down, r.up) for r in outages], now)
         open_checks = {
             a.cause: a for a in self.parts.alarms.open_alarms() if a.kind == WELFARE_CHECK
@@ -163,6 +168,17 @@ class WelfareMonitor:
         async with self._lock:
             await self.parts.store.transact(work)
 
+    async def _read(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """``work``'s result; ``StoreFullError`` (transient) when a full disk deferred it.
+
+        On a full disk the store keeps a transaction's work in memory to run later and hands
+        back None (``gateway.store.ledger``): nothing here can go on without the answer.
+        """
+        result = await self.parts.store.transact(work)
+        if result is None:
+            raise StoreFullError("the store could not run a welfare transaction (disk full)")
+        return result
+
     # -- staff ----------------------------------------------------------------------------
 
     async def answer(self, household: str, by: str, note: str) -> bool:
@@ -195,7 +211,10 @@ class WelfareMonitor:
             created=now,
         )  # fmt: skip
         async with self._lock:
-            absence_id = await self.parts.store.transact(work)
+            try:
+                absence_id = await self._read(work)
+            except StoreFullError as exc:
+                raise WelfareError(f"the absence could not be saved: {exc}") from None
         absence = Absence(absence_id, household, start, end, note, by)
         self._tell(self.watch.add_absence(absence, now))
         log.info("welfare: %s away %s to %s (entered by %s)", household, _iso(start), _iso(end), by)

@@ -16,6 +16,7 @@ class Webhook:
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
         self.arrived = asyncio.Event()
+        self._taken = 0  # bodies ``next_body`` returned
 
     async def handle(self, request: web.Request) -> web.Response:
         self.bodies.append(await request.json())
@@ -23,13 +24,13 @@ class Webhook:
         return web.json_response({"ok": True})
 
     async def next_body(self, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
-        """The body after those seen so far (``bodies`` grows by one each time)."""
-        seen = len(self.bodies)
+        """The first body ``next_body`` has not returned yet, once it has arrived."""
         async with asyncio.timeout(timeout):
-            while len(self.bodies) <= seen:
+            while len(self.bodies) <= self._taken:
                 self.arrived.clear()
                 await self.arrived.wait()
-        return self.bodies[seen]
+        self._taken += 1
+        return self.bodies[self._taken - 1]
 
 
 @pytest.fixture
