@@ -1,11 +1,10 @@
 """The alarm engine: the async shell around the pure rules and lifecycle.
 
 Contract:
-- Inputs (samples, device status, contact events) are queued from the loop thread without
-  blocking and handled in arrival order by ``run``. Besides the configured rules, the engine
-  raises ``input_unavailable`` for a device a contact rule names that does not run
-  (``gateway.alarms.rules``). ``covers(event)`` says whether any contact rule names a
-  contact, for the pipeline to count the ones no rule does.
+- Inputs (samples, device status, contacts; ``condition``: a verdict reached elsewhere, a
+  welfare check) are queued without blocking and handled in arrival order by ``run``. Besides
+  the rules, it raises ``input_unavailable`` for a device a contact rule names that does not
+  run. ``covers(event)`` says whether any contact rule names a contact.
 - Every transition is committed together with its ``alarm/<id>`` message in the alarm lane
   (``Store.transact``): the alarm table and what the platform hears never disagree, and the
   alarm lane drains before any backlog. Inputs that are waiting when the engine takes one
@@ -14,8 +13,7 @@ Contract:
   (a fire panel tripping many contacts) costs one fsync, not one per alarm. Open alarms
   survive a restart (``open`` reloads them and their escalation timers continue).
 - Notifications go out in their own tasks, so a slow channel never delays the next alarm;
-  every attempt and its result is written into the alarm's history. The first confirmed
-  delivery moves the alarm to "notified". The built-in channel ``log`` writes a log line.
+  every attempt is written into the alarm's history; the first delivery makes it "notified".
 - ``outputs`` (siren, strobe) is called with the highest severity among unacknowledged
   alarms whenever that changes, and with None once all are acknowledged: it works with the
   uplink down, since nothing here waits for the upstream.
@@ -141,11 +139,13 @@ class AlarmEngine:
         self._inbox.put_nowait(done)
         await done
 
+    def condition(self, cond: Condition) -> None:
+        """A verdict reached outside the configured rules (a welfare check), never refused."""
+        self._inbox.put_nowait(cond)
+
     def covers(self, event: ContactEvent) -> bool:
         """Whether a contact rule of the current config names ``event``'s device and input."""
         return self.rules.covers(event)
-
-    # -- life -----------------------------------------------------------------------------
 
     async def open(self) -> None:
         """Reload open alarms (the store's schema holds their table)."""

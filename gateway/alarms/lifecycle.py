@@ -98,6 +98,7 @@ class Lifecycle:
             raised_at=cond.ts,
             raised_mono=mono,
             value=cond.value,
+            facts=dict(cond.facts),
         )
         self.alarms[alarm.id] = alarm
         self._by_cause[alarm.cause] = alarm.id
@@ -245,6 +246,7 @@ def snapshot(alarm: Alarm) -> Alarm:
     """A copy that later changes to ``alarm`` do not touch."""
     dup = copy.copy(alarm)
     dup.history = list(alarm.history)
+    dup.facts = dict(alarm.facts)
     return dup
 
 
@@ -275,6 +277,8 @@ def to_dict(alarm: Alarm) -> dict[str, Any]:
     out = {k: getattr(alarm, k) for k in _FIELDS}
     out["state"] = alarm.state.value
     out["history"] = [list(h) for h in alarm.history]
+    if alarm.facts:
+        out["facts"] = dict(alarm.facts)
     return out
 
 
@@ -283,4 +287,5 @@ def from_dict(row: dict[str, Any]) -> Alarm:
     fields = {k: row[k] for k in _FIELDS}
     alarm = Alarm(state=State(row["state"]), raised_mono=0.0, **fields)
     alarm.history = [(float(w), str(s), str(n)) for w, s, n in row.get("history", [])]
+    alarm.facts = {str(k): str(v) for k, v in row.get("facts", {}).items()}
     return alarm

@@ -1,5 +1,6 @@
 """Alarm value types: conditions from rules, alarms with their lifecycle, and actions."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -25,7 +26,7 @@ class Condition:
 
     cause: str  # one alarm per cause: "<rule>/<device>[/<point or input>]"
     rule: str
-    kind: str  # threshold | contact | offline | sensor_fault
+    kind: str  # threshold | contact | offline | sensor_fault | welfare_check
     device: str
     active: bool
     severity: str
@@ -34,6 +35,7 @@ class Condition:
     message: str
     ts: float  # wall clock of the observation
     value: Value | None = None
+    facts: Mapping[str, str] = field(default_factory=dict)  # for the staff's wording
 
 
 @dataclass(slots=True)
@@ -62,6 +64,7 @@ class Alarm:
     tier: int = -1  # highest escalation rung notified so far
     next_renotify: float | None = None  # monotonic
     history: list[tuple[float, str, str]] = field(default_factory=list)  # (wall, state, note)
+    facts: dict[str, str] = field(default_factory=dict)  # what staff read beyond the message
 
     @property
     def input(self) -> str:

@@ -21,6 +21,8 @@ from gateway.alarms.rules import INPUT_UNAVAILABLE
 from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
 from gateway.core.catalogue import CATALOGUE, Language
 
+WELFARE_CHECK = "welfare_check"  # the alarm kind of welfare checks (gateway.welfare)
+
 _BABEL = {"en": "en", "zh-CN": "zh_Hans_CN"}
 
 
@@ -36,8 +38,13 @@ def local_time(ts: float, language: Language, zone: str) -> str:
     return f"{format_datetime(when, 'medium', tzinfo=tz, locale=_BABEL[language])} ({zone})"
 
 
-def what(alarm: Alarm, language: Language, rule_type: str | None = None) -> str:
-    """The alarm in a few words; English staff read the platform's own message."""
+def what(alarm: Alarm, language: Language, rule_type: str | None = None, zone: str = "UTC") -> str:
+    """The alarm in a few words; English staff read the platform's own message.
+
+    A welfare check is worded from its ``facts`` in both languages, its last sign in ``zone``.
+    """
+    if alarm.kind == WELFARE_CHECK:
+        return _welfare(alarm, language, zone)
     if language == "en":
         return alarm.message
     detail = alarm.input
@@ -56,6 +63,21 @@ def what(alarm: Alarm, language: Language, rule_type: str | None = None) -> str:
     return alarm.message
 
 
+def _welfare(alarm: Alarm, language: Language, zone: str) -> str:
+    facts = alarm.facts
+    if "last_ts" in facts:
+        last = text(
+            language,
+            "welfare.last",
+            kind=text(language, f"welfare.kind.{facts['last_kind']}"),
+            source=facts["last_source"],
+            time=local_time(float(facts["last_ts"]), language, zone),
+        )
+    else:
+        last = text(language, "welfare.never")
+    return text(language, "welfare.quiet", hours=facts.get("quiet_h", "?"), last=last)
+
+
 def staff_message(
     alarm: Alarm,
     note: Notify,
@@ -70,7 +92,7 @@ def staff_message(
     ``link``: where staff acknowledge it in the field console; without one the message
     names the ``cgw alarms ack`` command.
     """
-    said = what(alarm, language, rule_type)
+    said = what(alarm, language, rule_type, zone)
     if note.news:  # telling those notified before: someone took it on, or it is over
         said = text(language, f"news.{note.news}", by=alarm.acked_by or "-", what=said)
     severity = text(language, f"severity.{'info' if note.news else alarm.severity}")

@@ -23,6 +23,7 @@ from gateway.cli import keys as cli_commands
 from gateway.cli import report as cli_report
 from gateway.cli import status as cli_status
 from gateway.cli import users as cli_users
+from gateway.cli import welfare as cli_welfare
 from gateway.cli.local_api import load
 from gateway.config import Config, checks
 from gateway.config.gpio import GpioDeviceConfig
@@ -67,6 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_commands.add_parser(sub)
     cli_broker_acl.add_parser(sub)
     cli_users.add_parser(sub)
+    cli_welfare.add_parser(sub)
     return parser
 
 
@@ -100,6 +102,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return cli_broker_acl.run(args)
     if args.command == cli_users.COMMAND:
         return cli_users.run(args)
+    if args.command == cli_welfare.COMMAND:
+        return cli_welfare.run(args)
     if args.command in cli_commands.COMMANDS:
         return cli_commands.run(args)
     if args.command == "demo":

@@ -25,9 +25,9 @@ from pydantic import AfterValidator, ConfigDict, Field
 
 from gateway.config.base import Model, Name
 
-CommandName = Literal["ack", "reset", "unlock", "silence", "status"]
+CommandName = Literal["ack", "reset", "unlock", "silence", "status", "away"]
 Form = Literal["jws", "legacy"]  # wire forms: a JWS, or the legacy envelope of the transition
-NAMES: Final[tuple[CommandName, ...]] = ("ack", "reset", "unlock", "silence", "status")
+NAMES: Final[tuple[CommandName, ...]] = ("ack", "reset", "unlock", "silence", "status", "away")
 
 VERSION: Final = 1  # the "v" field; changes only for an incompatible format change
 ALG: Final = "EdDSA"  # the only JWS "alg" accepted (RFC 8037: Ed25519 here)
@@ -77,16 +77,27 @@ class UnlockArgs(Args):
     seconds: int = Field(ge=1, le=300, description="How long the door stays released")
 
 
+class AwayArgs(Args):
+    """``away``: a planned absence of a household watched by welfare checks (docs/welfare.md)."""
+
+    household: Name = Field(description="The household, as welfare.households[].id names it")
+    start: int = Field(ge=0, le=MAX_INT, description="Unix seconds the absence starts")
+    end: int = Field(ge=0, le=MAX_INT, description="Unix seconds it ends (exclusive)")
+    note: str = Field(min_length=1, max_length=200, description="Why, as staff will read it")
+    by: Operator
+
+
 class NoArgs(Args):
     """``silence`` and ``status`` take no arguments: ``args`` must be ``{}``."""
 
 
-ARGS: Final[Mapping[CommandName, type[AlarmArgs | UnlockArgs | NoArgs]]] = {
+ARGS: Final[Mapping[CommandName, type[AlarmArgs | UnlockArgs | AwayArgs | NoArgs]]] = {
     "ack": AlarmArgs,
     "reset": AlarmArgs,
     "unlock": UnlockArgs,
     "silence": NoArgs,
     "status": NoArgs,
+    "away": AwayArgs,
 }
 
 
@@ -98,7 +109,7 @@ class Command:
     name: CommandName
     site_id: str
     gateway_id: str
-    args: AlarmArgs | UnlockArgs | NoArgs
+    args: AlarmArgs | UnlockArgs | AwayArgs | NoArgs
     iat: int  # issued at, Unix seconds (platform clock)
     exp: int  # expires at, Unix seconds (platform clock)
     nonce: str  # unique per command; the replay cache key

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from gateway.commands.model import AlarmArgs, Command, UnlockArgs
+from gateway.commands.model import AlarmArgs, AwayArgs, Command, UnlockArgs
 from gateway.commands.replay import ReplayCache
 from gateway.commands.verify import Rejected, Verifier
 from gateway.config.commands import CommandsConfig
@@ -54,6 +54,9 @@ class Actions(Protocol):
     async def unlock(self, door: str, seconds: int, why: str) -> dict[str, Any]: ...
     async def silence(self) -> dict[str, Any]: ...
     async def status(self) -> dict[str, Any]: ...
+    async def away(
+        self, household: str, start: float, end: float, note: str, by: str
+    ) -> dict[str, Any]: ...
 
 
 class CommandService:
@@ -173,6 +176,11 @@ class CommandService:
                 result = await act(args.alarm_id, by)
             elif isinstance(args, UnlockArgs):
                 result = await self.actions.unlock(args.door, args.seconds, f"command {cmd.id}")
+            elif isinstance(args, AwayArgs):
+                by = f"platform:{args.by}"
+                result = await self.actions.away(
+                    args.household, args.start, args.end, args.note, by
+                )
             elif cmd.name == "silence":
                 result = await self.actions.silence()
             else:

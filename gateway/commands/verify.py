@@ -54,6 +54,7 @@ from gateway.commands.model import (
     DEFAULT_MAX_SKEW,
     MAX_SIZE,
     AlarmArgs,
+    AwayArgs,
     Command,
     Form,
     NoArgs,
@@ -63,7 +64,7 @@ from gateway.commands.rejected import AUTHENTICATED, FORMS, REASONS, Reason, Rej
 from gateway.commands.signing import clip, describe
 from gateway.config.keys import key_id
 
-Args = AlarmArgs | UnlockArgs | NoArgs
+Args = AlarmArgs | UnlockArgs | AwayArgs | NoArgs
 _BLANK = " \t\r\n"
 __all__ = ["AUTHENTICATED", "FORMS", "REASONS", "Reason", "Rejected", "Verifier"]
 

@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from gateway.config import checks
+from gateway.config import checks, welfare
 from gateway.config.base import merge_points
 from gateway.config.doors import (
     DoorTerminalConfig,
@@ -41,6 +41,7 @@ _UNION_TAGS = frozenset(
     {"modbus", "modbus_tcp", "modbus_rtu_over_tcp", "modbus_rtu", "gpio", "mqtt_button"}
     | {"door_terminal", "mqtt_json", "http_push"}
     | {"threshold", "contact", "offline", "sensor_fault"}
+    | {"door", "button", "point"}  # welfare signs
 )
 
 
@@ -244,7 +245,15 @@ def check_references(cfg: Config) -> list[str]:
         + _check_alarm_refs(cfg, known)
         + checks.check_rule_names(cfg)
         + checks.check_listeners(cfg)
+        + _check_welfare(cfg, doors, known)
     )
+
+
+def _check_welfare(cfg: Config, doors: set[str], devices: set[str]) -> list[str]:
+    if cfg.welfare is None:
+        return []
+    ladders = {ld.id for ld in cfg.alarms.ladders}
+    return welfare.check_references(cfg.welfare, doors, devices, ladders, cfg.privacy is not None)
 
 
 def _check_doors(cfg: Config) -> list[str]:

@@ -22,6 +22,7 @@ from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.config.notify import ChannelConfig
 from gateway.config.records import RecordsConfig
 from gateway.config.reports import ReportsConfig
+from gateway.config.welfare import WelfareConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).
 DeviceConfig = Annotated[
@@ -158,6 +159,9 @@ class Config(Model):
     reports: ReportsConfig = Field(
         default_factory=ReportsConfig,
         description="Proof of service: the daily availability and response reports upstream",
+    )
+    welfare: WelfareConfig | None = Field(
+        None, description="Welfare checks of households that opted in; off if omitted"
     )
     profile_dirs: list[Path] = Field(
         default_factory=list,

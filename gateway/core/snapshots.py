@@ -171,3 +171,13 @@ class DeviceSnapshot:
     implausible: int = 0  # readings outside their point's physical range (quality "bad")
     disabled: Mapping[str, str] = field(default_factory=dict)  # point -> why it is not read
     reason: str = ""  # why it is offline (the last failed poll's error), "" while online
+
+
+@dataclass(frozen=True, slots=True)
+class WelfareSnapshot:
+    """Welfare checks: households watched, quiet too long now, on a planned absence."""
+
+    watched: int
+    quiet: int  # a welfare check is open
+    absent: int  # on a planned absence now
+    paused: int  # a source of theirs is offline: their quiet is not counted

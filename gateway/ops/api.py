@@ -1,5 +1,6 @@
-"""The local API: open alarms with the uplink down, the devices (``gateway.ops.device_api``)
-and the availability report (``gateway.ops.report_api``).
+"""The local API: open alarms with the uplink down, the devices (``gateway.ops.device_api``),
+the availability report (``gateway.ops.report_api``) and the welfare checks
+(``gateway.ops.welfare_api``).
 
 Used by the property staff's console, ``cgw alarms``, ``cgw report``, ``cgw devices``,
 ``cgw read`` and ``cgw scan``. Alarm endpoints (JSON in and out):
@@ -30,8 +31,9 @@ Contract:
 - It sees the alarm engine only through ``AlarmDesk``: open alarms, acknowledge, reset and
   the response report; the devices only through the ports of ``gateway.ops.device_api``
   (``DeviceSource``, ``Commissioner``) and the availability history only through
-  ``gateway.ops.report_api.AvailabilitySource``, when it is given them; nothing else of the
-  running gateway.
+  ``gateway.ops.report_api.AvailabilitySource`` and the welfare checks only through
+  ``gateway.ops.welfare_api.WelfareDesk``, when it is given them; nothing else of the running
+  gateway.
 - aiohttp is imported only when the API starts, so a daemon without an ``api`` section never
   loads it. The token is read once, at start.
 """
@@ -42,6 +44,7 @@ import asyncio
 import hmac
 import logging
 import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from gateway.alarms.lifecycle import LifecycleError
@@ -51,6 +54,7 @@ from gateway.core.errors import ConfigError
 from gateway.ops.device_api import Commissioner, DeviceRoutes, DeviceSource
 from gateway.ops.replies import Refused, operator, parse_json, reply
 from gateway.ops.report_api import AvailabilitySource, ReportRoutes
+from gateway.ops.welfare_api import WelfareDesk, WelfareRoutes
 from gateway.transport.listener import ConnectionGate, connection_cap, serve
 
 if TYPE_CHECKING:
@@ -128,6 +132,7 @@ class LocalApi:
         devices: DeviceSource | None = None,
         commissioner: Commissioner | None = None,
         reports: AvailabilitySource | None = None,
+        welfare: Callable[[], WelfareDesk | None] | None = None,
         fail_delay: float = FAIL_DELAY,
         max_waiting: int = MAX_WAITING,
     ) -> None:
@@ -135,6 +140,7 @@ class LocalApi:
         self.engine = engine
         self.devices = None if devices is None else DeviceRoutes(devices, commissioner)
         self.reports = None if reports is None else ReportRoutes(reports)
+        self.welfare = None if welfare is None else WelfareRoutes(welfare)
         self.clock = clock or SystemClock()
         self.fail_delay = fail_delay
         self.max_waiting = max_waiting
@@ -167,7 +173,7 @@ class LocalApi:
         app.router.add_get("/v1/report", self._report)
         app.router.add_post("/v1/alarms/{id}/ack", self._ack)
         app.router.add_post("/v1/alarms/{id}/reset", self._reset)
-        for routes in (self.devices, self.reports):
+        for routes in (self.devices, self.reports, self.welfare):
             if routes is not None:
                 routes.add_to(app.router)
         runner = await serve(app, "api", self.cfg.host, self.cfg.port, self.gate,

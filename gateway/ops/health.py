@@ -21,6 +21,9 @@ Contract:
 - ``clock_synced`` says whether NTP has set the clock. It is shown, not a component: a gateway
   without NTP still raises alarms, but stamps them with an unsynced clock and refuses
   platform commands.
+- ``welfare`` (when welfare checks run) counts the households watched, quiet too long now, on
+  a planned absence and paused (a source offline); not a component: a quiet household is a
+  matter for staff, not a gateway failure.
 - Nothing personal, no secret: ids, counts and states only.
 - ``status_line(snapshot)`` is the one-line summary systemd shows.
 """
@@ -143,6 +146,9 @@ def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
         "uplink": "up" if _up(snap.mqtt) else "down",
         "reloads": {"ok": gw.reloads, "refused": gw.reload_failures},
     }
+    if (w := snap.welfare) is not None:  # counts only: which household is quiet is the API's
+        doc["welfare"] = {"watched": w.watched, "quiet": w.quiet, "absent": w.absent,
+                          "paused": w.paused}  # fmt: skip
     return (200 if status == "ok" else 503), doc
 
 

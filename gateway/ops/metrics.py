@@ -59,6 +59,16 @@ class GatewayCollector(Collector):
         yield from _inputs(snap)
         yield from _commands(snap)
         yield from _console(snap)
+        if (w := snap.welfare) is not None:
+            households = GaugeMetricFamily(
+                "cgw_welfare_households",
+                "Households of the welfare checks: watched, quiet too long, absent, paused",
+                labels=["state"],
+            )
+            for state, n in (("watched", w.watched), ("quiet", w.quiet), ("absent", w.absent),
+                             ("paused", w.paused)):  # fmt: skip
+                households.add_metric([state], n)
+            yield households
         reloads = CounterMetricFamily(
             "cgw_config_reloads", "Config reloads, by result", labels=["result"]
         )

@@ -22,6 +22,7 @@ from gateway.core.snapshots import (
     LinkageSnapshot,
     SinkSnapshot,
     StoreSnapshot,
+    WelfareSnapshot,
 )
 
 
@@ -55,3 +56,4 @@ class GatewaySnapshot:
     linkage: LinkageSnapshot | None  # None when not configured or not running
     devices: tuple[DeviceSnapshot, ...]
     console: ConsoleSnapshot | None = None  # None when not configured or not running
+    welfare: WelfareSnapshot | None = None  # None when not configured or not running

@@ -13,6 +13,8 @@ Each is a plain callable ``(Item) -> Item | None`` (see ``gateway.pipeline.chain
 - ``Availability`` (hands over to the availability recorder, no I/O): status changes and
   terminal online/offline events as availability, and each sample with at least one value read
   (a quality other than ``comm_error``) as one reading, for the proof-of-service reports.
+- ``Welfare`` (hands over to the welfare monitor, no I/O): every item, after pseudonymisation;
+  the monitor picks the signs of life of the households it watches (``gateway.welfare``).
 - ``Rules`` (hands over to the alarm engine's inbox, no I/O): samples, status changes and
   contacts go to the engine; door events go as the contacts they mean (``door_contacts``),
   and a terminal's online/offline as its status. A contact no contact rule names (a door's
@@ -153,6 +155,19 @@ class Availability:
         return item
 
 
+class Welfare:
+    """Shows the welfare monitor every item."""
+
+    name = "welfare"
+
+    def __init__(self, see: Callable[[Item], None]) -> None:
+        self.see = see
+
+    def __call__(self, item: Item) -> Item | None:
+        self.see(item)
+        return item
+
+
 class AlarmInbox(Protocol):
     """What the rules stage hands over to: the alarm engine."""
 
@@ -262,12 +277,13 @@ def pipeline(
     synced: Callable[[], bool],
     dedup: Sequence[Stage] = (),
     availability: AvailabilityLog | None = None,
+    welfare: Callable[[Item], None] | None = None,
 ) -> Pipeline:
     """The gateway's pipeline, built from the config by the composition root.
 
     validate -> scale -> pseudonymise (when ``privacy`` is configured) -> ``dedup`` (a driver
     group's own stages, ``DriverGroup.stages``) -> device state -> availability (when a
-    recorder is given) -> rules -> store.
+    recorder is given) -> welfare (when a monitor is given) -> rules -> store.
     Raises ``ConfigError`` if the pseudonym keys cannot be loaded.
     """
     points: dict[str, Mapping[str, Scaled]] = {
@@ -298,6 +314,7 @@ def pipeline(
             *dedup,
             Track(states),
             *([] if availability is None else [Availability(availability)]),
+            *([] if welfare is None else [Welfare(welfare)]),
             Rules(engine, states),
             Store(add, synced),
         ]

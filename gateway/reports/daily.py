@@ -113,7 +113,10 @@ class DailyReports:
         """Publish every due day not published yet; returns the last day published."""
         latest = self.latest_due(self.clock.wall())
         if self._last is None:
-            self._last = await self.store.transact(functools.partial(_marked, fallback=latest))
+            marked = await self.store.transact(functools.partial(_marked, fallback=latest))
+            if marked is None:  # a full disk deferred the transaction: retried with backoff
+                raise StoreFullError("daily reports: the last day published cannot be read")
+            self._last = marked
         if self._last > latest + timedelta(days=1):
             log.warning(
                 "daily reports: the last day published (%s) lies ahead of the clock; days after"

@@ -198,6 +198,16 @@ def load(
     )
 
 
+def restarts_since(conn: sqlite3.Connection, since: float) -> list[Restart]:
+    """The gateway's own outages that ended after wall time ``since``, oldest first."""
+    return [
+        Restart(float(down), float(up), bool(clean))
+        for down, up, clean in conn.execute(
+            "SELECT down, up, clean FROM restarts WHERE up > ? ORDER BY down", (since,)
+        )
+    ]
+
+
 def open_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection to the store file at ``path``, for ``load`` without the daemon.
 

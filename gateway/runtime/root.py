@@ -55,6 +55,7 @@ from gateway.runtime.groups import RunningGroup, register_devices, run_group
 from gateway.runtime.poller import Poller
 from gateway.runtime.reporting import Reporting
 from gateway.runtime.services import console_ports, local_services, run_alarms
+from gateway.runtime.welfare import WelfareWatch
 from gateway.sinks.mqtt import MqttSink
 from gateway.store.outbox import Store
 
@@ -105,6 +106,7 @@ class Runtime:
         self.started = self.clock.wall()
         self.devices = DeviceStates()  # every device's state, whatever its kind
         self.reports = Reporting(cfg, self.clock)  # availability history, daily reports
+        self.welfare = WelfareWatch()  # welfare checks, when configured
         self._reload_wanted = asyncio.Event()
         self._synced = SyncState(self.clock)
         self.commands: CommandService | None = None  # when the command channel is configured
@@ -164,8 +166,10 @@ class Runtime:
                               reports)  # fmt: skip
         out += local_services(cfg, engine, self.api_up, self.snapshot, ports, self.clock,
                               lambda view: setattr(self, "console_view", view),
-                              reports)  # fmt: skip
+                              reports, self.welfare.desk)  # fmt: skip
         out += self.reports.components(cfg, self.store, self._synced)
+        out += self.welfare.components(cfg, engine, self.store, self.clock,
+                                       self.reports.recorder.begun)  # fmt: skip
         routes = cfg.escape_routes
         if routes:
             out.append(
@@ -211,7 +215,12 @@ class Runtime:
             self.store.add,
             self.clock,
             self._synced,
-            GatewayActions(self._orders(), lambda: self.linkage, lambda: health(self.snapshot())),
+            GatewayActions(
+                self._orders(),
+                lambda: self.linkage,
+                lambda: health(self.snapshot()),
+                self.welfare.desk,
+            ),
         )
         self.commands = service
         try:
@@ -262,7 +271,8 @@ class Runtime:
     async def _run_drivers(self, plan: GroupPlan, cfg: Config) -> None:
         def emit_for(stages: Sequence[Stage]) -> Emit:
             add, recorder = self.store.add, self.reports.recorder
-            return pipeline(cfg, self.devices, self.alarms, add, self._synced, stages, recorder)
+            return pipeline(cfg, self.devices, self.alarms, add, self._synced, stages, recorder,
+                            self.welfare.see)  # fmt: skip
 
         await run_group(plan, emit_for, self._orders(), self.clock, self.devices, self.groups)
 
@@ -374,6 +384,7 @@ class Runtime:
             linkage=None if self.linkage is None else self.linkage.snapshot(),
             devices=views.devices(self.devices.snapshot()),
             console=None if self.console_view is None else self.console_view(),
+            welfare=self.welfare.snapshot(),
         )
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -28,6 +28,7 @@ from gateway.ops.api import AlarmDesk, LocalApi
 from gateway.ops.device_api import Commissioner, DeviceSource
 from gateway.ops.report_api import AvailabilitySource
 from gateway.ops.snapshot import GatewaySnapshot
+from gateway.ops.welfare_api import WelfareDesk
 from gateway.runtime.components import SERVICES, Component
 
 Publish = Callable[[Callable[[], ConsoleSnapshot] | None], None]  # the console's snapshot, or None
@@ -53,10 +54,13 @@ async def run_api(
     devices: DeviceSource | None = None,
     commissioner: Commissioner | None = None,
     reports: AvailabilitySource | None = None,
+    welfare: Callable[[], WelfareDesk | None] | None = None,
 ) -> None:
     """The local API; ``listening`` is set while it accepts requests."""
     try:
-        async with LocalApi(cfg, desk, devices=devices, commissioner=commissioner, reports=reports):
+        async with LocalApi(
+            cfg, desk, devices=devices, commissioner=commissioner, reports=reports, welfare=welfare
+        ):
             listening.set()
             await asyncio.Future()  # until cancelled
     finally:
@@ -80,12 +84,13 @@ def local_services(
     clock: Clock,
     publish: Publish,
     reports: AvailabilitySource | None = None,
+    welfare: Callable[[], WelfareDesk | None] | None = None,
 ) -> list[Component]:
     """The listeners ``cfg`` asks for: the local API, the field console, the monitor."""
     out: list[Component] = []
     key = config_key  # a key: the JSON of what it is built from
     if (api := cfg.api) is not None:
-        ports = (console.devices, console.commissioner, reports)
+        ports = (console.devices, console.commissioner, reports, welfare)
         out.append(Component("api", SERVICES, key(api.model_dump(mode="json")),
                              lambda: run_api(api, desk, api_up, *ports)))  # fmt: skip
     if (web := cfg.console) is not None:

@@ -8,7 +8,9 @@ the upstream JSON. Version 3 keeps telemetry points as the contract's point obje
 MQTT sink splices into its payloads unparsed. Version 4 adds the availability history that the
 proof-of-service reports read (``gateway.reports.history``): every device's online/offline
 changes, the gateway's own outages, readings per device and local day, and the devices' kind,
-supplier and poll interval; it adds tables only, so every older file upgrades in place. A new
+supplier and poll interval; it adds tables only, so every older file upgrades in place. Version 5
+adds the welfare checks' tables (``gateway.welfare.saved``): each watched household's last sign
+of life and quiet time counted, and the planned absences; tables only again. A new
 version appends a function; a released one is never edited.
 """
 
@@ -85,6 +87,23 @@ def _v4(conn: sqlite3.Connection) -> None:
     statements(conn, _V4)
 
 
+_V5 = """
+CREATE TABLE welfare_households(
+    household TEXT PRIMARY KEY, last_ts REAL, last_kind TEXT, last_source TEXT,
+    counted REAL NOT NULL, as_of REAL NOT NULL);
+CREATE TABLE welfare_absences(
+    id INTEGER PRIMARY KEY AUTOINCREMENT, household TEXT NOT NULL,
+    start REAL NOT NULL, end REAL NOT NULL, note TEXT NOT NULL, by TEXT NOT NULL,
+    created REAL NOT NULL);
+CREATE INDEX welfare_absences_end ON welfare_absences(end);
+"""
+
+
+def _v5(conn: sqlite3.Connection) -> None:
+    """The welfare checks: each household's last sign and quiet time, the planned absences."""
+    statements(conn, _V5)
+
+
 def _rewrite_telemetry(conn: sqlite3.Connection, convert: Callable[[str], str]) -> None:
     """Every telemetry body through ``convert``; one it refuses is deleted and counted."""
     lane = int(Lane.TELEMETRY)
@@ -109,7 +128,7 @@ def _rewrite_telemetry(conn: sqlite3.Connection, convert: Callable[[str], str]) 
         )
 
 
-STORE = Schema("store", (_v1, _v2, _v3, _v4))
+STORE = Schema("store", (_v1, _v2, _v3, _v4, _v5))
 
 
 def unclean(conn: sqlite3.Connection) -> bool:

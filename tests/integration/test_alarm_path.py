@@ -2,12 +2,11 @@
 reaches staff through a webhook, and the acknowledge button silences it; all in one gateway."""
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
@@ -17,8 +16,10 @@ from gateway.ops.health import health
 from gateway.runtime.root import Runtime
 from tests.support.disk import ballast, small_disk
 from tests.support.ports import free_port
+from tests.support.waiting import wait_until
+from tests.support.webhook import Webhook, webhook
 
-__all__ = ["small_disk"]  # the fixture
+__all__ = ["small_disk", "webhook"]  # the fixtures
 
 BUTTON, ACK, SIREN = 17, 27, 18
 
@@ -32,35 +33,6 @@ def pins() -> Iterator[MockFactory]:
     finally:
         factory.reset()
         Device.pin_factory = None
-
-
-class Webhook:
-    """A real HTTP server standing in for the SMS gateway / IM bot."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.arrived = asyncio.Event()
-
-    async def handle(self, request: web.Request) -> web.Response:
-        self.bodies.append(await request.json())
-        self.arrived.set()
-        return web.json_response({"ok": True})
-
-
-@pytest.fixture
-async def webhook() -> AsyncIterator[tuple[Webhook, int]]:
-    hook = Webhook()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", hook.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
-        yield hook, port
-    finally:
-        await runner.cleanup()
 
 
 def config(tmp_path: Path, hook_port: int) -> dict[str, Any]:
@@ -90,13 +62,6 @@ def config(tmp_path: Path, hook_port: int) -> dict[str, Any]:
             "ladders": [{"id": "default", "tiers": [{"after": 0, "channels": ["guard"]}]}],
         },
     }
-
-
-async def wait_until(cond: Any, what: str, timeout: float = 10.0) -> None:  # noqa: ASYNC109
-    async with asyncio.timeout(timeout):
-        while not cond():  # noqa: ASYNC110 - a pin's state has no event to await
-            await asyncio.sleep(0.01)
-    assert cond(), what
 
 
 async def test_button_sounds_siren_and_notifies_staff_with_the_uplink_down(

@@ -50,6 +50,12 @@ class Actions:
     async def status(self) -> dict[str, Any]:
         return {"status": "ok"}
 
+    async def away(
+        self, household: str, start: float, end: float, note: str, by: str
+    ) -> dict[str, Any]:
+        self.calls.append(("away", (household, start, end, note, by)))
+        return {"absence": 1}
+
 
 class Harness:
     def __init__(
@@ -241,3 +247,16 @@ async def test_a_command_interrupted_by_a_crash_is_reported_never_rerun(tmp_path
     assert result["status"] == "interrupted"
     assert h.bodies("audit")[0]["outcome"] == "interrupted"
     assert h.actions.calls == []
+
+
+async def test_a_planned_absence_from_the_platform_names_who_asked(h: Harness) -> None:
+    args = {"household": "b7-0304", "start": 1_800_000_000, "end": 1_800_086_400,
+            "note": "visiting family", "by": "office-li"}  # fmt: skip
+    h.service.submit(*h.command("away", args, command_id="c-away"))
+    (audit,) = await h.until(1)
+    assert h.actions.calls == [
+        ("away", ("b7-0304", 1_800_000_000, 1_800_086_400, "visiting family", "platform:office-li"))
+    ]
+    assert audit["outcome"] == "executed"
+    (result,) = h.bodies("cmd-result/c-away")
+    assert result["status"] == "executed"

@@ -63,6 +63,7 @@ DEFAULT_ARGS: dict[str, dict[str, Any]] = {
     "unlock": {"door": "gate-1", "seconds": 5},
     "silence": {},
     "status": {},
+    "away": {"household": "b7-0304", "start": 1, "end": 2, "note": "away", "by": "office"},
 }
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "commands.md"
 
@@ -471,6 +472,27 @@ def test_unknown_name_is_rejected() -> None:
         ("reset", {"alarm_id": 12, "by": "guard"}),
         ("silence", {"all": True}),
         ("status", {"verbose": 1}),
+        (
+            "away",
+            {
+                "household": "b7-0304",
+                "start": 1.8e9,
+                "end": 1800086400,
+                "note": "x",
+                "by": "office",
+            },
+        ),  # a float is never a time stamp here
+        (
+            "away",
+            {
+                "household": "b7-0304",
+                "start": 1800000000,
+                "end": 1800086400,
+                "note": "",
+                "by": "office",
+            },
+        ),
+        ("away", {"household": "b7-0304", "start": 1800000000, "end": 1800086400, "note": "x"}),
     ],
 )
 def test_bad_args_are_rejected(name: str, args: dict[str, Any]) -> None:
@@ -899,6 +921,8 @@ def test_fuzz_any_valid_command_round_trips(
         args = {"alarm_id": door, "by": by}
     elif name == "unlock":
         args = {"door": door, "seconds": seconds}
+    elif name == "away":
+        args = {"household": door, "start": seconds, "end": 2 * seconds, "note": by, "by": by}
     cmd = make_command(name, args, site_id=SITE, gateway_id=GW, now=NOW)
     for raw in (
         sign(KEY, cmd).encode(),

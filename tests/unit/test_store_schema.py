@@ -100,7 +100,7 @@ async def test_a_version_2_store_delivers_the_same_bytes_after_its_points_are_re
             assert await delivered(store, ident, sink) == expected[sink], sink
     finally:
         await store.close()
-    assert user_version(path) == STORE.version == 4
+    assert user_version(path) == STORE.version == 5
 
 
 async def test_a_version_3_store_gains_the_availability_history_and_no_invented_outage(
@@ -116,7 +116,7 @@ async def test_a_version_3_store_gains_the_availability_history_and_no_invented_
 
     store = await open_fixture_store(path)
     try:
-        assert user_version(path) == 4
+        assert user_version(path) == STORE.version
         recorder = Recorder(ManualClock(), "Asia/Shanghai")
         await recorder.begin(store, [DeviceInfo("pm-1", "modbus", "acme", 60.0)])
         recorder.availability("pm-1", True, 1_800_000_000.0)

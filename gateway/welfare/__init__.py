@@ -1,0 +1,1 @@
+"""Welfare checks: households that opted in, watched for signs of life (docs/welfare.md)."""
