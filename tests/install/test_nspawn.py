@@ -65,6 +65,11 @@ def show(box: Container, *props: str) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
 
+def journal(box: Container) -> str:
+    """The unit's journal, messages only."""
+    return box.run("journalctl", "--unit=cgw", "--output=cat", "--no-pager").stdout
+
+
 def running(box: Container) -> dict[str, str] | None:
     """The unit's state once it is active (running, READY sent), else None."""
     state = show(box, "ActiveState", "SubState", "MainPID", "NRestarts", "StatusText")
@@ -200,6 +205,9 @@ def test_with_the_secrets_the_unit_is_ready_with_its_status_line(
     assert user == "cgw"
 
 
+# -- 3. in service ------------------------------------------------------------------------------
+
+
 def test_the_credentials_are_readable_by_the_service_alone(
     box: Container, active: dict[str, str]
 ) -> None:
@@ -226,6 +234,25 @@ def test_cgw_status_as_an_installer_types_it(box: Container, active: dict[str, s
     assert out.startswith("gateway huayuan-b7/gw-01 "), out
     assert re.search(r"^  ok   sink:mqtt +connected$", out, re.MULTILINE), out
     assert re.search(r"^  ok   local_broker:buttons +subscribed$", out, re.MULTILINE), out
+    # the STATUS line follows within seconds (READY=1 went out before the uplink was up)
+    poll(
+        "the STATUS line to show the uplink up",
+        lambda: ", uplink up," in show(box, "StatusText")["StatusText"] or None,
+        timeout=5,
+    )
+
+
+def test_a_second_run_changes_nothing_and_a_reload_keeps_the_process(
+    box: Container, active: dict[str, str]
+) -> None:
+    code, out = install(box)
+    assert code == 0, out
+    assert out.endswith("Nothing changed: the installation is up to date.\n"), out
+    check = box.run("/opt/cgw/systemd/install.sh", "--check")  # step 4 of docs/install.md
+    assert "/etc/cgw/gateway.yaml: OK" in check.stdout
+    box.run("systemctl", "reload", "cgw")
+    poll("the reload in the journal", lambda: "reloaded: nothing changed" in journal(box) or None)
+    assert show(box, "MainPID", "NRestarts") == {"MainPID": active["MainPID"], "NRestarts": "0"}
 
 
 def test_a_button_press_raises_an_alarm_that_reaches_the_platform(
@@ -276,8 +303,7 @@ def test_a_stopped_daemon_is_killed_by_the_watchdog_and_restarted(
             lambda: ((s := running(box)) and s["MainPID"] != before["MainPID"] and s) or None,
         )
         assert int(after["NRestarts"]) == int(before["NRestarts"]) + 1
-        journal = box.run("journalctl", "-u", "cgw", "--no-pager", "-o", "cat").stdout
-        assert f"cgw.service: Watchdog timeout (limit {WATCHDOG_SEC}s)!" in journal
+        assert f"cgw.service: Watchdog timeout (limit {WATCHDOG_SEC}s)!" in journal(box)
     finally:
         box.sh(f"rm -f {dropin}; systemctl daemon-reload")
 
