@@ -19,6 +19,7 @@ install-test`` runs it (marker ``install``).
 """
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -78,6 +79,8 @@ def running(box: Container) -> dict[str, str] | None:
 
 @pytest.fixture(scope="module")
 def box() -> Iterator[Container]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: it mounts an overlay and boots a container")
     if shutil.which("systemd-nspawn") is None or shutil.which("debootstrap") is None:
         pytest.skip("systemd-nspawn and debootstrap are not installed (make install-test does)")
     try:
