@@ -2,6 +2,9 @@
 #   make demo   simulated sensors -> gateway -> loopback broker, live
 #   make test   lint, type check and the whole test suite against real peers, which includes
 #               the wheel test: build the wheel, install it into a fresh venv, run it from there
+#   make install-test   install.sh, the unit and uninstall.sh on a booted Debian container
+#               (systemd as PID 1; root only; its root file system is cached in
+#               /var/cache/cgw-test-root, so only the first run downloads it)
 #
 # System packages: installed with apt-get when run as root; otherwise the exact command is
 # printed and make stops.
@@ -14,13 +17,19 @@ SYSTEM_DEPS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat o
 	chromium:chromium chromedriver:chromium-driver \
 	victoria-metrics:victoria-metrics
 
-.PHONY: demo test lint typecheck unit wheel-test bench screenshots system-deps venv clean
+.PHONY: demo test install-test lint typecheck unit wheel-test bench screenshots system-deps venv \
+	clean
 
 demo: system-deps venv
 	$(BIN)/cgw demo
 
 test: system-deps venv lint typecheck
 	$(BIN)/pytest -q
+
+# systemd-nspawn boots the container, debootstrap builds its root; both are extra system deps
+install-test: SYSTEM_DEPS += debootstrap:debootstrap systemd-nspawn:systemd-container
+install-test: system-deps venv
+	$(BIN)/pytest -q -m install tests/install
 
 unit: venv
 	$(BIN)/pytest -q tests/unit

@@ -76,8 +76,13 @@ def watchdog_period() -> float | None:
         return None
 
 
-async def keep_alive(status: Callable[[], str], every: float = 15.0) -> None:
-    """Ping the watchdog (if asked) and refresh STATUS=, from the event loop, until cancelled."""
+async def keep_alive(status: Callable[[], str], every: float = 2.0) -> None:
+    """Ping the watchdog (if asked) and refresh STATUS=, from the event loop, until cancelled.
+
+    The status is looked at every ``every`` seconds and sent when it changed: READY=1 goes out
+    before the uplink is up, and ``systemctl status`` typed right after a start should not go on
+    showing "uplink down" for half a watchdog period.
+    """
     period = watchdog_period()
     interval = min(every, period) if period else every
     last = ""
