@@ -1,7 +1,8 @@
 """Heavy libraries load only when the feature that needs them is configured.
 
-A gateway without a command channel, an InfluxDB sink or staff channels must not pay their
-RSS (cryptography and PyJWT alone are 8 MiB): the Pi has other work to do.
+A gateway without a command channel, an InfluxDB sink, staff channels, HTTP devices, terminal
+records or a web listener must not pay their RSS (cryptography and PyJWT alone are 8 MiB,
+aiohttp 11 MiB): the Pi has other work to do.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("cryptography", "jwt", "influxdb_client", "apprise")
+HEAVY = ("cryptography", "jwt", "influxdb_client", "apprise", "aiohttp")
 
 
 def test_the_runtime_and_the_cli_load_no_heavy_library_on_import() -> None:
