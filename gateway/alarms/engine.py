@@ -40,7 +40,7 @@ from gateway.alarms.wording import staff_message
 from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
 from gateway.core.clock import Clock
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Record, Sample
-from gateway.core.snapshots import AlarmsSnapshot, OpenAlarm
+from gateway.core.snapshots import AlarmsSnapshot, ModemState, OpenAlarm
 from gateway.store import Store, StoreFullError
 
 BATCH_MAX = 256  # inputs handled, and their transitions committed, together
@@ -73,6 +73,7 @@ class AlarmEngine:
         self.site = site
         self.dispatcher = dispatcher
         self.console: str | None = None  # see ``reconfigure``
+        self.fallback: frozenset[str] = frozenset()  # see ``reconfigure``
         self.outputs = outputs
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
@@ -95,15 +96,21 @@ class AlarmEngine:
         self.acked: dict[str, tuple[int, float]] = {}
 
     def reconfigure(
-        self, cfg: AlarmsConfig, dispatcher: Dispatcher | None, console: str | None = None
+        self,
+        cfg: AlarmsConfig,
+        dispatcher: Dispatcher | None,
+        console: str | None = None,
+        fallback: frozenset[str] = frozenset(),
     ) -> None:
         """New rules, ladders and channels; only while ``run`` is not running (a reload).
 
         ``console``: the field console's address as staff reach it; messages link to it.
+        ``fallback``: channels used only while the others fail (``ChannelWatch.plan``).
         The next ``run`` reloads the open alarms from the store, so none is forgotten; what
         rules were timing (a threshold's minimum duration) starts over. Queued inputs stay.
         """
         self.cfg, self.dispatcher, self.console = cfg, dispatcher, console
+        self.fallback = fallback
         self._types = _rule_types(cfg)
         self.channels.ladder = cfg.ladders[0].id  # the figures of each channel go on
         self.rules = Evaluator(cfg)
@@ -133,6 +140,11 @@ class AlarmEngine:
 
     def contact(self, event: ContactEvent) -> None:
         self._inbox.put_nowait(event)
+
+    def modem(self, channel: str, state: ModemState) -> None:
+        """A modem channel's modem was checked: a lost one raises ``channel_down``."""
+        for cond in self.channels.modem(channel, state, self.clock.wall()):
+            self._inbox.put_nowait(cond)
 
     def covers(self, event: ContactEvent) -> bool:
         """Whether a contact rule of the current config names ``event``'s device and input."""
@@ -357,7 +369,10 @@ class AlarmEngine:
         sent: list[Delivery] = []
         if external and self.dispatcher is not None:
             severity = "info" if note.news else alarm.severity  # news is not an alarm
-            sent = await self.dispatcher.send(external, title, body, severity)
+            now, spare = self.channels.plan(external, self.fallback)  # modems: internet down
+            sent = await self.dispatcher.send(now, title, body, severity) if now else []
+            if spare and not any(d.ok for d in sent):
+                sent += await self.dispatcher.send(spare, title, body, severity)
         elif external:
             results += [Delivery(c, False, "no notification channels configured") for c in external]
         results += sent
