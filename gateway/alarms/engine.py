@@ -30,12 +30,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.alarms.channels import ChannelWatch
-from gateway.alarms.delivery import Delivery, Dispatcher
+from gateway.alarms.delivery import Delivery, Dispatcher, send_planned
 from gateway.alarms.lifecycle import Lifecycle, to_dict
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
 from gateway.alarms.records import alarm_record
 from gateway.alarms.report import Targets, response_report
 from gateway.alarms.rules import Evaluator
+from gateway.alarms.siren import Siren
 from gateway.alarms.wording import staff_message
 from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
 from gateway.core.clock import Clock
@@ -49,7 +50,6 @@ SAMPLES_WAITING = 2000  # readings the inbox holds at most; contacts and status 
 _Pending = tuple[list[Transition], list[Record], list[tuple[str, int, float, str]]]
 
 log = logging.getLogger(__name__)
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 class AlarmEngine:
@@ -74,7 +74,7 @@ class AlarmEngine:
         self.dispatcher = dispatcher
         self.console: str | None = None  # see ``reconfigure``
         self.fallback: frozenset[str] = frozenset()  # see ``reconfigure``
-        self.outputs = outputs
+        self.siren = Siren(outputs)  # sirens and strobes
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
         self._types = _rule_types(cfg)
@@ -88,8 +88,6 @@ class AlarmEngine:
         self._pending: list[_Pending] = []  # transitions waiting for the next group commit
         self._committing = asyncio.Lock()
         self._batch: asyncio.Future[None] | None = None  # the next group commit, once awaited
-        self._siren: str | None = None
-        self._silenced: set[str] = set()  # alarm ids whose siren was silenced, unacknowledged
         self.listeners: list[Callable[[], None]] = []  # told after every committed change
         self.ready = asyncio.Event()
         # time to acknowledge per severity, for the metrics: (acknowledged alarms, seconds)
@@ -262,7 +260,7 @@ class AlarmEngine:
             acked=dict(self.acked),
             channels=self.channels.snapshot(),
             samples_dropped=self.samples_dropped,
-            siren=self._siren,
+            siren=self.siren.sounding,
         )
 
     def open_alarms(self) -> list[Alarm]:
@@ -369,10 +367,8 @@ class AlarmEngine:
         sent: list[Delivery] = []
         if external and self.dispatcher is not None:
             severity = "info" if note.news else alarm.severity  # news is not an alarm
-            now, spare = self.channels.plan(external, self.fallback)  # modems: internet down
-            sent = await self.dispatcher.send(now, title, body, severity) if now else []
-            if spare and not any(d.ok for d in sent):
-                sent += await self.dispatcher.send(spare, title, body, severity)
+            plan = self.channels.plan(external, self.fallback)  # modems: internet down
+            sent = await send_planned(self.dispatcher, plan, title, body, severity)
         elif external:
             results += [Delivery(c, False, "no notification channels configured") for c in external]
         results += sent
@@ -392,23 +388,10 @@ class AlarmEngine:
         Escalation goes on; a new alarm sounds again. Not kept across a restart: a restarted
         gateway sounds for every unacknowledged alarm. Returns how many alarms were silenced.
         """
-        ids = {a.id for a in self.lifecycle.alarms.values() if a.state in UNACKED}
-        self._silenced |= ids
-        self._update_outputs()
-        return len(ids)
+        return self.siren.silence(self.lifecycle.alarms.values())
 
     def _update_outputs(self) -> None:
-        self._silenced &= set(self.lifecycle.alarms)  # forget alarms that are closed
-        unacked = [
-            a
-            for a in self.lifecycle.alarms.values()
-            if a.state in UNACKED and a.id not in self._silenced
-        ]
-        top = max((a.severity for a in unacked), key=SEVERITY_RANK.__getitem__, default=None)
-        if top != self._siren:
-            self._siren = top
-            if self.outputs is not None:
-                self.outputs(top)
+        self.siren.update(self.lifecycle.alarms.values())
 
 
 def _rule_types(cfg: AlarmsConfig) -> dict[str, str]:

@@ -27,7 +27,7 @@ Contract:
 
 from typing import Any
 
-from gateway.alarms.engine import SEVERITY_RANK
+from gateway.alarms.siren import SEVERITY_RANK
 from gateway.core.snapshots import InputState, SinkSnapshot
 from gateway.ops.snapshot import GatewaySnapshot
 
