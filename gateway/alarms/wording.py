@@ -89,3 +89,14 @@ def staff_message(
         ]
     )
     return title, body
+
+
+def test_message(
+    site: str, channel: str, language: Language, zone: str, now: float
+) -> tuple[str, str]:
+    """Title and body of an installer's test message on ``channel`` (``cgw notify test``)."""
+    when = local_time(now, language, zone)
+    return (
+        text(language, "test.title", site=site),
+        text(language, "test.body", channel=channel, when=when),
+    )

@@ -104,7 +104,11 @@ class _Modem(GsmModem):  # type: ignore[misc]
     serial: serial.Serial
 
     def __init__(self, port: str, baudrate: int, write_timeout: float) -> None:
-        super().__init__(port, baudrate, requestDelivery=False, write_timeout=write_timeout)
+        # exclusive: a second opener (``cgw notify test`` while the gateway runs) is refused
+        # instead of stealing half of the modem's answers
+        super().__init__(
+            port, baudrate, requestDelivery=False, write_timeout=write_timeout, exclusive=True
+        )
         self.unsolicited: deque[str] = deque(maxlen=64)
         self.fatal: BaseException | None = None
         self.fatalErrorCallback = self._lost

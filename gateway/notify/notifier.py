@@ -78,14 +78,6 @@ class Notifier:
         """The ids of the channels marked ``fallback``."""
         return frozenset(cid for cid, ch in self._channels.items() if ch.fallback)
 
-    def channel(self, channel_id: str) -> Sender:
-        """The channel ``channel_id``; ConfigError naming the known ones if there is none."""
-        try:
-            return self._channels[channel_id]
-        except KeyError:
-            known = ", ".join(sorted(self._channels)) or "none"
-            raise ConfigError([f"no notify channel {channel_id!r} (known: {known})"]) from None
-
     async def send(
         self, channel_ids: Iterable[str], title: str, body: str, *, severity: Severity
     ) -> dict[str, list[Attempt]]:

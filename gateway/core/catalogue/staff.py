@@ -26,6 +26,9 @@ STAFF: dict[str, dict[str, str]] = {
         "sensor_fault": "{point} reads an implausible value: {value}",
         "news.acknowledged": "acknowledged by {by}: {what}",
         "news.cleared": "cleared: {what}",
+        "test.title": "[TEST] Site {site}: staff channel test",
+        "test.body": "A test of staff channel {channel}, sent {when} while commissioning the"
+        " gateway. No action is needed.",
     },
     "zh-CN": {
         "severity.critical": "紧急",
@@ -52,5 +55,7 @@ STAFF: dict[str, dict[str, str]] = {
         "sensor_fault": "{point} 读数异常：{value}",
         "news.acknowledged": "已由 {by} 确认：{what}",
         "news.cleared": "已恢复：{what}",
+        "test.title": "【测试】站点 {site}：通知渠道测试",
+        "test.body": "这是通知渠道 {channel} 的测试消息，于 {when} 在网关调试时发送，无需处理。",
     },
 }
