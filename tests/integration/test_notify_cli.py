@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from gateway.config.notify import ModemChannelConfig
 from gateway.notify.modem import Modem
@@ -16,12 +13,6 @@ from tests.support.ports import free_port
 
 GUARD = "+8613800000001"
 INSTALLER = "+8613700000003"
-
-
-@pytest.fixture
-def emulator(tmp_path: Path) -> Iterator[EmulatedModem]:
-    with EmulatedModem(tmp_path / "pty") as modem:
-        yield modem
 
 
 def gateway(tmp_path: Path, channels: list[dict[str, Any]], language: str = "zh-CN") -> Path:
@@ -47,14 +38,14 @@ def modem_channel(port: Path) -> dict[str, Any]:
 
 
 async def test_a_modem_channel_test_reaches_the_recipients_in_the_staff_language(
-    tmp_path: Path, emulator: EmulatedModem
+    tmp_path: Path, emulated_modem: EmulatedModem
 ) -> None:
-    config = gateway(tmp_path, [modem_channel(emulator.port)])
+    config = gateway(tmp_path, [modem_channel(emulated_modem.port)])
     code, out, err = await run_cgw("notify", "test", "guard-sms", "-c", str(config))
     assert (code, err) == (0, ""), out
     assert out.startswith("guard-sms: try 1, ")
     assert out.rstrip().endswith("delivered")
-    ((number, text),) = emulator.sms
+    ((number, text),) = emulated_modem.sms
     assert number == GUARD
     assert text.startswith(
         "【测试】站点 sunny-garden：通知渠道测试\n这是通知渠道 guard-sms 的测试消息"
@@ -62,22 +53,22 @@ async def test_a_modem_channel_test_reaches_the_recipients_in_the_staff_language
 
 
 async def test_to_sends_the_test_sms_to_the_installer_only(
-    tmp_path: Path, emulator: EmulatedModem
+    tmp_path: Path, emulated_modem: EmulatedModem
 ) -> None:
-    config = gateway(tmp_path, [modem_channel(emulator.port)], language="en")
+    config = gateway(tmp_path, [modem_channel(emulated_modem.port)], language="en")
     code, out, _ = await run_cgw(
         "notify", "test", "guard-sms", "-c", str(config), "--to", INSTALLER
     )
     assert code == 0, out
-    ((number, text),) = emulator.sms
+    ((number, text),) = emulated_modem.sms
     assert number == INSTALLER
     assert text.startswith("[TEST] Site sunny-garden: staff channel test\nA test of staff channel")
 
 
 async def test_a_modem_the_running_gateway_holds_is_refused_not_shared(
-    tmp_path: Path, emulator: EmulatedModem
+    tmp_path: Path, emulated_modem: EmulatedModem
 ) -> None:
-    channel = modem_channel(emulator.port)
+    channel = modem_channel(emulated_modem.port)
     held = Modem(ModemChannelConfig.model_validate(channel))  # as the daemon holds it
     try:
         assert (await held.check()).ok
@@ -88,7 +79,7 @@ async def test_a_modem_the_running_gateway_holds_is_refused_not_shared(
         await held.aclose()
     assert code == 1
     assert "failed: guard (sms): cannot open the modem" in out
-    assert emulator.sms == []
+    assert emulated_modem.sms == []
 
 
 async def test_an_internet_channel_test_says_why_it_failed(tmp_path: Path) -> None:
