@@ -47,6 +47,7 @@ from gsmmodem.exceptions import (  # type: ignore[import-untyped]
     CmeError,
     CommandError,
     GsmModemException,
+    IncorrectPinError,
     PinRequiredError,
     TimeoutException,
 )
@@ -62,6 +63,7 @@ _CLCC = re.compile(r"^\+CLCC:\s*(\d+),(\d),(\d),(\d),(\d)")
 _REG = re.compile(r"^\+C(?:E|G)?REG:\s*(?:\d,)?(\d)")
 _ENDED = ("BUSY", "NO CARRIER", "NO ANSWER", "NO DIALTONE")
 _POLL = 0.5  # seconds between two AT+CLCC during a call
+_REFUSED = "the SIM refused the PIN of pin_file; it is not sent again until the gateway restarts"
 _SIM = {"READY": "ready", "SIM PIN": "PIN required", "SIM PUK": "PUK required"}
 
 
@@ -152,15 +154,24 @@ class Session:
         self._pin = pin
         self._timeout = timeout
         self._modem: _Modem | None = None
+        self._pin_refused = False  # never send a refused PIN again: 3 wrong ones lock the SIM
 
     def open(self) -> None:
         """Open the port and initialise the modem (about 20 commands); ModemError if it fails."""
         modem = _Modem(self._port, self._baudrate, self._timeout)
         try:
-            modem.connect(pin=self._pin)
+            modem.connect(pin=None if self._pin_refused else self._pin)
+        except IncorrectPinError as exc:
+            self._pin_refused = True
+            self._abandon(modem)
+            raise ModemError(_REFUSED) from exc
         except PinRequiredError as exc:
             self._abandon(modem)
-            raise ModemError("the SIM needs a PIN and no pin_file is configured") from exc
+            raise ModemError(
+                _REFUSED
+                if self._pin_refused
+                else "the SIM needs a PIN and no pin_file is configured"
+            ) from exc
         except (GsmModemException, serial.SerialException, OSError) as exc:
             self._abandon(modem)
             raise ModemError(f"cannot open the modem: {_why(exc)}") from exc

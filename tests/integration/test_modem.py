@@ -255,3 +255,23 @@ async def test_channels_on_one_port_share_the_modem_and_the_watch_reports_each(
     assert {cid for cid, _ in seen} == {"guard-sms", "duty-call"}
     assert all(st.ok for _, st in seen)
     assert emulated_modem.commands.count("ATZ") == 1  # one session for both channels
+
+
+async def test_a_refused_pin_is_never_sent_twice(
+    emulated_modem: EmulatedModem, tmp_path: Path
+) -> None:
+    emulated_modem.sim = "pin"
+    pin = tmp_path / "pin"
+    pin.write_text("9999\n")
+    pin.chmod(0o600)
+    modem = Modem(config(emulated_modem.port, pin_file=str(pin)))
+    try:
+        for _ in range(3):
+            state = await modem.check()
+            assert state.problem == (
+                "the SIM refused the PIN of pin_file; it is not sent again until the gateway"
+                " restarts"
+            )
+    finally:
+        await modem.aclose()
+    assert emulated_modem.commands.count('AT+CPIN="9999"') == 1  # three wrong ones lock the SIM
