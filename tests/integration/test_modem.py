@@ -45,6 +45,14 @@ def config(port: Path, **fields: Any) -> ModemChannelConfig:
     return ModemChannelConfig.model_validate(doc | fields)
 
 
+def pin_file(tmp_path: Path, pin: str) -> Path:
+    """A SIM PIN file, as the installer writes it (mode 0600)."""
+    path = tmp_path / "pin"
+    path.write_text(f"{pin}\n")
+    path.chmod(0o600)
+    return path
+
+
 async def send_once(cfg: ModemChannelConfig, title: str = "t", body: str = "b") -> list[Attempt]:
     """One message on a channel of its own modem, closed afterwards."""
     modem = Modem(cfg)
@@ -209,9 +217,7 @@ async def test_the_sim_pin_comes_from_its_file(
     emulated_modem: EmulatedModem, tmp_path: Path
 ) -> None:
     emulated_modem.sim = "pin"
-    pin = tmp_path / "pin"
-    pin.write_text("1234\n")
-    pin.chmod(0o600)
+    pin = pin_file(tmp_path, "1234")
     cfg = config(emulated_modem.port, pin_file=str(pin))
     modem = Modem(cfg)
     try:
@@ -261,9 +267,7 @@ async def test_a_refused_pin_is_never_sent_twice(
     emulated_modem: EmulatedModem, tmp_path: Path
 ) -> None:
     emulated_modem.sim = "pin"
-    pin = tmp_path / "pin"
-    pin.write_text("9999\n")
-    pin.chmod(0o600)
+    pin = pin_file(tmp_path, "9999")
     modem = Modem(config(emulated_modem.port, pin_file=str(pin)))
     try:
         for _ in range(3):
