@@ -86,17 +86,19 @@ def fit(text: str, max_parts: int) -> str:
     """``text`` cut to what ``max_parts`` concatenated SMS parts carry (3GPP TS 23.038/23.040).
 
     One part holds 160 GSM 7-bit or 70 UCS-2 characters; a part of a concatenated message 153
-    or 67 (the user-data header takes 6 octets). Text that fits is returned unchanged.
+    or 67 (the user-data header takes 6 octets). Text that fits is returned unchanged; cut text
+    ends in "…" (UCS-2) or "..." (GSM 7-bit, where "…" does not exist). GSM 7-bit characters
+    that take two septets (``{}[]~|^€\\``) count as one here, so such text may need one part more.
     """
     try:
         encodeGsm7(text)
-        one, part = 160, 153
+        one, part, mark = 160, 153, "..."  # "…" is not in the GSM alphabet: it would force UCS-2
     except ValueError:
-        one, part = 70, 67
+        one, part, mark = 70, 67, "…"
     limit = one if max_parts == 1 else part * max_parts
     if len(text) <= limit:
         return text
-    return text[: limit - 1] + "…"
+    return text[: limit - len(mark)] + mark
 
 
 class _Modem(GsmModem):  # type: ignore[misc]

@@ -211,14 +211,10 @@ class ModemChannel:
         self._backoff = (backoff_base, backoff_cap)
         self._limiter = AsyncLimiter(1, 60.0 / config.rate)
 
-    async def send(
-        self, title: str, body: str, *, severity: Severity, to: str | None = None
-    ) -> list[Attempt]:
-        """SMS and calls to every recipient (or only to ``to``, a phone number: a test)."""
+    async def send(self, title: str, body: str, *, severity: Severity) -> list[Attempt]:
+        """SMS and calls to every recipient; ``severity`` does not change them."""
         text = f"{self._config.title_prefix}{title}\n{body}"
         recipients = self._config.recipients
-        if to is not None:
-            recipients = [RecipientConfig(name="test", phone=to, sms=True, call=False)]
         pending = [_Step(r, how) for r in recipients for how in ("sms", "call") if getattr(r, how)]
         backoff = Backoff(*self._backoff)
         tries = self._config.retries + 1

@@ -103,6 +103,17 @@ async def test_text_longer_than_max_parts_is_cut(
     assert len(emulated_modem.pdus) == 2
 
 
+async def test_english_text_is_cut_with_gsm_dots_so_it_stays_7_bit(
+    emulated_modem: EmulatedModem,
+) -> None:
+    attempts = await send_once(config(emulated_modem.port, max_parts=2), "SOS", "x" * 400)
+    assert attempts[-1].ok
+    ((_, text),) = emulated_modem.sms
+    assert len(text) == 2 * 153
+    assert text.endswith("x...")
+    assert len(emulated_modem.pdus) == 2
+
+
 async def test_a_call_rings_until_answered_then_hangs_up(emulated_modem: EmulatedModem) -> None:
     attempts = await send_once(config(emulated_modem.port, recipients=CALL_MANAGER))
     assert attempts[-1].ok, attempts
