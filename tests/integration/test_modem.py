@@ -91,26 +91,22 @@ async def test_english_sms_is_one_gsm7_part(
     assert len(emulated_modem.pdus) == 1
 
 
-async def test_text_longer_than_max_parts_is_cut(
-    emulated_modem: EmulatedModem, tmp_path: Path
+@pytest.mark.parametrize(
+    ("title", "body", "capacity", "end"),
+    [
+        ("紧急", "呼" * 300, 67, "呼…"),  # UCS-2: 67 characters a part
+        ("SOS", "x" * 400, 153, "x..."),  # GSM 7-bit: '…' would force UCS-2, so '...'
+    ],
+)
+async def test_text_longer_than_max_parts_is_cut_to_fit_them(
+    emulated_modem: EmulatedModem, title: str, body: str, capacity: int, end: str
 ) -> None:
-    attempts = await send_once(config(emulated_modem.port, max_parts=2), "紧急", "呼" * 300)
+    attempts = await send_once(config(emulated_modem.port, max_parts=2), title, body)
     assert attempts[-1].ok
     ((_, text),) = emulated_modem.sms
-    assert len(text) == 2 * 67
-    assert text.endswith("…")
-    assert text.startswith("紧急\n呼")
-    assert len(emulated_modem.pdus) == 2
-
-
-async def test_english_text_is_cut_with_gsm_dots_so_it_stays_7_bit(
-    emulated_modem: EmulatedModem,
-) -> None:
-    attempts = await send_once(config(emulated_modem.port, max_parts=2), "SOS", "x" * 400)
-    assert attempts[-1].ok
-    ((_, text),) = emulated_modem.sms
-    assert len(text) == 2 * 153
-    assert text.endswith("x...")
+    assert len(text) == 2 * capacity
+    assert text.startswith(f"{title}\n")
+    assert text.endswith(end)
     assert len(emulated_modem.pdus) == 2
 
 
