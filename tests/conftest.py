@@ -16,6 +16,7 @@ import pytest_asyncio
 from hypothesis import settings
 
 from tests.support.daemon import Daemon
+from tests.support.modem import EmulatedModem
 from tests.support.mosquitto import Mosquitto, TlsFiles, make_tls_files
 from tests.support.proxy import MqttProxy
 from tests.support.socat import PtyPair
@@ -76,6 +77,13 @@ def pty_pair(tmp_path: Path) -> Iterator[PtyPair]:
         yield pair
     finally:
         pair.stop()
+
+
+@pytest.fixture
+def emulated_modem(tmp_path: Path) -> Iterator[EmulatedModem]:
+    """An emulated 4G modem on a socat pty (``.port`` is the gateway's end); stopped after."""
+    with EmulatedModem(tmp_path / "modem") as modem:
+        yield modem
 
 
 @pytest.fixture

@@ -32,6 +32,21 @@ class Dispatcher(Protocol):
         ...
 
 
+async def send_planned(
+    dispatcher: Dispatcher,
+    plan: tuple[Sequence[str], Sequence[str]],
+    title: str,
+    body: str,
+    severity: str,
+) -> list[Delivery]:
+    """Send to ``plan[0]``, then to ``plan[1]`` (fallback channels) if none of those delivered."""
+    now, spare = plan
+    sent = await dispatcher.send(now, title, body, severity) if now else []
+    if spare and not any(d.ok for d in sent):
+        sent += await dispatcher.send(spare, title, body, severity)
+    return sent
+
+
 class NotifierDispatcher:
     """Adapts ``gateway.notify.Notifier`` to the engine: one ``Delivery`` per attempt."""
 

@@ -28,17 +28,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gateway.alarms.channels import ChannelWatch
-from gateway.alarms.delivery import Delivery, Dispatcher
+from gateway.alarms.delivery import Delivery, Dispatcher, send_planned
 from gateway.alarms.lifecycle import Lifecycle
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
 from gateway.alarms.records import alarm_record, alarm_row
 from gateway.alarms.report import Targets, response_report
 from gateway.alarms.rules import Evaluator
+from gateway.alarms.siren import Siren
 from gateway.alarms.wording import rule_types, staff_message
 from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import Clock
 from gateway.core.messages import ContactEvent, DeviceStatus, Quality, Record, Sample
-from gateway.core.snapshots import AlarmsSnapshot, OpenAlarm
+from gateway.core.snapshots import AlarmsSnapshot, ModemState, OpenAlarm
 from gateway.store import Store, StoreFullError
 
 BATCH_MAX = 256  # inputs handled, and their transitions committed, together
@@ -49,7 +50,6 @@ _Pending = tuple[list[Transition], list[Record], list[tuple[str, int, float, str
 _Input = Sample | DeviceStatus | ContactEvent | Condition | asyncio.Future[None]
 
 log = logging.getLogger(__name__)
-SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
 
 
 class AlarmEngine:
@@ -73,7 +73,8 @@ class AlarmEngine:
         self.site = site
         self.dispatcher = dispatcher
         self.console: str | None = None  # see ``reconfigure``
-        self.outputs = outputs
+        self.fallback: frozenset[str] = frozenset()  # see ``reconfigure``
+        self.siren = Siren(outputs)  # sirens and strobes
         self.rules = Evaluator(cfg)
         self.lifecycle = Lifecycle(cfg, new_id=lambda: uuid.uuid4().hex[:16])
         self._types = rule_types(cfg)
@@ -85,23 +86,27 @@ class AlarmEngine:
         self._pending: list[_Pending] = []  # transitions waiting for the next group commit
         self._committing = asyncio.Lock()
         self._batch: asyncio.Future[None] | None = None  # the next group commit, once awaited
-        self._siren: str | None = None
-        self._silenced: set[str] = set()  # alarm ids whose siren was silenced, unacknowledged
         self.listeners: list[Callable[[], None]] = []  # told after every committed change
         self.ready = asyncio.Event()
         # time to acknowledge per severity, for the metrics: (acknowledged alarms, seconds)
         self.acked: dict[str, tuple[int, float]] = {}
 
     def reconfigure(
-        self, cfg: AlarmsConfig, dispatcher: Dispatcher | None, console: str | None = None
+        self,
+        cfg: AlarmsConfig,
+        dispatcher: Dispatcher | None,
+        console: str | None = None,
+        fallback: frozenset[str] = frozenset(),
     ) -> None:
         """New rules, ladders and channels; only while ``run`` is not running (a reload).
 
         ``console``: the field console's address as staff reach it; messages link to it.
+        ``fallback``: channels used only while the others fail (``ChannelWatch.plan``).
         The next ``run`` reloads the open alarms from the store, so none is forgotten; what
         rules were timing (a threshold's minimum duration) starts over. Queued inputs stay.
         """
         self.cfg, self.dispatcher, self.console = cfg, dispatcher, console
+        self.fallback = fallback
         self._types = rule_types(cfg)
         self.channels.ladder = cfg.ladders[0].id  # the figures of each channel go on
         self.rules = Evaluator(cfg)
@@ -142,6 +147,11 @@ class AlarmEngine:
     def condition(self, cond: Condition) -> None:
         """A verdict reached outside the configured rules (a welfare check), never refused."""
         self._inbox.put_nowait(cond)
+
+    def modem(self, channel: str, state: ModemState) -> None:
+        """A modem channel's modem was checked: a lost one raises ``channel_down``."""
+        for cond in self.channels.modem(channel, state, self.clock.wall()):
+            self._inbox.put_nowait(cond)
 
     def covers(self, event: ContactEvent) -> bool:
         """Whether a contact rule of the current config names ``event``'s device and input."""
@@ -261,7 +271,7 @@ class AlarmEngine:
             acked=dict(self.acked),
             channels=self.channels.snapshot(),
             samples_dropped=self.samples_dropped,
-            siren=self._siren,
+            siren=self.siren.sounding,
         )
 
     def open_alarms(self) -> list[Alarm]:
@@ -360,7 +370,8 @@ class AlarmEngine:
         sent: list[Delivery] = []
         if external and self.dispatcher is not None:
             severity = "info" if note.news else alarm.severity  # news is not an alarm
-            sent = await self.dispatcher.send(external, title, body, severity)
+            plan = self.channels.plan(external, self.fallback)  # modems: internet down
+            sent = await send_planned(self.dispatcher, plan, title, body, severity)
         elif external:
             results += [Delivery(c, False, "no notification channels configured") for c in external]
         results += sent
@@ -380,20 +391,7 @@ class AlarmEngine:
         Escalation goes on; a new alarm sounds again. Not kept across a restart: a restarted
         gateway sounds for every unacknowledged alarm. Returns how many alarms were silenced.
         """
-        ids = {a.id for a in self.lifecycle.alarms.values() if a.state in UNACKED}
-        self._silenced |= ids
-        self._update_outputs()
-        return len(ids)
+        return self.siren.silence(self.lifecycle.alarms.values())
 
     def _update_outputs(self) -> None:
-        self._silenced &= set(self.lifecycle.alarms)  # forget alarms that are closed
-        unacked = [
-            a
-            for a in self.lifecycle.alarms.values()
-            if a.state in UNACKED and a.id not in self._silenced
-        ]
-        top = max((a.severity for a in unacked), key=SEVERITY_RANK.__getitem__, default=None)
-        if top != self._siren:
-            self._siren = top
-            if self.outputs is not None:
-                self.outputs(top)
+        self.siren.update(self.lifecycle.alarms.values())

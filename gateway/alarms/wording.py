@@ -117,3 +117,14 @@ def staff_message(
 def rule_types(cfg: AlarmsConfig) -> dict[str, str]:
     """Contact rule id -> its type (emergency, fire...), for the staff's wording."""
     return {r.id: r.type for r in cfg.rules if isinstance(r, ContactRuleConfig)}
+
+
+def test_message(
+    site: str, channel: str, language: Language, zone: str, now: float
+) -> tuple[str, str]:
+    """Title and body of an installer's test message on ``channel`` (``cgw notify test``)."""
+    when = local_time(now, language, zone)
+    return (
+        text(language, "test.title", site=site),
+        text(language, "test.body", channel=channel, when=when),
+    )

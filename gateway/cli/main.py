@@ -20,6 +20,7 @@ from gateway.cli import alarms as cli_alarms
 from gateway.cli import broker_acl as cli_broker_acl
 from gateway.cli import commission as cli_commission
 from gateway.cli import keys as cli_commands
+from gateway.cli import notify as cli_notify
 from gateway.cli import report as cli_report
 from gateway.cli import status as cli_status
 from gateway.cli import users as cli_users
@@ -64,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_alarms.add_parser(sub)
     cli_report.add_parser(sub)
     cli_status.add_parser(sub)
+    cli_notify.add_parser(sub)
     cli_commission.add_parser(sub)
     cli_commands.add_parser(sub)
     cli_broker_acl.add_parser(sub)
@@ -94,6 +96,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return cli_alarms.run(args)
     if args.command == "status":
         return cli_status.run(args)
+    if args.command == cli_notify.COMMAND:
+        return cli_notify.run(args)
     if args.command == cli_report.COMMAND:
         return cli_report.run(args)
     if args.command in cli_commission.COMMANDS:

@@ -1,7 +1,7 @@
 """``cgw status``: a running gateway in a few lines, from its monitor's ``/health``.
 
 Shows the overall state, which required components fail and why, devices online/offline,
-the backlog per sink, open alarms, the uplink,
+the backlog per sink, open alarms, the uplink, each local 4G modem,
 whether the clock is synced, input devices not running and contacts no rule names.
 ``--json`` prints the health document.
 
@@ -13,6 +13,7 @@ import argparse
 import http.client
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -80,6 +81,20 @@ def run(args: argparse.Namespace) -> int:
     return 0 if doc.get("status") == "ok" else EXIT_UNHEALTHY
 
 
+def _modem_line(port: str, m: dict[str, Any]) -> str:
+    """One modem: whether it can send, network, signal, SIM, last send."""
+    state = "ok" if m.get("state") == "ok" else f"CANNOT SEND: {m.get('state')}"
+    net = f"registered ({m.get('operator') or '?'})" if m.get("registered") else "not registered"
+    csq = m.get("csq")
+    signal = f"signal {csq}/31" if csq is not None else "signal unknown"
+    last = m.get("last_send")
+    sent = "never" if last is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(last))
+    return (
+        f"modem {port}: {state}; {net}, {signal}, SIM {m.get('sim', '?')}, last send {sent}"
+        f" ({', '.join(m.get('channels', []))})"
+    )
+
+
 def summary(doc: dict[str, Any]) -> str:
     """The health document as a few lines for a terminal."""
     gw = doc.get("gateway", {})
@@ -117,6 +132,8 @@ def summary(doc: dict[str, Any]) -> str:
         text += f" (worst: {alarms['worst']})"
     lines.append(text)
     lines.append(f"uplink: {doc.get('uplink', '?')}")
+    for port, m in doc.get("modems", {}).items():
+        lines.append(_modem_line(port, m))
     synced = doc.get("clock_synced")
     if synced is not None:
         lines.append(

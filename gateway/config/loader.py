@@ -31,6 +31,7 @@ from gateway.config.mqtt_devices import (
     resolve_payload,
 )
 from gateway.config.mqtt_json import apply_json_profile
+from gateway.config.notify import check_modem_ports
 from gateway.config.paths import resolve_paths
 from gateway.config.push_checks import check_push_entries
 from gateway.core.errors import ConfigError
@@ -246,6 +247,7 @@ def check_references(cfg: Config) -> list[str]:
         + checks.check_rule_names(cfg)
         + checks.check_listeners(cfg)
         + _check_welfare(cfg, doors, known)
+        + check_modem_ports(cfg.channels)
     )
 
 

@@ -19,7 +19,7 @@ from gateway.config.modbus import BusConfig, ModbusDeviceConfig
 from gateway.config.monitor import MonitorConfig
 from gateway.config.mqtt_devices import LocalBrokerConfig, MqttButtonConfig
 from gateway.config.mqtt_json import MqttJsonDeviceConfig
-from gateway.config.notify import ChannelConfig
+from gateway.config.notify import AnyChannelConfig
 from gateway.config.records import RecordsConfig
 from gateway.config.reports import ReportsConfig
 from gateway.config.welfare import WelfareConfig
@@ -132,7 +132,7 @@ class Config(Model):
     alarms: AlarmsConfig = Field(
         default_factory=AlarmsConfig, description="Alarm rules, escalation ladders, storm control"
     )
-    channels: list[ChannelConfig] = Field(
+    channels: list[AnyChannelConfig] = Field(
         default_factory=list, description="Staff notification channels that ladders name"
     )
     api: ApiConfig | None = Field(

@@ -69,6 +69,27 @@ CHANNEL_DOWN_AFTER = 3  # failed messages in a row that make a staff channel dow
 
 
 @dataclass(frozen=True, slots=True)
+class ModemState:
+    """A local 4G modem, as its last check found it (``gateway.notify.modem``)."""
+
+    port: str
+    open: bool = False  # the AT session is up
+    sim: str = "unknown"  # ready | PIN required | PUK required | not inserted | unknown
+    registered: bool = False  # on the mobile network (home or roaming)
+    csq: int | None = None  # signal quality 0-31 (AT+CSQ); None when unknown
+    operator: str = ""
+    checked: float | None = None  # wall time of the last check
+    last_send: float | None = None  # wall time of the last SMS or call that went through
+    resets: int = 0  # faults that closed the session (or kept it from opening)
+    problem: str = ""  # why it cannot send now; "" when it can
+
+    @property
+    def ok(self) -> bool:
+        """Can send: open, SIM ready, registered."""
+        return not self.problem
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelState:
     """One staff channel's deliveries (``gateway.alarms.channels``)."""
 
@@ -77,11 +98,12 @@ class ChannelState:
     in_a_row: int = 0  # failed messages since the last delivered one
     last_ok: float | None = None  # wall time of the last delivered message
     last_error: str = ""
+    modem: ModemState | None = None  # a modem channel's modem, as last checked
 
     @property
     def down(self) -> bool:
-        """Failed ``CHANNEL_DOWN_AFTER`` messages in a row."""
-        return self.in_a_row >= CHANNEL_DOWN_AFTER
+        """Failed ``CHANNEL_DOWN_AFTER`` messages in a row, or its modem cannot send."""
+        return self.in_a_row >= CHANNEL_DOWN_AFTER or (self.modem is not None and not self.modem.ok)
 
 
 @dataclass(frozen=True, slots=True)

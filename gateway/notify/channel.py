@@ -76,6 +76,7 @@ class Channel:
         backoff_cap: float = 10.0,
     ) -> None:
         self.id = config.id
+        self.fallback = config.fallback
         self._config = config
         self._clock = clock or SystemClock()
         self._backoff = (backoff_base, backoff_cap)

@@ -24,14 +24,19 @@ Contract:
 - ``welfare`` (when welfare checks run) counts the households watched, quiet too long now, on
   a planned absence and paused (a source offline); not a component: a quiet household is a
   matter for staff, not a gateway failure.
-- Nothing personal, no secret: ids, counts and states only.
+- Modems: ``modems`` lists each local 4G modem by port: whether it can send (``state`` is
+  ``ok`` or the reason it cannot), SIM state, registration, signal (CSQ 0-31), operator, the
+  last SMS or call that went through, resets, and the channels that use it. A modem that
+  cannot send makes its channels' components fail (``channel:<id>``), so the gateway is
+  ``degraded``.
+- Nothing personal, no secret: ids, counts and states only (no phone numbers).
 - ``status_line(snapshot)`` is the one-line summary systemd shows.
 """
 
 from typing import Any
 
-from gateway.alarms.engine import SEVERITY_RANK
-from gateway.core.snapshots import InputState, SinkSnapshot
+from gateway.alarms.siren import SEVERITY_RANK
+from gateway.core.snapshots import ChannelState, InputState, SinkSnapshot
 from gateway.ops.snapshot import GatewaySnapshot
 
 
@@ -57,11 +62,7 @@ def components(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
         "detail": f"{len(alarms.open)} open" if alarms.ready else "starting",
     }
     for cid, ch in sorted(alarms.channels.items()):  # the staff channels used so far
-        out[f"channel:{cid}"] = (
-            {"ok": False, "detail": f"down: {ch.in_a_row} messages not delivered ({ch.last_error})"}
-            if ch.down
-            else {"ok": True, "detail": f"{ch.delivered} delivered, {ch.failed} failed"}
-        )
+        out[f"channel:{cid}"] = {"ok": not ch.down, "detail": _channel_state(ch)}
     if snap.api is not None:
         up = snap.api.listening
         out["api"] = {
@@ -90,6 +91,39 @@ def components(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
     for i in snap.inputs.devices:
         if i.alarmed:
             out[f"input:{i.id}"] = {"ok": i.running is not False, "detail": _input_state(i)}
+    return out
+
+
+def _channel_state(ch: ChannelState) -> str:
+    if ch.modem is not None and not ch.modem.ok:
+        return f"down: modem {ch.modem.port}: {ch.modem.problem}"
+    if ch.down:
+        return f"down: {ch.in_a_row} messages not delivered ({ch.last_error})"
+    return f"{ch.delivered} delivered, {ch.failed} failed"
+
+
+def modems(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
+    """Each modem by port, as its last check found it, with the channels that use it."""
+    out: dict[str, dict[str, Any]] = {}
+    for cid, ch in sorted(snap.alarms.channels.items()):
+        m = ch.modem
+        if m is None:
+            continue
+        entry = out.setdefault(
+            m.port,
+            {
+                "state": "ok" if m.ok else m.problem,
+                "sim": m.sim,
+                "registered": m.registered,
+                "csq": m.csq,
+                "operator": m.operator,
+                "checked": m.checked,
+                "last_send": m.last_send,
+                "resets": m.resets,
+                "channels": [],
+            },
+        )
+        entry["channels"].append(cid)
     return out
 
 
@@ -144,6 +178,7 @@ def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
             ),
         },
         "uplink": "up" if _up(snap.mqtt) else "down",
+        "modems": modems(snap),
         "reloads": {"ok": gw.reloads, "refused": gw.reload_failures},
     }
     if (w := snap.welfare) is not None:  # counts only: which household is quiet is the API's

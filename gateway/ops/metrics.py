@@ -302,6 +302,48 @@ def _channels(snap: GatewaySnapshot) -> Iterator[Metric]:
         if ch.last_ok is not None:
             last.add_metric([cid], ch.last_ok)
     yield from (sent, failed, down, last)
+    yield from _modems(snap)
+
+
+def _modems(snap: GatewaySnapshot) -> Iterator[Metric]:
+    port = ["port"]
+    up = GaugeMetricFamily(
+        "cgw_modem_up", "1 while the modem can send (SIM ready, registered)", labels=port
+    )
+    registered = GaugeMetricFamily(
+        "cgw_modem_registered", "1 while on the mobile network", labels=port
+    )
+    csq = GaugeMetricFamily(
+        "cgw_modem_signal_csq", "Signal quality, AT+CSQ 0-31 (absent: unknown)", labels=port
+    )
+    last = GaugeMetricFamily(
+        "cgw_modem_last_send_timestamp_seconds",
+        "Wall time of the last SMS or call that went through",
+        labels=port,
+    )
+    resets = CounterMetricFamily(
+        "cgw_modem_resets",
+        "Faults that closed the modem's session or kept it from opening",
+        labels=port,
+    )
+    info = GaugeMetricFamily(
+        "cgw_modem_info", "The modem's operator and SIM state", labels=["port", "operator", "sim"]
+    )
+    seen: set[str] = set()
+    for _, ch in sorted(snap.alarms.channels.items()):
+        m = ch.modem
+        if m is None or m.port in seen:
+            continue
+        seen.add(m.port)
+        up.add_metric([m.port], int(m.ok))
+        registered.add_metric([m.port], int(m.registered))
+        if m.csq is not None:
+            csq.add_metric([m.port], m.csq)
+        if m.last_send is not None:
+            last.add_metric([m.port], m.last_send)
+        resets.add_metric([m.port], m.resets)
+        info.add_metric([m.port, m.operator, m.sim], 1)
+    yield from (up, registered, csq, last, resets, info)
 
 
 def registry_for(snapshot: Callable[[], GatewaySnapshot]) -> CollectorRegistry:

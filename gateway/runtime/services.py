@@ -40,8 +40,12 @@ async def run_alarms(engine: AlarmEngine, cfg: Config) -> None:
     try:
         dispatcher = NotifierDispatcher(notifier) if notifier else None
         console = cfg.console.public_url if cfg.console is not None else None
-        engine.reconfigure(cfg.alarms, dispatcher, console)
-        await engine.run()
+        fallback = notifier.fallback if notifier else frozenset()
+        engine.reconfigure(cfg.alarms, dispatcher, console, fallback)
+        async with asyncio.TaskGroup() as group:
+            if notifier is not None:  # modems are checked while the engine runs
+                group.create_task(notifier.watch(engine.modem), name="notify:modems")
+            await engine.run()
     finally:
         if notifier is not None:
             await notifier.aclose()

@@ -19,6 +19,7 @@ from gateway.config.alarms import AlarmsConfig
 from gateway.core.clock import SystemClock
 from gateway.core.contract import Identity, render
 from gateway.core.messages import ContactEvent, Lane, Quality, Reading, Sample
+from gateway.core.snapshots import ModemState
 from gateway.store.outbox import Row, Store
 from tests.support.schemas import validate_message
 
@@ -349,3 +350,40 @@ async def test_settled_returns_once_what_an_earlier_input_raised_is_committed(
         rows = await store.fetch("mqtt", 10, lanes=[Lane.ALARM])
         assert rows[0].fields["state"] == "raised"  # on disk: a crash now keeps it
         assert [a.device for a in eng.open_alarms()] == ["btn-3f"]
+
+
+async def test_a_fallback_channel_goes_only_when_the_internet_channels_fail(
+    tmp_path: Path,
+) -> None:
+    internet_up = True
+    rec, outputs = Recorder(ok=lambda ch: ch != "guard" or internet_up), list[str | None]()
+    ladder = {"id": "default", "tiers": [{"after": 0, "channels": ["guard", "guard-sms"]}]}
+    async with engine(tmp_path / "f.db", rec, outputs, ladders=[ladder]) as (eng, _):
+        eng.fallback = frozenset({"guard-sms"})  # as ``reconfigure`` sets it from the channels
+        eng.contact(ContactEvent("btn-3f", "b1", True, 1000.0))
+        async with asyncio.timeout(5):
+            while not rec.sent:
+                rec.event.clear()
+                await rec.event.wait()
+        assert rec.sent == [(("guard",), rec.sent[0][1])]  # the WeCom group got it: no SMS
+        internet_up = False
+        eng.contact(ContactEvent("btn-3f", "b1", False, 1001.0))
+        eng.contact(ContactEvent("btn-3f", "b2", True, 1002.0))
+        async with asyncio.timeout(5):
+            while ("guard-sms",) not in [ch for ch, _ in rec.sent]:
+                rec.event.clear()
+                await rec.event.wait()
+        assert [ch for ch, _ in rec.sent][-2:] == [("guard",), ("guard-sms",)]  # after it failed
+
+
+async def test_a_lost_modem_raises_channel_down(tmp_path: Path) -> None:
+    rec, outputs = Recorder(), list[str | None]()
+    async with engine(tmp_path / "m.db", rec, outputs) as (eng, store):
+        eng.modem("guard-sms", ModemState("/dev/ttyUSB2", problem="cannot open the modem"))
+        down = (await alarm_messages(store, 1))[0]  # "notified" may come in the same batch
+        assert (down["rule"], down["device"], down["state"]) == (
+            "channel_down",
+            "guard-sms",
+            "raised",
+        )
+        assert eng.snapshot().channels["guard-sms"].down

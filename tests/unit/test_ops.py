@@ -17,6 +17,7 @@ from gateway.core.snapshots import (
     InputsSnapshot,
     InputState,
     LinkageSnapshot,
+    ModemState,
     OpenAlarm,
     SinkSnapshot,
     StoreSnapshot,
@@ -355,3 +356,51 @@ def test_a_dead_staff_channel_makes_health_degraded_and_shows_in_metrics() -> No
     assert 'cgw_notify_failed_total{channel="wecom"} 4.0' in text
     assert 'cgw_notify_delivered_total{channel="sms"} 7.0' in text
     assert 'cgw_notify_last_success_timestamp_seconds{channel="wecom"} 1.8e+09' in text
+
+
+def test_a_modem_that_cannot_send_shows_in_health_metrics_and_status() -> None:
+    from gateway.cli.status import summary
+
+    good = ModemState(
+        "/dev/ttyUSB2", open=True, sim="ready", registered=True, csq=21,
+        operator="CHINA MOBILE", checked=1.8e9, last_send=1.8e9 - 60,
+    )  # fmt: skip
+    lost = dataclasses.replace(
+        good,
+        registered=False,
+        csq=None,
+        operator="",
+        problem="not registered on the mobile network",
+    )
+    for state, status in ((good, "ok"), (lost, "degraded")):
+        channels = {"guard-sms": ChannelState(modem=state), "duty-call": ChannelState(modem=state)}
+        snap = healthy()
+        snap = dataclasses.replace(snap, alarms=dataclasses.replace(snap.alarms, channels=channels))
+        code, doc = health(snap)
+        assert doc["status"] == status
+        modem = doc["modems"]["/dev/ttyUSB2"]
+        assert modem["channels"] == ["duty-call", "guard-sms"]
+        samples = scrape(functools.partial(lambda s: s, snap))
+        assert value(samples, "cgw_modem_up", port="/dev/ttyUSB2") == int(state.ok)
+        assert value(samples, "cgw_modem_registered", port="/dev/ttyUSB2") == int(state.registered)
+        line = next(x for x in summary(doc).splitlines() if x.startswith("modem "))
+        if state.ok:
+            assert (code, modem["state"], modem["csq"], modem["operator"]) == (
+                200,
+                "ok",
+                21,
+                "CHINA MOBILE",
+            )
+            assert value(samples, "cgw_modem_signal_csq", port="/dev/ttyUSB2") == 21
+            assert line.startswith(
+                "modem /dev/ttyUSB2: ok; registered (CHINA MOBILE), signal 21/31, SIM ready"
+            )
+        else:
+            assert doc["failing"] == ["channel:duty-call", "channel:guard-sms"]
+            assert doc["components"]["channel:guard-sms"]["detail"] == (
+                "down: modem /dev/ttyUSB2: not registered on the mobile network"
+            )
+            assert line.startswith(
+                "modem /dev/ttyUSB2: CANNOT SEND: not registered on the mobile network;"
+                " not registered, signal unknown"
+            )

@@ -33,6 +33,9 @@ STAFF: dict[str, dict[str, str]] = {
         "welfare.kind.button": "button",
         "welfare.kind.point": "meter",
         "welfare.kind.answer": "answered by",
+        "test.title": "[TEST] Site {site}: staff channel test",
+        "test.body": "A test of staff channel {channel}, sent {when} while commissioning the"
+        " gateway. No action is needed.",
     },
     "zh-CN": {
         "severity.critical": "紧急",
@@ -66,5 +69,7 @@ STAFF: dict[str, dict[str, str]] = {
         "welfare.kind.button": "按钮",
         "welfare.kind.point": "仪表",
         "welfare.kind.answer": "工作人员回复",
+        "test.title": "【测试】站点 {site}：通知渠道测试",
+        "test.body": "这是通知渠道 {channel} 的测试消息，于 {when} 在网关调试时发送，无需处理。",
     },
 }
