@@ -10,6 +10,7 @@ from collections.abc import Callable
 from drivers.base import GroupPlan, Ports
 from drivers.doors import kind as doors
 from drivers.gpio import kind as gpio
+from drivers.http_push import kind as http_push
 from drivers.modbus import kind as modbus
 from drivers.mqtt import kind as mqtt
 from drivers.mqtt_json import kind as mqtt_json
@@ -23,16 +24,8 @@ KINDS: dict[str, Factory] = {
     "gpio": gpio.plan,
     "door_terminal": doors.plan,
     "mqtt_json": mqtt_json.plan,
-    "http_push": lambda cfg, ports: _http_push(cfg, ports),
+    "http_push": http_push.plan,
 }
-
-
-def _http_push(cfg: Config, ports: Ports) -> list[GroupPlan]:
-    """The http_push kind's factory, imported when a config has such a device: its listener
-    brings aiohttp's server, which a gateway without HTTP devices should not load."""
-    from drivers.http_push import kind
-
-    return kind.plan(cfg, ports)
 
 
 def plan(cfg: Config, ports: Ports, kinds: dict[str, Factory] | None = None) -> list[GroupPlan]:

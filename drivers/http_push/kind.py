@@ -8,7 +8,6 @@ kind's own stages: event-id dedup (its memory in ``<store>.push-ids.json``) and 
 
 from drivers.base import DriverGroup, GroupPlan, Ports, config_key
 from drivers.doors.terminals import DoorTerminals
-from drivers.http_push.server import PushServer
 from drivers.mqtt_json.devices import JsonDevices
 from gateway.config.http_push import HttpPushDeviceConfig
 from gateway.config.models import Config
@@ -32,6 +31,8 @@ def plan(cfg: Config, ports: Ports) -> list[GroupPlan]:
     )
 
     def build() -> DriverGroup:
+        from drivers.http_push.server import PushServer  # aiohttp: only where HTTP devices are
+
         json_entries = [e.as_json() for e in entries if e.readings is not None]
         terminals = [e.as_terminal() for e in entries if e.door is not None]
         readings = doors = None
