@@ -105,7 +105,9 @@ class MqttSink:
             password=password,
             tls=cfg.tls.client_context() if cfg.tls else None,
             keepalive=cfg.keepalive,
-            timeout=cfg.publish_timeout,
+            # CONNACK, SUBACK, the birth: PUBACKs of rows wait for ``_watchdog`` instead
+            timeout=cfg.connect_timeout,
+            connect_timeout=cfg.connect_timeout,
             max_inflight=cfg.max_inflight,
         )
         # The session is persistent: commands sent while we were away are queued by the
