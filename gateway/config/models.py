@@ -96,6 +96,13 @@ class MqttConfig(BrokerConfig):
         "events, so an alarm never queues behind a full window of backlog",
     )
     publish_timeout: float = Field(15.0, gt=0, le=120, description="Seconds to wait for a PUBACK")
+    connect_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Seconds a connect attempt may take: the TCP connect and TLS handshake, "
+        "then the CONNACK; a black-holed uplink costs one attempt of this length at a time",
+    )
 
     @field_validator("topic_root")
     @classmethod

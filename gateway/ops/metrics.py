@@ -11,6 +11,7 @@ Contract:
   collector adds ``process_resident_memory_bytes`` and friends.
 """
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Iterator
@@ -40,6 +41,9 @@ class GatewayCollector(Collector):
         info.add_metric([gw.site_id, gw.gateway_id, gw.version], 1)
         yield info
         yield GaugeMetricFamily("cgw_ready", "1 once the local alarm path is up", int(gw.ready))
+        tasks = _tasks()
+        if tasks is not None:
+            yield GaugeMetricFamily("cgw_tasks", "asyncio tasks alive (flat while steady)", tasks)
         yield GaugeMetricFamily(
             "cgw_clock_synced",
             "1 once NTP has set the clock (platform commands are refused before)",
@@ -75,6 +79,14 @@ class GatewayCollector(Collector):
         reloads.add_metric(["applied"], gw.reloads)
         reloads.add_metric(["refused"], gw.reload_failures)
         yield reloads
+
+
+def _tasks() -> int | None:
+    """asyncio tasks of the running loop; None when scraped off the event loop."""
+    try:
+        return len(asyncio.all_tasks())
+    except RuntimeError:
+        return None
 
 
 def _console(snap: GatewaySnapshot) -> Iterator[Metric]:

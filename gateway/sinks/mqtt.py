@@ -105,7 +105,9 @@ class MqttSink:
             password=password,
             tls=cfg.tls.client_context() if cfg.tls else None,
             keepalive=cfg.keepalive,
-            timeout=cfg.publish_timeout,
+            # CONNACK, SUBACK, the birth: PUBACKs of rows wait for ``_watchdog`` instead
+            timeout=cfg.connect_timeout,
+            connect_timeout=cfg.connect_timeout,
             max_inflight=cfg.max_inflight,
         )
         # The session is persistent: commands sent while we were away are queued by the
@@ -203,7 +205,9 @@ class MqttSink:
                     self.store.give_back(self.name, rows[i:])
                     break
                 if not await window.acquire(
-                    row.lane, lambda ln: self.store.has_more_urgent(self.name, ln)
+                    row.lane,
+                    lambda ln: self.store.has_more_urgent(self.name, ln),
+                    self.store.next_change,
                 ):
                     self.store.give_back(self.name, rows[i:])  # an alarm came in meanwhile
                     break
@@ -257,28 +261,57 @@ class _Window:
     """At most ``size`` rows awaiting PUBACK, of which at most ``telemetry`` telemetry rows.
 
     Telemetry never takes the last slots, so an alarm finds a free one at once instead of
-    queuing behind a full window of backlog in the client, the socket and the broker.
+    queuing behind a full window of backlog in the client, the socket and the broker. A
+    telemetry row waiting for its share gives its turn back as soon as a more urgent row is
+    committed (``changed()`` gives a future that completes at the next commit), not only when
+    a telemetry PUBACK frees a slot: PUBACKs that stall (a lossy link, F07) would otherwise
+    hold the alarm back, the drain loop parked behind the full telemetry share.
     """
 
     def __init__(self, size: int, telemetry: int) -> None:
         self._all = asyncio.Semaphore(size)
-        self._telemetry = asyncio.Semaphore(max(1, min(telemetry, size)))
+        self._telemetry_max = max(1, min(telemetry, size))
+        self._telemetry = 0
+        self._freed: asyncio.Future[None] | None = None
 
-    async def acquire(self, lane: Lane, preempted: Callable[[Lane], bool]) -> bool:
+    async def acquire(
+        self,
+        lane: Lane,
+        preempted: Callable[[Lane], bool],
+        changed: "Callable[[], asyncio.Future[None]] | None" = None,
+    ) -> bool:
         """Take a slot for a row of ``lane``; False if a more urgent row arrived meanwhile."""
         if lane is Lane.TELEMETRY:
-            await self._telemetry.acquire()
+            while self._telemetry >= self._telemetry_max:
+                if preempted(lane):
+                    return False
+                await self._next_change(changed)
             if preempted(lane):
-                self._telemetry.release()
                 return False
+            self._telemetry += 1
         await self._all.acquire()
         return True
+
+    async def _next_change(self, changed: "Callable[[], asyncio.Future[None]] | None") -> None:
+        """Until a telemetry slot is freed or (with ``changed``) the store commits. Both are
+        plain futures made before this yields: no task, and no wake-up falls between the
+        caller's check and the wait."""
+        self._freed = asyncio.get_running_loop().create_future()
+        waits = [self._freed] if changed is None else [self._freed, changed()]
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for fut in waits:
+                fut.cancel()
+            self._freed = None
 
     def release(self, lane: Lane) -> None:
         """A row of ``lane`` got its PUBACK (or failed)."""
         self._all.release()
         if lane is Lane.TELEMETRY:
-            self._telemetry.release()
+            self._telemetry -= 1
+            if self._freed is not None and not self._freed.done():
+                self._freed.set_result(None)
 
 
 def describe(cfg: MqttConfig) -> dict[str, Any]:

@@ -89,6 +89,7 @@ class Store:
         self._queue_dropped = 0  # telemetry dropped by ``add`` (memory only)
         self._settling = Settling()  # what ``settled`` waits for
         self._changed = asyncio.Event()
+        self._watchers: list[asyncio.Future[None]] = []  # ``next_change`` futures
         self._urgent = asyncio.Event()
         self.quarantined: Path | None = None
 
@@ -222,6 +223,10 @@ class Store:
 
     def _wake(self, _job: "asyncio.Future[Any]") -> None:
         self._changed.set()  # whatever it committed is in memory already
+        watchers, self._watchers = self._watchers, []
+        for fut in watchers:
+            if not fut.done():
+                fut.set_result(None)
 
     def _orphaned(self, job: "asyncio.Future[Any]") -> None:
         """Report the failure of a transaction whose caller was cancelled (nobody else will)."""
@@ -358,6 +363,14 @@ class Store:
                     return
             self._changed.clear()
             await self._changed.wait()
+
+    def next_change(self) -> "asyncio.Future[None]":
+        """A future (not a task) that completes at the next commit after this call: a commit
+        between a check and awaiting it is not missed. Cancel it to stop watching."""
+        fut = asyncio.get_running_loop().create_future()
+        self._watchers = [f for f in self._watchers if not f.done()]
+        self._watchers.append(fut)
+        return fut
 
     async def ack(self, sink: str, upto: dict[Lane, int]) -> None:
         """Confirm, per lane, every row up to and including the given id for ``sink``."""

@@ -11,7 +11,9 @@ Contract:
 - A connection that is over leaves no socket behind: when aiomqtt left paho's socket open (a
   CONNACK that timed out on a hung broker; a DISCONNECT it could not write) it is reset, so an
   outage of any length holds one socket at a time and an abandoned CONNECT never takes the
-  session over once the broker answers again (``_release``).
+  session over once the broker answers again (``gateway.transport.reach.release``).
+- An attempt takes at most ``Endpoint.connect_timeout`` for the TCP connect and the TLS
+  handshake (paho's, 5 s when None) and then ``Endpoint.timeout`` for the CONNACK (F03).
 - Pauses between attempts come from ``Retry`` (capped, jittered, exponential), which restarts
   from ``base`` once a connection has been up. The policy is a value, so a tighter one (a low
   cap) is a config change, not a new loop.
@@ -19,7 +21,9 @@ Contract:
   them too; a refused filter is logged at ERROR, a QoS below the asked one at WARNING); then
   the session is up: ``connected`` is set (``ever_connected`` the first time), the backoff
   restarts, ``client`` is the live client; then the retained birth ``online`` on
-  ``Status.topic`` (when a ``Status`` is given) and ``serve(client)``. ``connected`` is
+  ``Status.topic`` (when a ``Status`` is given) and ``serve(client)``. A link lost while the
+  SUBACK or the birth's PUBACK is awaited ends the connection at once, not after
+  ``Endpoint.timeout``. ``connected`` is
   cleared as soon as the connection ends.
 - ``MqttError`` from ``serve`` (also inside an ``ExceptionGroup``) ends the connection; the
   loop pauses, then connects again. If ``serve`` returns, the connection is closed with
@@ -53,11 +57,8 @@ Contract:
 """
 
 import asyncio
-import contextlib
 import logging
-import socket
 import ssl
-import struct
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -68,6 +69,7 @@ from gateway.config.broker import RECONNECT_MAX
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.backoff import Backoff
 from gateway.transport.acks import Acks, Settled, manual
+from gateway.transport.reach import connect_timeout, release, unless_lost
 
 log = logging.getLogger(__name__)
 OFFLINE_TIMEOUT = 1.0  # seconds the "offline" status may take on the way out
@@ -102,6 +104,7 @@ class Endpoint:
     tls: ssl.SSLContext | None = None
     keepalive: int = 30
     timeout: float = 10.0  # seconds for CONNACK, SUBACK and (by default) PUBACK
+    connect_timeout: float | None = None  # TCP connect and TLS handshake; None: paho's 5 s
     max_inflight: int | None = None  # QoS 1 publishes awaiting PUBACK; None: paho's default
     persistent: bool = True
 
@@ -201,6 +204,8 @@ class Session:
             client.pending_calls_threshold = 10 * ep.max_inflight + 100
         if self.acks is not None:
             manual(client)
+        if ep.connect_timeout is not None:
+            connect_timeout(client, ep.connect_timeout)
         return client
 
     async def run(self, serve: Serve, deliver: Deliver | None = None) -> NoReturn:
@@ -218,7 +223,7 @@ class Session:
             except* aiomqtt.MqttError as group:
                 self._failed(group.exceptions[0])
             finally:
-                _release(client)
+                release(client)
                 self.client = None
                 self.connected.clear()
                 self._undelivered = None
@@ -231,7 +236,7 @@ class Session:
 
     async def _up(self, client: aiomqtt.Client, serve: Serve, backoff: Backoff) -> None:
         if self.subscriptions:
-            granted = await client.subscribe(self.subscriptions)
+            granted = await unless_lost(client, client.subscribe(self.subscriptions))
             raise_if_cancelling()
             self._check(granted)
         backoff.reset()
@@ -250,7 +255,8 @@ class Session:
         status = self.status
         try:
             if status is not None:
-                await client.publish(status.topic, status.payload("online"), qos=1, retain=True)
+                birth = client.publish(status.topic, status.payload("online"), qos=1, retain=True)
+                await unless_lost(client, birth)
                 raise_if_cancelling()
             await serve(client)
         except asyncio.CancelledError:
@@ -310,29 +316,6 @@ class Session:
                 self.down,
                 extra={"broker": self.endpoint.where},
             )
-
-
-def _release(client: aiomqtt.Client) -> None:
-    """Close the socket of a connection that is over, if aiomqtt left it open.
-
-    aiomqtt 2.5.1 (``Client.__aenter__``) resets its own state when the CONNACK times out but
-    never closes the socket paho opened for the attempt: its reader and its ``loop_misc`` task
-    stay, and the broker, once it answers, hands the session to it (F03: no unbounded FDs).
-    The same holds when ``__aexit__`` cannot write its DISCONNECT. paho's ``_sock_close`` is
-    what paho itself calls on a lost connection: it runs aiomqtt's ``on_socket_close`` (the
-    reader and the misc task go) and closes the socket; with ``SO_LINGER`` 0 the close is a
-    reset, so the CONNECT still unread in a hung broker's buffer is discarded with it rather
-    than read later (it would take over the live session's client id). A client that closed
-    its connection itself has no socket left: nothing to do.
-    """
-    paho = client._client  # the one place the session reaches past aiomqtt
-    sock = paho.socket()
-    if sock is None:
-        return
-    if isinstance(sock, socket.socket):  # not for a websocket wrapper
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    paho._sock_close()
 
 
 async def _until_closed(client: aiomqtt.Client) -> None:

@@ -660,11 +660,18 @@ async def test_stop_racing_the_birth_puback_is_not_lost(
             # waiting for the PUBACK (the PUBLISH is not even written yet). Cancel the sink in
             # the loop iteration in which that PUBACK arrives: what a stop does when it
             # happens to coincide with it (test 3 hit it by chance before it waited here).
-            (inner,) = [
-                t
-                for t in asyncio.all_tasks()
-                if getattr(t.get_coro(), "__qualname__", "") == "Event.wait"
-            ]
+            # The birth's publish runs in a task of its own (watched against a lost link,
+            # gateway.transport.reach.unless_lost): it starts a turn or two later.
+            for _ in range(10):
+                waiting = [
+                    t
+                    for t in asyncio.all_tasks()
+                    if getattr(t.get_coro(), "__qualname__", "") == "Event.wait"
+                ]
+                if waiting:
+                    break
+                await asyncio.sleep(0)
+            (inner,) = waiting
             inner.add_done_callback(lambda _: task.cancel())
             done, _ = await asyncio.wait({task}, timeout=2.0)
             assert inner.done(), "the birth was not acknowledged"

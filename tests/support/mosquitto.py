@@ -12,6 +12,7 @@ import contextlib
 import os
 import pwd
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,7 +24,14 @@ from typing import IO, Self
 
 from tests.support.ports import free_port
 
-__all__ = ["MOSQUITTO_BIN", "Mosquitto", "MosquittoError", "TlsFiles", "make_tls_files"]
+__all__ = [
+    "MOSQUITTO_BIN",
+    "Mosquitto",
+    "MosquittoError",
+    "TlsFiles",
+    "client_tls",
+    "make_tls_files",
+]
 
 MOSQUITTO_BIN = "/usr/sbin/mosquitto"
 _POLL_INTERVAL = 0.02
@@ -45,6 +53,15 @@ class TlsFiles:
     server_key: Path
     client_cert: Path
     client_key: Path
+
+
+def client_tls(tls: TlsFiles, folder: Path) -> dict[str, str]:
+    """A config's ``tls`` section for the client certificate, its key copied into ``folder``
+    with mode 0600 (the config refuses a key others can read)."""
+    key = folder / "client.key"
+    shutil.copyfile(tls.client_key, key)
+    key.chmod(0o600)
+    return {"ca_file": str(tls.ca_cert), "cert_file": str(tls.client_cert), "key_file": str(key)}
 
 
 def _openssl(*args: str, cwd: Path) -> None:

@@ -60,6 +60,7 @@ class Recorder:
         reconnect_delay: float = 0.05,
         connect_timeout: float = 10.0,
         clean_session: bool = True,
+        username: str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -70,6 +71,7 @@ class Recorder:
         self.connects = 0
         self._tls_context = tls_context
         self._clean_session = clean_session
+        self._username = username
         self._reconnect_delay = reconnect_delay
         self._connect_timeout = connect_timeout
         self._changed = asyncio.Condition()
@@ -115,6 +117,7 @@ class Recorder:
             self.port,
             identifier=self.identifier,
             clean_session=self._clean_session,
+            username=self._username,
             tls_context=self._tls_context,
             max_queued_incoming_messages=0,  # 0 = unbounded: never drop what the broker sent
             timeout=5,

@@ -37,3 +37,26 @@ async def test_a_telemetry_row_waiting_for_a_slot_yields_to_an_alarm() -> None:
     async with asyncio.timeout(1):
         assert await waiting is False  # it gives its turn back instead of taking the slot
     assert await window.acquire(Lane.TELEMETRY, never)  # and left the slot free
+
+
+async def test_a_telemetry_row_yields_to_an_alarm_while_no_pubacks_come() -> None:
+    # F07: PUBACKs stall, so no telemetry slot is ever freed; the alarm's commit alone must
+    # give the waiting row's turn back (before: it waited for the next telemetry PUBACK)
+    window = _Window(size=4, telemetry=1)
+    assert await window.acquire(Lane.TELEMETRY, never)
+    commits: list[asyncio.Future[None]] = []
+    urgent = False
+
+    def changed() -> asyncio.Future[None]:
+        commits.append(asyncio.get_running_loop().create_future())
+        return commits[-1]
+
+    waiting = asyncio.create_task(window.acquire(Lane.TELEMETRY, lambda _: urgent, changed))
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    urgent = True  # an alarm is committed; no PUBACK comes
+    commits[-1].set_result(None)
+    async with asyncio.timeout(1):
+        assert await waiting is False
+    async with asyncio.timeout(1):
+        assert await window.acquire(Lane.ALARM, never)
