@@ -29,8 +29,8 @@ Without a broker (devices that push by HTTP, ``drivers.http_push``) there is no 
 push server calls ``handle`` (the reason of a message refused whole, or None) and runs
 ``timers``; ``run`` is not used.
 
-Known gap, as for buttons: aiomqtt acknowledges a QoS 1 PUBLISH before ``emit`` has handed the
-reading to the store; a crash in between loses that reading.
+Known gap: unlike buttons and door terminals (acknowledged once committed), a reading's QoS 1
+PUBLISH is acknowledged on receipt; a crash before the store's commit loses that reading.
 """
 
 import asyncio
