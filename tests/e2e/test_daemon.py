@@ -2,15 +2,10 @@
 
 import asyncio
 import json
-import re
 import subprocess
 import sys
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator, Sequence
-from http.cookiejar import CookieJar
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -199,64 +194,6 @@ def test_demo_shows_live_telemetry(tmp_path: Path) -> None:
     # the scripted emergency: the lobby button is pressed, then a guard acknowledges
     assert "ALARM  lobby-sos  CRITICAL: emergency input sos pressed -> RAISED" in proc.stdout
     assert "-> ACKNOWLEDGED after" in proc.stdout
-
-
-def test_demo_prints_the_readme_commands_and_they_work_while_it_runs(tmp_path: Path) -> None:
-    """The demo picks a free broker port, and `cgw status -c <its config>` answers meanwhile."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "gateway", "demo", "--duration", "25"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=REPO,
-    ) as demo:
-        assert demo.stdout is not None
-        lines: list[str] = []
-        try:
-            for line in demo.stdout:  # up to the scripted acknowledgement
-                lines.append(line)
-                if "-> ACKNOWLEDGED after" in line:
-                    break
-            status = next(ln.split()[1:] for ln in lines if ln.strip().startswith("cgw status -c"))
-            shown = subprocess.run(
-                [sys.executable, "-m", "gateway", *status],
-                capture_output=True, text=True, timeout=30, check=False,
-            )  # fmt: skip
-            listed = subprocess.run(
-                [sys.executable, "-m", "gateway", "alarms", "list", *status[1:]],
-                capture_output=True, text=True, timeout=30, check=False,
-            )  # fmt: skip
-            console = next(ln for ln in lines if ln.startswith("Field console: "))
-            url, password = re.fullmatch(
-                r"Field console: (\S+) \(sign in as demo / (\S+), an administrator;\n", console
-            ).groups()  # type: ignore[union-attr]
-            signed_in = console_sign_in(url, "demo", password)
-        finally:
-            demo.terminate()
-            out, _ = demo.communicate(timeout=30)
-    text = "".join(lines) + out
-    assert "started a loopback mosquitto on 127.0.0.1:" in text
-    assert "cgw alarms ack <alarm id> --by <your name> -c " in text
-    assert ">>> the guard acknowledges it: cgw alarms ack " in text
-    assert "acknowledged by guard-wang" in text  # the CLI's own answer, through the local API
-    assert shown.returncode == 0, shown.stdout + shown.stderr
-    assert "devices: 4/4 online" in shown.stdout
-    assert listed.returncode == 0, listed.stderr
-    assert "lobby-sos" in listed.stdout
-    assert signed_in["role"] == "admin"  # the printed demo login opens the console
-    assert signed_in["site"] == "demo-site"
-
-
-def console_sign_in(url: str, name: str, password: str) -> dict[str, Any]:
-    """Sign in to the console at ``url`` as a browser would; what ``/api/me`` says."""
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
-    page = opener.open(url + "/login", timeout=10).read().decode()
-    token = re.search(r'name="token" value="([^"]+)"', page)
-    assert token is not None
-    form = urllib.parse.urlencode({"name": name, "password": password, "token": token.group(1)})
-    opener.open(url + "/login", form.encode(), timeout=10).read()
-    me: dict[str, Any] = json.loads(opener.open(url + "/api/me", timeout=10).read())
-    return me
 
 
 def test_demo_on_a_broker_that_wants_a_login_says_so_in_one_line(tmp_path: Path) -> None:

@@ -9,11 +9,16 @@ place of ``/etc/cgw/gateway.yaml`` where a line names it. Only the lines listed 
 are not run here, each for the reason given there; every other line must exit 0.
 """
 
+import json
 import os
 import re
 import subprocess
 import sys
+import urllib.parse
+import urllib.request
+from http.cookiejar import CookieJar
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -72,9 +77,22 @@ def test_every_readme_command_runs_against_the_demo(tmp_path: Path) -> None:
                     break
             config = next(ln.split()[-1] for ln in shown if ln.strip().startswith("cgw status -c"))
             results = run_all(lines, Path(config), tmp_path)
+            console = next(ln for ln in shown if ln.startswith("Field console: "))
+            found = re.fullmatch(
+                r"Field console: (\S+) \(sign in as demo / (\S+), an administrator;\n", console
+            )
+            assert found is not None, console
+            signed_in = console_sign_in(found.group(1), "demo", found.group(2))
         finally:
             demo.terminate()
-            demo.communicate(timeout=30)
+            rest, _ = demo.communicate(timeout=30)
+    text = "".join(shown) + rest
+    assert "started a loopback mosquitto on 127.0.0.1:" in text  # a free port: never the box's
+    assert "cgw alarms ack <alarm id> --by <your name> -c " in text
+    assert ">>> the guard acknowledges it: cgw alarms ack " in text
+    assert "acknowledged by guard-wang" in text  # the CLI's own answer, through the local API
+    assert signed_in["role"] == "admin"  # the printed demo login opens the console
+    assert signed_in["site"] == "demo-site"
     skipped = [line for line, result in results.items() if result is None]
     assert sorted(skipped) == sorted(
         line for line in lines if any(verb in line for verb in NOT_RUN)
@@ -89,6 +107,18 @@ def test_every_readme_command_runs_against_the_demo(tmp_path: Path) -> None:
     assert "acknowledged" in next(v for k, v in outputs.items() if "alarms ack" in k)
     assert (cwd_file := tmp_path / "alarm.json").is_file()  # cgw schema alarm > alarm.json
     assert '"title"' in cwd_file.read_text()
+
+
+def console_sign_in(url: str, name: str, password: str) -> dict[str, Any]:
+    """Sign in to the console at ``url`` as a browser would; what ``/api/me`` says."""
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(CookieJar()))
+    page = opener.open(url + "/login", timeout=10).read().decode()
+    token = re.search(r'name="token" value="([^"]+)"', page)
+    assert token is not None
+    form = urllib.parse.urlencode({"name": name, "password": password, "token": token.group(1)})
+    opener.open(url + "/login", form.encode(), timeout=10).read()
+    me: dict[str, Any] = json.loads(opener.open(url + "/api/me", timeout=10).read())
+    return me
 
 
 def run_all(
