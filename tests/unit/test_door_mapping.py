@@ -580,7 +580,9 @@ def test_parse_of_random_json_only_rejects(topic: str, doc: object) -> None:
     _check(topic, json.dumps(doc).encode())
 
 
-@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 1,000 fixed examples in the suite (the ci profile draws the same ones every run, 14 s at
+# 3,000); HYPOTHESIS_PROFILE=explore draws fresh ones
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=vendor_messages())
 def test_the_raw_person_id_never_passes_the_pseudonymise_stage(
     message: tuple[str, str, object],
