@@ -9,17 +9,27 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from gateway.store.model import StoreFullError
-
-if TYPE_CHECKING:
-    from gateway.store.outbox import Store
 
 log = logging.getLogger(__name__)
 
 
-async def run(store: "Store", urgent: asyncio.Event, interval: float, purge_every: float) -> None:
+class Committing(Protocol):
+    """What the committer needs of the store (``gateway.store.outbox.Store``)."""
+
+    path: Path
+
+    async def flush(self) -> None: ...
+
+    async def purge_expired(self, now: float) -> int: ...
+
+
+async def run(
+    store: Committing, urgent: asyncio.Event, interval: float, purge_every: float
+) -> None:
     """Flush ``store`` every ``interval`` seconds and whenever ``urgent`` is set; purge every
     ``purge_every`` seconds. Until cancelled."""
     full = False
