@@ -25,7 +25,6 @@ from pydantic import (
     Field,
     JsonValue,
     StrictInt,
-    field_validator,
     model_validator,
 )
 
@@ -33,7 +32,6 @@ from gateway.config.base import (
     SUPPLIER,
     Model,
     Name,
-    SecretFile,
     Supplier,
     check_filter,
     check_topic_text,
@@ -47,9 +45,7 @@ from gateway.config.mqtt_devices import (
     find_mapping_profile,
     load_mapping_profile,
 )
-from gateway.config.secret_keys import load_key
 from gateway.core.access import Credential, DenyReason, Kind
-from gateway.core.errors import ConfigError
 from gateway.profiles import SHIPPED
 
 BUILTIN_DOOR_PROFILES = SHIPPED / "doors"
@@ -79,30 +75,6 @@ DoorRef = StrictInt | Annotated[str, Field(min_length=1, max_length=64)]
 
 
 Filter = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(check_filter)]
-
-
-class PrivacyConfig(Model):
-    """Pseudonymisation of resident identifiers (``privacy:`` at the config root)."""
-
-    key_file: SecretFile = Field(
-        description="Per-site key of the keyed hash: 32+ random bytes, raw, hex or base64 "
-        "(e.g. a systemd credential); mode 0600"
-    )
-    previous_key_file: SecretFile | None = Field(
-        None,
-        description="The key before a rotation: events carry both pseudonyms while it is set; "
-        "remove it (and destroy the file) once the changeover window is over",
-    )
-
-    @field_validator("key_file", "previous_key_file")
-    @classmethod
-    def _a_key(cls, path: Path | None) -> Path | None:
-        if path is not None:
-            try:
-                load_key(path)  # what the daemon would refuse at start, refused here
-            except ConfigError as exc:
-                raise ValueError(exc.errors[0]) from None
-        return path
 
 
 def _unique(values: Sequence[object], what: str) -> None:

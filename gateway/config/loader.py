@@ -21,7 +21,7 @@ from gateway.config.doors import (
     check_terminals,
     resolve_door_payload,
 )
-from gateway.config.modbus import PointConfig, ProfileConfig
+from gateway.config.modbus import ProfileConfig, check_points
 from gateway.config.models import Config
 from gateway.config.mqtt_devices import (
     FilterIndex,
@@ -30,7 +30,7 @@ from gateway.config.mqtt_devices import (
     profiles_once,
     resolve_payload,
 )
-from gateway.config.mqtt_json import apply_json_profile
+from gateway.config.mqtt_json import apply_json_profile, json_profile_target
 from gateway.config.notify import check_modem_ports
 from gateway.config.paths import resolve_paths
 from gateway.config.push_checks import check_push_entries
@@ -160,17 +160,11 @@ def _apply_profiles(raw: dict[str, Any], dirs: list[Path]) -> tuple[list[str], f
     if not isinstance(devices, list):
         return problems, frozenset()
     for i, dev in enumerate(devices):
-        if isinstance(dev, dict) and dev.get("kind") == "mqtt_json" and "profile" in dev:
-            found_problems = apply_json_profile(dev, f"devices[{i}]", dirs[:-1])
+        target = json_profile_target(dev, f"devices[{i}]")  # mqtt_json, http_push readings
+        if target is not None:
+            found_problems = apply_json_profile(target[0], target[1], dirs[:-1])
             problems += found_problems
-            unmerged |= {f"devices[{i}].points"} if found_problems else set()
-            continue
-        readings = dev.get("readings") if isinstance(dev, dict) else None
-        if isinstance(readings, dict) and dev.get("kind") == "http_push" and "profile" in readings:
-            found_problems = apply_json_profile(readings, f"devices[{i}].readings", dirs[:-1])
-            readings.pop("max_payload", None)  # the entry's max_body bounds the body
-            problems += found_problems
-            unmerged |= {f"devices[{i}].readings.points"} if found_problems else set()
+            unmerged |= {f"{target[1]}.points"} if found_problems else set()
             continue
         if not isinstance(dev, dict) or dev.get("profile") is None or dev.get("kind") != "modbus":
             continue  # (an MQTT button's profile is a payload mapping, resolved later)
@@ -234,7 +228,7 @@ def check_references(cfg: Config) -> list[str]:
                 f"{where}.interval: {dev.interval} s is shorter than one request's worst case"
                 f" on bus {dev.bus!r} ({bus.timeout} s x {bus.retries + 1} attempts)"
             )
-        problems += _check_points(dev.points, where, dev.max_block)
+        problems += check_points(dev.points, where, dev.max_block)
     doors = {d.id for dev in cfg.terminals for d in dev.doors}
     known = checks.device_ids(cfg) | doors  # a door alarm names the door, a fleet its devices
     return (
@@ -331,32 +325,6 @@ def _check_alarm_refs(cfg: Config, devices: set[str]) -> list[str]:
                         f"alarms.ladders[{i}].tiers[{j}].channels: unknown channel {name!r}"
                         f" (known: {', '.join(sorted(channels))})"
                     )
-    return problems
-
-
-def _check_points(points: Sequence[PointConfig], where: str, max_block: int) -> list[str]:
-    problems: list[str] = []
-    names: dict[str, int] = {}
-    spans: list[tuple[str, int, int, int]] = []
-    for j, p in enumerate(points):
-        if p.name in names:
-            problems.append(f"{where}.points[{j}].name: duplicate point name {p.name!r}")
-        names.setdefault(p.name, j)
-        if not p.enabled:
-            continue
-        if p.count > max_block:  # a read may never split a value, nor exceed max_block
-            problems.append(
-                f"{where}.points[{j}].type: {p.type} needs {p.count} registers,"
-                f" more than max_block {max_block}"
-            )
-        for table, start, end, k in spans:
-            if table == p.table and start <= p.address + p.count - 1 and p.address <= end:
-                last = p.address + p.count - 1
-                problems.append(
-                    f"{where}.points[{j}].address: {p.table} {p.address}..{last}"
-                    f" overlaps points[{k}] ({start}..{end})"
-                )
-        spans.append((p.table, p.address, p.address + p.count - 1, j))
     return problems
 
 

@@ -7,6 +7,7 @@ class of sensor that devices name (``ProfileConfig``); its optional *probe* list
 registers a scan reads to guess whether an unknown unit is of that class (docs/profiles.md).
 """
 
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import Field, model_validator
@@ -279,3 +280,30 @@ class ProfileConfig(Model):
             word_order=reg.word_order,
             byte_order=reg.byte_order,
         )
+
+
+def check_points(points: Sequence[PointConfig], where: str, max_block: int) -> list[str]:
+    """Point names unique, values within ``max_block``, no two points sharing a register."""
+    problems: list[str] = []
+    names: dict[str, int] = {}
+    spans: list[tuple[str, int, int, int]] = []
+    for j, p in enumerate(points):
+        if p.name in names:
+            problems.append(f"{where}.points[{j}].name: duplicate point name {p.name!r}")
+        names.setdefault(p.name, j)
+        if not p.enabled:
+            continue
+        if p.count > max_block:  # a read may never split a value, nor exceed max_block
+            problems.append(
+                f"{where}.points[{j}].type: {p.type} needs {p.count} registers,"
+                f" more than max_block {max_block}"
+            )
+        for table, start, end, k in spans:
+            if table == p.table and start <= p.address + p.count - 1 and p.address <= end:
+                last = p.address + p.count - 1
+                problems.append(
+                    f"{where}.points[{j}].address: {p.table} {p.address}..{last}"
+                    f" overlaps points[{k}] ({start}..{end})"
+                )
+        spans.append((p.table, p.address, p.address + p.count - 1, j))
+    return problems

@@ -11,7 +11,7 @@ from gateway.config.base import Model, Name
 from gateway.config.broker import BrokerConfig
 from gateway.config.commands import CommandsConfig
 from gateway.config.console import ConsoleConfig
-from gateway.config.doors import DoorTerminalConfig, PrivacyConfig
+from gateway.config.doors import DoorTerminalConfig
 from gateway.config.gpio import GpioDeviceConfig
 from gateway.config.http_push import HttpPushDeviceConfig, PushListenerConfig
 from gateway.config.influx import InfluxConfig
@@ -22,6 +22,7 @@ from gateway.config.mqtt_json import MqttJsonDeviceConfig
 from gateway.config.notify import AnyChannelConfig
 from gateway.config.records import RecordsConfig
 from gateway.config.reports import ReportsConfig
+from gateway.config.secret_keys import PrivacyConfig
 from gateway.config.welfare import WelfareConfig
 
 # Every device kind, in one place: the config's `kind` picks the model (and the driver).

@@ -321,6 +321,19 @@ def load_json_profile(path: Path) -> dict[str, Any]:
     return data
 
 
+def json_profile_target(dev: object, where: str) -> tuple[dict[str, Any], str] | None:
+    """The raw mapping an mqtt_json profile merges into, and its position: an mqtt_json entry
+    itself, or an http_push entry's ``readings``. None: no profile to merge."""
+    if not isinstance(dev, dict):
+        return None
+    if dev.get("kind") == "mqtt_json" and "profile" in dev:
+        return dev, where
+    readings = dev.get("readings")
+    if dev.get("kind") == "http_push" and isinstance(readings, dict) and "profile" in readings:
+        return readings, f"{where}.readings"
+    return None
+
+
 def apply_json_profile(dev: dict[str, Any], where: str, dirs: Sequence[Path]) -> list[str]:
     """Merge the profile a raw entry names into it (in place); the problems, if any.
 
@@ -340,5 +353,6 @@ def apply_json_profile(dev: dict[str, Any], where: str, dirs: Sequence[Path]) ->
     dev["points"] = merge_points(profile["points"], own if isinstance(own, list) else [])
     dev.setdefault("payload", profile.get("payload") or {})
     for key, value in (profile.get("defaults") or {}).items():
-        dev.setdefault(key, value)
+        if key != "max_payload" or "topic" in dev:  # a post is bounded by http_push max_body
+            dev.setdefault(key, value)
     return []

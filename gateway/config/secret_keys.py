@@ -1,4 +1,5 @@
-"""Keys of keyed hashes kept in files (the privacy key that pseudonymises resident ids).
+"""Keys of keyed hashes kept in files (the privacy key that pseudonymises resident ids), and
+the config section that names them (``privacy:``).
 
 ``load_key(path)`` reads one and ``decode_key`` judges it (``gateway.pipeline.privacy`` says
 which forms are taken and why); both raise ``ConfigError`` naming the file and the problem,
@@ -12,9 +13,12 @@ import re
 import string
 from pathlib import Path
 
+from pydantic import Field, field_validator
+
+from gateway.config.base import Model, SecretFile
 from gateway.core.errors import ConfigError
 
-__all__ = ["MIN_DISTINCT", "MIN_KEY", "decode_key", "load_key"]
+__all__ = ["MIN_DISTINCT", "MIN_KEY", "PrivacyConfig", "decode_key", "load_key"]
 
 MIN_KEY = 32  # bytes
 MIN_DISTINCT = 16  # distinct byte values in a key; 32 random bytes have about 30
@@ -66,3 +70,27 @@ def load_key(path: Path) -> bytes:
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read the key: {exc.strerror}"]) from None
     return decode_key(data, str(path))
+
+
+class PrivacyConfig(Model):
+    """Pseudonymisation of resident identifiers (``privacy:`` at the config root)."""
+
+    key_file: SecretFile = Field(
+        description="Per-site key of the keyed hash: 32+ random bytes, raw, hex or base64 "
+        "(e.g. a systemd credential); mode 0600"
+    )
+    previous_key_file: SecretFile | None = Field(
+        None,
+        description="The key before a rotation: events carry both pseudonyms while it is set; "
+        "remove it (and destroy the file) once the changeover window is over",
+    )
+
+    @field_validator("key_file", "previous_key_file")
+    @classmethod
+    def _a_key(cls, path: Path | None) -> Path | None:
+        if path is not None:
+            try:
+                load_key(path)  # what the daemon would refuse at start, refused here
+            except ConfigError as exc:
+                raise ValueError(exc.errors[0]) from None
+        return path

@@ -28,13 +28,13 @@ from gateway.config.doors import (
     DoorTerminalConfig,
     HeartbeatMapConfig,
     KindValue,
-    PrivacyConfig,
     ReasonValue,
     check_mapping,
     check_terminals,
     load_door_profile,
     resolve_door_payload,
 )
+from gateway.config.secret_keys import PrivacyConfig
 from gateway.core.access import AccessEvent
 from gateway.core.errors import ConfigError
 from gateway.pipeline.privacy import Pseudonymiser
