@@ -1,4 +1,4 @@
-"""The upstream contract: topics and payloads, version 1.2 (see docs/mqtt-api.md).
+"""The upstream contract: topics and payloads, version 1.4 (see docs/mqtt-api.md).
 
 Every stream message is one JSON object: an envelope (``v``, ``gateway_id``, ``site_id``,
 ``epoch``, ``lane``, ``seq``, ``ts``, ``clock_synced``) followed by the fields of its kind.
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from gateway.core.access import AccessEvent
 
 SCHEMA_VERSION = 1
-CONTRACT = "1.3"  # major.minor: 1.1 the store epoch, 1.2 the daily reports, 1.3 records
+CONTRACT = "1.4"  # major.minor: 1.1 the store epoch, 1.2 the daily reports, 1.3 records,
+# 1.4 provisional alarm transitions (``render_provisional``)
+PROVISIONAL = "alarm-provisional/"  # the topic of an alarm transition the store could not take
 
 
 def iso(ts: float) -> str:
@@ -136,6 +138,24 @@ def render(ident: Identity, msg: StoredMessage) -> tuple[str, bytes]:
     else:
         body = "}"
     return ident.topic(msg.topic), (head + body).encode()
+
+
+def render_provisional(ident: Identity, rec: Record) -> tuple[str, bytes]:
+    """Topic and payload of an alarm transition the store could not take (a full disk).
+
+    The alarm lane's message without ``seq`` (it has none until the store takes it) and with
+    ``"provisional": true``, on ``alarm-provisional/<alarm_id>``: the platform learns of the
+    alarm at once, and the same transition comes again on ``alarm/<alarm_id>`` with its seq
+    once the store has room. ``(site_id, gateway_id, alarm_id, state, ts)`` names a transition
+    in both (docs/mqtt-api.md, contract 1.4).
+    """
+    head = (
+        f'{ident.head}{_LABELS[rec.lane]}","provisional":true,"ts":"{iso(rec.ts)}",'
+        f'"clock_synced":{"true" if rec.clock_synced else "false"}'
+    )
+    body = "," + json.dumps(rec.fields, separators=(",", ":"), ensure_ascii=False)[1:]
+    topic = PROVISIONAL + rec.topic.removeprefix("alarm/")
+    return ident.topic(topic), (head + body).encode()
 
 
 _LABELS = {ln: ln.label for ln in Lane}

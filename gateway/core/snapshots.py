@@ -54,6 +54,7 @@ class SinkSnapshot:
     reconnects: int = 0  # connections lost or refused
     dead_lettered: int = 0  # rows the server refused for good
     retries: int = 0  # failed writes retried
+    provisional: int = 0  # MQTT: alarm transitions published before the store took them
 
 
 @dataclass(frozen=True, slots=True)

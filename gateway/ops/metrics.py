@@ -220,16 +220,22 @@ def _sinks(snap: GatewaySnapshot) -> Iterator[Metric]:
         "cgw_sink_dead_lettered", "Rows the server refused for good", labels=["sink"]
     )
     retries = CounterMetricFamily("cgw_sink_retries", "Failed writes retried", labels=["sink"])
+    provisional = CounterMetricFamily(
+        "cgw_sink_provisional",
+        "Alarm transitions published without a seq: the store could not take them",
+        labels=["sink"],
+    )
     if snap.mqtt is not None:
         connected.add_metric(["mqtt"], int(snap.mqtt.connected))
         delivered.add_metric(["mqtt"], snap.mqtt.delivered)
         reconnects.add_metric(["mqtt"], snap.mqtt.reconnects)
+        provisional.add_metric(["mqtt"], snap.mqtt.provisional)
     if snap.influx is not None:
         connected.add_metric(["influx"], int(snap.influx.connected))
         delivered.add_metric(["influx"], snap.influx.delivered)
         dead.add_metric(["influx"], snap.influx.dead_lettered)
         retries.add_metric(["influx"], snap.influx.retries)
-    yield from (backlog, connected, delivered, reconnects, dead, retries)
+    yield from (backlog, connected, delivered, reconnects, dead, retries, provisional)
 
 
 def _store(snap: GatewaySnapshot) -> Iterator[Metric]:

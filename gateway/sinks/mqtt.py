@@ -12,6 +12,10 @@ Contract:
 - Priority: alarm rows before event rows before telemetry. A telemetry batch being sent is
   cut short as soon as a higher lane has rows, so an alarm waits for at most the publishes
   already in flight, never for the backlog.
+- Provisional alarms: an alarm transition the store cannot take (a full disk; it waits in
+  memory) is published at once without a seq on ``alarm-provisional/<alarm_id>``
+  (``render_provisional``, contract 1.4), once per transition that the broker acknowledged;
+  it goes out again with its seq once the store has room.
 - On stop: acknowledged rows are committed, then the session publishes a retained "offline"
   and closes the connection with DISCONNECT.
 """
@@ -28,7 +32,7 @@ import aiomqtt
 from gateway.config.base import read_secret
 from gateway.config.models import MqttConfig
 from gateway.core.clock import Clock
-from gateway.core.contract import Identity, render
+from gateway.core.contract import Identity, render, render_provisional
 from gateway.core.messages import Lane
 from gateway.core.snapshots import SinkSnapshot
 from gateway.store.outbox import Row, Store
@@ -93,6 +97,8 @@ class MqttSink:
         self.store = store
         self.clock = clock
         self.published = 0
+        self.provisional = 0  # alarm transitions published without a seq (a full disk)
+        self._provisional_sent: set[bytes] = set()  # of those waiting now, the acknowledged
         password = read_secret(cfg.password_file) if cfg.password_file else None
         status = Status(
             ident.topic("status"), lambda state: ident.status_payload(state, clock.wall())
@@ -146,6 +152,7 @@ class MqttSink:
             last_error=self.last_error,
             delivered=self.published,
             reconnects=self.reconnects,
+            provisional=self.provisional,
         )
 
     async def run(self) -> None:
@@ -158,6 +165,7 @@ class MqttSink:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._watch(client), name="sink:mqtt:watch")
                 tg.create_task(self._save_loop(tracker), name="sink:mqtt:ack")
+                tg.create_task(self._provisional(client), name="sink:mqtt:provisional")
                 await self._drain(client, tracker, tg)
         finally:
             # before the session's "offline" on a stop; the rest is sent again next time
@@ -175,6 +183,28 @@ class MqttSink:
             raw = bytes(payload) if isinstance(payload, bytes | bytearray) else b""
             self.commands_received += 1
             self.on_command(topic[len(prefix) :], raw)
+
+    async def _provisional(self, client: aiomqtt.Client) -> None:
+        """Publish alarm transitions that wait in memory for room in the store (a full disk).
+
+        Each is sent once the broker acknowledged it (again after a lost link if it had not);
+        a transition the store took since leaves the set and goes out with its seq instead.
+        """
+        sent = self._provisional_sent
+        while True:
+            change = self.store.next_change()  # made before the check: no commit is missed
+            try:
+                waiting = self.store.ledger.waiting(Lane.ALARM)
+                pending = [render_provisional(self.ident, rec) for rec in waiting]
+                sent.intersection_update(payload for _, payload in pending)
+                for topic, payload in pending:
+                    if payload not in sent:
+                        await client.publish(topic, payload, qos=1, timeout=math.inf)
+                        sent.add(payload)
+                        self.provisional += 1
+                await change
+            finally:
+                change.cancel()
 
     async def _drain(
         self, client: aiomqtt.Client, tracker: AckTracker, tg: asyncio.TaskGroup

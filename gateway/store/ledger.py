@@ -328,6 +328,14 @@ class Ledger:
             self.cursors.hand_out(sink, [(Lane(r[1]), r[0]) for r in stored])
         return stored
 
+    def waiting(self, lane: Lane) -> list[Record]:
+        """Records of ``lane`` that wait in memory for room (a full disk), oldest first.
+
+        Read on the event loop while the store thread may replace ``refused``: the list is
+        replaced, never changed in place, so the copy taken here is one consistent state.
+        """
+        return [rec for rec, _ in self.refused if rec.lane is lane]
+
     def stats(self, queue_dropped: int = 0) -> StoreStats:
         """The figures of status and metrics, from memory; ``queue_dropped``: the caller's own."""
         with self.lock:

@@ -2,6 +2,7 @@
 reaches staff through a webhook, and the acknowledge button silences it; all in one gateway."""
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,15 @@ from gpiozero import Device
 from gpiozero.pins.mock import MockFactory
 
 from gateway.config import validate
+from gateway.core.contract import PROVISIONAL
 from gateway.core.messages import Lane
 from gateway.ops.health import health
 from gateway.runtime.root import Runtime
 from tests.support.disk import ballast, small_disk
+from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
+from tests.support.schemas import validate_message
+from tests.support.subscriber import Recorder
 from tests.support.waiting import wait_until
 from tests.support.webhook import Webhook, webhook
 
@@ -123,4 +128,59 @@ async def test_with_the_disk_full_and_the_uplink_down_the_button_still_reaches_s
         rows = await runtime.store.count_rows()
         assert rows.get(Lane.ALARM, 0) >= 1
         assert runtime.store.stats().problem == ""
+        stop.set()
+
+
+async def test_with_the_disk_full_the_alarm_reaches_the_platform_without_a_seq(
+    tmp_path: Path,
+    small_disk: Path,
+    pins: MockFactory,
+    webhook: tuple[Webhook, int],
+    mosquitto: Mosquitto,
+) -> None:
+    """Fault finding 1, the upstream part: an alarm the store cannot take is published at once
+    as provisional (contract 1.4), each transition exactly once, and again with its seq once
+    the disk has room."""
+    hook, port = webhook
+    doc = config(tmp_path, port)
+    doc["store"] = {"path": str(small_disk / "buf.db")}
+    doc["upstream"]["mqtt"]["port"] = mosquitto.port
+    runtime = Runtime(validate(doc, tmp_path))
+    prefix = "cgw/s1/gw1/"
+    stop = asyncio.Event()
+    async with (
+        Recorder(mosquitto.host, mosquitto.port, prefix + "#") as rec,
+        asyncio.TaskGroup() as tg,
+    ):
+        tg.create_task(runtime.run(stop))
+        await runtime.ready.wait()
+        await runtime.alarms.ready.wait()
+        assert runtime.sink is not None
+        await asyncio.wait_for(runtime.sink.connected.wait(), 10)
+        weight = await asyncio.to_thread(ballast, small_disk)
+        pins.pin(BUTTON).drive_low()
+        await asyncio.wait_for(hook.arrived.wait(), 10)  # the guard's message: notified
+        (alarm,) = runtime.alarms.open_alarms()
+        await wait_until(lambda: alarm.state.value == "notified", "delivery is recorded")
+        provisional = prefix + PROVISIONAL + alarm.id
+        early = await rec.wait_count(2, provisional)  # raised, notified
+        assert [validate_message(prefix, m.topic, m.payload)["state"] for m in early] == [
+            "raised",
+            "notified",
+        ]
+        assert rec.on(prefix + "alarm/") == []  # no seq yet: the store holds nothing
+        assert runtime.store.stats().problem.startswith("disk full")
+
+        weight.unlink()  # room again: the transitions go in, and out with their seqs
+        await runtime.store.flush()
+        late = await rec.wait_count(2, prefix + "alarm/" + alarm.id)
+        sequenced = [validate_message(prefix, m.topic, m.payload) for m in late]
+        assert [m.pop("seq") for m in sequenced] == [1, 2]
+        firsts = [json.loads(m.payload) for m in early]
+        assert all(m.pop("provisional") is True for m in firsts)
+        assert sequenced == firsts  # the same two transitions, each once provisionally
+        assert len(rec.on(provisional)) == 2
+        sink = runtime.snapshot().mqtt
+        assert sink is not None
+        assert sink.provisional == 2
         stop.set()

@@ -9,6 +9,7 @@ The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 ``gap``                    ``gap.json``
 ``store-replaced``         ``store-replaced.json``
 ``alarm/<id>``             ``alarm.json``
+``alarm-provisional/<id>`` ``alarm-provisional.json``
 ``cmd-result/<id>``        ``cmd-result.json``
 ``audit``                  ``audit.json``
 ``event/<dev>``            ``access-event.json``
@@ -49,6 +50,7 @@ SCHEMA_FILES = (
     "gap.json",
     "store-replaced.json",
     "alarm.json",
+    "alarm-provisional.json",
     "cmd-result.json",
     "audit.json",
     "access-event.json",
@@ -109,6 +111,8 @@ def schema_name(suffix: str) -> str | None:
         return "telemetry.json"
     if len(parts) == 2 and parts[0] == "alarm" and parts[1]:
         return "alarm.json"
+    if len(parts) == 2 and parts[0] == "alarm-provisional" and parts[1]:
+        return "alarm-provisional.json"
     if len(parts) == 3 and parts[0] == "device" and parts[1] and parts[2] == "status":
         return "device-status.json"
     return None

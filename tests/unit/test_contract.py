@@ -23,10 +23,11 @@ from gateway.core.contract import (
     iso,
     points_json,
     render,
+    render_provisional,
     status_record,
     telemetry_record,
 )
-from gateway.core.messages import DeviceStatus, Lane, Quality, Reading, Record, Sample
+from gateway.core.messages import DeviceStatus, Json, Lane, Quality, Reading, Record, Sample
 from gateway.store.codec import decode_points, encode
 from gateway.store.outbox import Row
 
@@ -151,13 +152,69 @@ def test_gateway_status_payload_matches_its_schema() -> None:
     assert _errors("status.json", msg) == []
     assert msg == {
         "v": 1,
-        "contract": "1.3",
+        "contract": "1.4",
         "gateway_id": "gw-01",
         "site_id": "site-7",
         "epoch": EPOCH,
         "state": "offline",
         "ts": "2027-01-15T08:00:00.500Z",
     }
+
+
+def _alarm_record() -> Record:
+    fields: dict[str, Json] = {
+        "alarm_id": "a-17",
+        "state": "raised",
+        "previous": None,
+        "note": "",
+        "cause": "sos/b1/sos",
+        "rule": "sos",
+        "kind": "contact",
+        "device": "b1",
+        "severity": "critical",
+        "latched": True,
+        "active": True,
+        "message": "紧急呼叫 / emergency input sos pressed",
+        "value": True,
+        "raised_at": iso(TS),
+        "notified_at": None,
+        "acked_at": None,
+        "acked_by": None,
+        "cleared_at": None,
+        "time_to_ack_s": None,
+        "repeats": 0,
+        "escalation_step": 0,
+    }
+    return Record(Lane.ALARM, "alarm/a-17", TS, True, "b1", fields=fields)
+
+
+def test_a_provisional_alarm_is_the_alarm_message_without_seq() -> None:
+    """Contract 1.4: what the store could not take goes out at once, without a seq."""
+    rec = _alarm_record()
+    topic, payload = render_provisional(IDENT, rec)
+    seq_topic, seq_payload = render(IDENT, _row(rec, seq=9))
+    assert topic == "cgw/site-7/gw-01/alarm-provisional/a-17"
+    assert seq_topic == "cgw/site-7/gw-01/alarm/a-17"
+    msg, sequenced = json.loads(payload), json.loads(seq_payload)
+    assert _errors("alarm-provisional.json", msg) == []
+    assert _errors("alarm.json", msg) == ["$: 'seq' is a required property"]
+    assert _errors("alarm-provisional.json", sequenced)  # a sequenced one is not provisional
+    assert msg.pop("provisional") is True
+    assert sequenced.pop("seq") == 9
+    assert msg == sequenced  # the same transition: (alarm_id, state, ts) names it in both
+
+
+def test_the_provisional_schema_is_the_alarm_schema_without_seq() -> None:
+    """The two schemas cannot drift: one is the other with ``seq`` swapped for ``provisional``."""
+    alarm = json.loads((SCHEMAS / "alarm.json").read_text(encoding="utf-8"))
+    prov = json.loads((SCHEMAS / "alarm-provisional.json").read_text(encoding="utf-8"))
+    assert prov["properties"].pop("provisional") == {
+        "const": True,
+        "description": "Published before the local buffer took it: no seq yet",
+    }
+    assert set(prov["required"]) == set(alarm["required"]) - {"seq"} | {"provisional"}
+    del alarm["properties"]["seq"]
+    assert prov["properties"] == alarm["properties"]
 
 
 def test_identity_strings_are_json_escaped() -> None:
