@@ -36,7 +36,7 @@ from gateway.commands.dispatch import Dispatcher
 from gateway.config.influx import InfluxConfig
 from gateway.config.models import Config
 from gateway.core.clock import Clock, SystemClock
-from gateway.core.command import Order, Severity, SoundSiren, UnlockDoor
+from gateway.core.command import Order, Severity, SoundSiren
 from gateway.core.contract import Identity
 from gateway.core.devices import DeviceStates
 from gateway.core.errors import GatewayError
@@ -202,54 +202,40 @@ class Runtime:
         self.commands.submit(name, payload)
 
     async def _run_commands(self, cfg: Config) -> None:
-        from gateway.commands.actions import GatewayActions
-        from gateway.commands.service import CommandService
         from gateway.ops.health import health
+        from gateway.runtime.commands import run_commands
 
-        assert cfg.commands is not None
-        service = CommandService(
-            cfg.commands,
-            cfg.store.path,
-            cfg.gateway.site_id,
-            cfg.gateway.gateway_id,
+        def hold(service: "CommandService | None") -> None:
+            self.commands = service
+
+        await run_commands(
+            cfg,
             self.store.add,
             self.clock,
             self._synced,
-            GatewayActions(
-                self._orders(),
-                lambda: self.linkage,
-                lambda: health(self.snapshot()),
-                self.welfare.desk,
-            ),
+            self._orders(),
+            lambda: self.linkage,
+            lambda: health(self.snapshot()),
+            self.welfare.desk,
+            hold,
         )
-        self.commands = service
-        try:
-            await service.run()
-        finally:
-            self.commands = None
 
     async def _run_linkage(self, cfg: Config, routes: list[str]) -> None:
-        from gateway.alarms.linkage import FireLinkage
+        from gateway.runtime.linkage import run_linkage
 
-        engine, fire_rules = self.alarms, cfg.fire_rules
+        def hold(linkage: "FireLinkage | None") -> None:
+            self.linkage = linkage
 
-        def fire_alarms() -> list[str]:
-            return [a.id for a in engine.open_alarms() if a.rule in fire_rules]
-
-        orders = self._orders()
-
-        async def unlock(door: str, seconds: int, why: str) -> None:
-            # the linkage audits its releases; each repeated unlock is logged only
-            await orders.execute(UnlockDoor(door, seconds, why, "linkage"), audited=True)
-
-        linkage = FireLinkage(routes, unlock, fire_alarms, self.store.add, self.clock, self._synced)
-        self.linkage = linkage
-        engine.listeners.append(linkage.wake)
-        try:
-            await linkage.run()
-        finally:
-            engine.listeners.remove(linkage.wake)
-            self.linkage = None
+        await run_linkage(
+            routes,
+            cfg.fire_rules,
+            self.alarms,
+            self._orders(),
+            self.store.add,
+            self.clock,
+            self._synced,
+            hold,
+        )
 
     async def _settled(self) -> None:
         """Return once what the pipeline took so far is committed: alarms, then records."""
