@@ -14,7 +14,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # command:package pairs the tests and the demo need
 SYSTEM_DEPS := mosquitto:mosquitto mosquitto_sub:mosquitto-clients socat:socat openssl:openssl \
-	chromium:chromium chromedriver:chromium-driver \
+	chromium:chromium chromedriver:chromium-driver strace:strace \
 	victoria-metrics:victoria-metrics
 
 .PHONY: demo test install-test lint typecheck unit wheel-test bench screenshots system-deps venv \

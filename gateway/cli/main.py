@@ -205,8 +205,13 @@ def _run(path: Path, log_format: str) -> int:
         log.critical("gateway stopped: %s", exc)
         return EXIT_FAILURE
     except ExceptionGroup as group:
+        said = set()  # a failed store fails each component that writes: say it once
         for leaf in _leaves(group):
-            log.critical("gateway stopped: %s", leaf, exc_info=not isinstance(leaf, GatewayError))
+            if str(leaf) not in said:
+                said.add(str(leaf))
+                log.critical(
+                    "gateway stopped: %s", leaf, exc_info=not isinstance(leaf, GatewayError)
+                )
         return EXIT_FAILURE
     return 0
 

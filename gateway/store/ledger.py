@@ -62,6 +62,7 @@ class Ledger:
         # folded into gap reports by the next insert that commits; under ``lock``
         self.lost: Lost = {}
         self.problem = ""  # why the last write did not fit on the disk; "" when writable
+        self.failed = ""  # the I/O error a write failed with: the file is not marked clean
         self.ceiling = quota  # the quota at open; ``_shrink`` lowers ``quota`` below it
         self.room: Callable[[int], int] | None = None  # the quota the disk holds now, up to
 
@@ -95,20 +96,22 @@ class Ledger:
     def close(self) -> None:
         """Mark a clean shutdown, checkpoint and release the file.
 
-        On a full disk the mark may not fit: the file is then closed unmarked (the next start
-        runs ``quick_check`` on it), never left open or raised about.
+        On a full disk the mark may not fit, and after a failed write (``failed``: an I/O
+        error) it is not tried: the file is then closed unmarked (the next start runs
+        ``quick_check`` on it), never left open or raised about.
         """
         conn = self.conn
         try:
+            if self.failed:
+                raise sqlite3.OperationalError(f"a write failed: {self.failed}")
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES('clean', '1')")
             conn.execute("COMMIT")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.OperationalError as exc:
-            if not full(exc):
-                raise
             rollback(conn)
-            log.warning("store: closed without the clean-shutdown mark: %s", exc)
+            level = logging.WARNING if full(exc) else logging.ERROR
+            log.log(level, "store: closed without the clean-shutdown mark: %s", exc)
         finally:
             conn.close()
 

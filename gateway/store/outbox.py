@@ -124,13 +124,14 @@ class Store:
     async def close(self) -> None:
         """Commit what is queued, mark a clean shutdown and release the file.
 
-        Alarms and events that still wait in memory (a full disk) are lost with the process:
-        logged at ERROR with their number, never a reason not to close.
+        Alarms and events still waiting in memory (a full disk) are lost: logged at ERROR with
+        their number. After a failed write (an I/O error) the file is released unmarked.
         """
         try:
             if self._ledger is not None:
                 try:
-                    await self.flush()
+                    if not self._ledger.failed:
+                        await self.flush()
                 except StoreFullError as exc:
                     log.error("store %s: closing with messages not written: %s", self.path, exc)
                 await self._run(self._close)
@@ -239,6 +240,7 @@ class Store:
         try:
             return await self._run(fn, *args, urgent=urgent)
         except sqlite3.Error as exc:
+            self.ledger.failed = str(exc)  # no clean-shutdown mark on this file any more
             raise StoreError(f"store {self.path}: write failed: {exc}") from exc
 
     # -- writing ------------------------------------------------------------------------
@@ -381,6 +383,7 @@ class Store:
         try:
             await self._run(ledger.ack, sink, dict(upto))
         except sqlite3.Error as exc:
+            ledger.failed = str(exc)
             raise StoreError(f"store {self.path}: cursor update failed: {exc}") from exc
 
     def snapshot(self) -> StoreSnapshot:
