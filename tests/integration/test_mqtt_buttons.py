@@ -43,6 +43,7 @@ from gateway.core.items import Item
 from gateway.core.messages import ContactEvent
 from gateway.pipeline.chain import Pipeline
 from gateway.pipeline.dedup import Dedup, DedupCache, DedupFile, DedupMemory
+from tests.support.fuzz import examples
 from tests.support.mosquitto import Mosquitto
 
 T0 = 1_800_000_000.0  # the wall clock of the component under test (a ManualClock)
@@ -434,13 +435,13 @@ def _check(topic: str, payload: bytes) -> None:
     event.event_id.encode()  # storable as UTF-8
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topic=st.sampled_from(TOPICS) | st.text(max_size=30), payload=st.binary(max_size=300))
 def test_parse_of_random_bytes_only_rejects(topic: str, payload: bytes) -> None:
     _check(topic, payload)
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=st.tuples(st.sampled_from(TOPICS), json_values) | vendor_messages)
 def test_parse_of_random_json_only_rejects(message: tuple[str, object]) -> None:
     topic, doc = message

@@ -31,6 +31,7 @@ from drivers.doors.mapping import (
 from gateway.config.doors import DoorTerminalConfig, resolve_door_payload
 from gateway.core.access import AccessEvent
 from gateway.pipeline.privacy import Pseudonymiser
+from tests.support.fuzz import examples
 from tests.support.privacy import private_parse
 
 T0 = 1_795_806_700.0  # 2026-11-27 19:11:40 UTC, 03:11:40 in China
@@ -568,21 +569,20 @@ def _check(topic: str, payload: bytes, raw: str | None = None) -> None:
         assert msg.skew is None or math.isfinite(msg.skew)
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topic=st.sampled_from(TOPICS) | st.text(max_size=30), payload=st.binary(max_size=300))
 def test_parse_of_random_bytes_only_rejects(topic: str, payload: bytes) -> None:
     _check(topic, payload)
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topic=st.sampled_from(TOPICS), doc=json_values)
 def test_parse_of_random_json_only_rejects(topic: str, doc: object) -> None:
     _check(topic, json.dumps(doc).encode())
 
 
-# 1,000 fixed examples in the suite (the ci profile draws the same ones every run, 14 s at
-# 3,000); HYPOTHESIS_PROFILE=explore draws fresh ones
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# 500 fixed examples in the suite (14 s at 3,000); HYPOTHESIS_PROFILE=explore draws 5,000 fresh
+@settings(max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message=vendor_messages())
 def test_the_raw_person_id_never_passes_the_pseudonymise_stage(
     message: tuple[str, str, object],
