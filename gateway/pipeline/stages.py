@@ -31,11 +31,12 @@ Every stage returns its item unchanged except ``Scale``; only ``Validate`` and `
 import logging
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from gateway.config.modbus import ModbusDeviceConfig
 from gateway.config.models import Config
+from gateway.config.welfare import ButtonSignConfig
 from gateway.core.access import AccessEvent
 from gateway.core.contract import access_record, status_record, telemetry_record
 from gateway.core.devices import DeviceStates
@@ -182,13 +183,25 @@ class Rules:
 
     name = "rules"
 
-    def __init__(self, engine: AlarmInbox, states: DeviceStates) -> None:
+    def __init__(
+        self,
+        engine: AlarmInbox,
+        states: DeviceStates,
+        signs: Collection[tuple[str, str]] = (),
+    ) -> None:
         self.engine = engine
         self.states = states
+        # (device, input) pairs a welfare check counts as signs of life ("" input: any): they
+        # raise no alarm by design, so they are not "unmatched"
+        self.signs = frozenset(signs)
 
     def _contact(self, event: ContactEvent, counted: bool = True) -> None:
         self.engine.contact(event)
         if not counted or self.engine.covers(event):
+            return
+        if self.signs and not self.signs.isdisjoint(
+            ((event.device, event.input), (event.device, ""))
+        ):
             return
         state = self.states.snapshot().get(event.device)
         if state is None or not state.counters.get(UNMATCHED):
@@ -315,10 +328,23 @@ def pipeline(
             Track(states),
             *([] if availability is None else [Availability(availability)]),
             *([] if welfare is None else [Welfare(welfare)]),
-            Rules(engine, states),
+            Rules(engine, states, welfare_signs(cfg)),
             Store(add, synced),
         ]
     )
+
+
+def welfare_signs(cfg: Config) -> set[tuple[str, str]]:
+    """The button inputs welfare checks count as signs of life: (device, input or "")."""
+    if cfg.welfare is None:
+        return set()
+    return {
+        (sign.device, name)
+        for household in cfg.welfare.households
+        for sign in household.signs
+        if isinstance(sign, ButtonSignConfig)
+        for name in (sign.inputs or [""])
+    }
 
 
 def _sealing(cfg: Config, names: Pseudonymiser | None) -> list[Stage]:

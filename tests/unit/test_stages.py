@@ -266,3 +266,17 @@ def test_rules_counts_contacts_no_rule_names_and_logs_the_first_of_each_device(
     warned = [r.getMessage() for r in caplog.records]
     assert len(warned) == 2, warned
     assert "input stray of device btn-1 matches no contact rule" in warned[0]
+
+
+def test_rules_counts_no_welfare_sign_as_unmatched(caplog: pytest.LogCaptureFixture) -> None:
+    """An "I am fine" button raises no alarm by design: health must not call it unmatched."""
+    states = DeviceStates()
+    stage = Rules(Engine(), states, {("flat-3", "fine"), ("flat-4", "")})
+    with caplog.at_level(logging.WARNING, logger="gateway.pipeline.stages"):
+        stage(ContactEvent("flat-3", "fine", True, 1.0))  # the sign the household names
+        stage(ContactEvent("flat-4", "heartbeat", True, 1.0))  # any input of flat-4 counts
+        stage(ContactEvent("flat-3", "stray", True, 1.0))  # not a sign: unmatched
+    snap = states.snapshot()
+    assert "flat-4" not in snap
+    assert snap["flat-3"].counters == {"unmatched": 1}
+    assert len(caplog.records) == 1

@@ -13,6 +13,7 @@ from gateway.config import validate
 from gateway.config.alarms import AlarmsConfig
 from gateway.config.welfare import WelfareConfig, check_references
 from gateway.core.errors import ConfigError
+from gateway.pipeline.stages import welfare_signs
 
 PERSON = "p1:3fa2:" + "9c" * 16
 RAW_ID = "R-7-0304-RAWID"
@@ -154,3 +155,13 @@ def test_the_documented_example_validates() -> None:
     ladders = {ld.id for ld in alarms.ladders}
     assert check_references(welfare, doors, devices, ladders, privacy=True) == []
     assert [h.quiet for h in welfare.households] == [86400, 129600]
+
+
+def test_the_pipeline_knows_the_button_inputs_welfare_counts_as_signs(tmp_path: Path) -> None:
+    cfg = validate(site(tmp_path, GOOD), tmp_path)
+    assert welfare_signs(cfg) == {("btn-0304", "fine")}
+    anything = {
+        **GOOD,
+        "households": [{"id": "h", "signs": [{"kind": "button", "device": "btn-0304"}]}],
+    }
+    assert welfare_signs(validate(site(tmp_path, anything), tmp_path)) == {("btn-0304", "")}
