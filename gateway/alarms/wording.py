@@ -22,6 +22,7 @@ from gateway.config.alarms import AlarmsConfig, ContactRuleConfig
 from gateway.core.catalogue import CATALOGUE, Language
 
 WELFARE_CHECK = "welfare_check"  # the alarm kind of welfare checks (gateway.welfare)
+STORE_UNAVAILABLE = "store_unavailable"  # the rule of the stand-in store's alarm (runtime)
 
 _BABEL = {"en": "en", "zh-CN": "zh_Hans_CN"}
 
@@ -57,7 +58,9 @@ def what(alarm: Alarm, language: Language, rule_type: str | None = None, zone: s
         on = "contact.on" if alarm.active else "contact.off"
         return text(language, on, type=text(language, key), input=detail)
     if alarm.kind == "offline":
-        return text(language, "input_unavailable" if alarm.rule == INPUT_UNAVAILABLE else "offline")
+        if alarm.rule in (INPUT_UNAVAILABLE, STORE_UNAVAILABLE):
+            return text(language, alarm.rule)
+        return text(language, "offline")
     if alarm.kind in ("threshold", "sensor_fault"):
         return text(language, alarm.kind, point=detail, value=shown)
     return alarm.message

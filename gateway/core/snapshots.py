@@ -37,6 +37,7 @@ class StoreSnapshot:
 
     stats: StoreStats
     path: Path  # the database; its WAL is ``<path>-wal``
+    stand_in: str = ""  # why the configured store cannot be used: ``path`` is a stand-in
 
     @property
     def backlog(self) -> Mapping[str, int]:

@@ -56,6 +56,12 @@ def components(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
         if not st.problem
         else {"ok": False, "detail": f"not writable: {st.problem}; alarms wait in memory"}
     }
+    if snap.store.stand_in:
+        out["store"] = {
+            "ok": False,
+            "detail": f"{snap.store.stand_in}; running on the stand-in {snap.store.path}"
+            f" ({_mib(st.used_bytes)} used, lost at a reboot); restart once fixed",
+        }
     alarms = snap.alarms
     out["alarms"] = {
         "ok": alarms.ready,

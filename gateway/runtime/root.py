@@ -41,7 +41,6 @@ from gateway.core.contract import Identity
 from gateway.core.devices import DeviceStates
 from gateway.core.errors import GatewayError
 from gateway.core.items import Stage
-from gateway.core.messages import Lane
 from gateway.core.snapshots import ConsoleSnapshot
 from gateway.core.timesync import SyncState
 from gateway.ops import systemd
@@ -55,6 +54,7 @@ from gateway.runtime.groups import RunningGroup, register_devices, run_group
 from gateway.runtime.poller import Poller
 from gateway.runtime.reporting import Reporting
 from gateway.runtime.services import console_ports, local_services, run_alarms
+from gateway.runtime.storage import open_store, stand_in_condition
 from gateway.runtime.welfare import WelfareWatch
 from gateway.sinks.mqtt import MqttSink
 from gateway.store.outbox import Store
@@ -114,6 +114,7 @@ class Runtime:
         self.linkage: FireLinkage | None = None  # when escape routes are configured
         self.console_view: Callable[[], ConsoleSnapshot] | None = None  # while it runs
         self.abandoned: list[str] = []  # components that did not finish after their stop
+        self.stand_in = ""  # why the configured store is not used (``runtime.storage``)
 
     def _running(self) -> Core:
         if self._core is None:
@@ -327,6 +328,8 @@ class Runtime:
                 cfg.upstream.mqtt.effective_port,
             )
             await engine.ready.wait()  # the local alarm path is up: that is "ready"
+            if self.stand_in:  # staff and the platform learn that the buffer is in memory
+                engine.condition(stand_in_condition(cfg, self.stand_in, self.clock.wall()))
             if cfg.api is not None:
                 await self.api_up.wait()
             self.ready.set()
@@ -359,7 +362,7 @@ class Runtime:
                            self._synced())  # fmt: skip
         return GatewaySnapshot(
             gateway=info,
-            store=core.store.snapshot(),
+            store=dataclasses.replace(core.store.snapshot(), stand_in=self.stand_in),
             alarms=core.alarms.snapshot(),
             mqtt=None if self.sink is None else self.sink.snapshot(),
             influx=None if self.influx is None else self.influx.snapshot(),
@@ -375,14 +378,7 @@ class Runtime:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then shut down in order."""
-        cfg = self.cfg
-        store = await Store.open(
-            cfg.store.path,
-            quota=int(cfg.store.quota),
-            reserve=int(cfg.store.reserve),
-            sinks=[MqttSink.name] + (["influx"] if cfg.upstream.influx is not None else []),
-            lanes={"influx": [Lane.TELEMETRY]},  # alarms and events go to MQTT only
-        )
+        store, self.stand_in = await open_store(self.cfg)
         self.ident = dataclasses.replace(self.ident, epoch=store.epoch)  # before any sink starts
         try:
             await self._run(stop, store)

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -81,23 +82,18 @@ class Daemon:
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
         self.fault: str | None = None  # a fault of ``tests.support.faulty`` to start with
+        self.wrap: Callable[[list[str]], list[str]] | None = None  # e.g. a mount namespace
+        self.env: dict[str, str] = {}  # added to the environment
 
     def start(self) -> None:
         """Start ``cgw run`` (with ``fault`` put in, when one is set)."""
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "PYTHONPATH": str(REPO), **self.env}
         module = ["gateway"] if self.fault is None else ["tests.support.faulty", self.fault]
+        command = [sys.executable, "-m", *module, "run", "-c", str(self.config)]
+        command += ["--log-format", "json"]
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    *module,
-                    "run",
-                    "-c",
-                    str(self.config),
-                    "--log-format",
-                    "json",
-                ],
+                command if self.wrap is None else self.wrap(command),
                 stdout=subprocess.DEVNULL,
                 stderr=log,
                 env=env,

@@ -81,6 +81,12 @@ def test_english_staff_read_the_platform_message_and_their_local_time() -> None:
         ("sensor_fault", "f/th-1/humidity", {"value": 140.0}, "humidity 读数异常：140"),
         ("offline", "off/th-1", {"message": "device offline: timeout"}, "设备离线"),
         ("offline", "input_unavailable/hall", {}, "报警输入未运行"),
+        (
+            "offline",
+            "store_unavailable/gw1",
+            {},
+            "网关存储不可写：报警仍然有效，数据暂存内存；请联系安装人员",
+        ),
     ],
 )
 def test_every_kind_has_its_chinese_wording(

@@ -22,6 +22,8 @@ STAFF: dict[str, dict[str, str]] = {
         "door.held_open": "door held open",
         "offline": "device offline",
         "input_unavailable": "alarm input not running",
+        "store_unavailable": "gateway storage not writable: alarms still work, the buffer is in"
+        " memory; call the installer",
         "threshold": "{point} out of range: {value}",
         "sensor_fault": "{point} reads an implausible value: {value}",
         "news.acknowledged": "acknowledged by {by}: {what}",
@@ -58,6 +60,7 @@ STAFF: dict[str, dict[str, str]] = {
         "door.held_open": "门长时间未关",
         "offline": "设备离线",
         "input_unavailable": "报警输入未运行",
+        "store_unavailable": "网关存储不可写：报警仍然有效，数据暂存内存；请联系安装人员",
         "threshold": "{point} 超出限值：{value}",
         "sensor_fault": "{point} 读数异常：{value}",
         "news.acknowledged": "已由 {by} 确认：{what}",
