@@ -90,6 +90,7 @@ class Console:
         self._runner: web.AppRunner | None = None
         self._hub_task: asyncio.Task[None] | None = None
         self._users_looked = self.clock.mono()
+        self.cert_ends: float | None = None  # when the HTTPS certificate runs out (wall time)
 
     async def __aenter__(self) -> Self:
         from aiohttp import web
@@ -104,6 +105,9 @@ class Console:
         if self.cfg.tls_cert is not None and self.cfg.tls_key is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(self.cfg.tls_cert, self.cfg.tls_key)
+            from gateway.console.certificate import not_after
+
+            self.cert_ends = not_after(self.cfg.tls_cert)  # it loaded: it parses
         self._hub_task = asyncio.create_task(self.hub.run(), name="console:hub")
         try:
             self._runner = await serve(app, "console", self.cfg.host, self.cfg.port, self.gate,
@@ -139,9 +143,11 @@ class Console:
     def snapshot(self) -> ConsoleSnapshot:
         """The console's figures, for health and metrics."""
         throttle = self.throttle
+        left = None if self.cert_ends is None else (self.cert_ends - self.clock.wall()) / 86400
         return ConsoleSnapshot(
             len(self.sessions), len(self.hub.subscribers), self.hub.dropped,
             throttle.logins_ok, throttle.logins_failed, throttle.throttled,
+            self.cert_ends, left,
         )  # fmt: skip
 
     # -- people ---------------------------------------------------------------------------

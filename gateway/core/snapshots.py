@@ -138,6 +138,8 @@ class ConsoleSnapshot:
     logins_ok: int
     logins_failed: int
     throttled: int  # failed sign-ins answered "too many attempts" at once
+    cert_ends: float | None = None  # when its HTTPS certificate runs out; None without HTTPS
+    cert_days_left: float | None = None  # days from now to ``cert_ends`` (negative: expired)
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,11 +33,27 @@ Contract:
 - ``status_line(snapshot)`` is the one-line summary systemd shows.
 """
 
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway.alarms.siren import SEVERITY_RANK
 from gateway.core.snapshots import ChannelState, InputState, SinkSnapshot
 from gateway.ops.snapshot import GatewaySnapshot
+
+CERT_WARN_DAYS = 30  # the console's certificate makes health degraded this long before its end
+
+
+def _certificate(ends: float, left: float) -> dict[str, Any]:
+    """The console's HTTPS certificate: not ok from ``CERT_WARN_DAYS`` before its end."""
+    day = datetime.fromtimestamp(ends, UTC).date().isoformat()
+    renew = "renew it: install.sh --console ADDR (docs/console.md)"
+    if left < 0:
+        detail = f"expired on {day}: browsers refuse the console; {renew}"
+    elif left < CERT_WARN_DAYS:
+        detail = f"expires on {day}, in {left:.0f} days; {renew}"
+    else:
+        detail = f"valid until {day}"
+    return {"ok": left >= CERT_WARN_DAYS, "detail": detail}
 
 
 def _mib(n: int) -> str:
@@ -92,6 +108,9 @@ def components(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
             "ok": up,
             "detail": "writing" if up else f"failing: {error or 'no write yet'}",
         }
+    console = snap.console
+    if console is not None and console.cert_ends is not None and console.cert_days_left is not None:
+        out["console:certificate"] = _certificate(console.cert_ends, console.cert_days_left)
     for name, up in snap.inputs.connections.items():
         out[name] = {"ok": up, "detail": "subscribed" if up else "not connected"}
     for i in snap.inputs.devices:

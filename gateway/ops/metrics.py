@@ -109,6 +109,12 @@ def _console(snap: GatewaySnapshot) -> Iterator[Metric]:
     logins.add_metric(["failed"], console.logins_failed)
     logins.add_metric(["throttled"], console.throttled)
     yield logins
+    if console.cert_ends is not None:
+        yield GaugeMetricFamily(
+            "cgw_console_certificate_expiry_timestamp_seconds",
+            "When the console's HTTPS certificate runs out (UNIX time)",
+            console.cert_ends,
+        )
 
 
 def _commands(snap: GatewaySnapshot) -> Iterator[Metric]:

@@ -446,7 +446,10 @@ async def test_the_console_serves_https_with_the_issued_certificate(tmp_path: Pa
                         tls_key=etc / "credentials" / "console.key",
                         users_file=tmp_path / "users.yaml")  # fmt: skip
     trust_the_site_ca = ssl.create_default_context(cafile=etc / "tls" / "site-ca.crt")
-    async with Console(cfg, ports(DeviceStates())), aiohttp.ClientSession() as http:
+    async with Console(cfg, ports(DeviceStates())) as console, aiohttp.ClientSession() as http:
+        left = console.snapshot().cert_days_left  # health warns 30 days before the end
+        assert left is not None
+        assert 824 < left <= 825, left  # what install.sh issues
         async with http.get(f"https://127.0.0.1:{port}/login", ssl=trust_the_site_ca) as resp:
             assert resp.status == 200
             assert "Secure" in resp.headers.get("Set-Cookie", "")

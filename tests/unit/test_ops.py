@@ -13,6 +13,7 @@ from gateway.core.snapshots import (
     ApiSnapshot,
     ChannelState,
     CommandsSnapshot,
+    ConsoleSnapshot,
     DeviceSnapshot,
     InputsSnapshot,
     InputState,
@@ -404,3 +405,29 @@ def test_a_modem_that_cannot_send_shows_in_health_metrics_and_status() -> None:
                 "modem /dev/ttyUSB2: CANNOT SEND: not registered on the mobile network;"
                 " not registered, signal unknown"
             )
+
+
+@pytest.mark.parametrize(
+    ("left", "ok", "said"),
+    [
+        (400.0, True, "valid until 2027-01-15"),
+        (29.6, False, "expires on 2027-01-15, in 30 days; renew it: install.sh --console ADDR"),
+        (-2.0, False, "expired on 2027-01-15: browsers refuse the console; renew it"),
+    ],
+)
+def test_the_console_certificate_warns_a_month_before_it_ends(
+    left: float, ok: bool, said: str
+) -> None:
+    ends = 1800000000.0  # 2027-01-15
+    console = ConsoleSnapshot(1, 0, 0, 3, 0, 0, cert_ends=ends, cert_days_left=left)
+    code, doc = health(dataclasses.replace(healthy(), console=console))
+    component = doc["components"]["console:certificate"]
+    assert component["ok"] is ok
+    assert said in component["detail"]
+    assert (code, doc["status"]) == ((200, "ok") if ok else (503, "degraded"))
+    snap = dataclasses.replace(healthy(), console=console)
+    text = render(registry_for(lambda: snap)).decode()
+    assert "cgw_console_certificate_expiry_timestamp_seconds 1.8e+09" in text
+    plain = dataclasses.replace(console, cert_ends=None, cert_days_left=None)
+    _, doc = health(dataclasses.replace(healthy(), console=plain))  # loopback, no HTTPS
+    assert "console:certificate" not in doc["components"]
