@@ -21,12 +21,15 @@ Contract:
 
 import copy
 import itertools
+import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from gateway.alarms.model import OPEN, UNACKED, Alarm, Condition, Notify, State, Transition
 from gateway.config.alarms import AlarmsConfig, LadderConfig
+
+log = logging.getLogger(__name__)
 
 
 class LifecycleError(Exception):
@@ -226,7 +229,7 @@ class Lifecycle:
     def load(self, rows: Iterable[dict[str, Any]], wall: float, mono: float) -> None:
         """Restore open alarms after a restart; their timers continue where they were."""
         for row in rows:
-            alarm = from_dict(row)
+            alarm = from_dict(row, wall)
             alarm.raised_mono = mono - max(0.0, wall - alarm.raised_at)
             if alarm.state in UNACKED:
                 ladder = self.ladders.get(alarm.ladder)
@@ -282,10 +285,45 @@ def to_dict(alarm: Alarm) -> dict[str, Any]:
     return out
 
 
-def from_dict(row: dict[str, Any]) -> Alarm:
-    """The inverse of ``to_dict``."""
+def from_dict(row: dict[str, Any], wall: float = 0.0) -> Alarm:
+    """The inverse of ``to_dict``.
+
+    A row an older release wrote may lack fields (the oldest kept only id, state and
+    severity). It is restored, never dropped, as an alarm that waits for staff: latched, on
+    a cause of its own, raised at ``wall`` when the row does not say when, its message saying
+    it was restored. An unacknowledged emergency from before an upgrade must not be forgotten.
+    """
+    missing = [k for k in _FIELDS if k not in row]
+    if missing:
+        aid = str(row.get("id") or f"restored-{abs(hash(repr(row))):x}")
+        log.error("alarm %s from an older store lacks %s: restored to wait for staff", aid, missing)
+        row = {**_restored(aid, row, wall), **row}
     fields = {k: row[k] for k in _FIELDS}
-    alarm = Alarm(state=State(row["state"]), raised_mono=0.0, **fields)
+    alarm = Alarm(state=State(row.get("state", "raised")), raised_mono=0.0, **fields)
     alarm.history = [(float(w), str(s), str(n)) for w, s, n in row.get("history", [])]
     alarm.facts = {str(k): str(v) for k, v in row.get("facts", {}).items()}
     return alarm
+
+
+def _restored(aid: str, row: dict[str, Any], wall: float) -> dict[str, Any]:
+    """The fields an older row may lack, for an alarm that waits for staff to answer it."""
+    return {
+        "id": aid,
+        "cause": f"restored/{aid}",
+        "rule": "restored",
+        "kind": "contact",
+        "device": str(row.get("device", "")),
+        "severity": "critical",
+        "latched": True,
+        "ladder": "default",
+        "message": f"alarm {aid} restored from an older store: check and acknowledge it",
+        "active": False,
+        "raised_at": wall,
+        "value": None,
+        "notified_at": None,
+        "acked_at": None,
+        "acked_by": "",
+        "cleared_at": None,
+        "repeats": 0,
+        "tier": -1,
+    }

@@ -248,3 +248,27 @@ def test_unknown_alarm_is_a_clear_error() -> None:
     lc = lifecycle()
     with pytest.raises(LifecycleError, match="no open alarm 'nope'"):
         lc.acknowledge("nope", "x", 0.0)
+
+
+def test_an_alarm_row_of_an_older_release_is_restored_to_wait_for_staff(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The oldest store kept id, state and severity only; the engine crashed on it (KeyError)
+    at every start. An open alarm from before an upgrade must reach staff, not stop the box."""
+    after = lifecycle()
+    after.load([{"id": "a1", "state": "raised", "severity": "warning"}], wall=5000.0, mono=3.0)
+    alarm = after.alarms["a1"]
+    assert (alarm.state, alarm.latched, alarm.severity, alarm.raised_at) == (
+        State.RAISED,
+        True,
+        "warning",
+        5000.0,
+    )
+    assert alarm.cause == "restored/a1"
+    assert "restored from an older store" in alarm.message
+    assert "alarm a1 from an older store lacks" in caplog.text
+    assert after.next_deadline() == 3.0  # its first rung goes out at once
+    after.acknowledge("a1", "guard", wall=5010.0)
+    assert "a1" in after.alarms  # latched: staff close it with a reset once checked
+    after.reset("a1", "guard", wall=5020.0)
+    assert "a1" not in after.alarms
