@@ -28,15 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness.measure import print_header
 
 REPO = Path(__file__).resolve().parent.parent
-POINTS = (
-    "after_insert_before_commit",
-    "after_commit_before_ack_source",
-    "after_publish_before_puback",
-    "after_puback_before_mark_sent",
-    "during_checkpoint",
-    "during_eviction",
-    "during_migration",
-)
+sys.path.insert(0, str(REPO))
+from tests.support.faulty import POINTS  # noqa: E402  (the failpoints the daemon knows)
+
 TESTS = {"during_eviction": "eviction", "during_migration": "migration"}
 
 
