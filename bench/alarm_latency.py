@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import math
 import os
@@ -51,8 +50,8 @@ from typing import Any
 
 from alarm_workers import STALL, device_name, worker_fill, worker_gateway, worker_press, worker_sub
 from harness import procs
-from harness.measure import CpuSampler, pct, print_header, proc_status_mib
-from harness.procs import Child, Phase, workdir
+from harness.measure import CpuSampler, fs_type, pct, print_header, proc_status_mib
+from harness.procs import Child, Phase, hogs, workdir
 from harness.slowfs import preload
 
 HERE = Path(__file__).resolve()
@@ -66,21 +65,6 @@ def ms(values: Sequence[float]) -> str:
     if not values:
         return "n/a"
     return " / ".join(f"{1000 * pct(values, p):.2f}" for p in (50, 90, 99, 100))
-
-
-def fs_type(path: Path) -> str:
-    """File system type of the mount holding ``path`` (from /proc/self/mounts)."""
-    best, kind = "", "?"
-    with contextlib.suppress(OSError), open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) < 3:
-                continue
-            mount = fields[1]
-            inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
-            if inside and len(mount) > len(best):
-                best, kind = mount, fields[2]
-    return f"{kind} on {best or '?'}"
 
 
 def worker_argv(kind: str, *extra: str) -> list[str]:
@@ -113,6 +97,7 @@ def run_phase(args: argparse.Namespace, name: str, backlog: int) -> dict[str, An
         workdir(f"cgw-bench-alarm-{name}-") as tmp,
         CpuSampler() as cpu,
         Phase(tmp, cpu) as phase,
+        hogs(args.hogs),
     ):
         res: dict[str, Any] = {"tmp_fs": fs_type(tmp)}
         broker = phase.broker
@@ -147,11 +132,9 @@ def run_phase(args: argparse.Namespace, name: str, backlog: int) -> dict[str, An
             if args.switch_interval:
                 knobs += ["--switch-interval", str(args.switch_interval)]
             env = None if not args.fsync_delay else preload(args.fsync_delay, Path(tmp))
-            gateway = phase.start(
-                "gateway",
-                worker_argv("gateway", "--port", str(broker.port), "--tmp", str(tmp), *knobs),
-                env,
-            )
+            argv = worker_argv("gateway", "--port", str(broker.port), "--tmp", str(tmp), *knobs)
+            niced = ["nice", "-n", str(args.nice)] if args.nice else []
+            gateway = phase.start("gateway", [*niced, *argv], env)
             gateway.expect("READY", 90)
             res["gateway_ready_s"] = time.monotonic() - t_gw
             if backlog:
@@ -367,6 +350,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="MS",
         help="the SD-card model: every fsync/fdatasync of the gateway process takes MS longer"
         " (an LD_PRELOAD shim, compiled with cc; 20 is a typical SD card)",
+    )
+    ap.add_argument(
+        "--nice", type=int, default=0, help="F40, CPU starvation: the gateway at this niceness"
+    )
+    ap.add_argument(
+        "--hogs", type=int, default=0, help="F40: busy loops at niceness 0 for the whole phase"
     )
     ap.add_argument("--json", metavar="FILE", help="also write all raw figures as JSON")
     # internal: how the orchestrator starts its workers

@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -195,3 +196,18 @@ def print_header() -> None:
     print("command: " + shlex.join(sys.orig_argv))
     for line in machine_lines():
         print(line)
+
+
+def fs_type(path: Path) -> str:
+    """File system type of the mount holding ``path`` (from /proc/self/mounts)."""
+    best, kind = "", "?"
+    with contextlib.suppress(OSError), open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if len(fields) < 3:
+                continue
+            mount = fields[1]
+            inside = str(path) == mount or str(path).startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) > len(best):
+                best, kind = mount, fields[2]
+    return f"{kind} on {best or '?'}"

@@ -273,3 +273,18 @@ class Phase:
     def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
         """Start the worker ``argv`` as ``name`` (in ``env``, if given) and own it."""
         return self.own(Child(name, argv, env))
+
+
+@contextlib.contextmanager
+def hogs(n: int) -> Iterator[None]:
+    """``n`` busy loops at niceness 0 while inside (CPU starvation, F40); stopped by PID."""
+    loops = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+        for _ in range(n)
+    ]
+    try:
+        yield
+    finally:
+        for proc in loops:
+            proc.kill()
+            proc.wait()
