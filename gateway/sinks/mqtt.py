@@ -4,7 +4,8 @@ Contract:
 - The connection is a ``gateway.transport.mqtt.Session``: one at a time, re-made with capped,
   jittered backoff; persistent (fixed client id), a retained birth "online" and a retained last
   will "offline" on ``status``; ``cmd/+`` subscribed on every connect when commands are taken.
-  This module keeps what is the sink's own: the priority window and the PUBACK tracker.
+  This module keeps what is the sink's own: the priority window and the PUBACK tracker
+  (``gateway.sinks.window``).
 - Rows go out as QoS 1 with at most ``max_inflight`` awaiting their PUBACK. A row counts as
   delivered only after its PUBACK; the sink's cursor advances over the contiguous acknowledged
   prefix of each lane, so a crash or a cut link re-sends, never skips. Duplicates are possible
@@ -19,7 +20,7 @@ Contract:
 import asyncio
 import logging
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ from gateway.core.clock import Clock
 from gateway.core.contract import Identity, render
 from gateway.core.messages import Lane
 from gateway.core.snapshots import SinkSnapshot
+from gateway.sinks.window import AckTracker, Window
 from gateway.store.outbox import Row, Store
 from gateway.transport.mqtt import Endpoint, Retry, Session, Status
 
@@ -38,39 +40,6 @@ log = logging.getLogger(__name__)
 FETCH = 256  # rows read from the store at a time
 ACK_EVERY = 0.2  # seconds between cursor commits while draining
 RECONNECT_BASE = 1.0  # first reconnect pause (s); doubles up to ``reconnect_max``
-
-
-class AckTracker:
-    """Rows in flight per lane; yields how far each lane is acknowledged without holes."""
-
-    def __init__(self) -> None:
-        # per lane, in send order: row id -> monotonic send time, or None once acknowledged
-        self._flight: dict[Lane, OrderedDict[int, float | None]] = {
-            ln: OrderedDict() for ln in Lane
-        }
-        self.upto: dict[Lane, int] = {}
-        self.unsaved = 0
-
-    def sent(self, row: Row, now: float) -> None:
-        """``row`` was handed to the client at monotonic time ``now``."""
-        self._flight[row.lane][row.id] = now
-
-    def acked(self, row: Row) -> None:
-        """``row`` got its PUBACK."""
-        flight = self._flight[row.lane]
-        flight[row.id] = None
-        while flight:
-            first = next(iter(flight))
-            if flight[first] is not None:
-                break
-            flight.popitem(last=False)
-            self.upto[row.lane] = first
-        self.unsaved += 1
-
-    def oldest(self) -> float | None:
-        """Send time of the longest-waiting unacknowledged row (the head of some lane)."""
-        heads = [next(iter(f.values())) for f in self._flight.values() if f]
-        return min((t for t in heads if t is not None), default=None)
 
 
 class MqttSink:
@@ -187,7 +156,7 @@ class MqttSink:
         caught by ``_watchdog``.
         """
         loop = asyncio.get_running_loop()
-        window = _Window(self.cfg.max_inflight, self.cfg.telemetry_inflight)
+        window = Window(self.cfg.max_inflight, self.cfg.telemetry_inflight)
         queue: deque[Row] = deque()
         ready = asyncio.Event()
         for n in range(self.cfg.max_inflight):
@@ -220,7 +189,7 @@ class MqttSink:
         client: aiomqtt.Client,
         queue: deque[Row],
         ready: asyncio.Event,
-        window: "_Window",
+        window: Window,
         tracker: AckTracker,
     ) -> None:
         while True:
@@ -255,63 +224,6 @@ class MqttSink:
         if tracker.unsaved:
             tracker.unsaved = 0
             await self.store.ack(self.name, dict(tracker.upto))
-
-
-class _Window:
-    """At most ``size`` rows awaiting PUBACK, of which at most ``telemetry`` telemetry rows.
-
-    Telemetry never takes the last slots, so an alarm finds a free one at once instead of
-    queuing behind a full window of backlog in the client, the socket and the broker. A
-    telemetry row waiting for its share gives its turn back as soon as a more urgent row is
-    committed (``changed()`` gives a future that completes at the next commit), not only when
-    a telemetry PUBACK frees a slot: PUBACKs that stall (a lossy link, F07) would otherwise
-    hold the alarm back, the drain loop parked behind the full telemetry share.
-    """
-
-    def __init__(self, size: int, telemetry: int) -> None:
-        self._all = asyncio.Semaphore(size)
-        self._telemetry_max = max(1, min(telemetry, size))
-        self._telemetry = 0
-        self._freed: asyncio.Future[None] | None = None
-
-    async def acquire(
-        self,
-        lane: Lane,
-        preempted: Callable[[Lane], bool],
-        changed: "Callable[[], asyncio.Future[None]] | None" = None,
-    ) -> bool:
-        """Take a slot for a row of ``lane``; False if a more urgent row arrived meanwhile."""
-        if lane is Lane.TELEMETRY:
-            while self._telemetry >= self._telemetry_max:
-                if preempted(lane):
-                    return False
-                await self._next_change(changed)
-            if preempted(lane):
-                return False
-            self._telemetry += 1
-        await self._all.acquire()
-        return True
-
-    async def _next_change(self, changed: "Callable[[], asyncio.Future[None]] | None") -> None:
-        """Until a telemetry slot is freed or (with ``changed``) the store commits. Both are
-        plain futures made before this yields: no task, and no wake-up falls between the
-        caller's check and the wait."""
-        self._freed = asyncio.get_running_loop().create_future()
-        waits = [self._freed] if changed is None else [self._freed, changed()]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for fut in waits:
-                fut.cancel()
-            self._freed = None
-
-    def release(self, lane: Lane) -> None:
-        """A row of ``lane`` got its PUBACK (or failed)."""
-        self._all.release()
-        if lane is Lane.TELEMETRY:
-            self._telemetry -= 1
-            if self._freed is not None and not self._freed.done():
-                self._freed.set_result(None)
 
 
 def describe(cfg: MqttConfig) -> dict[str, Any]:
