@@ -22,6 +22,7 @@ from gateway.core.contract import (
     Identity,
     iso,
     points_json,
+    refused_record,
     render,
     status_record,
     telemetry_record,
@@ -139,6 +140,24 @@ def test_device_status_renders_to_schema_valid_json(online: bool, reason: str, s
     assert (msg["device"], msg["state"], msg["reason"]) == ("th-3f", state, reason)
 
 
+def test_a_refused_message_is_reported_by_its_lane_seq_and_topic() -> None:
+    alarm = Record(
+        Lane.ALARM, "alarm/4be1c0d2", TS - 60, True, "btn-3f", fields={"state": "raised"}
+    )
+    topic, payload = render(IDENT, _row(alarm, seq=12))
+    rec = refused_record(_row(alarm, seq=12), topic, len(payload), 3, TS, synced=True)
+    assert (rec.lane, rec.retain) == (Lane.EVENT, False)
+    topic, body = render(IDENT, _row(rec, seq=5))
+    assert topic == "cgw/site-7/gw-01/publish-refused"
+    msg = json.loads(body)
+    assert _errors("publish-refused.json", msg) == []
+    fields = ["refused_lane", "refused_seq", "refused_topic", "refused_ts", "bytes", "attempts"]
+    assert list(msg) == [*ENVELOPE, *fields]
+    assert [msg[f] for f in fields] == [
+        "alarm", 12, "cgw/site-7/gw-01/alarm/4be1c0d2", "2027-01-15T07:59:00.500Z", len(payload), 3
+    ]  # fmt: skip
+
+
 def test_schemas_tell_the_kinds_apart() -> None:
     _, status = render(IDENT, _row(status_record(DeviceStatus("d", False, TS, "x"), True)))
     _, telemetry = render(IDENT, _row(telemetry_record(_sample(), True)))
@@ -151,7 +170,7 @@ def test_gateway_status_payload_matches_its_schema() -> None:
     assert _errors("status.json", msg) == []
     assert msg == {
         "v": 1,
-        "contract": "1.3",
+        "contract": "1.4",
         "gateway_id": "gw-01",
         "site_id": "site-7",
         "epoch": EPOCH,
