@@ -54,6 +54,7 @@ class SinkSnapshot:
     reconnects: int = 0  # connections lost or refused
     dead_lettered: int = 0  # rows the server refused for good
     retries: int = 0  # failed writes retried
+    dead_by_lane: Mapping[str, int] = field(default_factory=dict)  # lane label -> dead-lettered
 
 
 @dataclass(frozen=True, slots=True)

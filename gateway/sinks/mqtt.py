@@ -13,6 +13,16 @@ Contract:
 - Priority: alarm rows before event rows before telemetry. A telemetry batch being sent is
   cut short as soon as a higher lane has rows, so an alarm waits for at most the publishes
   already in flight, never for the backlog.
+- A broker that refuses a row by closing the connection on its publish (MQTT 3.1.1 §3.3.5)
+  would have it sent on every connection and every row behind it wait. The sink weighs how
+  each connection ended (``gateway.sinks.refusals``): the same lane head in flight at repeated
+  closes makes it send one row at a time; a row alone in flight at ``LIMIT`` closes in a row
+  is dead-lettered: counted per lane, logged once (CRITICAL for an alarm, ERROR otherwise),
+  reported upstream by a ``publish-refused`` event (none for a refused ``publish-refused``:
+  no loop), and confirmed, so the rows behind it go out. Closes the sink made itself (its
+  PUBACK watchdog, a stop) and keepalive expiry are no evidence: an outage never dead-letters.
+  The event is committed before the cursor moves; a crash between the two reports the row
+  again after the restart, never not at all.
 - On stop: acknowledged rows are committed, then the session publishes a retained "offline"
   and closes the connection with DISCONNECT.
 """
@@ -29,14 +39,17 @@ import aiomqtt
 from gateway.config.base import read_secret
 from gateway.config.models import MqttConfig
 from gateway.core.clock import Clock
-from gateway.core.contract import Identity, render
+from gateway.core.contract import REFUSED_TOPIC, Identity, refused_record, render
 from gateway.core.messages import Lane
 from gateway.core.snapshots import SinkSnapshot
+from gateway.sinks.refusals import Loss, Refusals
 from gateway.sinks.window import AckTracker, Window
 from gateway.store.outbox import Row, Store
 from gateway.transport.mqtt import Endpoint, Retry, Session, Status
+from gateway.transport.reach import closed_by_peer
 
 log = logging.getLogger(__name__)
+dead_log = logging.getLogger("gateway.mqtt_dead_letter")
 FETCH = 256  # rows read from the store at a time
 ACK_EVERY = 0.2  # seconds between cursor commits while draining
 RECONNECT_BASE = 1.0  # first reconnect pause (s); doubles up to ``reconnect_max``
@@ -54,6 +67,7 @@ class MqttSink:
         store: Store,
         clock: Clock,
         on_command: Callable[[str, bytes], None] | None = None,
+        synced: Callable[[], bool] = lambda: False,
     ) -> None:
         self.cfg = cfg
         self.ident = ident
@@ -61,7 +75,10 @@ class MqttSink:
         self.commands_received = 0
         self.store = store
         self.clock = clock
+        self.synced = synced  # the clock_synced flag of the events the sink writes
         self.published = 0
+        self.refusals = Refusals()
+        self.dead_lettered: dict[Lane, int] = dict.fromkeys(Lane, 0)  # rows the broker refused
         password = read_secret(cfg.password_file) if cfg.password_file else None
         status = Status(
             ident.topic("status"), lambda state: ident.status_payload(state, clock.wall())
@@ -115,6 +132,8 @@ class MqttSink:
             last_error=self.last_error,
             delivered=self.published,
             reconnects=self.reconnects,
+            dead_lettered=sum(self.dead_lettered.values()),
+            dead_by_lane={ln.label: n for ln, n in self.dead_lettered.items()},
         )
 
     async def run(self) -> None:
@@ -129,9 +148,13 @@ class MqttSink:
                 tg.create_task(self._save_loop(tracker), name="sink:mqtt:ack")
                 await self._drain(client, tracker, tg)
         finally:
-            # before the session's "offline" on a stop; the rest is sent again next time
-            await asyncio.shield(self._save(tracker))
-            self.store.rewind(self.name)
+            try:
+                if self._judge(tracker, closed_by_peer(client)):
+                    await asyncio.shield(self.store.settled())  # its event before its cursor
+                # before the session's "offline" on a stop; the rest is sent again next time
+                await asyncio.shield(self._save(tracker))
+            finally:
+                self.store.rewind(self.name)
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Hand on commands; raise ``MqttError`` as soon as the connection drops."""
@@ -170,6 +193,8 @@ class MqttSink:
                 await self.store.wait_for_rows(self.name)
                 continue
             for i, row in enumerate(rows):
+                if self.refusals.narrow:
+                    await window.idle()  # one row at a time: which one does the broker refuse?
                 if row.lane is not Lane.ALARM and self.store.has_more_urgent(self.name, row.lane):
                     self.store.give_back(self.name, rows[i:])
                     break
@@ -198,12 +223,53 @@ class MqttSink:
                 await ready.wait()
             row = queue.popleft()
             topic, payload = render(self.ident, row)
+            tracker.published = row
             try:
                 await client.publish(topic, payload, qos=1, retain=row.retain, timeout=math.inf)
             finally:
                 window.release(row.lane)
             tracker.acked(row)
             self.published += 1
+            if self.refusals.narrow and self.refusals.acked((row.lane, row.id)):
+                log.info("upstream: every suspect row went through; sending in full again")
+
+    def _judge(self, tracker: AckTracker, by_peer: bool) -> bool:
+        """Weigh how the connection ended (``gateway.sinks.refusals``); dead-letter the row the
+        broker refuses, once convicted, and confirm it so the rows behind it go out. True when
+        a row was dead-lettered."""
+        last = tracker.published
+        was_narrow = self.refusals.narrow
+        loss = Loss(by_peer, tracker.pending(), None if last is None else (last.lane, last.id))
+        if self.refusals.ended(loss) is not None and last is not None:
+            self._dead(last)
+            tracker.acked(last)
+            return True
+        if self.refusals.narrow and not was_narrow:
+            log.warning(
+                "upstream broker closed the connection again with the same row in flight:"
+                " sending one row at a time to find out whether it refuses one"
+            )
+        return False
+
+    def _dead(self, row: Row) -> None:
+        self.dead_lettered[row.lane] += 1
+        topic, payload = render(self.ident, row)
+        level = logging.CRITICAL if row.lane is Lane.ALARM else logging.ERROR
+        attempts = self.refusals.limit
+        dead_log.log(
+            level,
+            "mqtt: dead-lettered %s message seq %d on %s: the broker closed the connection on"
+            " each of its last %d publishes (it refuses it); the messages behind it go on",
+            row.lane.label,
+            row.seq,
+            topic,
+            attempts,
+            extra={"lane": row.lane.label, "seq": row.seq, "topic": topic},
+        )
+        if row.topic != REFUSED_TOPIC:  # a refused report is not reported again: no loop
+            wall = self.clock.wall()
+            rec = refused_record(row, topic, len(payload), attempts, wall, self.synced())
+            self.store.add(rec)
 
     async def _watchdog(self, tracker: AckTracker) -> None:
         """End the connection when a PUBACK is ``publish_timeout`` late (F02, F07)."""

@@ -67,10 +67,13 @@ class Refusals:
         """Strikes in a row on ``key`` so far."""
         return self._strikes.get(key, 0)
 
-    def acked(self, key: Key) -> None:
-        """``key`` got its PUBACK (the sink tells only while ``narrow``)."""
+    def acked(self, key: Key) -> bool:
+        """``key`` got its PUBACK (the sink tells only while ``narrow``); True when that
+        cleared the last suspect."""
         self._strikes.pop(key, None)
+        was = self.narrow
         self._clear(key)
+        return was and not self.narrow
 
     def ended(self, loss: Loss) -> Key | None:
         """Take the evidence of one connection's end; the row to dead-letter, if convicted."""

@@ -26,6 +26,7 @@ class AckTracker:
         }
         self.upto: dict[Lane, int] = {}
         self.unsaved = 0
+        self.published: Row | None = None  # the last row handed to the client's publish
 
     def sent(self, row: Row, now: float) -> None:
         """``row`` was handed to the client at monotonic time ``now``."""
@@ -42,6 +43,12 @@ class AckTracker:
             flight.popitem(last=False)
             self.upto[row.lane] = first
         self.unsaved += 1
+
+    def pending(self) -> list[tuple[Lane, int]]:
+        """``(lane, id)`` of every row in flight without its PUBACK, each lane in send order."""
+        return [
+            (lane, rid) for lane, f in self._flight.items() for rid, t in f.items() if t is not None
+        ]
 
     def oldest(self) -> float | None:
         """Send time of the longest-waiting unacknowledged row (the head of some lane)."""
@@ -65,6 +72,8 @@ class Window:
         self._telemetry_max = max(1, min(telemetry, size))
         self._telemetry = 0
         self._freed: asyncio.Future[None] | None = None
+        self._busy = 0  # rows awaiting PUBACK
+        self._idle: asyncio.Future[None] | None = None
 
     async def acquire(
         self,
@@ -82,7 +91,14 @@ class Window:
                 return False
             self._telemetry += 1
         await self._all.acquire()
+        self._busy += 1
         return True
+
+    async def idle(self) -> None:
+        """Until no row awaits its PUBACK: for sending one row at a time."""
+        while self._busy:
+            self._idle = asyncio.get_running_loop().create_future()
+            await self._idle
 
     async def _next_change(self, changed: "Callable[[], asyncio.Future[None]] | None") -> None:
         """Until a telemetry slot is freed or (with ``changed``) the store commits. Both are
@@ -100,6 +116,9 @@ class Window:
     def release(self, lane: Lane) -> None:
         """A row of ``lane`` got its PUBACK (or failed)."""
         self._all.release()
+        self._busy -= 1
+        if not self._busy and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
         if lane is Lane.TELEMETRY:
             self._telemetry -= 1
             if self._freed is not None and not self._freed.done():

@@ -39,7 +39,9 @@ def healthy(store_path: Path = Path("/nonexistent/buffer.db")) -> GatewaySnapsho
         ),
         alarms=AlarmsSnapshot(True, (), {"critical": (2, 30.5)}),
         mqtt=SinkSnapshot(True, "", delivered=120, reconnects=1),
-        influx=SinkSnapshot(True, "", delivered=80, dead_lettered=2, retries=3),
+        influx=SinkSnapshot(
+            True, "", delivered=80, dead_lettered=2, retries=3, dead_by_lane={"telemetry": 2}
+        ),
         influx_configured=True,
         api=ApiSnapshot("127.0.0.1:8080", True),
         inputs=InputsSnapshot(
@@ -203,7 +205,7 @@ def test_metrics_render_every_figure_of_the_snapshot(tmp_path: Path) -> None:
         ("cgw_sink_delivered_total", {"sink": "mqtt"}, 120),
         ("cgw_sink_delivered_total", {"sink": "influx"}, 80),
         ("cgw_sink_reconnects_total", {"sink": "mqtt"}, 1),
-        ("cgw_sink_dead_lettered_total", {"sink": "influx"}, 2),
+        ("cgw_sink_dead_lettered_total", {"sink": "influx", "lane": "telemetry"}, 2),
         ("cgw_sink_retries_total", {"sink": "influx"}, 3),
         ("cgw_store_used_bytes", {}, MIB),
         ("cgw_store_quota_bytes", {}, 16 * MIB),
