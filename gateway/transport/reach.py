@@ -87,12 +87,20 @@ def closed_by_peer(client: aiomqtt.Client) -> bool:
     or reset it.
 
     paho 2.2 reports a read of no bytes, or a read or write that failed, as
-    ``MQTT_ERR_CONN_LOST``, and its own keepalive running out as ``MQTT_ERR_KEEPALIVE``;
-    aiomqtt 2.5.1 sets its disconnect future to an ``MqttCodeError`` with that code. A
-    connection the caller is still ending itself (a watchdog, a stop) has no result there yet.
+    ``MQTT_ERR_CONN_LOST``, and its own keepalive running out as ``MQTT_ERR_KEEPALIVE``; to
+    aiomqtt 2.5.1's (version 2) callback it hands them as the reason codes "Unspecified error"
+    and "Keep alive timeout" (``convert_disconnect_error_code_to_reason_code``), and aiomqtt
+    sets its disconnect future to an ``MqttCodeError`` carrying that code. A connection the
+    caller is still ending itself (a watchdog, a stop) has no result there yet.
     """
     lost: asyncio.Future[None] = client._disconnected
     if not lost.done() or lost.cancelled():
         return False
     exc = lost.exception()
-    return isinstance(exc, aiomqtt.MqttCodeError) and exc.rc == paho_client.MQTT_ERR_CONN_LOST
+    return isinstance(exc, aiomqtt.MqttCodeError) and exc.rc in _CONN_LOST
+
+
+_CONN_LOST = (
+    paho_client.MQTT_ERR_CONN_LOST,
+    paho_client.convert_disconnect_error_code_to_reason_code(paho_client.MQTT_ERR_CONN_LOST),
+)
