@@ -16,6 +16,7 @@ its lane and logged once at CRITICAL; the alarm is raised locally all the same.
 """
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -38,11 +39,13 @@ REFUSED = "sos-1"  # the second press: alarms before and after it
 def refused(_topic: str, payload: bytes) -> bool:
     """The raised message of ``REFUSED``'s alarm."""
     doc = json.loads(payload)
-    return doc.get("device") == REFUSED and doc.get("state") == "raised"
+    return bool(doc.get("device") == REFUSED and doc.get("state") == "raised")
 
 
-def complete(expected: int) -> object:
-    def done(messages: list[Received]) -> bool:
+def complete(expected: int) -> Callable[[Sequence[Received]], bool]:
+    """Every alarm message arrived or was reported refused, and telemetry flows."""
+
+    def done(messages: Sequence[Received]) -> bool:
         tally = Tally.of(messages)
         return len(tally.alarm_seqs) + len(tally.refused) >= expected and tally.telemetry > 0
 
