@@ -277,6 +277,27 @@ def test_the_clock_sync_flag_shows_in_health_metrics_and_status() -> None:
         assert line in summary(doc).splitlines()
 
 
+def test_messages_the_broker_refused_show_in_health_metrics_and_status() -> None:
+    from gateway.cli.status import summary
+
+    mqtt = SinkSnapshot(
+        True, "", 120, dead_lettered=1, dead_by_lane={"alarm": 1, "event": 0, "telemetry": 0}
+    )
+    snap = dataclasses.replace(healthy(), mqtt=mqtt)
+    code, doc = health(snap)
+    assert code == 200  # the link works; the broker refuses what it refuses: a person's job
+    assert doc["components"]["sink:mqtt"] == {
+        "ok": True,
+        "detail": "connected; 1 alarm message(s) refused by the broker, dead-lettered",
+    }
+    assert doc["dead_lettered"] == {"mqtt": {"alarm": 1}, "influx": {"telemetry": 2}}
+    samples = scrape(functools.partial(lambda s: s, snap))
+    assert value(samples, "cgw_sink_dead_lettered_total", sink="mqtt", lane="alarm") == 1
+    assert value(samples, "cgw_sink_dead_lettered_total", sink="mqtt", lane="event") == 0
+    line = "dead-lettered (refused upstream): mqtt alarm 1, influx telemetry 2"
+    assert line in summary(doc).splitlines()
+
+
 def with_inputs(
     *devices: InputState,
     unmatched: dict[str, int] | None = None,
