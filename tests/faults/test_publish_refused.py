@@ -10,9 +10,10 @@ The real daemon gets ``PRESSES`` button presses (two alarm messages each: raised
 notified) among readings. What is held, exactly: every alarm message is either at the
 platform or named by a ``publish-refused`` event there, never both, and together they are
 every seq of the alarm lane; the one named is the refused one; every later alarm arrives, and
-every reading; the broker saw the refused message at most ``NARROW_AFTER + LIMIT`` times, the
-gateway connected at most once more than that; the dead letter is counted on ``/metrics`` in
-its lane and logged once at CRITICAL; the alarm is raised locally all the same.
+every reading, the later alarms within ``HELD`` s of their press; the broker saw the refused
+message at most ``NARROW_AFTER + LIMIT`` times, the gateway connected at most once more than
+that; the dead letter is counted on ``/metrics`` in its lane and logged once at CRITICAL; the
+alarm is raised locally all the same.
 """
 
 import json
@@ -21,9 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from gateway.sinks.mqtt import RECONNECT_BASE
 from gateway.sinks.refusals import LIMIT, NARROW_AFTER
 from tests.e2e.test_operate import metric, wait_metrics
-from tests.faults.link import PREFIX, Tally, brokers, config, proxy, running
+from tests.faults.link import BUTTONS, PREFIX, Tally, brokers, config, proxy, running
 from tests.support.daemon import Daemon
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
@@ -34,6 +36,9 @@ pytestmark = pytest.mark.slow
 __all__ = ["brokers", "proxy"]  # the fixtures
 PRESSES, RATE, SECONDS = 5, 20.0, 3.0
 REFUSED = "sos-1"  # the second press: alarms before and after it
+# press -> platform of an alarm behind the refused one: one reconnect pause (at most
+# RECONNECT_BASE while the connections come up) per refused publish, and some slack
+HELD = (NARROW_AFTER + LIMIT) * RECONNECT_BASE + 2.0
 
 
 def refused(_topic: str, payload: bytes) -> bool:
@@ -73,11 +78,17 @@ async def test_a_refused_alarm_is_dead_lettered_reported_and_the_alarms_behind_i
     tally = Tally.of(rec.messages)
     named = {d["refused_seq"] for d in tally.refused}
     dead = [e for e in logs if "dead-lettered" in e["msg"]]
+    latency = {
+        b: round(tally.raised[b] - at, 2)
+        for b, at in zip(BUTTONS, feed.pressed_at, strict=False)
+        if b in tally.raised
+    }
     print(
         f"{PRESSES} presses: {len(tally.alarm_seqs)} alarm messages arrived, {len(named)}"
         f" reported refused; the refused one published {proxy.refused} times,"
         f" {proxy.connections} connections; {feed.readings} readings, {tally.telemetry} arrived;"
-        f" duplicates {dict(tally.duplicates)}; dead-letter log: {[e['msg'] for e in dead]}"
+        f" duplicates {dict(tally.duplicates)}; press -> platform {latency} s;"
+        f" dead-letter log: {[e['msg'] for e in dead]}"
     )
     # every alarm message accounted for: arrived, or reported refused, never both
     assert tally.alarm_seqs.isdisjoint(named)
@@ -93,6 +104,7 @@ async def test_a_refused_alarm_is_dead_lettered_reported_and_the_alarms_behind_i
     # a bounded search: never the hot loop of a resend per connection
     assert LIMIT <= proxy.refused <= NARROW_AFTER + LIMIT
     assert proxy.connections <= proxy.refused + 1
+    assert max(latency.values()) < HELD
     # the exposition sorts the labels
     assert metric(text, "cgw_sink_dead_lettered_total", lane="alarm", sink="mqtt") == 1
     assert metric(text, "cgw_sink_dead_lettered_total", lane="event", sink="mqtt") == 0
