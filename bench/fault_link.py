@@ -38,6 +38,11 @@ from harness.measure import proc_status_mib
 FLAP_EVERY = (5.0, 30.0)  # s between resets: the matrix's F04
 DEAD = "cgw_sink_dead_lettered_total"
 RECONNECTS = 'cgw_sink_reconnects_total{sink="mqtt"}'
+# s of a black hole before the live connection is surely given up (publish_timeout 15 s, then
+# a connect attempt of connect_timeout 10 s and a pause): its 100 publishers go with it, so the
+# task count falls once; flat is judged on the samples after
+SETTLE = 30.0
+GROWTH = (2.0, 1.0, 3.0)  # what the samples after SETTLE may grow by: MiB, fds, tasks (helpers)
 
 
 def dead_letters(metrics: dict[str, float]) -> float:
@@ -149,7 +154,7 @@ def row_blackhole(args: argparse.Namespace) -> Result:
         before = sample(r)
         t_down = time.monotonic()
         r.link.blackhole(True)
-        samples: list[tuple[float, float, float]] = []
+        samples: list[tuple[float, tuple[float, float, float]]] = []  # (s into it, sample)
         try:
             end, next_press, next_sample = t_down + args.blackhole, t_down, t_down + 1.0
             while (now := time.monotonic()) < end:
@@ -157,7 +162,7 @@ def row_blackhole(args: argparse.Namespace) -> Result:
                     r.presser.press()
                     next_press += args.press_every
                 if now >= next_sample:
-                    samples.append(sample(r))
+                    samples.append((now - t_down, sample(r)))
                     next_sample += args.sample_every
                 time.sleep(min(0.2, max(0.0, min(next_press, next_sample) - time.monotonic())))
         finally:
@@ -172,17 +177,24 @@ def row_blackhole(args: argparse.Namespace) -> Result:
     t = b.t
     pending = {d for d, (m, _) in r.presser.sent.items() if t_down <= m < t_back}
     from_back = [t.raised[d] - t_back for d in pending if d in t.raised]
+    steady = [v for at, v in samples if at >= min(SETTLE, args.blackhole / 2)]
     rss, fds, tasks = (
-        [s[i] for s in samples if not math.isnan(s[i])] or [math.nan] for i in range(3)
+        [v[i] for v in steady if not math.isnan(v[i])] or [math.nan] for i in range(3)
     )
-    flat = bool(samples) and max(fds) <= min(fds) and max(tasks) - min(tasks) <= 3
+    flat = bool(steady) and all(
+        max(col) - col[0] <= limit for col, limit in zip((rss, fds, tasks), GROWTH, strict=True)
+    )
+    hung = [v for at, v in samples if at < min(SETTLE, args.blackhole / 2)]
     notes = [
         f"  devices {args.devices} x every {args.interval:g} s; a press every "
         f"{args.press_every:g} s: {during} during the black hole; sampled every "
         f"{args.sample_every:g} s ({len(samples)} samples)",
-        f"  during: RSS {min(rss):.1f}-{max(rss):.1f} MiB, descriptors {min(fds):.0f}-"
-        f"{max(fds):.0f}, tasks {min(tasks):.0f}-{max(tasks):.0f}; flat: {yes(flat)}; before: "
-        f"RSS {before[0]:.1f} MiB, {before[1]:.0f} fds, {before[2]:.0f} tasks; after: "
+        f"  after the first {min(SETTLE, args.blackhole / 2):g} s ({len(steady)} samples): RSS "
+        f"{min(rss):.1f}-{max(rss):.1f} MiB, descriptors {min(fds):.0f}-{max(fds):.0f}, tasks "
+        f"{min(tasks):.0f}-{max(tasks):.0f}; flat (growth within {GROWTH[0]:g} MiB, "
+        f"{GROWTH[1]:g} fd, {GROWTH[2]:g} tasks of the first): {yes(flat)}",
+        f"  while the live connection hung: tasks {[round(v[2]) for v in hung]}; before: RSS "
+        f"{before[0]:.1f} MiB, {before[1]:.0f} fds, {before[2]:.0f} tasks; after: "
         f"{after[0]:.1f} MiB, {after[1]:.0f} fds, {after[2]:.0f} tasks",
         f"  backlog drained {drain_s:.1f} s after the link returned; dead-lettered "
         f"{n(b.dead)} (must be 0); connections through the proxy {r.link.proxy.connections}",

@@ -1,6 +1,6 @@
 """The long versions of the fault suite, and one table of what each fault cost.
 
-    .venv/bin/python bench/faults.py                            # every row, defaults: ~11 min
+    .venv/bin/python bench/faults.py                            # every row, defaults: ~16 min
     .venv/bin/python bench/faults.py --faults sigkill --kills 1000 --backlog 20000
     .venv/bin/python bench/faults.py --faults outage --outage 3600
     .venv/bin/python bench/faults.py --faults flap,blackhole --flap 3600 --blackhole 3600
