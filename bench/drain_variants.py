@@ -40,7 +40,8 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.core.contract import render
-from gateway.sinks.mqtt import FETCH, AckTracker, MqttSink
+from gateway.sinks.mqtt import FETCH, MqttSink
+from gateway.sinks.window import AckTracker
 from gateway.store.outbox import Row
 
 HERE = Path(__file__).resolve()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fault_proxy import Link
 from fault_rig import Gateway, Platform, Presser, Slave, StoreFile, Tally, gateway_doc, read_store
 from harness.measure import pct
 from harness.procs import Broker, workdir
@@ -108,6 +109,7 @@ class Rig:
     gw: Gateway
     devices: list[str]
     failed: dict[str, int] = field(default_factory=dict)  # failed polls before ``finish``
+    link: Link | None = None  # the fault proxy the gateway reaches the broker through
 
     def started(self) -> float:
         """Start the gateway and wait until its button and upstream sessions are up."""
@@ -178,10 +180,12 @@ def rig(
     mqtt: dict[str, Any] | None = None,
     lying: dict[str, set[str]] | None = None,
     lies: dict[str, Any] | None = None,
+    link: bool = False,
 ) -> Iterator[Rig]:
     """Every peer of a row, started; all stopped by PID afterwards, the gateway first.
 
-    ``keep``: a folder where the gateway's log is copied at the end (``--logs``).
+    ``keep``: a folder where the gateway's log is copied at the end (``--logs``). ``link``:
+    the gateway reaches the upstream broker through the fault proxy (``Rig.link``).
     """
     with workdir(f"cgw-faults-{name}-") as tmp, contextlib.ExitStack() as stack:
         brokers = []
@@ -200,7 +204,9 @@ def rig(
         )
         presser = stack.enter_context(Presser(local.port))
         store = (store_dir or tmp) / "buffer.db"
-        gw = Gateway(tmp, gateway_doc(store, up.port, local.port, slave.port, devices, mqtt))
+        proxy = stack.enter_context(Link(up.port)) if link else None
+        upstream = proxy.port if proxy is not None else up.port
+        gw = Gateway(tmp, gateway_doc(store, upstream, local.port, slave.port, devices, mqtt))
 
         def stop_gateway() -> None:
             if gw.daemon is not None:
@@ -209,7 +215,7 @@ def rig(
         stack.callback(lambda: gw.keep_log(Path(keep) if keep else None, name))
         stack.callback(stop_gateway)
         try:
-            yield Rig(tmp, up, local, slave, platform, presser, gw, names)
+            yield Rig(tmp, up, local, slave, platform, presser, gw, names, link=proxy)
         except BaseException:
             lines = gw.log.read_text().splitlines()[-15:] if gw.log.exists() else []
             print("  gateway.log (last lines):\n" + "\n".join("    " + ln for ln in lines))

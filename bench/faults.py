@@ -1,8 +1,9 @@
 """The long versions of the fault suite, and one table of what each fault cost.
 
-    .venv/bin/python bench/faults.py                            # every row, defaults: ~11 min
+    .venv/bin/python bench/faults.py                            # every row, defaults: ~16 min
     .venv/bin/python bench/faults.py --faults sigkill --kills 1000 --backlog 20000
     .venv/bin/python bench/faults.py --faults outage --outage 3600
+    .venv/bin/python bench/faults.py --faults flap,blackhole --flap 3600 --blackhole 3600
 
 ``tests/faults/`` and ``tests/e2e/test_daemon.py`` run short versions of these faults in CI;
 this script runs them long, against the same real peers (mosquitto, a Modbus TCP slave, the
@@ -38,6 +39,14 @@ Rows (``--faults a,b``; sizes below the issue's are the defaults, see docs/relia
                  ``--disk-outage`` s: the quota fills, the oldest telemetry is evicted into gap
                  reports, then a ballast file takes the rest of the disk; alarms are kept.
                  Needs root to mount the tmpfs; otherwise the row says it was skipped.
+``flap``         the link between the gateway and the broker reset (TCP RST, the suite's fault
+                 proxy) after pauses of U(5, 30) s, seeded (``--seed``), for ``--flap`` s
+                 (matrix F04: 1 hour): every reading and press must arrive, reconnects one
+                 per reset, nothing dead-lettered; alarm latency press -> platform.
+``blackhole``    the link black-holed for ``--blackhole`` s (matrix F03: 1 hour): nothing
+                 forwarded on the live connection, new connections accepted and never
+                 answered; the gateway's RSS, descriptors and asyncio tasks sampled every
+                 ``--sample-every`` s must stay flat; afterwards everything drains.
 ``flood``        ``bench/flood.py --json FILE`` if that script exists (its figures go into the
                  table), otherwise the row says "see bench/flood.py".
 
@@ -60,6 +69,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fault_link import row_blackhole, row_flap
 from fault_rows import row_lies, row_sigkill
 from fault_table import Result, table, yes
 from fault_uplink import row_disk, row_outage, row_pause
@@ -114,6 +124,8 @@ ROWS: dict[str, Callable[[argparse.Namespace], Result]] = {
     "broker-pause": row_pause,
     "modbus-lies": row_lies,
     "disk-full": row_disk,
+    "flap": row_flap,
+    "blackhole": row_blackhole,
     "flood": row_flood,
 }
 
@@ -186,6 +198,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--disk-outage", type=float, default=90.0, help="disk-full: s uplink down")
     ap.add_argument("--disk-devices", type=int, default=30, help="disk-full: polled devices")
     ap.add_argument("--disk-interval", type=float, default=0.1, help="disk-full: poll interval")
+    ap.add_argument(
+        "--flap", type=float, default=120.0, help="flap: s of resets every 5-30 s (matrix: 1 h)"
+    )
+    ap.add_argument(
+        "--blackhole", type=float, default=120.0, help="blackhole: s black-holed (matrix: 1 h)"
+    )
+    ap.add_argument("--sample-every", type=float, default=10.0, help="blackhole: s per sample")
     ap.add_argument("--flood-args", default="", help="flood: more arguments for bench/flood.py")
     ap.add_argument("--json", metavar="FILE", help="also write every row's figures as JSON")
     ap.add_argument("--logs", metavar="DIR", help="keep each row's gateway log in DIR")

@@ -126,6 +126,12 @@ def summary(doc: dict[str, Any]) -> str:
     backlog = doc.get("backlog", {})
     if backlog:
         lines.append("backlog: " + ", ".join(f"{s} {n} rows" for s, n in backlog.items()))
+    dead = doc.get("dead_lettered", {})
+    if dead:
+        lines.append(
+            "dead-lettered (refused upstream): "
+            + ", ".join(f"{s} {lane} {n}" for s, lanes in dead.items() for lane, n in lanes.items())
+        )
     alarms = doc.get("alarms", {})
     text = f"alarms: {alarms.get('open', 0)} open, {alarms.get('unacknowledged', 0)} unacknowledged"
     if alarms.get("worst"):

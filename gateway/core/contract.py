@@ -22,9 +22,11 @@ if TYPE_CHECKING:
     from gateway.core.access import AccessEvent
 
 SCHEMA_VERSION = 1
-CONTRACT = "1.4"  # major.minor: 1.1 the store epoch, 1.2 the daily reports, 1.3 records,
-# 1.4 provisional alarm transitions (``render_provisional``)
+# major.minor: 1.1 the store epoch, 1.2 the daily reports, 1.3 records, 1.4 provisional alarm
+# transitions (``render_provisional``) and refused publishes
+CONTRACT = "1.4"
 PROVISIONAL = "alarm-provisional/"  # the topic of an alarm transition the store could not take
+REFUSED_TOPIC = "publish-refused"
 
 
 def iso(ts: float) -> str:
@@ -273,3 +275,19 @@ def access_record(ev: "AccessEvent", synced: bool) -> Record:
         expires=expires,
         fields=fields,
     )
+
+
+def refused_record(
+    msg: StoredMessage, topic: str, size: int, attempts: int, ts: float, synced: bool
+) -> Record:
+    """The event that the broker refused ``msg`` (published on ``topic``, ``size`` bytes): it
+    closed the connection on each of ``attempts`` publishes, so the gateway dead-lettered it."""
+    fields: dict[str, Json] = {
+        "refused_lane": msg.lane.label,
+        "refused_seq": msg.seq,
+        "refused_topic": topic,
+        "refused_ts": iso(msg.ts),
+        "bytes": size,
+        "attempts": attempts,
+    }
+    return Record(Lane.EVENT, REFUSED_TOPIC, ts, synced, fields=fields)

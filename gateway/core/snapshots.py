@@ -56,6 +56,7 @@ class SinkSnapshot:
     dead_lettered: int = 0  # rows the server refused for good
     retries: int = 0  # failed writes retried
     provisional: int = 0  # MQTT: alarm transitions published before the store took them
+    dead_by_lane: Mapping[str, int] = field(default_factory=dict)  # lane label -> dead-lettered
 
 
 @dataclass(frozen=True, slots=True)

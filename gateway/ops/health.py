@@ -93,11 +93,17 @@ def components(snap: GatewaySnapshot) -> dict[str, dict[str, Any]]:
         }
     mqtt = snap.mqtt
     if mqtt is not None:
+        refused = "".join(
+            f"; {n} {lane} message(s) refused by the broker, dead-lettered"
+            for lane, n in mqtt.dead_by_lane.items()
+            if n
+        )
         out["sink:mqtt"] = {
             "ok": mqtt.connected,
-            "detail": "connected"
-            if mqtt.connected
-            else f"unreachable: {mqtt.last_error or 'connecting'}",
+            "detail": (
+                "connected" if mqtt.connected else f"unreachable: {mqtt.last_error or 'connecting'}"
+            )
+            + refused,
         }
     else:
         out["sink:mqtt"] = {"ok": False, "detail": "starting"}
@@ -158,6 +164,17 @@ def _input_state(i: InputState) -> str:
     return "running" if i.running else f"not running: {i.reason or 'stopped'}"
 
 
+def dead_lettered(snap: GatewaySnapshot) -> dict[str, dict[str, int]]:
+    """Rows each sink's server refused for good, by lane: only sinks and lanes with some."""
+    sinks = {"mqtt": snap.mqtt, "influx": snap.influx}
+    out = {
+        name: {lane: n for lane, n in part.dead_by_lane.items() if n}
+        for name, part in sinks.items()
+        if part is not None
+    }
+    return {name: lanes for name, lanes in out.items() if lanes}
+
+
 def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
     """The HTTP status (200 or 503) and the health document."""
     comps = components(snap)
@@ -193,6 +210,7 @@ def health(snap: GatewaySnapshot) -> tuple[int, dict[str, Any]]:
             if any(counts.values())
         },
         "backlog": dict(snap.store.backlog),
+        "dead_lettered": dead_lettered(snap),
         "alarms": {
             "open": len(open_alarms),
             "unacknowledged": sum(1 for a in open_alarms if a.unacknowledged),

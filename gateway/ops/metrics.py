@@ -223,7 +223,7 @@ def _sinks(snap: GatewaySnapshot) -> Iterator[Metric]:
         "cgw_sink_reconnects", "Connections lost or refused", labels=["sink"]
     )
     dead = CounterMetricFamily(
-        "cgw_sink_dead_lettered", "Rows the server refused for good", labels=["sink"]
+        "cgw_sink_dead_lettered", "Rows the server refused for good", labels=["sink", "lane"]
     )
     retries = CounterMetricFamily("cgw_sink_retries", "Failed writes retried", labels=["sink"])
     provisional = CounterMetricFamily(
@@ -236,10 +236,13 @@ def _sinks(snap: GatewaySnapshot) -> Iterator[Metric]:
         delivered.add_metric(["mqtt"], snap.mqtt.delivered)
         reconnects.add_metric(["mqtt"], snap.mqtt.reconnects)
         provisional.add_metric(["mqtt"], snap.mqtt.provisional)
+        for lane, n in snap.mqtt.dead_by_lane.items():
+            dead.add_metric(["mqtt", lane], n)
     if snap.influx is not None:
         connected.add_metric(["influx"], int(snap.influx.connected))
         delivered.add_metric(["influx"], snap.influx.delivered)
-        dead.add_metric(["influx"], snap.influx.dead_lettered)
+        for lane, n in snap.influx.dead_by_lane.items():
+            dead.add_metric(["influx", lane], n)
         retries.add_metric(["influx"], snap.influx.retries)
     yield from (backlog, connected, delivered, reconnects, dead, retries, provisional)
 

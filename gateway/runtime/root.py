@@ -193,7 +193,9 @@ class Runtime:
 
     async def _run_mqtt(self, cfg: Config) -> None:
         on_command = self._on_command if cfg.commands is not None else None
-        self.sink = MqttSink(cfg.upstream.mqtt, self.ident, self.store, self.clock, on_command)
+        self.sink = MqttSink(
+            cfg.upstream.mqtt, self.ident, self.store, self.clock, on_command, self._synced
+        )
         await self.sink.run()
 
     def _on_command(self, name: str, payload: bytes) -> None:

@@ -198,6 +198,7 @@ class InfluxSink:
             delivered=self.rows_written,
             dead_lettered=self.dead_lettered,
             retries=self.retries,
+            dead_by_lane={Lane.TELEMETRY.label: self.dead_lettered},
         )
 
     async def run(self) -> None:

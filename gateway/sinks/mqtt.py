@@ -4,7 +4,8 @@ Contract:
 - The connection is a ``gateway.transport.mqtt.Session``: one at a time, re-made with capped,
   jittered backoff; persistent (fixed client id), a retained birth "online" and a retained last
   will "offline" on ``status``; ``cmd/+`` subscribed on every connect when commands are taken.
-  This module keeps what is the sink's own: the priority window and the PUBACK tracker.
+  This module keeps what is the sink's own: the priority window and the PUBACK tracker
+  (``gateway.sinks.window``).
 - Rows go out as QoS 1 with at most ``max_inflight`` awaiting their PUBACK. A row counts as
   delivered only after its PUBACK; the sink's cursor advances over the contiguous acknowledged
   prefix of each lane, so a crash or a cut link re-sends, never skips. Duplicates are possible
@@ -16,6 +17,16 @@ Contract:
   memory) is published at once without a seq on ``alarm-provisional/<alarm_id>``
   (``render_provisional``, contract 1.4), once per transition that the broker acknowledged;
   it goes out again with its seq once the store has room.
+- A broker that refuses a row by closing the connection on its publish (MQTT 3.1.1 §3.3.5)
+  would have it sent on every connection and every row behind it wait. The sink weighs how
+  each connection ended (``gateway.sinks.refusals``): the same lane head in flight at repeated
+  closes makes it send one row at a time; a row alone in flight at ``LIMIT`` closes in a row
+  is dead-lettered: counted per lane, logged once (CRITICAL for an alarm, ERROR otherwise),
+  reported upstream by a ``publish-refused`` event (none for a refused ``publish-refused``:
+  no loop), and confirmed, so the rows behind it go out. Closes the sink made itself (its
+  PUBACK watchdog, a stop) and keepalive expiry are no evidence: an outage never dead-letters.
+  The event is committed before the cursor moves; a crash between the two reports the row
+  again after the restart, never not at all.
 - On stop: acknowledged rows are committed, then the session publishes a retained "offline"
   and closes the connection with DISCONNECT.
 """
@@ -23,7 +34,7 @@ Contract:
 import asyncio
 import logging
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -32,49 +43,26 @@ import aiomqtt
 from gateway.config.base import read_secret
 from gateway.config.models import MqttConfig
 from gateway.core.clock import Clock
-from gateway.core.contract import Identity, render, render_provisional
+from gateway.core.contract import (
+    REFUSED_TOPIC,
+    Identity,
+    refused_record,
+    render,
+    render_provisional,
+)
 from gateway.core.messages import Lane
 from gateway.core.snapshots import SinkSnapshot
+from gateway.sinks.refusals import Loss, Refusals
+from gateway.sinks.window import AckTracker, Window
 from gateway.store.outbox import Row, Store
 from gateway.transport.mqtt import Endpoint, Retry, Session, Status
+from gateway.transport.reach import closed_by_peer
 
 log = logging.getLogger(__name__)
+dead_log = logging.getLogger("gateway.mqtt_dead_letter")
 FETCH = 256  # rows read from the store at a time
 ACK_EVERY = 0.2  # seconds between cursor commits while draining
 RECONNECT_BASE = 1.0  # first reconnect pause (s); doubles up to ``reconnect_max``
-
-
-class AckTracker:
-    """Rows in flight per lane; yields how far each lane is acknowledged without holes."""
-
-    def __init__(self) -> None:
-        # per lane, in send order: row id -> monotonic send time, or None once acknowledged
-        self._flight: dict[Lane, OrderedDict[int, float | None]] = {
-            ln: OrderedDict() for ln in Lane
-        }
-        self.upto: dict[Lane, int] = {}
-        self.unsaved = 0
-
-    def sent(self, row: Row, now: float) -> None:
-        """``row`` was handed to the client at monotonic time ``now``."""
-        self._flight[row.lane][row.id] = now
-
-    def acked(self, row: Row) -> None:
-        """``row`` got its PUBACK."""
-        flight = self._flight[row.lane]
-        flight[row.id] = None
-        while flight:
-            first = next(iter(flight))
-            if flight[first] is not None:
-                break
-            flight.popitem(last=False)
-            self.upto[row.lane] = first
-        self.unsaved += 1
-
-    def oldest(self) -> float | None:
-        """Send time of the longest-waiting unacknowledged row (the head of some lane)."""
-        heads = [next(iter(f.values())) for f in self._flight.values() if f]
-        return min((t for t in heads if t is not None), default=None)
 
 
 class MqttSink:
@@ -89,6 +77,7 @@ class MqttSink:
         store: Store,
         clock: Clock,
         on_command: Callable[[str, bytes], None] | None = None,
+        synced: Callable[[], bool] = lambda: False,
     ) -> None:
         self.cfg = cfg
         self.ident = ident
@@ -96,9 +85,12 @@ class MqttSink:
         self.commands_received = 0
         self.store = store
         self.clock = clock
+        self.synced = synced  # the clock_synced flag of the events the sink writes
         self.published = 0
         self.provisional = 0  # alarm transitions published without a seq (a full disk)
         self._provisional_sent: set[bytes] = set()  # of those waiting now, the acknowledged
+        self.refusals = Refusals()
+        self.dead_lettered: dict[Lane, int] = dict.fromkeys(Lane, 0)  # rows the broker refused
         password = read_secret(cfg.password_file) if cfg.password_file else None
         status = Status(
             ident.topic("status"), lambda state: ident.status_payload(state, clock.wall())
@@ -153,6 +145,8 @@ class MqttSink:
             delivered=self.published,
             reconnects=self.reconnects,
             provisional=self.provisional,
+            dead_lettered=sum(self.dead_lettered.values()),
+            dead_by_lane={ln.label: n for ln, n in self.dead_lettered.items()},
         )
 
     async def run(self) -> None:
@@ -168,9 +162,13 @@ class MqttSink:
                 tg.create_task(self._provisional(client), name="sink:mqtt:provisional")
                 await self._drain(client, tracker, tg)
         finally:
-            # before the session's "offline" on a stop; the rest is sent again next time
-            await asyncio.shield(self._save(tracker))
-            self.store.rewind(self.name)
+            try:
+                if self._judge(tracker, closed_by_peer(client)):
+                    await asyncio.shield(self.store.settled())  # its event before its cursor
+                # before the session's "offline" on a stop; the rest is sent again next time
+                await asyncio.shield(self._save(tracker))
+            finally:
+                self.store.rewind(self.name)
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         """Hand on commands; raise ``MqttError`` as soon as the connection drops."""
@@ -217,7 +215,7 @@ class MqttSink:
         caught by ``_watchdog``.
         """
         loop = asyncio.get_running_loop()
-        window = _Window(self.cfg.max_inflight, self.cfg.telemetry_inflight)
+        window = Window(self.cfg.max_inflight, self.cfg.telemetry_inflight)
         queue: deque[Row] = deque()
         ready = asyncio.Event()
         for n in range(self.cfg.max_inflight):
@@ -231,6 +229,8 @@ class MqttSink:
                 await self.store.wait_for_rows(self.name)
                 continue
             for i, row in enumerate(rows):
+                if self.refusals.narrow:
+                    await window.idle()  # one row at a time: which one does the broker refuse?
                 if row.lane is not Lane.ALARM and self.store.has_more_urgent(self.name, row.lane):
                     self.store.give_back(self.name, rows[i:])
                     break
@@ -250,7 +250,7 @@ class MqttSink:
         client: aiomqtt.Client,
         queue: deque[Row],
         ready: asyncio.Event,
-        window: "_Window",
+        window: Window,
         tracker: AckTracker,
     ) -> None:
         while True:
@@ -259,12 +259,53 @@ class MqttSink:
                 await ready.wait()
             row = queue.popleft()
             topic, payload = render(self.ident, row)
+            tracker.published = row
             try:
                 await client.publish(topic, payload, qos=1, retain=row.retain, timeout=math.inf)
             finally:
                 window.release(row.lane)
             tracker.acked(row)
             self.published += 1
+            if self.refusals.narrow and self.refusals.acked((row.lane, row.id)):
+                log.info("upstream: every suspect row went through; sending in full again")
+
+    def _judge(self, tracker: AckTracker, by_peer: bool) -> bool:
+        """Weigh how the connection ended (``gateway.sinks.refusals``); dead-letter the row the
+        broker refuses, once convicted, and confirm it so the rows behind it go out. True when
+        a row was dead-lettered."""
+        last = tracker.published
+        was_narrow = self.refusals.narrow
+        loss = Loss(by_peer, tracker.pending(), None if last is None else (last.lane, last.id))
+        if self.refusals.ended(loss) is not None and last is not None:
+            self._dead(last)
+            tracker.acked(last)
+            return True
+        if self.refusals.narrow and not was_narrow:
+            log.warning(
+                "upstream broker closed the connection again with the same row in flight:"
+                " sending one row at a time to find out whether it refuses one"
+            )
+        return False
+
+    def _dead(self, row: Row) -> None:
+        self.dead_lettered[row.lane] += 1
+        topic, payload = render(self.ident, row)
+        level = logging.CRITICAL if row.lane is Lane.ALARM else logging.ERROR
+        attempts = self.refusals.limit
+        dead_log.log(
+            level,
+            "mqtt: dead-lettered %s message seq %d on %s: the broker closed the connection on"
+            " each of its last %d publishes (it refuses it); the messages behind it go on",
+            row.lane.label,
+            row.seq,
+            topic,
+            attempts,
+            extra={"lane": row.lane.label, "seq": row.seq, "topic": topic},
+        )
+        if row.topic != REFUSED_TOPIC:  # a refused report is not reported again: no loop
+            wall = self.clock.wall()
+            rec = refused_record(row, topic, len(payload), attempts, wall, self.synced())
+            self.store.add(rec)
 
     async def _watchdog(self, tracker: AckTracker) -> None:
         """End the connection when a PUBACK is ``publish_timeout`` late (F02, F07)."""
@@ -285,63 +326,6 @@ class MqttSink:
         if tracker.unsaved:
             tracker.unsaved = 0
             await self.store.ack(self.name, dict(tracker.upto))
-
-
-class _Window:
-    """At most ``size`` rows awaiting PUBACK, of which at most ``telemetry`` telemetry rows.
-
-    Telemetry never takes the last slots, so an alarm finds a free one at once instead of
-    queuing behind a full window of backlog in the client, the socket and the broker. A
-    telemetry row waiting for its share gives its turn back as soon as a more urgent row is
-    committed (``changed()`` gives a future that completes at the next commit), not only when
-    a telemetry PUBACK frees a slot: PUBACKs that stall (a lossy link, F07) would otherwise
-    hold the alarm back, the drain loop parked behind the full telemetry share.
-    """
-
-    def __init__(self, size: int, telemetry: int) -> None:
-        self._all = asyncio.Semaphore(size)
-        self._telemetry_max = max(1, min(telemetry, size))
-        self._telemetry = 0
-        self._freed: asyncio.Future[None] | None = None
-
-    async def acquire(
-        self,
-        lane: Lane,
-        preempted: Callable[[Lane], bool],
-        changed: "Callable[[], asyncio.Future[None]] | None" = None,
-    ) -> bool:
-        """Take a slot for a row of ``lane``; False if a more urgent row arrived meanwhile."""
-        if lane is Lane.TELEMETRY:
-            while self._telemetry >= self._telemetry_max:
-                if preempted(lane):
-                    return False
-                await self._next_change(changed)
-            if preempted(lane):
-                return False
-            self._telemetry += 1
-        await self._all.acquire()
-        return True
-
-    async def _next_change(self, changed: "Callable[[], asyncio.Future[None]] | None") -> None:
-        """Until a telemetry slot is freed or (with ``changed``) the store commits. Both are
-        plain futures made before this yields: no task, and no wake-up falls between the
-        caller's check and the wait."""
-        self._freed = asyncio.get_running_loop().create_future()
-        waits = [self._freed] if changed is None else [self._freed, changed()]
-        try:
-            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for fut in waits:
-                fut.cancel()
-            self._freed = None
-
-    def release(self, lane: Lane) -> None:
-        """A row of ``lane`` got its PUBACK (or failed)."""
-        self._all.release()
-        if lane is Lane.TELEMETRY:
-            self._telemetry -= 1
-            if self._freed is not None and not self._freed.done():
-                self._freed.set_result(None)
 
 
 def describe(cfg: MqttConfig) -> dict[str, Any]:

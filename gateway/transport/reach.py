@@ -7,6 +7,7 @@ the gateway touches either (``gateway.transport.acks`` reaches paho for manual P
 - ``release``: a connection that is over can leave paho's socket open (F03).
 - ``connect_timeout``: the TCP connect and TLS handshake run with paho's fixed 5 s (F03).
 - ``unless_lost``: a call pending when the link drops waits for its whole timeout (F07).
+- ``closed_by_peer``: aiomqtt says a connection ended, not who ended it (a refused publish).
 """
 
 import asyncio
@@ -17,6 +18,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import aiomqtt
+import paho.mqtt.client as paho_client
 
 T = TypeVar("T")
 
@@ -78,3 +80,27 @@ async def unless_lost(client: aiomqtt.Client, call: Awaitable[T]) -> T:
         return task.result()  # the answer came, or the call failed on its own
     cause = lost.exception()  # retrieved here, or asyncio reports it as never retrieved
     raise aiomqtt.MqttError("connection lost before the broker answered") from cause
+
+
+def closed_by_peer(client: aiomqtt.Client) -> bool:
+    """Whether ``client``'s connection ended because its socket did: the broker's side closed
+    or reset it.
+
+    paho 2.2 reports a read of no bytes, or a read or write that failed, as
+    ``MQTT_ERR_CONN_LOST``, and its own keepalive running out as ``MQTT_ERR_KEEPALIVE``; to
+    aiomqtt 2.5.1's (version 2) callback it hands them as the reason codes "Unspecified error"
+    and "Keep alive timeout" (``convert_disconnect_error_code_to_reason_code``), and aiomqtt
+    sets its disconnect future to an ``MqttCodeError`` carrying that code. A connection the
+    caller is still ending itself (a watchdog, a stop) has no result there yet.
+    """
+    lost: asyncio.Future[None] = client._disconnected
+    if not lost.done() or lost.cancelled():
+        return False
+    exc = lost.exception()
+    return isinstance(exc, aiomqtt.MqttCodeError) and exc.rc in _CONN_LOST
+
+
+_CONN_LOST = (
+    paho_client.MQTT_ERR_CONN_LOST,
+    paho_client.convert_disconnect_error_code_to_reason_code(paho_client.MQTT_ERR_CONN_LOST),
+)

@@ -6,7 +6,8 @@ mosquitto (the platform's). ``Feed`` publishes readings at a fixed rate, each ca
 number (per station, from 0) in ``pm25`` and ``pm10``, and now and then presses a button it
 has not pressed yet (one raised alarm each). ``Tally`` counts what reached the platform by the
 dedup key ``(epoch, lane, seq)``: first copies, duplicates, the reading numbers per device, the gap
-reports, the raised alarms with the arrival of their first copy, and every availability
+reports, the raised alarms with the arrival of their first copy, the seqs of the alarm lane,
+the reports of messages the broker refused (``publish-refused``), and every availability
 message (a device's ``device/<id>/status``, the gateway's ``status``).
 """
 
@@ -91,6 +92,11 @@ async def running(
         yield rec, feed
 
 
+def dead_letters(daemon: Daemon) -> list[str]:
+    """What the gateway logged as dead-lettered: rows a server refused for good."""
+    return [e["msg"] for e in daemon.logs() if e["logger"].endswith("_dead_letter")]
+
+
 async def everything(rec: Recorder, feed: Feed, timeout: float = 15.0) -> Tally:  # noqa: ASYNC109
     """Wait until every reading and every press's alarm reached the platform; the tally."""
 
@@ -164,6 +170,8 @@ class Tally:
     raised: dict[str, float] = field(default_factory=dict)  # button -> first raised alarm
     offline: list[str] = field(default_factory=list)  # devices reported offline
     gateway_offline: int = 0  # the gateway's "offline" (its will) while running
+    alarm_seqs: set[int] = field(default_factory=set)  # every alarm-lane message, by seq
+    refused: list[dict[str, Any]] = field(default_factory=list)  # publish-refused events
 
     @classmethod
     def of(cls, messages: Sequence[Received]) -> Tally:
@@ -186,6 +194,8 @@ class Tally:
     def add(self, m: Received, doc: dict[str, Any]) -> None:
         """Count the first copy of one message."""
         suffix = m.topic.removeprefix(f"{PREFIX}/")
+        if doc["lane"] == "alarm":
+            self.alarm_seqs.add(doc["seq"])
         if suffix.startswith("telemetry/"):
             self.telemetry += 1
             value = {p["name"]: p["value"] for p in doc["points"]}
@@ -196,6 +206,8 @@ class Tally:
             self.raised[doc["device"]] = m.at
         elif suffix == "gap":
             self.gaps += int(doc["count"])
+        elif suffix == "publish-refused":
+            self.refused.append(doc)
         elif suffix.startswith("device/") and doc.get("state") == "offline":
             self.offline.append(doc["device"])
 

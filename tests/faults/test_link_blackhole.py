@@ -34,7 +34,7 @@ import aiohttp
 import pytest
 
 from tests.e2e.test_operate import metric
-from tests.faults.link import BUTTONS, PREFIX, Tally, brokers, config, proxy, running
+from tests.faults.link import BUTTONS, PREFIX, Tally, brokers, config, dead_letters, proxy, running
 from tests.support.daemon import Daemon
 from tests.support.mosquitto import Mosquitto, TlsFiles, client_tls
 from tests.support.ports import free_port
@@ -156,6 +156,7 @@ async def test_a_black_holed_uplink_holds_one_socket_and_loses_nothing(
     assert tally.missing(feed.sent) == 0
     assert tally.telemetry == feed.readings
     assert tally.gaps == 0
+    assert (tally.refused, dead_letters(daemon)) == ([], [])  # an outage is no refusal
     assert len(tally.raised) == 2
     first = next(m for m in rec.messages if m.at > back and m.topic != f"{PREFIX}/status")
     assert first.topic.startswith(f"{PREFIX}/alarm/"), first.topic

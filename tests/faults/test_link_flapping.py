@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.link import brokers, config, everything, proxy, running
+from tests.faults.link import brokers, config, dead_letters, everything, proxy, running
 from tests.support.daemon import Daemon
 from tests.support.mosquitto import Mosquitto
 from tests.support.proxy import MqttProxy
@@ -49,6 +49,7 @@ async def test_a_flapping_link_loses_nothing_and_never_storms(
     assert tally.missing(feed.sent) == 0
     assert tally.telemetry == feed.readings  # no reading twice under two keys, none invented
     assert tally.gaps == 0
+    assert (tally.refused, dead_letters(daemon)) == ([], [])  # an outage is no refusal
     assert len(tally.raised) == PRESSES
     assert tally.dups <= proxy.resent_count
     assert proxy.dup_publish_count == 0  # a fresh client per connection: resends are new packets

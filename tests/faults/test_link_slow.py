@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.link import Tally, brokers, config, proxy, running
+from tests.faults.link import Tally, brokers, config, dead_letters, proxy, running
 from tests.support.daemon import Daemon
 from tests.support.mosquitto import Mosquitto
 from tests.support.proxy import MqttProxy, Shape
@@ -60,6 +60,7 @@ async def test_a_slow_link_keeps_alarms_on_time_and_drains_the_backlog_after(
     assert tally.missing(feed.sent) == 0
     assert tally.telemetry == feed.readings
     assert tally.gaps == 0
+    assert (tally.refused, dead_letters(daemon)) == ([], [])  # an outage is no refusal
     assert tally.dups == 0
     assert len(latency) == PRESSES
     assert latency[-1] <= ALARM_P99

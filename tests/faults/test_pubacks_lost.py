@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.link import Tally, brokers, config, everything, proxy, running
+from tests.faults.link import Tally, brokers, config, dead_letters, everything, proxy, running
 from tests.support.daemon import Daemon
 from tests.support.mosquitto import Mosquitto
 from tests.support.proxy import MqttProxy
@@ -77,6 +77,7 @@ async def test_lost_pubacks_lose_nothing_and_duplicate_at_most_the_window(
     assert tally.missing(feed.sent) == 0
     assert tally.telemetry == feed.readings
     assert tally.gaps == 0
+    assert (tally.refused, dead_letters(daemon)) == ([], [])  # an outage is no refusal
     assert len(tally.raised) == PRESSES
     assert tally.dups <= proxy.resent_count
     assert tally.dups <= WINDOW * lost

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_operate import metric, wait_metrics
-from tests.faults.link import PREFIX, Tally, config, running
+from tests.faults.link import PREFIX, Tally, config, dead_letters, running
 from tests.support.daemon import Daemon
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
@@ -93,4 +93,5 @@ async def test_a_denied_alarm_is_published_once_and_the_rest_flows(
     assert tally.missing(feed.sent) == 0
     assert tally.telemetry == feed.readings
     assert proxy.connections == 1
+    assert dead_letters(daemon) == []  # acknowledged, so never taken for a refusal
     assert not [e for e in daemon.logs() if "unreachable" in e["msg"]]

@@ -4,7 +4,8 @@ Listens on 127.0.0.1:<random>, opens one upstream connection per client connecti
 both directions into MQTT packets, so a test can count the client's PUBLISH packets (with the
 DUP flag, and copies of a message already forwarded), drop the broker's PUBACKs or CONNACKs,
 abort or reset every connection without a DISCONNECT (the broker fires the will), black-hole
-new connections or every byte of the existing ones, and shape the link (a rate in bytes a
+new connections or every byte of the existing ones, close a connection on the PUBLISH of a
+message it refuses (as a broker may under MQTT 3.1.1 §3.3.5), and shape the link (a rate in bytes a
 second and a one-way delay with jitter, both directions).
 
 Link model of ``shape``: each direction is a FIFO with a bounded queue (``QUEUE`` bytes beyond
@@ -24,6 +25,7 @@ import socket
 import struct
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Self
@@ -92,6 +94,8 @@ class MqttProxy:
         self.closed_at: dict[int, float] = {}  # ... and of its end, by its index in accepted_at
         self.connects = 0  # CONNECT packets forwarded to the broker
         self.resets = 0  # connections reset by reset_all()
+        self.refused = 0  # connections closed on a PUBLISH refuse_publish() refuses
+        self._refuse: Callable[[str, bytes], bool] | None = None
         self._seen: set[bytes] = set()  # digests of the PUBLISH bodies forwarded so far
         self._drop_pubacks = False
         self._drop_connacks = False
@@ -107,6 +111,12 @@ class MqttProxy:
     def drop_pubacks(self, on: bool) -> None:
         """Swallow (True) or forward (False) the broker's PUBACKs from now on."""
         self._drop_pubacks = on
+
+    def refuse_publish(self, match: Callable[[str, bytes], bool] | None) -> None:
+        """Refuse every PUBLISH whose ``match(topic, payload)`` is true from now on, the way
+        MQTT 3.1.1 §3.3.5 lets a broker refuse one: close the network connection (both sides,
+        without a word) instead of forwarding it, so no PUBACK ever comes; None forwards all."""
+        self._refuse = match
 
     def drop_connacks(self, on: bool) -> None:
         """Swallow (True) or forward (False) the broker's CONNACKs: the CONNECT reaches the
@@ -259,7 +269,10 @@ class MqttProxy:
                     while (n := packet_length(buf)) is not None:
                         packet = bytes(buf[:n])
                         del buf[:n]
-                        if self._forward(packet, to_broker=to_broker):
+                        verdict = self._forward(packet, to_broker=to_broker)
+                        if verdict is None:
+                            return  # refused: ``finally`` closes both sides
+                        if verdict:
                             await link.put(packet)
                     if sender.done():
                         break
@@ -270,7 +283,8 @@ class MqttProxy:
             for transport in both:  # one side gone: drop the other side too, without a word
                 transport.abort()
 
-    def _forward(self, packet: bytes, *, to_broker: bool) -> bool:
+    def _forward(self, packet: bytes, *, to_broker: bool) -> bool | None:
+        """Whether to forward ``packet``; None: close the connection instead (refused)."""
         if self._stalled:
             self.swallowed += 1
             return False
@@ -283,7 +297,11 @@ class MqttProxy:
                 self.dup_publish_count += 1
             body = publish_body(packet)
             (n,) = struct.unpack_from("!H", body)
-            self.topics[body[2 : 2 + n].decode(errors="replace")] += 1
+            topic = body[2 : 2 + n].decode(errors="replace")
+            self.topics[topic] += 1
+            if self._refuse is not None and self._refuse(topic, body[2 + n :]):
+                self.refused += 1
+                return None
             digest = hashlib.blake2b(body, digest_size=16).digest()
             if digest in self._seen:
                 self.resent_count += 1

@@ -8,6 +8,7 @@ The schema is picked by the topic below ``<root>/<site>/<gateway>/``:
 ``device/<dev>/status``    ``device-status.json``
 ``gap``                    ``gap.json``
 ``store-replaced``         ``store-replaced.json``
+``publish-refused``        ``publish-refused.json``
 ``alarm/<id>``             ``alarm.json``
 ``alarm-provisional/<id>`` ``alarm-provisional.json``
 ``cmd-result/<id>``        ``cmd-result.json``
@@ -49,6 +50,7 @@ SCHEMA_FILES = (
     "device-status.json",
     "gap.json",
     "store-replaced.json",
+    "publish-refused.json",
     "alarm.json",
     "alarm-provisional.json",
     "cmd-result.json",
@@ -95,8 +97,8 @@ def schema_name(suffix: str) -> str | None:
         return "status.json"
     if parts == ["gap"]:
         return "gap.json"
-    if parts == ["store-replaced"]:
-        return "store-replaced.json"
+    if parts in (["store-replaced"], ["publish-refused"]):
+        return f"{parts[0]}.json"
     if parts == ["audit"]:
         return "audit.json"
     if parts in (["report", "availability"], ["report", "response"]):

@@ -22,6 +22,7 @@ from gateway.core.contract import (
     Identity,
     iso,
     points_json,
+    refused_record,
     render,
     render_provisional,
     status_record,
@@ -138,6 +139,24 @@ def test_device_status_renders_to_schema_valid_json(online: bool, reason: str, s
     assert list(msg) == [*ENVELOPE, "device", "state", "reason"]
     assert (msg["lane"], msg["seq"], msg["ts"]) == ("event", 3, "2027-01-15T08:00:00.500Z")
     assert (msg["device"], msg["state"], msg["reason"]) == ("th-3f", state, reason)
+
+
+def test_a_refused_message_is_reported_by_its_lane_seq_and_topic() -> None:
+    alarm = Record(
+        Lane.ALARM, "alarm/4be1c0d2", TS - 60, True, "btn-3f", fields={"state": "raised"}
+    )
+    topic, payload = render(IDENT, _row(alarm, seq=12))
+    rec = refused_record(_row(alarm, seq=12), topic, len(payload), 3, TS, synced=True)
+    assert (rec.lane, rec.retain) == (Lane.EVENT, False)
+    topic, body = render(IDENT, _row(rec, seq=5))
+    assert topic == "cgw/site-7/gw-01/publish-refused"
+    msg = json.loads(body)
+    assert _errors("publish-refused.json", msg) == []
+    fields = ["refused_lane", "refused_seq", "refused_topic", "refused_ts", "bytes", "attempts"]
+    assert list(msg) == [*ENVELOPE, *fields]
+    assert [msg[f] for f in fields] == [
+        "alarm", 12, "cgw/site-7/gw-01/alarm/4be1c0d2", "2027-01-15T07:59:00.500Z", len(payload), 3
+    ]  # fmt: skip
 
 
 def test_schemas_tell_the_kinds_apart() -> None:

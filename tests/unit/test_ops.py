@@ -40,7 +40,9 @@ def healthy(store_path: Path = Path("/nonexistent/buffer.db")) -> GatewaySnapsho
         ),
         alarms=AlarmsSnapshot(True, (), {"critical": (2, 30.5)}),
         mqtt=SinkSnapshot(True, "", delivered=120, reconnects=1),
-        influx=SinkSnapshot(True, "", delivered=80, dead_lettered=2, retries=3),
+        influx=SinkSnapshot(
+            True, "", delivered=80, dead_lettered=2, retries=3, dead_by_lane={"telemetry": 2}
+        ),
         influx_configured=True,
         api=ApiSnapshot("127.0.0.1:8080", True),
         inputs=InputsSnapshot(
@@ -204,7 +206,7 @@ def test_metrics_render_every_figure_of_the_snapshot(tmp_path: Path) -> None:
         ("cgw_sink_delivered_total", {"sink": "mqtt"}, 120),
         ("cgw_sink_delivered_total", {"sink": "influx"}, 80),
         ("cgw_sink_reconnects_total", {"sink": "mqtt"}, 1),
-        ("cgw_sink_dead_lettered_total", {"sink": "influx"}, 2),
+        ("cgw_sink_dead_lettered_total", {"sink": "influx", "lane": "telemetry"}, 2),
         ("cgw_sink_retries_total", {"sink": "influx"}, 3),
         ("cgw_store_used_bytes", {}, MIB),
         ("cgw_store_quota_bytes", {}, 16 * MIB),
@@ -274,6 +276,27 @@ def test_the_clock_sync_flag_shows_in_health_metrics_and_status() -> None:
         )
         line = "clock: synced" if synced else "clock: NOT synced (platform commands are refused)"
         assert line in summary(doc).splitlines()
+
+
+def test_messages_the_broker_refused_show_in_health_metrics_and_status() -> None:
+    from gateway.cli.status import summary
+
+    mqtt = SinkSnapshot(
+        True, "", 120, dead_lettered=1, dead_by_lane={"alarm": 1, "event": 0, "telemetry": 0}
+    )
+    snap = dataclasses.replace(healthy(), mqtt=mqtt)
+    code, doc = health(snap)
+    assert code == 200  # the link works; the broker refuses what it refuses: a person's job
+    assert doc["components"]["sink:mqtt"] == {
+        "ok": True,
+        "detail": "connected; 1 alarm message(s) refused by the broker, dead-lettered",
+    }
+    assert doc["dead_lettered"] == {"mqtt": {"alarm": 1}, "influx": {"telemetry": 2}}
+    samples = scrape(functools.partial(lambda s: s, snap))
+    assert value(samples, "cgw_sink_dead_lettered_total", sink="mqtt", lane="alarm") == 1
+    assert value(samples, "cgw_sink_dead_lettered_total", sink="mqtt", lane="event") == 0
+    line = "dead-lettered (refused upstream): mqtt alarm 1, influx telemetry 2"
+    assert line in summary(doc).splitlines()
 
 
 def with_inputs(

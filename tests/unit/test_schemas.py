@@ -2,6 +2,7 @@
 
 import json
 import re
+from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -33,11 +34,21 @@ def test_cgw_schema_prints_a_payload_schema(capsys: pytest.CaptureFixture[str]) 
     assert "unknown schema 'telemetri' (known: config, access-event" in capsys.readouterr().err
 
 
-def test_the_report_examples_of_the_contract_page_match_their_schemas() -> None:
+def examples(marker: str) -> list[dict[str, Any]]:
+    """The JSON examples of docs/mqtt-api.md that contain ``marker``."""
     page = (REPO / "docs" / "mqtt-api.md").read_text()
     blocks = re.findall(r"```json\n(.*?)```", page, re.DOTALL)
-    reports = [json.loads(b) for b in blocks if '"day":' in b]
+    return [json.loads(b) for b in blocks if marker in b]
+
+
+def test_the_report_examples_of_the_contract_page_match_their_schemas() -> None:
+    reports = examples('"day":')
     assert len(reports) == 2
     for example in reports:
         name = "report-availability.json" if "devices" in example else "report-response.json"
         validator(name).validate(example)
+
+
+def test_the_publish_refused_example_of_the_contract_page_matches_its_schema() -> None:
+    [example] = examples('"refused_seq":')
+    validator("publish-refused.json").validate(example)

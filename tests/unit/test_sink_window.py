@@ -3,7 +3,7 @@
 import asyncio
 
 from gateway.core.messages import Lane
-from gateway.sinks.mqtt import _Window
+from gateway.sinks.window import Window
 
 
 def never(_: Lane) -> bool:
@@ -11,7 +11,7 @@ def never(_: Lane) -> bool:
 
 
 async def test_telemetry_cannot_take_the_slots_alarms_need() -> None:
-    window = _Window(size=5, telemetry=2)
+    window = Window(size=5, telemetry=2)
     assert await window.acquire(Lane.TELEMETRY, never)
     assert await window.acquire(Lane.TELEMETRY, never)
     third = asyncio.create_task(window.acquire(Lane.TELEMETRY, never))
@@ -27,7 +27,7 @@ async def test_telemetry_cannot_take_the_slots_alarms_need() -> None:
 
 
 async def test_a_telemetry_row_waiting_for_a_slot_yields_to_an_alarm() -> None:
-    window = _Window(size=4, telemetry=1)
+    window = Window(size=4, telemetry=1)
     assert await window.acquire(Lane.TELEMETRY, never)
     urgent = False
     waiting = asyncio.create_task(window.acquire(Lane.TELEMETRY, lambda _: urgent))
@@ -42,7 +42,7 @@ async def test_a_telemetry_row_waiting_for_a_slot_yields_to_an_alarm() -> None:
 async def test_a_telemetry_row_yields_to_an_alarm_while_no_pubacks_come() -> None:
     # F07: PUBACKs stall, so no telemetry slot is ever freed; the alarm's commit alone must
     # give the waiting row's turn back (before: it waited for the next telemetry PUBACK)
-    window = _Window(size=4, telemetry=1)
+    window = Window(size=4, telemetry=1)
     assert await window.acquire(Lane.TELEMETRY, never)
     commits: list[asyncio.Future[None]] = []
     urgent = False
