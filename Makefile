@@ -53,7 +53,8 @@ screenshots: system-deps venv
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && \
 			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-zenhei; \
 		else echo "a CJK font is needed: sudo apt-get install -y fonts-wqy-zenhei"; exit 1; fi; }
-	CGW_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_console.py tests/e2e/test_console_reports.py
+	CGW_SCREENSHOTS=1 $(BIN)/pytest -q tests/e2e/test_console.py tests/e2e/test_console_reports.py \
+		tests/e2e/test_console_welfare.py
 
 bench: system-deps venv
 	$(BIN)/python bench/throughput.py

@@ -1,6 +1,7 @@
 """The console's HTML: the sign-in form (rendered here, works without script) and the page
 shell that loads ``static/console.js``, which draws every view from the JSON and the stream
-(the Reports view from ``static/reports.js``, loaded first).
+(the Reports and Welfare views from ``static/reports.js`` and ``static/welfare.js``, loaded
+first).
 
 Contract:
 - Every word comes from the catalogue (``gateway.core.catalogue``); every value put into
@@ -67,6 +68,6 @@ def index_page(language: Language) -> str:
 <form id="logout" method="post" action="/logout"><button type="submit" id="signout"></button></form>
 </header><button id="sound" class="sound" hidden></button>
 <main id="view"></main><script src="/static/reports.js"></script>
-<script src="/static/console.js"></script></body></html>
+<script src="/static/welfare.js"></script><script src="/static/console.js"></script></body></html>
 """
     )

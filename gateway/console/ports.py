@@ -12,6 +12,9 @@ Contract:
 - ``reports`` is the availability history (the local API's ``AvailabilitySource``: the
   running gateway's report service); None on a console without one, whose reports answer 501.
   The response report of a period comes from ``desk``.
+- ``welfare`` gives the welfare monitor running now (the local API's ``WelfareDesk``; None
+  while it restarts); ``welfare`` itself is None when the config has no ``welfare`` section,
+  and the Welfare view is then not offered.
 """
 
 from collections.abc import Callable, Mapping
@@ -24,6 +27,7 @@ from gateway.ops.api import AlarmDesk
 from gateway.ops.device_api import Commissioner
 from gateway.ops.report_api import AvailabilitySource
 from gateway.ops.snapshot import GatewaySnapshot
+from gateway.ops.welfare_api import WelfareDesk
 
 
 class DeviceFeed(Protocol):
@@ -57,3 +61,4 @@ class ConsolePorts:
     commissioner: Commissioner | None = None
     bus_names: list[str] = field(default_factory=list)  # the configured buses, to scan
     reports: AvailabilitySource | None = None
+    welfare: Callable[[], WelfareDesk | None] | None = None  # the monitor running now

@@ -11,6 +11,8 @@ Contract (every path is behind ``Console._guard``: session, role and CSRF are ch
   ``by`` that goes upstream). 404 no such open alarm, 409 reset refused (input still active).
 - ``GET /api/reports`` and ``GET /api/reports/availability.csv``: the availability and
   response reports of a period (``gateway.console.reports``).
+- ``/api/welfare`` and its POSTs: the Welfare view (``gateway.console.welfare``), as the
+  signed-in person, audited like an acknowledgement.
 - ``POST /api/devices/{id}/read`` and ``POST /api/buses/{bus}/scan`` (``{"units": "1-16"}``)
   go to the ``Commissioner`` (501 when the gateway has none). A scan never writes.
 - Errors are ``{"error": "<reason>"}``.
@@ -33,6 +35,7 @@ from gateway.console.reports import ReportViews
 from gateway.console.sessions import Session, TooManyAttempts
 from gateway.console.users import UserError, allowed
 from gateway.console.views import devices_view
+from gateway.console.welfare import WelfareViews
 from gateway.core.catalogue import phrases
 from gateway.core.commission import SCAN_TIMEOUT, NotFound, NotReadable, parse_units
 from gateway.core.errors import TransientError
@@ -51,7 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 COOKIE = "cgw_session"
 LOGIN_COOKIE = "cgw_login"  # the sign-in form's own CSRF token
-AREA_NAMES = ("duty", "devices", "commission", "status", "reports", "users")
+AREA_NAMES = ("duty", "devices", "commission", "status", "reports", "welfare", "users")
 PING = 10.0  # seconds between two keep-alive comments on a live stream
 # seconds a unit id has to answer a scan from the page: more than the CLI's default, since a
 # phone scans a few ids while the bus is polled, and a slow sensor missed is a wrong answer
@@ -127,6 +130,15 @@ class Routes:
         r.add_get("/api/status", self.status)
         r.add_get("/api/events", self.events)
         ReportViews(self.c.ports, self.c.clock).add(app)
+        WelfareViews(self.c.ports, self.c.clock, self._who, self._audit).add(app)
+
+    def _who(self, request: web.Request) -> str:
+        return person(request[SESSION])
+
+    def _audit(
+        self, request: web.Request, action: str, target: str, outcome: str, detail: str
+    ) -> None:
+        self.c.audit(request[SESSION], action, target, outcome, detail)
 
     # -- pages ----------------------------------------------------------------------------
 
@@ -207,6 +219,7 @@ class Routes:
                 | {f"severity.{k}": v for k, v in phrases(language, "severity.").items()},
                 "commission": self.c.ports.commissioner is not None,
                 "buses": self.c.ports.bus_names if self.c.ports.commissioner else [],
+                "welfare": self.c.ports.welfare is not None,
             }
         )
 

@@ -7,8 +7,8 @@ Contract:
 - Every page and endpoint but ``/login`` and ``/static/*`` needs a session cookie
   (``cgw_session``: HttpOnly, SameSite=Strict, Secure over TLS). Without one a page
   redirects to ``/login`` and an ``/api/`` call answers 401. A role that may not see an area
-  gets 403 (``gateway.console.users.allowed``): a guard sees duty and status only, not the
-  devices, commissioning or reports.
+  gets 403 (``gateway.console.users.allowed``): a guard sees duty, status and welfare only,
+  not the devices, commissioning or reports.
 - Every POST but ``/login`` carries the session's CSRF token in ``X-CSRF-Token``; a POST
   without it, or with another, is refused 403 and changes nothing. The sign-in form carries a
   token of its own, matched against a cookie set with the form.
@@ -16,7 +16,8 @@ Contract:
   answered at once, whoever else is guessing.
 - The users file is looked at (its mtime) at most once a second; a changed file is re-read,
   and the sessions of removed accounts or changed passwords end at once.
-- Every action (acknowledge, reset, read, scan, sign-in, sign-out) is logged with the person's
+- Every action (acknowledge, reset, read, scan, a welfare answer or absence, sign-in,
+  sign-out) is logged with the person's
   name and published upstream on ``audit`` (``ports.audit``).
 - The language is the one the person picked with the page's language button (a
   ``cgw_lang`` cookie: a preference, not a secret), else ``language`` of the config, else
@@ -67,6 +68,7 @@ AREAS = {  # path prefix -> area of gateway.console.users.allowed
     "/api/buses": "commission",
     "/api/status": "status",
     "/api/reports": "reports",
+    "/api/welfare": "welfare",
 }
 PUBLIC = ("/login", "/static/", "/favicon.ico")
 LANG_COOKIE = "cgw_lang"  # the language a person picked on the page (set by its script)

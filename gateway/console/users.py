@@ -12,6 +12,7 @@ Contract:
   devices       no     yes        yes
   commission    no     yes        yes
   reports       no     yes        yes
+  welfare       yes    yes        yes
   users         no     no         yes
   ============  =====  =========  =====
 
@@ -66,12 +67,12 @@ from gateway.core.errors import ConfigError, GatewayError
 from gateway.core.files import FileStamp, replace_file, stamp
 
 Role = Literal["guard", "installer", "admin"]
-Area = Literal["duty", "devices", "commission", "status", "reports", "users"]
+Area = Literal["duty", "devices", "commission", "status", "reports", "welfare", "users"]
 ROLES: tuple[Role, ...] = ("guard", "installer", "admin")
 _AREAS: dict[str, frozenset[str]] = {
-    "guard": frozenset({"duty", "status"}),
-    "installer": frozenset({"duty", "status", "devices", "commission", "reports"}),
-    "admin": frozenset({"duty", "status", "devices", "commission", "reports", "users"}),
+    "guard": frozenset({"duty", "status", "welfare"}),
+    "installer": frozenset({"duty", "status", "devices", "commission", "reports", "welfare"}),
+    "admin": frozenset({"duty", "status", "devices", "commission", "reports", "welfare", "users"}),
 }
 
 DEFAULT_USERS_FILE = Path("/var/lib/cgw/users.yaml")  # the config's console.users_file default

@@ -16,13 +16,14 @@ Endpoints (bearer token as for every route of ``gateway.ops.api``; JSON in and o
 
 Errors: 400 bad body, 404 unknown household or absence (or no ``welfare`` section), 503 while
 the monitor is starting. Notes are 1 to 200 printable characters; they may be personal and are
-kept no longer than the absence's retention (docs/welfare.md).
+kept no longer than the absence's retention (docs/welfare.md). ``valid_note`` and ``at_time``
+check a body's note and times for the field console's welfare view too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.ops.replies import Refused, json_object, operator, reply
@@ -77,7 +78,7 @@ class WelfareRoutes:
 
     async def _answer(self, request: web.Request) -> web.Response:
         body = json_object(await request.read(), {"by", "note"}, '{"by": "...", "note": "..."}')
-        by, note = operator(body.get("by")), _note(body.get("note"))
+        by, note = operator(body.get("by")), valid_note(body.get("note"))
         household = request.match_info["household"]
         try:
             was_open = await self._running().answer(household, by, note)
@@ -88,8 +89,8 @@ class WelfareRoutes:
     async def _absence(self, request: web.Request) -> web.Response:
         example = '{"by": "...", "from": "2026-12-20T08:00+08:00", "until": "...", "note": "..."}'
         body = json_object(await request.read(), {"by", "from", "until", "note"}, example)
-        by, note = operator(body.get("by")), _note(body.get("note"))
-        start, end = _time(body.get("from"), "from"), _time(body.get("until"), "until")
+        by, note = operator(body.get("by")), valid_note(body.get("note"))
+        start, end = at_time(body.get("from"), "from"), at_time(body.get("until"), "until")
         household = request.match_info["household"]
         desk = self._running()
         if household not in {h["household"] for h in desk.view()}:
@@ -116,7 +117,9 @@ def _absence_view(a: Absence) -> dict[str, Any]:
             "note": a.note, "by": a.by}  # fmt: skip
 
 
-def _note(note: object) -> str:
+def valid_note(note: object) -> str:
+    """``note`` without surrounding blanks; 400 unless it is 1 to ``NOTE_MAX`` printable
+    characters. The reason never repeats the note (it may be personal)."""
     if not isinstance(note, str) or not 1 <= len(note.strip()) <= NOTE_MAX:
         raise Refused(400, f'"note" must be text of 1 to {NOTE_MAX} characters')
     if not note.isprintable():
@@ -124,11 +127,19 @@ def _note(note: object) -> str:
     return note.strip()
 
 
-def _time(text: object, name: str) -> float:
+def at_time(text: object, name: str, zone: tzinfo | None = None) -> float:
+    """The wall time of ``text``, an ISO 8601 time; 400 naming ``name`` otherwise.
+
+    Without ``zone`` it must carry an offset; with one, a time without an offset (what a
+    page's date and time fields give) is local time in ``zone``.
+    """
     try:
         when = datetime.fromisoformat(text) if isinstance(text, str) else None
     except ValueError:
         when = None
+    if when is not None and when.tzinfo is None and zone is not None:
+        when = when.replace(tzinfo=zone)
     if when is None or when.tzinfo is None:
-        raise Refused(400, f'"{name}" must be an ISO 8601 time with an offset')
+        rule = "with an offset" if zone is None else "(YYYY-MM-DDTHH:MM)"
+        raise Refused(400, f'"{name}" must be an ISO 8601 time {rule}')
     return when.timestamp()

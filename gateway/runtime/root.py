@@ -164,7 +164,7 @@ class Runtime:
         reports = self.reports.service(self.store, zone)  # the API's and the console's
         ports = console_ports(cfg, engine, self.devices, self.snapshot, self.store.add,
                               self.clock, self._synced, self._commissioner(),
-                              reports)  # fmt: skip
+                              reports, self.welfare.desk)  # fmt: skip
         out += local_services(cfg, engine, self.api_up, self.snapshot, ports, self.clock,
                               lambda view: setattr(self, "console_view", view),
                               reports, self.welfare.desk)  # fmt: skip

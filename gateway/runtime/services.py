@@ -99,7 +99,8 @@ def local_services(
                              lambda: run_api(api, desk, api_up, *ports)))  # fmt: skip
     if (web := cfg.console) is not None:
         out.append(Component("console", SERVICES,
-                             key(web.model_dump(mode="json"), console.zone, console.bus_names),
+                             key(web.model_dump(mode="json"), console.zone, console.bus_names,
+                                 console.welfare is not None),
                              lambda: run_console(web, console, clock, publish)))  # fmt: skip
     if (monitor := cfg.monitor) is not None:
         out.append(Component("monitor", SERVICES, key(monitor.model_dump(mode="json")),
@@ -117,6 +118,7 @@ def console_ports(
     synced: Callable[[], bool],
     commissioner: Commissioner | None,
     reports: AvailabilitySource | None = None,
+    welfare: Callable[[], WelfareDesk | None] | None = None,
 ) -> ConsolePorts:
     """What the field console reads and does, from the running gateway's parts."""
 
@@ -127,6 +129,7 @@ def console_ports(
     return ConsolePorts(
         cfg.gateway.site_id, cfg.alarms.timezone, engine, devices, snapshot, audit, types,
         commissioner if cfg.buses else None, [b.id for b in cfg.buses], reports,
+        welfare if cfg.welfare is not None else None,
     )  # fmt: skip
 
 

@@ -63,9 +63,8 @@ def add_user(users: Path, name: str, role: str, display: str) -> None:
     )  # fmt: skip
 
 
-def config(
-    tmp: Path, broker: int, modbus: int, console: int, units: dict[str, int]
-) -> dict[str, Any]:
+def gateway_with_console(tmp: Path, broker: int, console: int) -> dict[str, Any]:
+    """A gateway on ``broker`` (upstream and local) with its console: the sites' common part."""
     return {
         "gateway": {"site_id": "s1", "gateway_id": "gw1"},
         "store": {"path": str(tmp / "buf.db"), "quota": "16MiB", "reserve": "1MiB",
@@ -74,6 +73,13 @@ def config(
         "local_broker": {"host": "127.0.0.1", "port": broker},
         "console": {"host": "127.0.0.1", "port": console, "users_file": str(tmp / "users.yaml"),
                     "language": "auto"},
+    }  # fmt: skip
+
+
+def config(
+    tmp: Path, broker: int, modbus: int, console: int, units: dict[str, int]
+) -> dict[str, Any]:
+    return gateway_with_console(tmp, broker, console) | {
         # the simulator shares the test's process with the browser driving: a timeout as long
         # as the poll interval allows, so a busy machine makes no outage of its own
         "buses": [{"id": "rs485-1", "kind": "modbus_tcp", "host": "127.0.0.1", "port": modbus,

@@ -55,6 +55,7 @@ def test_each_role_opens_the_areas_of_the_documented_table() -> None:
         "devices": {"installer", "admin"},
         "commission": {"installer", "admin"},
         "reports": {"installer", "admin"},
+        "welfare": {"guard", "installer", "admin"},
         "users": {"admin"},
     }
     for area, roles in table.items():

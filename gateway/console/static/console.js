@@ -179,6 +179,7 @@ function onDuty(duty) {
   }
   state.firstDuty = false;
   redraw("duty");
+  if (route().view === "welfare") loadWelfare(); // a welfare check opened or closed
 }
 state.firstDuty = true;
 
@@ -189,13 +190,14 @@ function route() {
   const areas = me ? me.areas : [];
   if (view === "alarm") return { view: "duty", arg: decodeURIComponent(arg || "") };
   if (view === "device" && areas.includes("devices")) return { view: "device", arg: decodeURIComponent(arg || "") };
+  if (view === "welfare" && areas.includes(view)) return { view, arg: decodeURIComponent(arg || "") };
   if (areas.includes(view)) return { view, arg: null };
   return { view: "duty", arg: null };
 }
 
 function redraw(what) {
   const r = route();
-  const wants = { duty: ["duty"], devices: ["devices"], device: ["devices"], commission: ["devices", "duty"], status: ["status", "duty"] };
+  const wants = { duty: ["duty"], devices: ["devices"], device: ["devices"], commission: ["devices", "duty"], status: ["status", "duty"], welfare: ["welfare"] };
   if (what && !(wants[r.view] || []).includes(what)) return;
   const view = $("view");
   const active = document.activeElement;
@@ -208,7 +210,7 @@ function redraw(what) {
 
 function severity(s) { return el("span", { class: "sev " + s }, t("severity." + s)); }
 
-const draw = { reports: drawReports }; // reports.js
+const draw = { reports: drawReports, welfare: drawWelfare }; // reports.js, welfare.js
 
 draw.duty = (focus) => {
   const duty = state.duty;
@@ -219,6 +221,7 @@ draw.duty = (focus) => {
     const buttons = [];
     if (!acked) buttons.push(el("button", { class: "ack", "data-alarm": a.id, onclick: () => act(a.id, "ack") }, t("duty.ack")));
     if (a.latched) buttons.push(el("button", { class: "reset", "data-alarm": a.id, onclick: () => act(a.id, "reset") }, t("duty.reset")));
+    if (a.kind === "welfare_check" && me.welfare && me.areas.includes("welfare")) buttons.push(el("a", { class: "button", href: "#welfare/" + encodeURIComponent(a.device) }, t("welfare.answer_link")));
     return el("article", { class: "alarm " + a.severity + (acked ? " acked" : " unacked") + (focus === a.id ? " focus" : ""), id: "alarm-" + a.id },
       el("h3", {}, severity(a.severity), " ", (a.what && a.what[me.language]) || a.message),
       el("p", { class: "meta" }, a.device, " · ", t("duty.raised", { ago: ago(a.age_s + elapsed) }), " · ", t("duty.step", { step: a.escalation_step })),
@@ -376,7 +379,7 @@ async function start() {
   $("site").textContent = t("title", { site: me.site });
   $("who").textContent = t("signed_in", { name: me.display, role: t("role." + me.role) });
   $("signout").textContent = t("signout");
-  $("nav").replaceChildren(...["duty", "devices", "commission", "reports", "status"].filter((a) => me.areas.includes(a))
+  $("nav").replaceChildren(...["duty", "welfare", "devices", "commission", "reports", "status"].filter((a) => me.areas.includes(a) && (a !== "welfare" || me.welfare))
     .map((a) => el("a", { href: "#" + a, "data-view": a, id: "nav-" + a }, t("nav." + a))));
   $("logout").addEventListener("submit", async (e) => {
     e.preventDefault();
@@ -395,6 +398,7 @@ async function start() {
   const opened = (r) => {
     if (r.view === "device") loadHistory(r.arg);
     if (r.view === "reports" && !report.data && !report.loading) loadReport(); // this month
+    if (r.view === "welfare") loadWelfare();
   };
   window.addEventListener("hashchange", () => { opened(route()); redraw(); });
   opened(route());

@@ -5,7 +5,8 @@ Contract:
   has every key with the same placeholders (a test keeps them equal), so a phrase missing in
   one language is a test failure, not a blank on a guard's screen.
 - Keys: the notification texts (``gateway.core.catalogue.staff``) and the console's, all
-  prefixed ``console.`` (``gateway.core.catalogue.console``).
+  prefixed ``console.`` (``gateway.core.catalogue.console``; its Welfare view's in
+  ``gateway.core.catalogue.welfare``).
 - ``negotiate(accept_language)`` picks the catalogue language an HTTP ``Accept-Language``
   header prefers (tags parsed by Babel; any Chinese tag picks ``zh-CN``); English when it
   names none of them.
@@ -16,11 +17,14 @@ from typing import Literal
 
 from gateway.core.catalogue.console import CONSOLE
 from gateway.core.catalogue.staff import STAFF
+from gateway.core.catalogue.welfare import WELFARE
 
 Language = Literal["zh-CN", "en"]
 LANGUAGES: tuple[Language, ...] = ("zh-CN", "en")
 
-CATALOGUE: dict[str, dict[str, str]] = {lang: STAFF[lang] | CONSOLE[lang] for lang in LANGUAGES}
+CATALOGUE: dict[str, dict[str, str]] = {
+    lang: STAFF[lang] | CONSOLE[lang] | WELFARE[lang] for lang in LANGUAGES
+}
 
 
 def negotiate(accept_language: str) -> Language:
