@@ -31,7 +31,7 @@ from gateway.alarms.channels import ChannelWatch
 from gateway.alarms.delivery import Delivery, Dispatcher, send_planned
 from gateway.alarms.lifecycle import Lifecycle
 from gateway.alarms.model import UNACKED, Alarm, Condition, Notify, Transition
-from gateway.alarms.records import alarm_record, alarm_row
+from gateway.alarms.records import alarm_record, alarm_row, journal_note
 from gateway.alarms.report import Targets, response_report
 from gateway.alarms.rules import Evaluator
 from gateway.alarms.siren import Siren
@@ -331,7 +331,7 @@ class AlarmEngine:
                 "alarm %s %s: %s (%s)",
                 t.alarm.id,
                 t.alarm.state.value,
-                t.note,
+                journal_note(t),
                 t.alarm.device,
                 extra={"alarm": t.alarm.id, "device": t.alarm.device},
             )

@@ -9,6 +9,7 @@ import json
 
 from gateway.alarms.lifecycle import to_dict
 from gateway.alarms.model import Alarm, Transition
+from gateway.alarms.wording import WELFARE_CHECK
 from gateway.core.contract import iso
 from gateway.core.messages import Json, Lane, Record
 
@@ -46,3 +47,13 @@ def alarm_record(t: Transition, synced: bool) -> Record:
 def alarm_row(a: Alarm) -> tuple[str, int, float, str]:
     """The alarm's row of the ``alarms`` table: id, open, raised at, its state as JSON."""
     return a.id, int(a.state.value != "cleared"), a.raised_at, json.dumps(to_dict(a))
+
+
+def journal_note(t: Transition) -> str:
+    """The transition's note as the log may keep it: a welfare answer's free text may be
+    personal (docs/privacy.md), so for those the log gets who answered, not what. The alarm
+    record upstream keeps the whole note."""
+    head, answered, rest = t.note.partition("answered by ")
+    if t.alarm.kind != WELFARE_CHECK or not answered:
+        return t.note
+    return head + answered + rest.split(": ", 1)[0]  # "cleared: answered by <who>"

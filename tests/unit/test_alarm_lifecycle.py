@@ -1,5 +1,6 @@
 """The alarm lifecycle over a simulated clock: escalation timing, latching, ack, restart."""
 
+import copy
 import json
 from typing import Any
 
@@ -272,3 +273,19 @@ def test_an_alarm_row_of_an_older_release_is_restored_to_wait_for_staff(
     assert "a1" in after.alarms  # latched: staff close it with a reset once checked
     after.reset("a1", "guard", wall=5020.0)
     assert "a1" not in after.alarms
+
+
+def test_the_log_gets_who_answered_a_welfare_check_never_the_note() -> None:
+    from gateway.alarms.model import Transition
+    from gateway.alarms.records import journal_note
+
+    lc = lifecycle()
+    cond = Condition("welfare/h1", "welfare", "welfare_check", "h1", True, "warning", False,
+                     "default", "no sign of life for 25 h; last sign: door", 1000.0)  # fmt: skip
+    (raised,), _ = lc.on_condition(cond, mono=1.0)
+    answered = Transition(raised.alarm, State.RAISED, "cleared: answered by 王保安: 女儿接去住院")
+    assert journal_note(answered) == "cleared: answered by 王保安"
+    assert journal_note(raised) == "no sign of life for 25 h; last sign: door"  # as it was
+    other = copy.copy(raised.alarm)
+    other.kind = "contact"
+    assert journal_note(Transition(other, None, "answered by 王保安: x")) == "answered by 王保安: x"
