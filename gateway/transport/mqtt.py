@@ -69,6 +69,7 @@ from gateway.config.broker import RECONNECT_MAX
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.backoff import Backoff
 from gateway.transport.acks import Acks, Settled, manual
+from gateway.transport.inline import Deliver, inline_queue
 from gateway.transport.reach import connect_timeout, release, unless_lost
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,6 @@ class Status:
 
 
 Serve = Callable[[aiomqtt.Client], Awaitable[None]]
-Deliver = Callable[[str, bytes], None]  # an incoming message (topic, payload), as paho reads it
 
 
 class Session:
@@ -178,7 +178,7 @@ class Session:
             self._undelivered = asyncio.get_running_loop().create_future()
             if self.settled is not None:
                 self.acks = Acks(self.settled)
-            inline = _inline(deliver, self._undelivered, self.acks)
+            inline = inline_queue(deliver, self._undelivered, self.acks)
         will = None
         if self.status is not None:
             offline = self.status.payload("offline")
@@ -328,38 +328,3 @@ def _fail(failed: asyncio.Future[None], acking: "asyncio.Future[Any]") -> None:
     if not acking.cancelled() and not failed.done():
         exc = acking.exception()
         failed.set_exception(exc if exc is not None else RuntimeError("acks ended"))
-
-
-def _inline(
-    deliver: Deliver, failed: asyncio.Future[None], acks: Acks | None
-) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """aiomqtt's incoming queue, made to queue nothing: ``put_nowait`` delivers the message.
-
-    aiomqtt calls ``put_nowait`` from paho's ``on_message``, on the event loop, as each PUBLISH
-    is read (aiomqtt 2.x reads with ``loop.add_reader``). A ``deliver`` that raises sets
-    ``failed`` (``Session.closed`` re-raises it) and the rest is not delivered. With ``acks``,
-    each message delivered waits there for its PUBACK (one that was not delivered gets none,
-    so the broker sends it again on the next connect).
-    """
-
-    class Inline(asyncio.Queue[aiomqtt.Message]):
-        def put_nowait(self, item: aiomqtt.Message) -> None:
-            if failed.done():
-                return
-            payload = item.payload
-            data = payload if isinstance(payload, bytes) else _as_bytes(payload)
-            try:
-                deliver(item.topic.value, data)
-            except Exception as exc:  # noqa: BLE001 - handed to ``closed``, which raises it
-                failed.set_exception(exc)
-                return
-            if acks is not None:
-                acks.read(item)
-
-    return Inline
-
-
-def _as_bytes(payload: object) -> bytes:
-    if isinstance(payload, bytearray):
-        return bytes(payload)
-    return b"" if payload is None else str(payload).encode()
