@@ -5,7 +5,9 @@ Contract:
   reconnect backoff, log once per outage), like ``drivers.mqtt.buttons``; it returns only
   when cancelled. The session is persistent (``clean_session=False``, a fixed client id that
   must differ from the buttons' one), so the broker queues QoS 1 events while we are away.
-  Every connect subscribes every event and heartbeat filter at QoS 1 again.
+  Every connect subscribes every event and heartbeat filter at QoS 1 again; with
+  ``device_from_topic``, each configured terminal's own topics instead of the wildcards, so
+  messages of unknown terminals stay at the broker (``drivers.mqtt.session``).
 - Each message is handled as paho reads it (the session's ``deliver``: nothing queues in the
   process, see ``gateway.transport.mqtt``). A message of a configured terminal beyond its
   budget (``rate_limit``, ``drivers.mqtt.limit``) goes on only if it changes what the terminal
@@ -66,7 +68,7 @@ from drivers.doors.mapping import (
     unlock_payload,
 )
 from drivers.mqtt.limit import Limiter
-from drivers.mqtt.session import local_session, until_closed
+from drivers.mqtt.session import device_filters, local_session, until_closed
 from gateway.config.doors import (
     DoorTerminalConfig,
     check_mapping,
@@ -136,11 +138,24 @@ class DoorTerminals:
         self.unlocks = 0
         self.skew: dict[str, float] = {}
         self._logged: set[tuple[str, str]] = set()
-        filters = [f for t in self.terminals for f in (t.cfg.topic, t.cfg.heartbeat_topic)]
+        filters = [
+            f
+            for t in terminals
+            for topic in (t.topic, t.heartbeat_topic)
+            for f in device_filters(topic, t.device_from_topic, t.terminals)
+        ]
+        stale = [topic for t in terminals for topic in (t.topic, t.heartbeat_topic)]
         self._session = (  # none for terminals that push by HTTP: their server calls handle
             None
             if broker is None
-            else local_session(broker, client_id, filters, "door terminals are deaf", settled)
+            else local_session(
+                broker,
+                client_id,
+                filters,
+                "door terminals are deaf",
+                settled,
+                stale=stale,
+            )
         )
         self.connected = asyncio.Event() if self._session is None else self._session.connected
         self._count = count  # a device's counter in its DeviceState, when running in the gateway

@@ -9,12 +9,18 @@ reads it, with no queue inside the gateway (``gateway.transport.mqtt``); the bro
 ``message_size_limit`` bounds each one. No birth or will: devices do not watch the gateway on
 this broker.
 
+The local broker is where a flood comes from (fault-matrix finding 7), so its sessions keep
+junk away from the gateway (docs/performance.md, "A junk flood"):
+- An entry that lists its devices subscribes each one's own topic (``device_filters``), not
+  its wildcard, so messages of invented ids stay at the broker; the wildcard is unsubscribed
+  on every connect, in case an earlier config left it in the persistent session.
+
 ``until_closed`` is the body of a driver with timers (door terminals, mqtt_json devices): the
 timers run as its one child task while it waits for the connection to end.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import aiomqtt
@@ -26,18 +32,32 @@ from gateway.transport.mqtt import Endpoint, Retry, Session
 RECONNECT_BASE = 0.5  # first reconnect pause (s); doubles up to ``reconnect_max``
 
 
+def device_filters(topic: str, index: int | None, devices: Iterable[str]) -> list[str]:
+    """The filters that get ``topic``'s messages of ``devices``: each device's own topic
+    (level ``index`` of ``topic``, a ``+``, set to its id), or ``topic`` itself when no device
+    is listed or no level names one."""
+    ids = sorted(set(devices))
+    if index is None or not ids:
+        return [topic]
+    levels = topic.split("/")
+    return ["/".join([*levels[:index], d, *levels[index + 1 :]]) for d in ids]
+
+
 def local_session(
     broker: LocalBrokerConfig,
     client_id: str,
     filters: Sequence[str],
     down: str,
     settled: Callable[[], Awaitable[None]] | None = None,
+    *,
+    stale: Sequence[str] = (),
 ) -> Session:
     """A session on ``broker`` as ``client_id`` that subscribes ``filters`` at QoS 1.
 
     ``down`` says what an outage means, for the log ("buttons are deaf"). With ``settled``,
     each message is acknowledged only once ``settled()`` returns after it was delivered (the
-    inputs that can raise an alarm: a press the gateway dies holding comes again).
+    inputs that can raise an alarm: a press the gateway dies holding comes again). ``stale``
+    filters are unsubscribed on every connect (wildcards that ``filters`` replace).
     """
     endpoint = Endpoint(
         broker.host,
@@ -55,6 +75,7 @@ def local_session(
         label="local broker",
         down=down,
         subscriptions=[(f, 1) for f in filters],
+        unsubscriptions=[f for f in stale if f not in filters],
         settled=settled,
     )
 

@@ -53,7 +53,10 @@ Contract:
   broker hands it to the next connect of the persistent session again.
 - Sessions are persistent (``clean_session=False`` and a fixed client id, MQTT 3.1.1
   §3.1.2.4) unless ``Endpoint.persistent`` is False: the broker keeps subscriptions and queues
-  QoS 1 messages while we are away.
+  QoS 1 messages while we are away. ``unsubscriptions`` are filters an earlier config may have
+  left in that session: each connect drops them (UNSUBSCRIBE) once the subscriptions are in.
+- Subscriptions go in SUBSCRIBE packets of at most ``SUBSCRIBE_BYTES`` of filters each (a
+  broker refuses a packet over its ``max_packet_size``), one after the other.
 """
 
 import asyncio
@@ -74,6 +77,7 @@ from gateway.transport.reach import connect_timeout, release, unless_lost
 
 log = logging.getLogger(__name__)
 OFFLINE_TIMEOUT = 1.0  # seconds the "offline" status may take on the way out
+SUBSCRIBE_BYTES = 16384  # filter bytes per SUBSCRIBE packet, at most (local.conf: 65536 a packet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +139,7 @@ class Session:
         label: what the broker is, for logs ("upstream broker", "local broker").
         down: what being down means, for the WARNING ("buffering locally").
         subscriptions: (filter, QoS) pairs subscribed on every connect.
+        unsubscriptions: filters dropped on every connect, after the subscriptions.
         status: birth and will, or None for none.
         settled: with ``deliver``, acknowledge each QoS 1 message only once ``settled()``,
             called after it was delivered, returns (``gateway.transport.acks``); None: paho
@@ -149,6 +154,7 @@ class Session:
         label: str,
         down: str,
         subscriptions: Sequence[tuple[str, int]] = (),
+        unsubscriptions: Sequence[str] = (),
         status: Status | None = None,
         settled: Settled | None = None,
     ) -> None:
@@ -157,6 +163,7 @@ class Session:
         self.label = label
         self.down = down
         self.subscriptions = list(subscriptions)
+        self.unsubscriptions = list(unsubscriptions)
         self.status = status
         self.connected = asyncio.Event()
         self.ever_connected = asyncio.Event()
@@ -235,10 +242,13 @@ class Session:
             await asyncio.sleep(backoff.next())
 
     async def _up(self, client: aiomqtt.Client, serve: Serve, backoff: Backoff) -> None:
-        if self.subscriptions:
-            granted = await unless_lost(client, client.subscribe(self.subscriptions))
+        for batch in batches(self.subscriptions):
+            granted = await unless_lost(client, client.subscribe(batch))
             raise_if_cancelling()
-            self._check(granted)
+            self._check(batch, granted)
+        if self.unsubscriptions:
+            await unless_lost(client, client.unsubscribe(self.unsubscriptions))
+            raise_if_cancelling()
         backoff.reset()
         self.connects += 1
         self.client = client
@@ -294,12 +304,12 @@ class Session:
             failed.result()
         await ended  # raises the MqttError that ended the connection
 
-    def _check(self, granted: Sequence[object]) -> None:
+    def _check(self, asked: Sequence[tuple[str, int]], granted: Sequence[object]) -> None:
         codes = [c if isinstance(c, int) else int(getattr(c, "value", 0x80)) for c in granted]
-        for (topic, asked), code in zip(self.subscriptions, codes, strict=False):
+        for (topic, qos), code in zip(asked, codes, strict=False):
             if code >= 0x80:  # §3.9.3: 0x80 is a refused subscription
                 log.error("%s refused subscription %r", self.label, topic)
-            elif code < asked:
+            elif code < qos:
                 log.warning(
                     "%s granted QoS %d only on %r: messages may be lost", self.label, code, topic
                 )
@@ -316,6 +326,21 @@ class Session:
                 self.down,
                 extra={"broker": self.endpoint.where},
             )
+
+
+def batches(subscriptions: Sequence[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+    """``subscriptions`` in order, cut into lists of at most ``SUBSCRIBE_BYTES`` of filters
+    (each list one SUBSCRIBE packet; a filter longer than that alone in its own)."""
+    out: list[list[tuple[str, int]]] = []
+    size = SUBSCRIBE_BYTES
+    for sub in subscriptions:
+        cost = len(sub[0].encode()) + 3  # §3.8.3: length prefix, filter, QoS byte
+        if size + cost > SUBSCRIBE_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(sub)
+        size += cost
+    return out
 
 
 async def _until_closed(client: aiomqtt.Client) -> None:
