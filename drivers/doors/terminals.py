@@ -155,6 +155,7 @@ class DoorTerminals:
                 "door terminals are deaf",
                 settled,
                 stale=stale,
+                on_shed=self._shed,
             )
         )
         self.connected = asyncio.Event() if self._session is None else self._session.connected
@@ -272,6 +273,10 @@ class DoorTerminals:
                 log.info("door terminal %s online", event.device, extra={"device": event.device})
             emit(event)
             self.delivered += 1
+
+    def _shed(self, n: int) -> None:
+        """QoS 0 messages shed unread while behind (``drivers.mqtt.session``): counted only."""
+        self.rejected["shed"] += n
 
     def _reject(self, rej: Reject, topic: str) -> None:
         self.rejected[rej.reason] += 1

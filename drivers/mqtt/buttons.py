@@ -20,7 +20,8 @@ Contract:
 - Subscriptions: a button that lists its ``devices`` subscribes each one's own topic, so the
   broker keeps messages of ids it does not list away from the gateway (``unknown_device`` is
   then only counted for what a wildcard left by an earlier config brings); one that lists none
-  subscribes its filter.
+  subscribes its filter. QoS 0 messages shed unread while the gateway is behind are counted as
+  ``shed`` (``drivers.mqtt.session``).
 - Bad input never ends the loop: every reject is counted in ``rejected[reason]`` (and, given
   ``count``, as ``rejected`` of the device it names) and logged at WARNING once per
   (reason, device), with at most 200 characters of the payload.
@@ -105,6 +106,7 @@ class MqttButtons:
             "buttons are deaf",
             settled,
             stale=stale,
+            on_shed=self._rejects.shed,
         )
         self.connected = self._session.connected  # set while subscribed
 

@@ -57,6 +57,9 @@ Contract:
   left in that session: each connect drops them (UNSUBSCRIBE) once the subscriptions are in.
 - Subscriptions go in SUBSCRIBE packets of at most ``SUBSCRIBE_BYTES`` of filters each (a
   broker refuses a packet over its ``max_packet_size``), one after the other.
+- With ``Endpoint.buffered`` (plain TCP only), paho reads whole socket buffers and sheds QoS 0
+  messages when ``Endpoint.shed_after`` bytes wait behind them (``gateway.transport.reader``);
+  ``shed`` counts them, and ``on_shed(n)`` hears of each batch.
 """
 
 import asyncio
@@ -74,6 +77,7 @@ from gateway.core.backoff import Backoff
 from gateway.transport.acks import Acks, Settled, manual
 from gateway.transport.inline import Deliver, inline_queue
 from gateway.transport.reach import connect_timeout, release, unless_lost
+from gateway.transport.reader import install
 
 log = logging.getLogger(__name__)
 OFFLINE_TIMEOUT = 1.0  # seconds the "offline" status may take on the way out
@@ -112,6 +116,8 @@ class Endpoint:
     connect_timeout: float | None = None  # TCP connect and TLS handshake; None: paho's 5 s
     max_inflight: int | None = None  # QoS 1 publishes awaiting PUBACK; None: paho's default
     persistent: bool = True
+    buffered: bool = False  # whole socket buffers per read, plain TCP only (transport.reader)
+    shed_after: int | None = None  # with buffered: bytes behind which QoS 0 messages are shed
 
     @property
     def where(self) -> str:
@@ -144,6 +150,7 @@ class Session:
         settled: with ``deliver``, acknowledge each QoS 1 message only once ``settled()``,
             called after it was delivered, returns (``gateway.transport.acks``); None: paho
             acknowledges as it reads.
+        on_shed: told how many QoS 0 messages were shed (``Endpoint.shed_after``), each time.
     """
 
     def __init__(
@@ -157,6 +164,7 @@ class Session:
         unsubscriptions: Sequence[str] = (),
         status: Status | None = None,
         settled: Settled | None = None,
+        on_shed: Callable[[int], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.retry = retry
@@ -164,6 +172,8 @@ class Session:
         self.down = down
         self.subscriptions = list(subscriptions)
         self.unsubscriptions = list(unsubscriptions)
+        self.on_shed = on_shed
+        self.shed = 0  # QoS 0 messages shed unread, over all connections
         self.status = status
         self.connected = asyncio.Event()
         self.ever_connected = asyncio.Event()
@@ -213,7 +223,15 @@ class Session:
             manual(client)
         if ep.connect_timeout is not None:
             connect_timeout(client, ep.connect_timeout)
+        if ep.buffered and ep.tls is None:
+            loop = asyncio.get_running_loop()
+            install(client, loop, shed_after=ep.shed_after, on_shed=self._shed)
         return client
+
+    def _shed(self, n: int) -> None:
+        self.shed += n
+        if self.on_shed is not None:
+            self.on_shed(n)
 
     async def run(self, serve: Serve, deliver: Deliver | None = None) -> NoReturn:
         """Connect, ``serve``, and connect again after every ``MqttError``, until cancelled.

@@ -18,6 +18,8 @@ from typing import Any, TypeVar
 
 import aiomqtt
 
+from gateway.transport.reader import Buffered
+
 T = TypeVar("T")
 
 
@@ -38,9 +40,10 @@ def release(client: aiomqtt.Client) -> None:
     sock = paho.socket()
     if sock is None:
         return
-    if isinstance(sock, socket.socket):  # not for a websocket wrapper
+    raw = sock.sock if isinstance(sock, Buffered) else sock
+    if isinstance(raw, socket.socket):  # not for a websocket wrapper
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     paho._sock_close()
 
 

@@ -13,10 +13,10 @@ redeliveries by the dedup key), within ``LATENCY`` s (generous: CI machines are 
 state. Both entries list their devices, so the gateway subscribes their own topics: junk from
 invented ids stays at the broker and none is counted as ``unknown_device``. Every other junk
 message is counted as rejected by some reason but one: ``g1``'s first "released", a valid event
-that goes on. Reached equals sent:
+that goes on (``shed`` among the reasons, should the gateway fall behind). Reached equals sent:
 the test broker queues a million messages per client (``max_queued_messages``), and its
 ``$SYS`` counter of dropped messages stays 0 (the test reads it). Those beyond the budgets are
-``rate_limited`` (at most ``burst + rate x elapsed`` of each flooded device's
+``rate_limited`` or ``shed`` (at most ``burst + rate x elapsed`` of each flooded device's
 messages went on), and no invented id has a device state.
 """
 
@@ -166,13 +166,13 @@ async def test_a_junk_flood_is_counted_and_every_press_gets_through(
     assert sum(counts.values()) == heard - 1
     assert counts["mqtt_buttons", "unknown_device"] == 0
     assert counts["door_terminals", "unknown_device"] == 0
-    # b1's and g1's junk, and FG-A1's: beyond burst + rate x elapsed, every one rate_limited
+    # b1's and g1's junk, and FG-A1's: beyond burst + rate x elapsed, rate_limited (or shed)
     allowed = BUDGET["burst"] + BUDGET["rate"] * elapsed
+    cut = {name: counts[name, "rate_limited"] + counts[name, "shed"] for name, _ in counts}
     assert (
-        counts["mqtt_buttons", "rate_limited"]
-        >= sent["malformed"] + sent["oversize"] + sent["garbage"] - 2 * allowed
+        cut["mqtt_buttons"] >= sent["malformed"] + sent["oversize"] + sent["garbage"] - 2 * allowed
     )
-    assert counts["door_terminals", "rate_limited"] >= sent["heartbeat"] - 500 - 50 * elapsed
+    assert cut["door_terminals"] >= sent["heartbeat"] - 500 - 50 * elapsed
     # every press once, by its dedup key, soon
     alarm_msgs = raised(got)
     assert sorted(alarm_msgs) == ["b1", "b2", "g1"]
