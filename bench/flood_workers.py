@@ -36,8 +36,8 @@ OVERSIZE = 5000  # bytes: above the buttons' max_payload (4096), below the broke
 
 # (kind, slots of 100, what the gateway should count it as, before any rate limit)
 MIX: tuple[tuple[str, int, str], ...] = (
-    ("unknown_button", 35, "unknown_device"),  # a valid press from an id no entry lists
-    ("unknown_door", 10, "unknown_device"),  # a valid door event from an unknown terminal
+    ("unknown_button", 35, "(not subscribed)"),  # a valid press from an id no entry lists
+    ("unknown_door", 10, "(not subscribed)"),  # a valid door event from an unknown terminal
     ("malformed_button", 10, "not_json"),  # on the configured buttons' topics, round-robin
     ("malformed_door", 5, "not_utf8"),  # on the configured terminal's event topic
     ("oversize", 5, "too_large"),  # on the configured buttons' topics, round-robin
