@@ -13,9 +13,10 @@ Contract:
   budget (``rate_limit``, ``drivers.mqtt.limit``) goes on only if it changes what the terminal
   or door did last (a heartbeat its presence, an event the kind of the door's last event);
   the rest is counted as ``rate_limited``, yet still shows the terminal is alive.
-- Each message is mapped by ``mapping.parse``: face images and ``drop`` fields are never read;
-  snapshot content is dropped; the person id leaves in ``raw_person`` only (no ``repr``), for
-  the pipeline to pseudonymise before anything else sees it. ``emit`` (the pipeline) gets,
+- Each message is mapped by ``mapping.match`` (the topic, once) and ``mapping.read``: face
+  images and ``drop`` fields are never read; snapshot content is dropped; the person id leaves
+  in ``raw_person`` only (no ``repr``), for the pipeline to pseudonymise before anything else
+  sees it. ``emit`` (the pipeline) gets,
   synchronously and in order: ``terminal_online`` if the terminal was not online, then the
   event. The pipeline's stages pseudonymise it, drop a repeated event id (the door kind's
   dedup memory) and feed it to ``tracker`` (``gateway.pipeline.doors``), which derives
@@ -64,7 +65,7 @@ from drivers.doors.mapping import (
     Reject,
     Terminal,
     match,
-    parse,
+    read,
     unlock_payload,
 )
 from drivers.mqtt.limit import Limiter
@@ -246,15 +247,15 @@ class DoorTerminals:
         """What the message carries, if it goes on: within its terminal's budget, or beyond it
         a change of what the terminal or door did last (``drivers.mqtt.limit``); else
         ``Reject`` (``rate_limited`` beyond the budget, whatever else was wrong)."""
-        term, device, _ = match(self.terminals, topic)
+        term, device, heartbeat = match(self.terminals, topic)
         limiter = self._limits[term.cfg.id]
         if limiter.admit(device):
-            parsed = parse(self.terminals, topic, payload, wall)
+            parsed = read(term, device, heartbeat, payload, wall)
             limiter.passed(*_state(parsed.message))
             return parsed
         over = Reject("rate_limited", self._over_budget[term.cfg.id], device)
         try:
-            parsed = parse(self.terminals, topic, payload, wall)
+            parsed = read(term, device, heartbeat, payload, wall)
         except Reject:
             raise over from None
         key, state = _state(parsed.message)
