@@ -35,28 +35,26 @@ import argparse
 import json
 import math
 import os
-import re
 import secrets
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 from alarm_workers import worker_press, worker_sub
-from flood_workers import GARBAGE, MIX, SOS_DEVICES, TERMINAL, sos_device, worker_flood, worker_sys
+from flood_report import SYS_TOPICS, log_summary, rejected, report, scrape, settle, subscribed
+from flood_workers import GARBAGE, SOS_DEVICES, TERMINAL, sos_device, worker_flood, worker_sys
 from harness import procs
-from harness.measure import CpuSampler, pct, print_header, proc_status_mib
+from harness.measure import CpuSampler, print_header, proc_status_mib
 from harness.peers import Daemon
 from harness.procs import GATEWAY, HOST, REPO, ROOT, SITE, Broker, Child, Phase, free_port, workdir
 
 HERE = Path(__file__).resolve()
 LOCAL_CONF = REPO / "config" / "mosquitto" / "local.conf"
-SYS_TOPICS = ("publish/messages/received", "publish/messages/sent", "publish/messages/dropped")
 
 
 def worker_argv(kind: str, *extra: str) -> list[str]:
@@ -85,7 +83,11 @@ def gateway_yaml(tmp: Path, local: int, upstream: int, monitor: int) -> Path:
     key.chmod(0o600)
     doc: dict[str, Any] = {
         "gateway": {"site_id": SITE, "gateway_id": GATEWAY},
-        "store": {"path": str(tmp / "buffer.db"), "quota": "256MiB", "reserve": "16MiB"},
+        "store": {
+            "path": str(tmp / "buffer.db"),
+            "quota": "256MiB",
+            "reserve": "16MiB",
+        },
         "upstream": {"mqtt": {"host": HOST, "port": upstream, "topic_root": ROOT}},
         "local_broker": {"host": HOST, "port": local},
         "privacy": {"key_file": str(key)},
@@ -118,50 +120,6 @@ def gateway_yaml(tmp: Path, local: int, upstream: int, monitor: int) -> Path:
     path = tmp / "gateway.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
-
-
-# -- the gateway's /metrics ---------------------------------------------------------------------
-
-_REJECTED = re.compile(
-    r'^cgw_input_rejected_total\{input="([^"]+)",reason="([^"]+)"\} (\S+)$', re.MULTILINE
-)
-
-
-def scrape(url: str) -> str:
-    with urllib.request.urlopen(url + "/metrics", timeout=10) as resp:
-        text: str = resp.read().decode()
-        return text
-
-
-def rejected(text: str) -> dict[str, dict[str, int]]:
-    """``cgw_input_rejected_total`` by input and reason (zeros left out)."""
-    out: dict[str, dict[str, int]] = {}
-    for name, reason, value in _REJECTED.findall(text):
-        if float(value):
-            out.setdefault(name, {})[reason] = int(float(value))
-    return out
-
-
-def subscribed(text: str) -> bool:
-    """Both inputs running (``cgw_input_running``: their local broker session subscribed)."""
-    found = re.findall(r"^cgw_input_running\{([^}]*)\} (\S+)$", text, re.MULTILINE)
-    return len(found) == 2 and all(float(v) == 1 for _, v in found)
-
-
-def settle(url: str, quiet: float, timeout: float) -> tuple[str, float]:
-    """Scrape until the reject counters stay the same for ``quiet`` s; (text, seconds taken)."""
-    t0 = time.monotonic()
-    text = scrape(url)
-    last, since = rejected(text), time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        time.sleep(0.25)
-        text = scrape(url)
-        now = rejected(text)
-        if now != last:
-            last, since = now, time.monotonic()
-        elif time.monotonic() - since >= quiet:
-            break
-    return text, since - t0
 
 
 class RssWatch:
@@ -221,23 +179,6 @@ def wait_alarms(sub: Child, timeout: float) -> float | None:
     return time.monotonic() - t0
 
 
-def log_summary(path: Path) -> dict[str, int]:
-    """The gateway's log lines (JSON) counted by level and message, numbers blanked."""
-    counts: dict[str, int] = {}
-    if not path.exists():
-        return counts
-    for line in path.read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            key = "(not JSON) " + line[:80]
-        else:
-            text = re.sub(r"\d+", "N", str(entry.get("msg", "")))
-            key = f"{entry.get('level', '?')} {text[:110]}"
-        counts[key] = counts.get(key, 0) + 1
-    return counts
-
-
 def go(child: Child) -> None:
     assert child.proc.stdin is not None
     child.proc.stdin.write("go\n")
@@ -250,7 +191,11 @@ def go(child: Child) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     presses = max(1, int(args.duration - args.warmup))
     res: dict[str, Any] = {"presses": presses}
-    with workdir("cgw-bench-flood-") as tmp, CpuSampler() as cpu, Phase(tmp, cpu) as phase:
+    with (
+        workdir("cgw-bench-flood-") as tmp,
+        CpuSampler() as cpu,
+        Phase(tmp, cpu) as phase,
+    ):
         upstream = phase.broker
         (tmp / "local").mkdir()
         local = Broker(tmp / "local", shipped_bounds())
@@ -323,78 +268,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return res
 
 
-def ms(values: Sequence[float]) -> str:
-    """``p50 / p99 / max`` of seconds, in ms."""
-    if not values:
-        return "n/a"
-    return " / ".join(f"{1000 * pct(values, p):,.0f}" for p in (50, 99, 100))
-
-
-def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
-    sent: dict[str, int] = {}
-    for f in r["flood"]:
-        for kind, n in f["sent"].items():
-            sent[kind] = sent.get(kind, 0) + n
-    total = sum(sent.values())
-    seconds = max(f["seconds"] for f in r["flood"])
-    print(
-        f"\njunk: target {args.rate:,} msg/s for {args.duration:g} s from {args.workers} "
-        f"{args.client} publisher(s), QoS 0: {total:,} written in {seconds:.1f} s = "
-        f"{total / seconds:,.0f} msg/s achieved"
-    )
-    print("  kind               share  sent        counted by the gateway as (before a rate limit)")
-    for kind, share, reason in MIX:
-        print(f"  {kind:<18} {share:>4}%  {sent.get(kind, 0):>10,}  {reason}")
-    b0, b1 = r["sys_before"], r["sys_after"]
-    delta = {t: b1[t] - b0[t] for t in SYS_TOPICS}
-    print(
-        f"  local broker ($SYS, during the run): received {delta[SYS_TOPICS[0]]:,.0f}, sent "
-        f"{delta[SYS_TOPICS[1]]:,.0f}, dropped {delta[SYS_TOPICS[2]]:,.0f} (its queue per client:"
-        " max_queued_messages of local.conf)"
-    )
-    sends: dict[str, list[float]] = r["press"]["sends"]
-    raised: dict[str, list[float]] = r["sub"]["raised"]
-    lat = [raised[d][0] - sends[d][0] for d in sends if d in raised]
-    print(
-        f"SOS: {len(sends)} presses, 1 s apart, QoS 1; raised alarms upstream {len(lat)} "
-        f"({len(sends) - len(lat) or 'none'} missing, {r['sub']['duplicates']} duplicates)"
-    )
-    print(f"  press -> upstream, ms   p50 / p99 / max   {ms(lat)}   (target p99 < 1,000)")
-    waited = r["alarms_wait_s"]
-    print(
-        f"  every alarm upstream {waited:.1f} s after the last press"
-        if waited is not None
-        else f"  not every alarm upstream {args.alarm_wait:g} s after the last press"
-    )
-    use = r["cpu"]
-    print(
-        f"gateway: RSS {r['rss_before_mib']:.1f} MiB before the flood, peak (VmHWM) "
-        f"{r['hwm_mib']:.1f} MiB, {r['rss_after_mib']:.1f} MiB at the end (target < 150 MB); "
-        f"READY after {r['ready_s']:.2f} s"
-    )
-    curve = r["rss_curve"]
-    if curve:
-        marks = [curve[min(len(curve) - 1, int(len(curve) * q))] for q in (0.25, 0.5, 0.75, 1)]
-        print("  RSS during the run: " + ", ".join(f"{m:.0f} MiB at {t:.0f} s" for t, m in marks))
-    names = ["gateway", "local broker"] + [f"flood-{i}" for i in range(args.workers)]
-    print(
-        f"  CPU during the flood ({r['flood_s']:.1f} s), % of one core: "
-        + ", ".join(f"{n} {use.get(n, math.nan):.0f}%" for n in names)
-        + f"; machine {use['machine']:.0f}% of {100 * (os.cpu_count() or 1)}%, other "
-        f"processes {max(0.0, use['other']):.0f}%"
-    )
-    print(f"  still reading junk {r['catch_up_s']:.1f} s after the flood ended")
-    rej = r["rejected"]
-    counted = sum(n for reasons in rej.values() for n in reasons.values())
-    print(f"  rejected (cgw_input_rejected_total), {counted:,} in all:")
-    for name, reasons in sorted(rej.items()):
-        print(f"    {name}: " + ", ".join(f"{k} {v:,}" for k, v in sorted(reasons.items())))
-    lines = sorted(r["log"].items(), key=lambda kv: -kv[1])
-    print(f"  gateway log: {sum(r['log'].values())} lines" + (", most frequent:" if lines else ""))
-    for text, n in lines[:8]:
-        print(f"    {n:>6} x {text}")
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--rate", type=int, default=50_000, help="junk msg/s, all publishers")
@@ -408,10 +281,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     ap.add_argument("--warmup", type=float, default=2.0, help="s of flood before the first press")
     ap.add_argument(
-        "--catch-up", type=float, default=180.0, help="s to wait for the gateway after the flood"
+        "--catch-up",
+        type=float,
+        default=180.0,
+        help="s to wait for the gateway after the flood",
     )
     ap.add_argument(
-        "--alarm-wait", type=float, default=30.0, help="s to wait for the alarms after the flood"
+        "--alarm-wait",
+        type=float,
+        default=30.0,
+        help="s to wait for the alarms after the flood",
     )
     ap.add_argument("--json", metavar="FILE", help="also write all raw figures as JSON")
     ap.add_argument(
@@ -422,7 +301,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     # internal: how the orchestrator starts its workers
     ap.add_argument(
-        "--worker", choices=["flood", "sys", "presser", "subscriber"], help=argparse.SUPPRESS
+        "--worker",
+        choices=["flood", "sys", "presser", "subscriber"],
+        help=argparse.SUPPRESS,
     )
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--index", type=int, default=0, help=argparse.SUPPRESS)

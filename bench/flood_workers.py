@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
-import struct
 import sys
 import threading
 import time
 
 from harness.measure import max_rss_mib
-from harness.procs import HOST, emit_result
+from harness.procs import HOST, REPO, emit_result
+
+sys.path.insert(0, str(REPO))  # the tests' raw MQTT packets
+from tests.support.packets import connect, publish
 
 SOS_DEVICES = 200  # configured buttons b0001..b0200; the presser uses the first ones
 GARBAGE = "g0001"  # a configured button that sends garbage at a high rate
@@ -35,8 +36,8 @@ OVERSIZE = 5000  # bytes: above the buttons' max_payload (4096), below the broke
 
 # (kind, slots of 100, what the gateway should count it as, before any rate limit)
 MIX: tuple[tuple[str, int, str], ...] = (
-    ("unknown_button", 35, "unknown_device"),  # a valid press from an id no entry lists
-    ("unknown_door", 10, "unknown_device"),  # a valid door event from an unknown terminal
+    ("unknown_button", 35, "(not subscribed)"),  # a valid press from an id no entry lists
+    ("unknown_door", 10, "(not subscribed)"),  # a valid door event from an unknown terminal
     ("malformed_button", 10, "not_json"),  # on the configured buttons' topics, round-robin
     ("malformed_door", 5, "not_utf8"),  # on the configured terminal's event topic
     ("oversize", 5, "too_large"),  # on the configured buttons' topics, round-robin
@@ -100,50 +101,16 @@ class Junk:
 # -- MQTT 3.1.1 on a plain socket (the cheap publisher) ----------------------------------------
 
 
-def _remaining(n: int) -> bytes:
-    """The variable-length "remaining length" of a fixed header (§2.2.3)."""
-    out = bytearray()
-    while True:
-        n, digit = n >> 7, n & 0x7F
-        out.append(digit | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def publish_packet(topic: str, payload: bytes) -> bytes:
-    """A QoS 0 PUBLISH (§3.3): no packet id."""
-    t = topic.encode()
-    body = struct.pack("!H", len(t)) + t + payload
-    return b"\x30" + _remaining(len(body)) + body
-
-
-def raw_connect(port: int, client_id: str) -> socket.socket:
-    """A clean session, keepalive 0 (no pings needed while idle), CONNACK checked (§3.1, §3.2)."""
-    sock = socket.create_connection((HOST, port))
-    cid = client_id.encode()
-    body = b"\x00\x04MQTT\x04\x02\x00\x00" + struct.pack("!H", len(cid)) + cid
-    sock.sendall(b"\x10" + _remaining(len(body)) + body)
-    ack = b""
-    while len(ack) < 4:
-        chunk = sock.recv(4 - len(ack))
-        if not chunk:
-            raise SystemExit("flood: the broker closed the connection before CONNACK")
-        ack += chunk
-    if ack != b"\x20\x02\x00\x00":
-        raise SystemExit(f"flood: CONNACK {ack.hex()}")
-    return sock
-
-
 class RawPublisher:
     """QoS 0 PUBLISH packets written on a plain socket: a few µs of CPU each."""
 
     def __init__(self, port: int, client_id: str) -> None:
-        self.sock = raw_connect(port, client_id)
+        self.sock = connect(HOST, port, client_id)
         self.written = 0
 
     def send(self, batch: list[tuple[str, bytes]]) -> None:
         """Write ``batch``; blocks while the broker does not read (TCP flow control)."""
-        self.sock.sendall(b"".join(publish_packet(t, p) for t, p in batch))
+        self.sock.sendall(b"".join(publish(t, p) for t, p in batch))
         self.written += len(batch)
 
     def finish(self) -> None:

@@ -3,7 +3,8 @@
 
 Contract:
 - ``parse`` never raises anything but ``Reject``, whatever the topic and the bytes (fuzzed in
-  the tests). No I/O, no clock (the caller passes the gateway's wall time), no logging.
+  the tests). It is ``match`` (the topic alone) then ``read`` (the payload). No I/O, no clock
+  (the caller passes the gateway's wall time), no logging.
 - Checks run cheapest first, each with its own reason: ``unknown_topic`` (no filter matches),
   ``unmapped`` for a terminal level that is no valid name or no configured terminal,
   ``too_large`` (on the length, before decoding), ``not_utf8``, ``not_json``, ``unmapped`` (a
@@ -52,6 +53,7 @@ __all__ = [
     "Terminal",
     "match",
     "parse",
+    "read",
     "snapshot_ok",
     "terminal_time",
     "unlock_payload",
@@ -298,7 +300,11 @@ def parse(
     ``ts`` is the gateway's wall time. Raises ``Reject``, and nothing else, when the message
     is no use.
     """
-    term, device, heartbeat = match(terminals, topic)
+    return read(*match(terminals, topic), payload, ts)
+
+
+def read(term: Terminal, device: str, heartbeat: bool, payload: bytes, ts: float) -> Parsed:
+    """What a message of ``term``'s terminal ``device`` carries (after ``match``)."""
     if heartbeat:
         return Parsed(term, _heartbeat(term, device, payload, ts))
     doc = decode(payload, term.cfg.max_payload, device)

@@ -5,15 +5,18 @@ Contract:
   reconnect backoff, log once per outage), like ``drivers.mqtt.buttons``; it returns only
   when cancelled. The session is persistent (``clean_session=False``, a fixed client id that
   must differ from the buttons' one), so the broker queues QoS 1 events while we are away.
-  Every connect subscribes every event and heartbeat filter at QoS 1 again.
+  Every connect subscribes every event and heartbeat filter at QoS 1 again; with
+  ``device_from_topic``, each configured terminal's own topics instead of the wildcards, so
+  messages of unknown terminals stay at the broker (``drivers.mqtt.session``).
 - Each message is handled as paho reads it (the session's ``deliver``: nothing queues in the
   process, see ``gateway.transport.mqtt``). A message of a configured terminal beyond its
   budget (``rate_limit``, ``drivers.mqtt.limit``) goes on only if it changes what the terminal
   or door did last (a heartbeat its presence, an event the kind of the door's last event);
   the rest is counted as ``rate_limited``, yet still shows the terminal is alive.
-- Each message is mapped by ``mapping.parse``: face images and ``drop`` fields are never read;
-  snapshot content is dropped; the person id leaves in ``raw_person`` only (no ``repr``), for
-  the pipeline to pseudonymise before anything else sees it. ``emit`` (the pipeline) gets,
+- Each message is mapped by ``mapping.match`` (the topic, once) and ``mapping.read``: face
+  images and ``drop`` fields are never read; snapshot content is dropped; the person id leaves
+  in ``raw_person`` only (no ``repr``), for the pipeline to pseudonymise before anything else
+  sees it. ``emit`` (the pipeline) gets,
   synchronously and in order: ``terminal_online`` if the terminal was not online, then the
   event. The pipeline's stages pseudonymise it, drop a repeated event id (the door kind's
   dedup memory) and feed it to ``tracker`` (``gateway.pipeline.doors``), which derives
@@ -62,11 +65,11 @@ from drivers.doors.mapping import (
     Reject,
     Terminal,
     match,
-    parse,
+    read,
     unlock_payload,
 )
 from drivers.mqtt.limit import Limiter
-from drivers.mqtt.session import local_session, until_closed
+from drivers.mqtt.session import device_filters, local_session, until_closed
 from gateway.config.doors import (
     DoorTerminalConfig,
     check_mapping,
@@ -136,11 +139,25 @@ class DoorTerminals:
         self.unlocks = 0
         self.skew: dict[str, float] = {}
         self._logged: set[tuple[str, str]] = set()
-        filters = [f for t in self.terminals for f in (t.cfg.topic, t.cfg.heartbeat_topic)]
+        filters = [
+            f
+            for t in terminals
+            for topic in (t.topic, t.heartbeat_topic)
+            for f in device_filters(topic, t.device_from_topic, t.terminals)
+        ]
+        stale = [topic for t in terminals for topic in (t.topic, t.heartbeat_topic)]
         self._session = (  # none for terminals that push by HTTP: their server calls handle
             None
             if broker is None
-            else local_session(broker, client_id, filters, "door terminals are deaf", settled)
+            else local_session(
+                broker,
+                client_id,
+                filters,
+                "door terminals are deaf",
+                settled,
+                stale=stale,
+                on_shed=self._shed,
+            )
         )
         self.connected = asyncio.Event() if self._session is None else self._session.connected
         self._count = count  # a device's counter in its DeviceState, when running in the gateway
@@ -230,15 +247,15 @@ class DoorTerminals:
         """What the message carries, if it goes on: within its terminal's budget, or beyond it
         a change of what the terminal or door did last (``drivers.mqtt.limit``); else
         ``Reject`` (``rate_limited`` beyond the budget, whatever else was wrong)."""
-        term, device, _ = match(self.terminals, topic)
+        term, device, heartbeat = match(self.terminals, topic)
         limiter = self._limits[term.cfg.id]
         if limiter.admit(device):
-            parsed = parse(self.terminals, topic, payload, wall)
+            parsed = read(term, device, heartbeat, payload, wall)
             limiter.passed(*_state(parsed.message))
             return parsed
         over = Reject("rate_limited", self._over_budget[term.cfg.id], device)
         try:
-            parsed = parse(self.terminals, topic, payload, wall)
+            parsed = read(term, device, heartbeat, payload, wall)
         except Reject:
             raise over from None
         key, state = _state(parsed.message)
@@ -257,6 +274,10 @@ class DoorTerminals:
                 log.info("door terminal %s online", event.device, extra={"device": event.device})
             emit(event)
             self.delivered += 1
+
+    def _shed(self, n: int) -> None:
+        """QoS 0 messages shed unread while behind (``drivers.mqtt.session``): counted only."""
+        self.rejected["shed"] += n
 
     def _reject(self, rej: Reject, topic: str) -> None:
         self.rejected[rej.reason] += 1

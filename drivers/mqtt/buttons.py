@@ -17,6 +17,11 @@ Contract:
   went on; the rest is counted as ``rate_limited``, whatever else is wrong with it. Repeated
   event ids are the pipeline's dedup stage's business (``gateway.pipeline.dedup.Dedup``,
   persisted across restarts).
+- Subscriptions: a button that lists its ``devices`` subscribes each one's own topic, so the
+  broker keeps messages of ids it does not list away from the gateway (``unknown_device`` is
+  then only counted for what a wildcard left by an earlier config brings); one that lists none
+  subscribes its filter. QoS 0 messages shed unread while the gateway is behind are counted as
+  ``shed`` (``drivers.mqtt.session``).
 - Bad input never ends the loop: every reject is counted in ``rejected[reason]`` (and, given
   ``count``, as ``rejected`` of the device it names) and logged at WARNING once per
   (reason, device), with at most 200 characters of the payload.
@@ -40,7 +45,7 @@ import aiomqtt
 from drivers.mqtt.limit import Limiter
 from drivers.mqtt.mapping import REASONS, Button, Reason, Reject, match, read
 from drivers.mqtt.rejects import Rejects
-from drivers.mqtt.session import local_session
+from drivers.mqtt.session import device_filters, local_session
 from gateway.config.mqtt_devices import (
     LocalBrokerConfig,
     MqttButtonConfig,
@@ -90,8 +95,19 @@ class MqttButtons:
         self.delivered = 0
         self._rejects = Rejects(REASONS, "button", count, log)
         self.rejected = self._rejects.counts
-        filters = [b.cfg.topic for b in self.buttons]
-        self._session = local_session(broker, client_id, filters, "buttons are deaf", settled)
+        filters = [
+            f for b in buttons for f in device_filters(b.topic, b.device_from_topic, b.devices)
+        ]
+        stale = [b.topic for b in buttons]  # the wildcards the devices' own topics replace
+        self._session = local_session(
+            broker,
+            client_id,
+            filters,
+            "buttons are deaf",
+            settled,
+            stale=stale,
+            on_shed=self._rejects.shed,
+        )
         self.connected = self._session.connected  # set while subscribed
 
     async def run(self, emit: Callable[[ContactEvent], None]) -> None:

@@ -36,6 +36,7 @@ Reason = Literal[
     "unknown_device",
     "duplicate",
     "rate_limited",  # beyond the device's budget (``drivers.mqtt.limit``), counted by the kind
+    "shed",  # QoS 0, dropped unread while the gateway was behind (``gateway.transport.reader``)
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 MAX_EVENT_ID = 128

@@ -34,6 +34,10 @@ class Rejects:
         self._log = log
         self._logged: set[tuple[str, str]] = set()
 
+    def shed(self, n: int) -> None:
+        """``n`` QoS 0 messages were shed unread: counted as ``shed``, never logged."""
+        self.counts["shed"] += n
+
     def add(
         self, reason: str, detail: str, topic: str, payload: bytes, device: str, who: str = ""
     ) -> None:

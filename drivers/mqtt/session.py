@@ -9,12 +9,21 @@ reads it, with no queue inside the gateway (``gateway.transport.mqtt``); the bro
 ``message_size_limit`` bounds each one. No birth or will: devices do not watch the gateway on
 this broker.
 
+The local broker is where a flood comes from (fault-matrix finding 7), so its sessions keep
+junk away from the gateway (docs/performance.md, "A junk flood"):
+- An entry that lists its devices subscribes each one's own topic (``device_filters``), not
+  its wildcard, so messages of invented ids stay at the broker; the wildcard is unsubscribed
+  on every connect, in case an earlier config left it in the persistent session.
+- Over plain TCP, paho reads whole socket buffers, and when ``SHED_AFTER`` bytes wait behind
+  what it read, the QoS 0 messages of that read are shed unread (QoS 1 never is: presses are
+  QoS 1), counted by the caller's ``on_shed`` (``gateway.transport.reader``).
+
 ``until_closed`` is the body of a driver with timers (door terminals, mqtt_json devices): the
 timers run as its one child task while it waits for the connection to end.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import Any
 
 import aiomqtt
@@ -24,6 +33,18 @@ from gateway.config.mqtt_devices import LocalBrokerConfig
 from gateway.transport.mqtt import Endpoint, Retry, Session
 
 RECONNECT_BASE = 0.5  # first reconnect pause (s); doubles up to ``reconnect_max``
+SHED_AFTER = 256 * 1024  # bytes waiting in the kernel past which QoS 0 messages are shed
+
+
+def device_filters(topic: str, index: int | None, devices: Iterable[str]) -> list[str]:
+    """The filters that get ``topic``'s messages of ``devices``: each device's own topic
+    (level ``index`` of ``topic``, a ``+``, set to its id), or ``topic`` itself when no device
+    is listed or no level names one."""
+    ids = sorted(set(devices))
+    if index is None or not ids:
+        return [topic]
+    levels = topic.split("/")
+    return ["/".join([*levels[:index], d, *levels[index + 1 :]]) for d in ids]
 
 
 def local_session(
@@ -32,12 +53,17 @@ def local_session(
     filters: Sequence[str],
     down: str,
     settled: Callable[[], Awaitable[None]] | None = None,
+    *,
+    stale: Sequence[str] = (),
+    on_shed: Callable[[int], None] | None = None,
 ) -> Session:
     """A session on ``broker`` as ``client_id`` that subscribes ``filters`` at QoS 1.
 
     ``down`` says what an outage means, for the log ("buttons are deaf"). With ``settled``,
     each message is acknowledged only once ``settled()`` returns after it was delivered (the
-    inputs that can raise an alarm: a press the gateway dies holding comes again).
+    inputs that can raise an alarm: a press the gateway dies holding comes again). ``stale``
+    filters are unsubscribed on every connect (wildcards that ``filters`` replace).
+    ``on_shed(n)`` hears of QoS 0 messages shed unread (see the module docstring).
     """
     endpoint = Endpoint(
         broker.host,
@@ -48,6 +74,8 @@ def local_session(
         tls=broker.tls.client_context() if broker.tls else None,
         keepalive=broker.keepalive,
         timeout=broker.timeout,
+        buffered=True,
+        shed_after=SHED_AFTER,
     )
     return Session(
         endpoint,
@@ -55,7 +83,9 @@ def local_session(
         label="local broker",
         down=down,
         subscriptions=[(f, 1) for f in filters],
+        unsubscriptions=[f for f in stale if f not in filters],
         settled=settled,
+        on_shed=on_shed,
     )
 
 

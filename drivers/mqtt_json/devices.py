@@ -89,7 +89,9 @@ class JsonDevices:
         self._session = (  # none for devices that push by HTTP: their server calls handle
             None
             if broker is None
-            else local_session(broker, client_id, filters, "mqtt_json devices are deaf")
+            else local_session(
+                broker, client_id, filters, "mqtt_json devices are deaf", on_shed=self._rejects.shed
+            )
         )
         self.connected = asyncio.Event() if self._session is None else self._session.connected
 

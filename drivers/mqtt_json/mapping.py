@@ -52,6 +52,7 @@ Reason = Literal[
     "unmapped",
     "unknown_topic",
     "unknown_device",
+    "shed",  # QoS 0, dropped unread while the gateway was behind (``gateway.transport.reader``)
 ]
 REASONS: tuple[Reason, ...] = get_args(Reason)
 _DECODE: dict[str, Reason] = {"too_large": "too_large", "not_utf8": "not_utf8"}

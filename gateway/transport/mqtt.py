@@ -53,7 +53,13 @@ Contract:
   broker hands it to the next connect of the persistent session again.
 - Sessions are persistent (``clean_session=False`` and a fixed client id, MQTT 3.1.1
   §3.1.2.4) unless ``Endpoint.persistent`` is False: the broker keeps subscriptions and queues
-  QoS 1 messages while we are away.
+  QoS 1 messages while we are away. ``unsubscriptions`` are filters an earlier config may have
+  left in that session: each connect drops them (UNSUBSCRIBE) once the subscriptions are in.
+- Subscriptions go in SUBSCRIBE packets of at most ``SUBSCRIBE_BYTES`` of filters each (a
+  broker refuses a packet over its ``max_packet_size``), one after the other.
+- With ``Endpoint.buffered`` (plain TCP only), paho reads whole socket buffers and sheds QoS 0
+  messages when ``Endpoint.shed_after`` bytes wait behind them (``gateway.transport.reader``);
+  ``shed`` counts them, and ``on_shed(n)`` hears of each batch.
 """
 
 import asyncio
@@ -69,10 +75,13 @@ from gateway.config.broker import RECONNECT_MAX
 from gateway.core.aio import raise_if_cancelling
 from gateway.core.backoff import Backoff
 from gateway.transport.acks import Acks, Settled, manual
+from gateway.transport.inline import Deliver, inline_queue
 from gateway.transport.reach import connect_timeout, release, unless_lost
+from gateway.transport.reader import install
 
 log = logging.getLogger(__name__)
 OFFLINE_TIMEOUT = 1.0  # seconds the "offline" status may take on the way out
+SUBSCRIBE_BYTES = 16384  # filter bytes per SUBSCRIBE packet, at most (local.conf: 65536 a packet)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +116,8 @@ class Endpoint:
     connect_timeout: float | None = None  # TCP connect and TLS handshake; None: paho's 5 s
     max_inflight: int | None = None  # QoS 1 publishes awaiting PUBACK; None: paho's default
     persistent: bool = True
+    buffered: bool = False  # whole socket buffers per read, plain TCP only (transport.reader)
+    shed_after: int | None = None  # with buffered: bytes behind which QoS 0 messages are shed
 
     @property
     def where(self) -> str:
@@ -123,7 +134,6 @@ class Status:
 
 
 Serve = Callable[[aiomqtt.Client], Awaitable[None]]
-Deliver = Callable[[str, bytes], None]  # an incoming message (topic, payload), as paho reads it
 
 
 class Session:
@@ -135,10 +145,12 @@ class Session:
         label: what the broker is, for logs ("upstream broker", "local broker").
         down: what being down means, for the WARNING ("buffering locally").
         subscriptions: (filter, QoS) pairs subscribed on every connect.
+        unsubscriptions: filters dropped on every connect, after the subscriptions.
         status: birth and will, or None for none.
         settled: with ``deliver``, acknowledge each QoS 1 message only once ``settled()``,
             called after it was delivered, returns (``gateway.transport.acks``); None: paho
             acknowledges as it reads.
+        on_shed: told how many QoS 0 messages were shed (``Endpoint.shed_after``), each time.
     """
 
     def __init__(
@@ -149,14 +161,19 @@ class Session:
         label: str,
         down: str,
         subscriptions: Sequence[tuple[str, int]] = (),
+        unsubscriptions: Sequence[str] = (),
         status: Status | None = None,
         settled: Settled | None = None,
+        on_shed: Callable[[int], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.retry = retry
         self.label = label
         self.down = down
         self.subscriptions = list(subscriptions)
+        self.unsubscriptions = list(unsubscriptions)
+        self.on_shed = on_shed
+        self.shed = 0  # QoS 0 messages shed unread, over all connections
         self.status = status
         self.connected = asyncio.Event()
         self.ever_connected = asyncio.Event()
@@ -178,7 +195,7 @@ class Session:
             self._undelivered = asyncio.get_running_loop().create_future()
             if self.settled is not None:
                 self.acks = Acks(self.settled)
-            inline = _inline(deliver, self._undelivered, self.acks)
+            inline = inline_queue(deliver, self._undelivered, self.acks)
         will = None
         if self.status is not None:
             offline = self.status.payload("offline")
@@ -206,7 +223,15 @@ class Session:
             manual(client)
         if ep.connect_timeout is not None:
             connect_timeout(client, ep.connect_timeout)
+        if ep.buffered and ep.tls is None:
+            loop = asyncio.get_running_loop()
+            install(client, loop, shed_after=ep.shed_after, on_shed=self._shed)
         return client
+
+    def _shed(self, n: int) -> None:
+        self.shed += n
+        if self.on_shed is not None:
+            self.on_shed(n)
 
     async def run(self, serve: Serve, deliver: Deliver | None = None) -> NoReturn:
         """Connect, ``serve``, and connect again after every ``MqttError``, until cancelled.
@@ -235,10 +260,13 @@ class Session:
             await asyncio.sleep(backoff.next())
 
     async def _up(self, client: aiomqtt.Client, serve: Serve, backoff: Backoff) -> None:
-        if self.subscriptions:
-            granted = await unless_lost(client, client.subscribe(self.subscriptions))
+        for batch in batches(self.subscriptions):
+            granted = await unless_lost(client, client.subscribe(batch))
             raise_if_cancelling()
-            self._check(granted)
+            self._check(batch, granted)
+        if self.unsubscriptions:
+            await unless_lost(client, client.unsubscribe(self.unsubscriptions))
+            raise_if_cancelling()
         backoff.reset()
         self.connects += 1
         self.client = client
@@ -294,12 +322,12 @@ class Session:
             failed.result()
         await ended  # raises the MqttError that ended the connection
 
-    def _check(self, granted: Sequence[object]) -> None:
+    def _check(self, asked: Sequence[tuple[str, int]], granted: Sequence[object]) -> None:
         codes = [c if isinstance(c, int) else int(getattr(c, "value", 0x80)) for c in granted]
-        for (topic, asked), code in zip(self.subscriptions, codes, strict=False):
+        for (topic, qos), code in zip(asked, codes, strict=False):
             if code >= 0x80:  # §3.9.3: 0x80 is a refused subscription
                 log.error("%s refused subscription %r", self.label, topic)
-            elif code < asked:
+            elif code < qos:
                 log.warning(
                     "%s granted QoS %d only on %r: messages may be lost", self.label, code, topic
                 )
@@ -318,6 +346,21 @@ class Session:
             )
 
 
+def batches(subscriptions: Sequence[tuple[str, int]]) -> list[list[tuple[str, int]]]:
+    """``subscriptions`` in order, cut into lists of at most ``SUBSCRIBE_BYTES`` of filters
+    (each list one SUBSCRIBE packet; a filter longer than that alone in its own)."""
+    out: list[list[tuple[str, int]]] = []
+    size = SUBSCRIBE_BYTES
+    for sub in subscriptions:
+        cost = len(sub[0].encode()) + 3  # §3.8.3: length prefix, filter, QoS byte
+        if size + cost > SUBSCRIBE_BYTES:
+            out.append([])
+            size = 0
+        out[-1].append(sub)
+        size += cost
+    return out
+
+
 async def _until_closed(client: aiomqtt.Client) -> None:
     async for _ in client.messages:  # an inline queue never yields: this waits for the end
         pass
@@ -328,38 +371,3 @@ def _fail(failed: asyncio.Future[None], acking: "asyncio.Future[Any]") -> None:
     if not acking.cancelled() and not failed.done():
         exc = acking.exception()
         failed.set_exception(exc if exc is not None else RuntimeError("acks ended"))
-
-
-def _inline(
-    deliver: Deliver, failed: asyncio.Future[None], acks: Acks | None
-) -> type[asyncio.Queue[aiomqtt.Message]]:
-    """aiomqtt's incoming queue, made to queue nothing: ``put_nowait`` delivers the message.
-
-    aiomqtt calls ``put_nowait`` from paho's ``on_message``, on the event loop, as each PUBLISH
-    is read (aiomqtt 2.x reads with ``loop.add_reader``). A ``deliver`` that raises sets
-    ``failed`` (``Session.closed`` re-raises it) and the rest is not delivered. With ``acks``,
-    each message delivered waits there for its PUBACK (one that was not delivered gets none,
-    so the broker sends it again on the next connect).
-    """
-
-    class Inline(asyncio.Queue[aiomqtt.Message]):
-        def put_nowait(self, item: aiomqtt.Message) -> None:
-            if failed.done():
-                return
-            payload = item.payload
-            data = payload if isinstance(payload, bytes) else _as_bytes(payload)
-            try:
-                deliver(item.topic.value, data)
-            except Exception as exc:  # noqa: BLE001 - handed to ``closed``, which raises it
-                failed.set_exception(exc)
-                return
-            if acks is not None:
-                acks.read(item)
-
-    return Inline
-
-
-def _as_bytes(payload: object) -> bytes:
-    if isinstance(payload, bytearray):
-        return bytes(payload)
-    return b"" if payload is None else str(payload).encode()

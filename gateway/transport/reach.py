@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 import aiomqtt
 import paho.mqtt.client as paho_client
 
+from gateway.transport.reader import Buffered
+
 T = TypeVar("T")
 
 
@@ -40,9 +42,10 @@ def release(client: aiomqtt.Client) -> None:
     sock = paho.socket()
     if sock is None:
         return
-    if isinstance(sock, socket.socket):  # not for a websocket wrapper
+    raw = sock.sock if isinstance(sock, Buffered) else sock
+    if isinstance(raw, socket.socket):  # not for a websocket wrapper
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     paho._sock_close()
 
 

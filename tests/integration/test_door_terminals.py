@@ -330,7 +330,6 @@ async def test_malformed_and_oversized_payloads_are_counted_and_the_loop_goes_on
         (FG_EVENTS, face_pass("X-1", eventType="FACE_PASSED", personId="R-SECRET-9"), "unmapped"),
         (FG_EVENTS, face_pass("X-2", personId=["R-SECRET-9"]), "unmapped"),
         (FG_EVENTS, face_pass("X-3", doorNo=7), "unmapped"),
-        ("facegate/FG-ZZ/event", face_pass("X-4"), "unknown_device"),  # no such panel
         (FG_EVENTS, face_pass("X-5", personId="R-SECRET-9", faceImage="A" * 70_000), "too_large"),
         (QR_EVENTS, b"[" * 5000 + b"]" * 5000, "not_json"),
     ]
@@ -354,7 +353,6 @@ async def test_malformed_and_oversized_payloads_are_counted_and_the_loop_goes_on
     rejects = [r for r in logged if "rejected" in r.getMessage()]
     keys = [(r.__dict__["reason"], r.__dict__["device"]) for r in rejects]
     assert sorted(keys) == sorted(set(keys))  # once per (reason, terminal)
-    assert ("unknown_device", "facegate") in keys  # on the entry: an invented id makes no state
     assert ("too_large", "FG-A1") in keys
     for record in caplog.records:
         text = record.getMessage() + repr(record.__dict__)
@@ -364,6 +362,32 @@ async def test_malformed_and_oversized_payloads_are_counted_and_the_loop_goes_on
 
 
 # -- 4. dedup ---------------------------------------------------------------------------------
+
+
+async def test_messages_of_unknown_terminals_stay_at_the_broker(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """The entry subscribes each configured terminal's own topics, and drops the wildcards an
+    older gateway left in its persistent session: an invented terminal's message never reaches
+    the gateway (no ``unknown_device``), and a configured one's arrives once, not twice."""
+    async with aiomqtt.Client(
+        mosquitto.host, mosquitto.port, identifier="cgw-test-doors", clean_session=False
+    ) as older:
+        await older.subscribe([("facegate/+/event", 1), ("facegate/+/heartbeat", 1)])
+    doors = make(mosquitto, tmp_path / "ids.json")
+    async with running(doors) as events, terminal(mosquitto) as term:
+        await send(term, "facegate/FG-ZZ/event", face_pass("X-1"))  # no such panel
+        await send(term, "facegate/FG-ZZ/heartbeat", {})
+        await send(term, FG_EVENTS, face_pass("E-1"))
+        await send(term, FG_EVENTS, face_pass("E-2"))
+        assert await take(events, 3) == [
+            ("FG-A1", "", "terminal_online"),
+            ("FG-A1", "A1-main", "granted"),
+            ("FG-A1", "A1-main", "granted"),
+        ]
+        assert events.empty()
+    assert doors.rejected == dict.fromkeys(REASONS, 0)
+    assert doors.delivered == 3
 
 
 async def test_repeated_event_ids_are_dropped_even_across_a_restart(

@@ -251,6 +251,26 @@ async def test_a_button_removed_from_the_config_is_counted_not_mapped(
     assert fewer.rejected["unknown_topic"] == 1
 
 
+async def test_listed_devices_are_subscribed_one_by_one_and_others_stay_at_the_broker(
+    tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    """An entry that lists its devices subscribes their own topics and drops the wildcard an
+    earlier config left in the persistent session: a press from an id it does not list never
+    reaches the gateway (no ``unknown_device``), a listed one arrives once, not twice."""
+    async with running(make(mosquitto, configs(SOS | {"profile": "sos-state-json"}))):
+        pass  # the earlier config: "acme/+/event" stays in the session
+    listed = configs(SOS | {"profile": "sos-state-json", "devices": ["btn-1", "btn-2"]})
+    buttons = make(mosquitto, listed)
+    async with running(buttons) as events, device(mosquitto) as dev:
+        await send(dev, "acme/intruder/event", press("x-1"))
+        await send(dev, "acme/btn-1/event", press("e-1"))
+        await send(dev, "acme/btn-2/event", press("e-2"))
+        got = [await next_event(events) for _ in range(2)]
+        assert buttons.delivered == 2  # a second copy of e-1 would have come before e-2
+    assert [(e.device, e.event_id) for e in got] == [("btn-1", "e-1"), ("btn-2", "e-2")]
+    assert buttons.rejected == dict.fromkeys(REASONS, 0)
+
+
 # -- 3. bad input -----------------------------------------------------------------------------
 
 MALFORMED: list[tuple[str, bytes, Reason]] = [

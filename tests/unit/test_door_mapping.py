@@ -293,8 +293,9 @@ def test_reject(topic: str, payload: bytes | dict[str, Any], reason: Reason) -> 
 
 def test_every_reason_is_covered_and_the_raw_person_waits_for_the_pipeline() -> None:
     # a repeated event id ("duplicate") is the pipeline's dedup stage's (tests/unit/test_stages),
-    # "rate_limited" the component's (tests/unit/test_limit.py, tests/faults/test_flood.py)
-    assert {r for _, _, r in REJECTS} | {"duplicate", "rate_limited"} == set(REASONS)
+    # "rate_limited" the component's (tests/unit/test_limit.py, tests/faults/test_flood.py),
+    # "shed" the transport's (tests/integration/test_transport_reader.py)
+    assert {r for _, _, r in REJECTS} | {"duplicate", "rate_limited", "shed"} == set(REASONS)
     data = json.dumps(fg("FACE_PASS", personId="R-1", eventId="E-9")).encode()
     parsed = parse(TERMINALS, "facegate/FG-A1/event", data, T0)
     assert isinstance(parsed.message, AccessEvent)
