@@ -107,6 +107,15 @@ def state_of(driver: WebDriver, household: str) -> str | None:
     return None if card is None else card.get_attribute("data-state")
 
 
+ABSENCE = "#household-b7-0501 ul.absences li"
+
+
+def typed(driver: WebDriver, field: str, text: str) -> bool:
+    """Type ``text`` into the input ``field`` (found again each try: the page redraws)."""
+    driver.find_element(By.ID, field).send_keys(text)
+    return True
+
+
 def put(driver: WebDriver, field: str, value: str) -> bool:
     """Set a date or time field as the picker would (typing into one depends on the locale)."""
     script = (
@@ -124,14 +133,16 @@ async def test_a_guard_enters_an_absence_cancels_it_and_answers_a_check(site: Si
             await page.call(sign_in, driver, site.url, "wang")
             assert await page.call(texts, driver, "#nav a") == ["值班", "关爱探访", "状态"]
             # the check is on Duty, with the way to the household's card
+            # every read finds its element again: the page redraws as alarms move on
             link = await page.until(
-                lambda d: d.find_element(By.CSS_SELECTOR, "article.alarm.unacked a.button")
+                lambda d: d.find_element(By.CSS_SELECTOR, "article.alarm.unacked a.button").text
             )
-            assert "关爱探访" in driver.find_element(By.CSS_SELECTOR, "article.alarm").text
-            assert link.text == "去填写探访结果"
+            assert link == "去填写探访结果"
+            duty = await page.until(lambda d: d.find_element(By.CSS_SELECTOR, "article.alarm").text)
+            assert "关爱探访" in duty
             await page.until(lambda d: click(d.find_element(By.CSS_SELECTOR, "article.alarm a")))
             assert await page.until(lambda d: state_of(d, "b7-0304")) == "quiet"
-            card = driver.find_element(By.ID, "household-b7-0304").text
+            card = await page.until(lambda d: d.find_element(By.ID, "household-b7-0304").text)
             assert "无活动迹象：待探访" in card
             assert "已 1 小时 无活动（时限 1 小时）" in card
             assert "最后迹象：按钮 fine-0304" in card
@@ -145,29 +156,29 @@ async def test_a_guard_enters_an_absence_cancels_it_and_answers_a_check(site: Si
             )
             await page.until(lambda d: put(d, "away-until-date", until))
             await page.call(put, driver, "away-until-time", "18:30")
-            await page.call(driver.find_element(By.ID, "away-note").send_keys, "探亲")
+            await page.until(lambda d: typed(d, "away-note", "探亲"))
             await page.call(shot, driver, "welfare-absence-form")
-            await page.call(click, driver.find_element(By.ID, "away-send"))
+            await page.until(lambda d: click(d.find_element(By.ID, "away-send")))
             await page.until(lambda d: state_of(d, "b7-0501") == "absent")
-            away = driver.find_element(By.CSS_SELECTOR, "#household-b7-0501 ul.absences li")
-            assert f"至 {until} 18:30 · 外出中" in away.text
-            assert "王保安 登记：探亲" in away.text
-            assert "b7-0501：已登记外出。" in driver.find_element(By.ID, "welfare-notice").text
+            away = await page.until(lambda d: d.find_element(By.CSS_SELECTOR, ABSENCE).text)
+            assert f"至 {until} 18:30 · 外出中" in away
+            assert "王保安 登记：探亲" in away
+            notice = await page.until(lambda d: d.find_element(By.ID, "welfare-notice").text)
+            assert "b7-0501：已登记外出。" in notice
             await page.call(shot, driver, "welfare-absent")
             # back early: the absence is gone, the household watched again
-            await page.call(click, away.find_element(By.CSS_SELECTOR, "button.back"))
+            back = ABSENCE + " button.back"
+            await page.until(lambda d: click(d.find_element(By.CSS_SELECTOR, back)))
             await page.until(lambda d: state_of(d, "b7-0501") == "watched")
             assert element(driver, "#household-b7-0501 ul.absences") is None
 
             # b7-0304: someone went round; the answer clears the check
-            await page.call(
-                click, driver.find_element(By.CSS_SELECTOR, "#household-b7-0304 .checked")
-            )
-            note = await page.until(lambda d: d.find_element(By.ID, "answer-note"))
-            await page.call(note.send_keys, "已上门，一切正常")
-            await page.call(click, driver.find_element(By.ID, "answer-send"))
+            checked = "#household-b7-0304 .checked"
+            await page.until(lambda d: click(d.find_element(By.CSS_SELECTOR, checked)))
+            await page.until(lambda d: typed(d, "answer-note", "已上门，一切正常"))
+            await page.until(lambda d: click(d.find_element(By.ID, "answer-send")))
             await page.until(lambda d: state_of(d, "b7-0304") == "watched")
-            card = driver.find_element(By.ID, "household-b7-0304").text
+            card = await page.until(lambda d: d.find_element(By.ID, "household-b7-0304").text)
             assert "最后迹象：人工确认 王保安" in card
             # no unacknowledged alarm is left: the page stops flashing and beeping
             await page.until(
