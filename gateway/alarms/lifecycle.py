@@ -295,7 +295,7 @@ def from_dict(row: dict[str, Any], wall: float = 0.0) -> Alarm:
     """
     missing = [k for k in _FIELDS if k not in row]
     if missing:
-        aid = str(row.get("id") or f"restored-{abs(hash(repr(row))):x}")
+        aid = str(row.get("id", "restored"))  # the alarms table's key: always there
         log.error("alarm %s from an older store lacks %s: restored to wait for staff", aid, missing)
         row = {**_restored(aid, row, wall), **row}
     fields = {k: row[k] for k in _FIELDS}

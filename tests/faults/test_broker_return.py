@@ -64,10 +64,11 @@ def started(tmp_path: Path, daemon: Daemon, brokers: tuple[Mosquitto, Mosquitto]
     return daemon
 
 
-async def press(port: int, event_id: str) -> None:
-    async with aiomqtt.Client("127.0.0.1", port, identifier="vendor-button") as client:
+async def press(port: int, event_id: str, topic: str = "flat12/sos") -> None:
+    """A press on ``topic``, QoS 1, acknowledged by the local broker."""
+    async with aiomqtt.Client("127.0.0.1", port, identifier=f"button-{topic}") as client:
         payload = {"id": event_id, "evt": "sos", "state": "pressed"}
-        await client.publish("flat12/sos", json.dumps(payload).encode(), qos=1)
+        await client.publish(topic, json.dumps(payload).encode(), qos=1)
 
 
 def raised(rec: Recorder) -> list[dict[str, Any]]:
@@ -76,7 +77,8 @@ def raised(rec: Recorder) -> list[dict[str, Any]]:
 
 
 async def ready(daemon: Daemon) -> None:
-    await daemon.wait_log("subscribed to 1 button topics")
+    """The buttons subscribed (however many) and the upstream session up."""
+    await daemon.wait_log("button topics on local broker")
     await daemon.wait_log("connected to upstream broker")
 
 

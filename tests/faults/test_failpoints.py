@@ -32,7 +32,7 @@ from gateway.demo.sim import Simulator
 from gateway.store import Store
 from tests.e2e.test_daemon import counting_devices
 from tests.e2e.test_operate import wait_metrics
-from tests.faults.test_broker_return import PREFIX, brokers, config, press, raised
+from tests.faults.test_broker_return import PREFIX, brokers, config, press, raised, ready
 from tests.support.daemon import Daemon, gateway_config, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.ports import free_port
@@ -67,11 +67,6 @@ async def killed(daemon: Daemon, point: str) -> None:
     rc = await asyncio.to_thread(daemon.proc.wait, 30)
     assert rc == -signal.SIGKILL, daemon.log_path.read_text()[-2000:]
     assert any(e["msg"] == f"failpoint {point}" for e in daemon.logs())
-
-
-async def ready(daemon: Daemon) -> None:
-    await daemon.wait_log("button topics on local broker")
-    await daemon.wait_log("connected to upstream broker")
 
 
 async def drained(monitor: int) -> None:

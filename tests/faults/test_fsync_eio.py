@@ -11,7 +11,6 @@ again from the local broker and raises it: exactly two alarms, each raised once.
 
 import asyncio
 import contextlib
-import json
 import shutil
 import sqlite3
 import subprocess
@@ -20,10 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
 import pytest
 
-from tests.faults.test_broker_return import PREFIX, brokers, config, raised
+from tests.faults.test_broker_return import PREFIX, brokers, config, press, raised, ready
 from tests.support.daemon import Daemon, write_config
 from tests.support.mosquitto import Mosquitto
 from tests.support.subscriber import Recorder
@@ -37,18 +35,6 @@ def two_buttons(store: Path, upstream: int, local: int) -> dict[str, Any]:
     doc["devices"].append({**doc["devices"][0], "id": "flat-14-sos", "topic": "flat14/sos"})
     doc["alarms"]["rules"].append({"kind": "contact", "id": "sos14", "device": "flat-14-sos"})
     return doc
-
-
-async def press(port: int, flat: int) -> None:
-    """A press of flat ``flat``'s button, QoS 1, acknowledged by the local broker."""
-    async with aiomqtt.Client("127.0.0.1", port, identifier=f"button-{flat}") as client:
-        payload = {"id": f"e-{flat}", "evt": "sos", "state": "pressed"}
-        await client.publish(f"flat{flat}/sos", json.dumps(payload).encode(), qos=1)
-
-
-async def ready(daemon: Daemon) -> None:
-    await daemon.wait_log("button topics on local broker")
-    await daemon.wait_log("connected to upstream broker")
 
 
 @contextlib.contextmanager
@@ -105,13 +91,13 @@ async def test_a_failing_flush_stops_the_gateway_before_it_acknowledges_the_pres
     async with platform() as rec:
         daemon.start()
         await ready(daemon)
-        await press(local.port, 12)
+        await press(local.port, "e-12")
         await rec.wait_for(lambda _: len(raised(rec)) == 1, timeout=15)
         assert daemon.proc is not None
         pid = daemon.proc.pid
         with failing_flushes(pid, tmp_path / "strace.log") as strace:
             await attached(strace, pid)
-            await press(local.port, 14)
+            await press(local.port, "e-14", "flat14/sos")
             rc = await asyncio.to_thread(daemon.proc.wait, 20)
         assert rc != 0  # an exit, for systemd to restart: never going on silently
         first = raised(rec)
